@@ -1,0 +1,90 @@
+"""FSC maths and the `zernike3d qc` stage."""
+
+import numpy as np
+import pytest
+
+from zernike3d.maths.fsc import (
+    ball_mask,
+    crossing_resolution,
+    fourier_shell_correlation,
+)
+
+
+def _white(rng, box=32):
+    return rng.standard_normal((box, box, box))
+
+
+def test_fsc_of_a_map_with_itself_is_one():
+    rng = np.random.default_rng(0)
+    a = _white(rng)
+    curve = fourier_shell_correlation(a, a, voxel_size=1.5)
+    np.testing.assert_allclose(curve.fsc, 1.0, atol=1e-12)
+    assert curve.frequency[-1] == pytest.approx(1 / (2 * 1.5))
+    assert curve.resolution(0.143) is None
+
+
+def test_fsc_with_independent_noise_is_near_zero():
+    rng = np.random.default_rng(1)
+    curve = fourier_shell_correlation(_white(rng), _white(rng), voxel_size=1.0)
+    # Real maps: a shell of n voxels has about n/2 independent values.
+    sigma = 1.0 / np.sqrt(curve.voxels[2:] / 2)
+    assert np.all(np.abs(curve.fsc[2:]) < 5 * sigma)
+    assert abs(np.mean(curve.fsc[2:])) < 0.05
+
+
+def test_fsc_shells_count_the_whole_sphere():
+    box = 24
+    curve = fourier_shell_correlation(np.ones((box,) * 3), np.ones((box,) * 3), 1.0)
+    k = np.fft.fftfreq(box) * box
+    radius = np.rint(np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2))
+    expected = np.bincount(radius.ravel().astype(int))[: box // 2 + 1]
+    np.testing.assert_array_equal(curve.voxels, expected)
+
+
+def test_low_passed_half_maps_cross_half_at_the_expected_resolution():
+    """A Gaussian low-pass alone scales each shell and leaves the FSC at 1, so the test
+    gives two "half maps" the same low-passed signal and independent unit noise:
+    FSC(f) = a²H(f)² / (a²H(f)² + 1) with H(f) = exp(-2π²σ²f²), so FSC = 0.5 where
+    H = 1/a, at f = sqrt(ln a / (2π²σ²))."""
+    rng = np.random.default_rng(2)
+    box, voxel_size, amplitude = 32, 1.5, 8.0
+    f_half = 0.25 / voxel_size  # 1/Å: shell 8 of 16
+    sigma = np.sqrt(np.log(amplitude) / (2 * np.pi**2)) / f_half  # Å
+    fz = np.fft.fftfreq(box, voxel_size)[:, None, None]
+    fx = np.fft.rfftfreq(box, voxel_size)[None, None, :]
+    f2 = fz**2 + np.swapaxes(fz, 0, 1) ** 2 + fx**2
+    transfer = np.exp(-2 * np.pi**2 * sigma**2 * f2)
+    signal = np.fft.irfftn(np.fft.rfftn(amplitude * _white(rng)) * transfer, s=(box,) * 3, axes=(0, 1, 2))
+    curve = fourier_shell_correlation(signal + _white(rng), signal + _white(rng), voxel_size)
+    assert curve.resolution(0.5) == pytest.approx(1 / f_half, rel=0.08)
+    # The 0.143 crossing is at higher frequency (smaller Å) than the 0.5 one.
+    assert curve.resolution(0.143) < curve.resolution(0.5)
+
+
+def test_crossing_is_interpolated_between_shells():
+    frequency = np.array([0.0, 0.1, 0.2, 0.3, 0.4])
+    fsc = np.array([1.0, 0.9, 0.7, 0.3, 0.1])
+    # 0.5 lies halfway between 0.7 (f = 0.2) and 0.3 (f = 0.3): f = 0.25 -> 4 Å.
+    assert crossing_resolution(frequency, fsc, 0.5) == pytest.approx(4.0)
+    # 0.143 between 0.3 (0.3) and 0.1 (0.4): f = 0.3 + 0.157/0.2 * 0.1.
+    assert crossing_resolution(frequency, fsc, 0.143) == pytest.approx(1 / 0.3785)
+    assert crossing_resolution(frequency, fsc, 0.05) is None
+    # A dip that recovers: the first crossing counts.
+    assert crossing_resolution(frequency, [1.0, 0.4, 0.8, 0.8, 0.8], 0.5) == pytest.approx(
+        1 / (0.1 * 0.5 / 0.6)
+    )
+
+
+class _Geometry:
+    box, voxel_size, radius = 16, 2.0, 12.0
+    center = (16.0, 16.0, 16.0)
+
+
+def test_ball_mask_hard_and_soft():
+    hard = ball_mask(_Geometry, edge_width=0)
+    soft = ball_mask(_Geometry, edge_width=2)
+    assert hard[8, 8, 8] == 1 and soft[8, 8, 8] == 1
+    assert hard[8, 8, 14] == 1 and hard[8, 8, 15] == 0  # 12 Å in, 14 Å out
+    assert 0 < soft[8, 8, 13] < 1  # 10 Å: inside the 2-voxel (4 Å) edge
+    assert soft[8, 8, 14] == pytest.approx(0, abs=1e-12)
+    assert np.all(soft <= hard)

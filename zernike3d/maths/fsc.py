@@ -1,0 +1,108 @@
+"""Fourier shell correlation (FSC) between two maps, and where it crosses a threshold.
+
+Maps are real (N, N, N) arrays indexed [z, y, x] with cubic voxels of ``voxel_size`` Å.
+Shell k holds the Fourier voxels whose frequency, rounded to the nearest integer multiple
+of 1/(N·voxel_size), is k; shells run from 0 (the mean) to N//2 (Nyquist, 1/(2·voxel_size)),
+and the corners beyond Nyquist are left out. Sums over the half spectrum of ``rfftn`` count
+every plane except x = 0 (and x = Nyquist for even N) twice, so each shell is summed over
+the whole sphere exactly as with a full FFT.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FscCurve:
+    """One FSC curve; every field has one entry per shell 0..N//2."""
+
+    frequency: np.ndarray  # spatial frequency of the shell, 1/Å
+    fsc: np.ndarray  # correlation in [-1, 1]; NaN where either map has no power
+    voxels: np.ndarray  # Fourier voxels in the shell (whole sphere)
+
+    def resolution(self, threshold):
+        """Resolution in Å where the curve first drops below ``threshold``, or None."""
+        return crossing_resolution(self.frequency, self.fsc, threshold)
+
+
+def fourier_shell_correlation(map1, map2, voxel_size):
+    """FSC of two real maps of the same cubic shape; ``voxel_size`` in Å."""
+    map1 = np.asarray(map1, dtype=np.float64)
+    map2 = np.asarray(map2, dtype=np.float64)
+    if map1.shape != map2.shape or map1.ndim != 3 or len(set(map1.shape)) != 1:
+        raise ValueError(f"need two cubic maps of one shape, got {map1.shape} and {map2.shape}")
+    box = map1.shape[0]
+    shells, weights = _shells(box)
+    n_shells = box // 2 + 1
+    keep = shells < n_shells
+    shells, weights = shells[keep], weights[keep]
+    f1 = np.fft.rfftn(map1)[keep]
+    f2 = np.fft.rfftn(map2)[keep]
+
+    def shell_sum(values):
+        return np.bincount(shells, weights=weights * values, minlength=n_shells)
+
+    cross = shell_sum((f1 * f2.conj()).real)
+    power = shell_sum(np.abs(f1) ** 2) * shell_sum(np.abs(f2) ** 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fsc = np.where(power > 0, cross / np.sqrt(power), np.nan)
+    return FscCurve(
+        frequency=np.arange(n_shells) / (box * voxel_size),
+        fsc=fsc,
+        voxels=np.bincount(shells, weights=weights, minlength=n_shells).astype(np.int64),
+    )
+
+
+def crossing_resolution(frequency, fsc, threshold):
+    """Resolution in Å at which ``fsc`` first drops below ``threshold``, or None.
+
+    The search starts after shell 0 (the mean). The crossing frequency is interpolated
+    linearly between the last shell at or above the threshold and the first one below;
+    None means the curve never drops below it up to the last shell ("not reached": the
+    resolution is at least 1/frequency[-1]). NaN shells count as not below.
+    """
+    frequency = np.asarray(frequency, dtype=np.float64)
+    fsc = np.asarray(fsc, dtype=np.float64)
+    below = np.flatnonzero(fsc[1:] < threshold)
+    if below.size == 0:
+        return None
+    i = below[0] + 1
+    f0, f1 = frequency[i - 1], frequency[i]
+    c0, c1 = fsc[i - 1], fsc[i]
+    crossing = f1 if not np.isfinite(c0) else f0 + (c0 - threshold) / (c0 - c1) * (f1 - f0)
+    return float(np.inf) if crossing <= 0 else float(1.0 / crossing)
+
+
+def ball_mask(geometry, edge_width=3.0):
+    """The ball of ``geometry`` as a (N, N, N) [z, y, x] float64 mask in [0, 1].
+
+    1 inside radius - edge, 0 at and beyond the radius, with a raised-cosine edge
+    ``edge_width`` voxels wide just inside the sphere (0 gives the hard indicator).
+    Voxel centres sit at index * voxel_size Å, as ``geometry.center`` (x, y, z) does.
+    """
+    axis = np.arange(geometry.box) * geometry.voxel_size
+    cx, cy, cz = geometry.center
+    r = np.sqrt(
+        (axis[:, None, None] - cz) ** 2
+        + (axis[None, :, None] - cy) ** 2
+        + (axis[None, None, :] - cx) ** 2
+    )
+    edge = edge_width * geometry.voxel_size
+    if edge <= 0:
+        return (r <= geometry.radius).astype(np.float64)
+    t = np.clip((r - (geometry.radius - edge)) / edge, 0.0, 1.0)
+    return 0.5 * (1.0 + np.cos(np.pi * t))
+
+
+def _shells(box):
+    """Shell index and Hermitian weight (1 or 2) of every rfftn voxel of a box^3 map."""
+    fz = np.fft.fftfreq(box)[:, None, None]
+    fy = np.fft.fftfreq(box)[None, :, None]
+    fx = np.fft.rfftfreq(box)[None, None, :]
+    shells = np.rint(np.sqrt(fz**2 + fy**2 + fx**2) * box).astype(np.int64)
+    weights = np.full(fx.shape, 2.0)
+    weights[..., 0] = 1.0
+    if box % 2 == 0:
+        weights[..., -1] = 1.0
+    return shells, np.broadcast_to(weights, shells.shape)
