@@ -1,0 +1,71 @@
+"""The basis of one geometry and order: the grid tables and the radial table.
+
+Nothing here is a basis function per voxel. A :class:`Basis` holds the voxel groupings of
+:class:`zernike3d.maths.geometry.GridTables` and, when it is worth keeping, the table of
+radial polynomials R_nl at every shell radius (n_nl x n_shells float64). The angular part
+(exp(-i m phi) per xy point, Pbar_lm per (z, ring) pair) is recomputed by the transforms,
+which is cheaper than reading it back.
+"""
+
+import numpy as np
+
+from zernike3d.maths.geometry import GridTables
+from zernike3d.maths.indexing import nl_table
+from zernike3d.maths.radial import radial_polynomials, radial_polynomials_for_l
+
+#: bump when the tables change meaning, so that cached stores are rebuilt
+TABLE_FORMAT = 1
+#: keep the radial table in memory when it is at most this large (bytes)
+RADIAL_TABLE_LIMIT = 512 * 2**20
+
+
+class Basis:
+    """Grid tables + (optionally) the radial table for ``geometry`` up to ``order``."""
+
+    def __init__(self, geometry, order, grid, radial_table=None):
+        self.geometry = geometry
+        self.order = int(order)
+        self.grid = grid
+        self.radial_table = radial_table
+        self._rows_of_l = [np.flatnonzero(nl_table(order)[:, 1] == l) for l in range(order + 1)]
+
+    @classmethod
+    def build(cls, geometry, order, radial_table=None):
+        """radial_table: True/False, or None to keep it when below RADIAL_TABLE_LIMIT."""
+        grid = geometry.grid
+        if radial_table is None:
+            radial_table = radial_table_bytes(order, grid.n_shells) <= RADIAL_TABLE_LIMIT
+        table = radial_polynomials(order, grid.shell_radius) if radial_table else None
+        return cls(geometry, order, grid, table)
+
+    @property
+    def key(self):
+        return f"{self.geometry.key()}-n{self.order}-t{TABLE_FORMAT}"
+
+    @property
+    def nbytes(self):
+        table = 0 if self.radial_table is None else self.radial_table.nbytes
+        return self.grid.nbytes + table
+
+    def radial(self, l):
+        """R_nl at every shell radius for n = l, l+2, ..., <= order: (n_count, n_shells)."""
+        if self.radial_table is not None:
+            return self.radial_table[self._rows_of_l[l]]
+        return radial_polynomials_for_l(self.order, l, self.grid.shell_radius)
+
+    def arrays(self):
+        """Every array needed to rebuild this basis with :meth:`from_arrays`."""
+        arrays = dict(self.grid.arrays())
+        if self.radial_table is not None:
+            arrays["radial_table"] = self.radial_table
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, geometry, order, arrays):
+        arrays = dict(arrays)
+        table = arrays.pop("radial_table", None)
+        return cls(geometry, order, GridTables(**arrays), table)
+
+
+def radial_table_bytes(order, n_shells):
+    return len(nl_table(order)) * n_shells * 8

@@ -1,0 +1,228 @@
+"""Where the unit ball sits in the box, and the grid tables the transforms run on.
+
+Conventions (see also docs/conventions.md):
+
+* Maps are indexed ``data[z, y, x]`` as in MRC files: x is the last axis. Coordinates
+  are right-handed; phi = atan2(y, x) and cos(theta) = z / r.
+* Positions in Å are measured from the centre of voxel [0, 0, 0]: voxel (k, j, i)
+  (z, y, x indices) sits at (x, y, z) = (i, j, k) * voxel_size. The MRC header origin is
+  not added.
+* The ball is centred by default on voxel index ``box // 2`` along every axis: the
+  rotation centre of cryoSPARC and RELION (for an even box this is not the geometric
+  centre (box - 1) / 2). Its radius R is in Å; the default is half the box edge.
+  Voxels farther than R from the centre are outside the expansion and ignored.
+* A point at distance d (Å) from the centre has unit-ball radius d / R, and one voxel
+  has volume dV = (voxel_size / R)^3 in unit-ball units.
+
+Grid tables. The transforms never hold a basis function per voxel. They use three
+groupings of the voxels inside the ball:
+
+* rings: xy positions with the same rho^2 = dx^2 + dy^2 (the same in every z plane);
+* folds: z planes taken in pairs +dz / -dz (Y_lm changes only by (-1)^(l+m) between
+  them), each fold has a ``plus`` and a ``minus`` plane index, -1 where absent;
+* pairs (fold, ring) inside the ball, grouped in shells of equal r^2 = dz^2 + rho^2.
+
+For the default centre, distances are integers in voxel units and the groups are few
+(a 64^3 box has ~900 shells inside the inscribed ball); for an arbitrary centre they are
+still exact, only larger.
+"""
+
+from dataclasses import dataclass
+from functools import cached_property
+import hashlib
+import json
+
+import numpy as np
+
+INSIDE_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class BallGeometry:
+    """The unit ball in a cubic box.
+
+    box: voxels per edge; voxel_size: Å; radius: Å; center: (x, y, z) in Å from the
+    centre of voxel [0, 0, 0].
+    """
+
+    box: int
+    voxel_size: float
+    radius: float
+    center: tuple
+
+    @classmethod
+    def for_box(cls, box, voxel_size, radius=None, center=None):
+        """Geometry with the documented defaults.
+
+        radius: None or 'inscribed' (half the box edge), 'circumscribed' (the distance
+        from the centre to the farthest voxel centre, so every voxel counts: the original
+        tool's choice), or a number of Å. center: None (voxel box // 2 on every axis) or
+        (x, y, z) in Å.
+        """
+        box = int(box)
+        voxel_size = float(voxel_size)
+        if box < 1 or not voxel_size > 0:
+            raise ValueError(f"box {box} and voxel size {voxel_size} must be positive")
+        if center is None:
+            center = ((box // 2) * voxel_size,) * 3
+        center = tuple(float(c) for c in center)
+        if radius is None or radius == "inscribed":
+            radius = box * voxel_size / 2.0
+        elif radius == "circumscribed":
+            far = [max(c / voxel_size, box - 1 - c / voxel_size) for c in center]
+            radius = float(np.sqrt(np.sum(np.square(far)))) * voxel_size
+        radius = float(radius)
+        if not radius > 0:
+            raise ValueError(f"radius must be positive, got {radius}")
+        return cls(box, voxel_size, radius, center)
+
+    @property
+    def center_voxels(self):
+        """Centre in voxel index units, in array order (z, y, x)."""
+        x, y, z = self.center
+        return (z / self.voxel_size, y / self.voxel_size, x / self.voxel_size)
+
+    @property
+    def radius_voxels(self):
+        return self.radius / self.voxel_size
+
+    @property
+    def voxel_volume(self):
+        """Volume of one voxel in unit-ball units, (voxel_size / radius)^3."""
+        return (self.voxel_size / self.radius) ** 3
+
+    def to_dict(self):
+        return {
+            "box": self.box,
+            "voxel_size": self.voxel_size,
+            "radius": self.radius,
+            "center": list(self.center),
+        }
+
+    def key(self):
+        """A short stable hash of the geometry, for caches."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def inside(self):
+        """Boolean (box, box, box) array: voxels that the expansion uses."""
+        cz, cy, cx = self.center_voxels
+        k = np.arange(self.box, dtype=np.float64)
+        r2 = (k[:, None, None] - cz) ** 2 + (k[None, :, None] - cy) ** 2 + (k[None, None, :] - cx) ** 2
+        return r2 <= self.radius_voxels**2 * (1.0 + INSIDE_TOLERANCE)
+
+    def outside_fraction(self, maps):
+        """Fraction of each map's absolute density outside the ball, shape (V,)."""
+        maps = np.asarray(maps).reshape(-1, self.box, self.box, self.box)
+        inside = self.inside()
+        total = np.abs(maps).sum(axis=(1, 2, 3), dtype=np.float64)
+        outside = np.abs(maps[:, ~inside]).sum(axis=1, dtype=np.float64)
+        return np.divide(outside, total, out=np.zeros_like(total), where=total > 0)
+
+    @cached_property
+    def grid(self):
+        """The :class:`GridTables` of this geometry (computed once)."""
+        return GridTables.build(self)
+
+
+@dataclass(frozen=True)
+class GridTables:
+    """Voxel groupings of a geometry (see the module docstring). All indices are int64.
+
+    points: xy positions inside the ball's equatorial disc.
+      point_index  flat index y * box + x into a z plane
+      point_phi    azimuth atan2(dy, dx)
+      point_ring   ring of the point
+    folds: fold_plus, fold_minus (plane indices or -1), fold_dz (|dz| in voxels)
+    pairs (sorted by shell): pair_fold, pair_ring, pair_cos, pair_sin (of theta)
+      pair_of[fold, ring]: pair index or -1 (outside the ball)
+    shells: shell_start (CSR offsets into the pairs, length n_shells + 1),
+      shell_radius (unit-ball radius of the shell)
+    """
+
+    point_index: np.ndarray
+    point_phi: np.ndarray
+    point_ring: np.ndarray
+    fold_plus: np.ndarray
+    fold_minus: np.ndarray
+    fold_dz: np.ndarray
+    pair_fold: np.ndarray
+    pair_ring: np.ndarray
+    pair_cos: np.ndarray
+    pair_sin: np.ndarray
+    pair_of: np.ndarray
+    shell_start: np.ndarray
+    shell_radius: np.ndarray
+
+    @property
+    def n_points(self):
+        return self.point_index.size
+
+    @property
+    def n_pairs(self):
+        return self.pair_fold.size
+
+    @property
+    def n_shells(self):
+        return self.shell_radius.size
+
+    @property
+    def nbytes(self):
+        return sum(getattr(self, name).nbytes for name in self.__dataclass_fields__)
+
+    def arrays(self):
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    @classmethod
+    def build(cls, geometry):
+        n = geometry.box
+        cz, cy, cx = geometry.center_voxels
+        limit = geometry.radius_voxels**2 * (1.0 + INSIDE_TOLERANCE)
+
+        offsets = np.arange(n, dtype=np.float64)
+        dy = (offsets - cy)[:, None]
+        dx = (offsets - cx)[None, :]
+        rho2 = (dy * dy + dx * dx).ravel()
+        point_index = np.flatnonzero(rho2 <= limit)
+        point_phi = np.arctan2(np.broadcast_to(dy, (n, n)).ravel(), np.broadcast_to(dx, (n, n)).ravel())[point_index]
+        ring_rho2, point_ring = np.unique(rho2[point_index], return_inverse=True)
+
+        dz = offsets - cz
+        fold_dz, fold_of_plane = np.unique(np.abs(dz), return_inverse=True)
+        fold_plus = np.full(fold_dz.size, -1, dtype=np.int64)
+        fold_minus = np.full(fold_dz.size, -1, dtype=np.int64)
+        for plane in range(n):
+            if dz[plane] >= 0:
+                fold_plus[fold_of_plane[plane]] = plane
+            else:
+                fold_minus[fold_of_plane[plane]] = plane
+
+        r2 = fold_dz[:, None] ** 2 + ring_rho2[None, :]
+        fold_idx, ring_idx = np.nonzero(r2 <= limit)
+        pair_r2 = r2[fold_idx, ring_idx]
+        shell_r2, pair_shell = np.unique(pair_r2, return_inverse=True)
+        order = np.argsort(pair_shell, kind="stable")
+        fold_idx, ring_idx, pair_r2, pair_shell = (a[order] for a in (fold_idx, ring_idx, pair_r2, pair_shell))
+        pair_of = np.full(r2.shape, -1, dtype=np.int64)
+        pair_of[fold_idx, ring_idx] = np.arange(fold_idx.size)
+
+        r = np.sqrt(pair_r2)
+        safe = np.where(r > 0, r, 1.0)
+        pair_cos = np.where(r > 0, fold_dz[fold_idx] / safe, 1.0)
+        pair_sin = np.where(r > 0, np.sqrt(ring_rho2[ring_idx]) / safe, 0.0)
+        shell_start = np.searchsorted(pair_shell, np.arange(shell_r2.size + 1))
+        return cls(
+            point_index=point_index.astype(np.int64),
+            point_phi=point_phi,
+            point_ring=point_ring.astype(np.int64),
+            fold_plus=fold_plus,
+            fold_minus=fold_minus,
+            fold_dz=fold_dz,
+            pair_fold=fold_idx.astype(np.int64),
+            pair_ring=ring_idx.astype(np.int64),
+            pair_cos=pair_cos,
+            pair_sin=pair_sin,
+            pair_of=pair_of,
+            shell_start=shell_start.astype(np.int64),
+            shell_radius=np.sqrt(shell_r2) / geometry.radius_voxels,
+        )

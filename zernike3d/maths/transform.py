@@ -1,0 +1,195 @@
+"""Zernike moments of maps (decompose) and maps from moments (reconstruct).
+
+Definitions (see docs/conventions.md): Z_nlm = R_nl(r) Y_lm(theta, phi) on the unit ball,
+orthonormal (integral |Z|^2 dV = 1); the moments are the exact voxel sums
+
+    Omega_nlm = sum_voxels f(v) conj(Z_nlm(v)) dV,     dV = (voxel_size / R)^3,
+
+over the voxels inside the ball, and the reconstruction is f = sum_{n,l,m} Omega Z, where
+the m < 0 terms of a real map follow from Omega_{n,l,-m} = (-1)^m conj(Omega_nlm).
+
+Algorithm. With Y_lm = Pbar_lm(cos theta) exp(i m phi), the sum factorises over the grid
+tables of :mod:`zernike3d.maths.geometry`:
+
+1. ring step: for each (fold, ring) pair, the ring sums of f(+dz) +/- f(-dz) times
+   exp(-i m phi): cost voxels x orders x volumes;
+2. polar step: for each shell, the sum over its pairs of Pbar_lm(cos theta) times the
+   even (l + m even) or odd fold: cost pairs x (l, m) x volumes;
+3. radial step: Omega_nlm = dV sum_shells R_nl(r_shell) A_lm(shell), a real matrix
+   product per l (BLAS).
+
+Reconstruction runs the adjoint steps in reverse order. The m values are processed in
+blocks sized to a memory budget, so memory stays bounded by the map, the tables and the
+budget, never by (basis functions x voxels). Everything is float64.
+"""
+
+import contextlib
+
+import numba
+import numpy as np
+
+from zernike3d.maths import _kernels
+from zernike3d.maths.basis import Basis
+from zernike3d.maths.indexing import coefficient_count, nlm_offsets
+from zernike3d.maths.legendre import recurrence_coefficients
+
+#: default memory budget of the per-block work arrays (bytes)
+DEFAULT_WORKSPACE = 512 * 2**20
+
+
+def decompose(maps, geometry, order, *, basis=None, threads=None, progress=False, max_workspace=DEFAULT_WORKSPACE):
+    """Zernike moments of one map (box, box, box) or several (V, box, box, box).
+
+    Maps are indexed [z, y, x]; all share ``geometry``. Returns complex128 (V, ncoef) in
+    the order of :func:`zernike3d.maths.indexing.nlm_table`.
+    """
+    maps = _as_volumes(maps, geometry)
+    n_vol = maps.shape[0]
+    plan = _Plan(geometry, order, basis, n_vol, max_workspace)
+    flat = maps.reshape(n_vol, geometry.box, geometry.box * geometry.box)
+    moments = np.zeros((n_vol, coefficient_count(order)), dtype=np.complex128)
+    grid = plan.grid
+    with _numba_threads(threads):
+        for m0, m1 in plan.iterate(progress, "decompose"):
+            phase = plan.phase(m0, m1)
+            rings = np.zeros((grid.n_pairs, n_vol, 2, m1 - m0), dtype=np.complex128)
+            _kernels.ring_sums(flat, grid.fold_plus, grid.fold_minus, grid.point_index, grid.point_ring, grid.pair_of, phase, rings)
+            shells = np.zeros((grid.n_shells, plan.lm_count(m0, m1), n_vol), dtype=np.complex128)
+            plan.polar(rings, shells, m0, adjoint=False)
+            for l in range(m0, order + 1):
+                ns, columns, lm = plan.columns(l, m0, m1)
+                block = _real_view(np.ascontiguousarray(shells[:, lm, :]))
+                result = _complex_view(plan.basis.radial(l) @ block, (ns, lm.size, n_vol))
+                moments[:, columns] = result.transpose(2, 0, 1)
+    moments *= geometry.voxel_volume
+    return moments
+
+
+def reconstruct(moments, geometry, order, *, basis=None, threads=None, progress=False, max_workspace=DEFAULT_WORKSPACE):
+    """Maps (V, box, box, box) float64 from moments (V, ncoef) or (ncoef,) up to ``order``.
+
+    ``moments`` must hold exactly the coefficients up to ``order`` (use
+    :func:`zernike3d.maths.indexing.truncate` first). Voxels outside the ball are 0.
+    """
+    moments = np.atleast_2d(np.asarray(moments, dtype=np.complex128))
+    if moments.shape[1] != coefficient_count(order):
+        raise ValueError(f"expected {coefficient_count(order)} coefficients for order {order}, got {moments.shape[1]}")
+    n_vol = moments.shape[0]
+    plan = _Plan(geometry, order, basis, n_vol, max_workspace)
+    grid = plan.grid
+    box = geometry.box
+    out = np.zeros((n_vol, box, box * box), dtype=np.float64)
+    with _numba_threads(threads):
+        for m0, m1 in plan.iterate(progress, "reconstruct"):
+            shells = np.zeros((grid.n_shells, plan.lm_count(m0, m1), n_vol), dtype=np.complex128)
+            for l in range(m0, order + 1):
+                ns, columns, lm = plan.columns(l, m0, m1)
+                coefficients = np.ascontiguousarray(moments[:, columns].transpose(1, 2, 0))
+                values = plan.basis.radial(l).T @ _real_view(coefficients.reshape(ns, -1))
+                shells[:, lm, :] = _complex_view(values, (grid.n_shells, lm.size, n_vol))
+            rings = np.zeros((grid.n_pairs, n_vol, 2, m1 - m0), dtype=np.complex128)
+            plan.polar(rings, shells, m0, adjoint=True)
+            _kernels.ring_sums_adjoint(rings, grid.fold_plus, grid.fold_minus, grid.point_index, grid.point_ring, grid.pair_of, plan.phase(m0, m1), m0, out)
+    return out.reshape(n_vol, box, box, box)
+
+
+def workspace_bytes(grid, order, n_volumes, m_block):
+    """Bytes of the per-block work arrays for a block of ``m_block`` orders (worst block)."""
+    lm = sum(order + 1 - m for m in range(min(m_block, order + 1)))
+    rings = grid.n_pairs * n_volumes * 2 * m_block * 16
+    shells = grid.n_shells * lm * n_volumes * 16
+    phase = grid.n_points * m_block * 16
+    return rings + shells + phase
+
+
+def m_block_size(grid, order, n_volumes, max_workspace):
+    """The largest block of m values whose work arrays fit in ``max_workspace`` (>= 1)."""
+    size = order + 1
+    while size > 1 and workspace_bytes(grid, order, n_volumes, size) > max_workspace:
+        size = max(1, size * 3 // 4)
+    return size
+
+
+class _Plan:
+    """Per-call constants: basis, Legendre coefficients, m blocks and column indices."""
+
+    def __init__(self, geometry, order, basis, n_volumes, max_workspace):
+        if order < 0:
+            raise ValueError(f"order must be >= 0, got {order}")
+        if basis is None:
+            basis = Basis.build(geometry, order)
+        elif basis.geometry != geometry or basis.order < order:
+            raise ValueError("basis was built for another geometry or a lower order")
+        if basis.order != order:
+            basis = Basis.build(geometry, order)
+        self.basis = basis
+        self.grid = basis.grid
+        self.order = order
+        self.a, self.b, self.diag = recurrence_coefficients(order)
+        self.offsets = nlm_offsets(order)
+        self.m_block = m_block_size(self.grid, order, n_volumes, max_workspace)
+
+    def iterate(self, progress, label):
+        blocks = [(m0, min(m0 + self.m_block, self.order + 1)) for m0 in range(0, self.order + 1, self.m_block)]
+        if progress and len(blocks) > 1:
+            from tqdm import tqdm
+
+            return tqdm(blocks, desc=label, unit="m-block")
+        return blocks
+
+    def phase(self, m0, m1):
+        """exp(-i m phi) of every xy point, (n_points, m1 - m0)."""
+        return np.exp(-1j * np.outer(self.grid.point_phi, np.arange(m0, m1)))
+
+    def lm_offset(self, m0, m1):
+        counts = [self.order + 1 - m for m in range(m0, m1)]
+        return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+
+    def lm_count(self, m0, m1):
+        return sum(self.order + 1 - m for m in range(m0, m1))
+
+    def columns(self, l, m0, m1):
+        """For one l: number of n, moment columns (n_count, nm) and shell columns (nm,)."""
+        ms = np.arange(m0, min(m1, l + 1))
+        ns = np.arange(l, self.order + 1, 2)
+        columns = self.offsets[ns, l][:, None] + ms[None, :]
+        lm = self.lm_offset(m0, m1)[ms - m0] + (l - ms)
+        return ns.size, columns, lm
+
+    def polar(self, rings, shells, m0, adjoint):
+        g = self.grid
+        _kernels.shell_transform(rings, shells, g.shell_start, g.pair_cos, g.pair_sin, m0, self.order, self.a, self.b, self.diag, self.lm_offset(m0, m0 + rings.shape[3]), adjoint)
+
+
+def _as_volumes(maps, geometry):
+    maps = np.asarray(maps)
+    if maps.ndim == 3:
+        maps = maps[None]
+    box = geometry.box
+    if maps.ndim != 4 or maps.shape[1:] != (box, box, box):
+        raise ValueError(f"maps of shape {maps.shape} do not match the box {box}")
+    if maps.dtype not in (np.float32, np.float64):
+        maps = maps.astype(np.float64)
+    return np.ascontiguousarray(maps)
+
+
+def _real_view(complex_array):
+    """A (rows, k) complex array as a (rows, 2k) float64 view."""
+    return complex_array.reshape(complex_array.shape[0], -1).view(np.float64)
+
+
+def _complex_view(real_array, shape):
+    return np.ascontiguousarray(real_array).view(np.complex128).reshape(shape)
+
+
+@contextlib.contextmanager
+def _numba_threads(threads):
+    if threads is None:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
