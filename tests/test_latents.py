@@ -1,0 +1,89 @@
+"""Latent-space points (zernike3d.latents)."""
+
+import numpy as np
+import pytest
+
+from zernike3d.errors import InputError
+from zernike3d.latents import (
+    LatentPoint,
+    cluster_points,
+    latent_points,
+    moments_at,
+    particle_points,
+    series_points,
+)
+
+
+@pytest.fixture
+def job():
+    rng = np.random.default_rng(0)
+    latents = rng.normal(size=(500, 3)).astype(np.float32)
+    uid = rng.integers(2**63, 2**64 - 1, size=500, dtype=np.uint64)  # cryoSPARC-like
+    return latents, uid
+
+
+def test_particle_by_index_and_uid(job):
+    latents, uid = job
+    a, b = particle_points(["7", f"uid:{uid[42]}"], latents, uid)
+    assert (a.name, a.kind) == ("particle_index_7", "particle")
+    np.testing.assert_array_equal(a.z, latents[7])
+    assert b.name == f"particle_uid_{uid[42]}"
+    np.testing.assert_array_equal(b.z, latents[42])
+    assert b.z.dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    "selector, message",
+    [("uid:12345", "no particle has uid 12345"), ("500", "out of range 0..499"),
+     ("-1", "out of range"), ("abc", "expected a particle index"), ("uid:x", "expected a uid"), ("uid:-3", "no particle"), (f"uid:{2**64}", "no particle")],
+)
+def test_particle_errors(job, selector, message):
+    latents, uid = job
+    with pytest.raises(InputError, match=message):
+        particle_points([selector], latents, uid)
+
+
+def test_explicit_latents():
+    (p,) = latent_points(["0.5,-1,2e-1"], 3)
+    assert p.name == "latent_00" and p.kind == "latent"
+    np.testing.assert_array_equal(p.z, [0.5, -1.0, 0.2])
+    with pytest.raises(InputError, match="has 2 values; the job has 3 components"):
+        latent_points(["1,2"], 3)
+    with pytest.raises(InputError, match="comma-separated"):
+        latent_points(["1,,2"], 3)
+
+
+def test_series_endpoints_are_the_percentiles(job):
+    latents, _ = job
+    points = series_points(latents, frames=5, percentiles=(10, 90))
+    assert len(points) == 3 * 5
+    assert [p.name for p in points[:5]] == [f"series_c0_f{i:02d}" for i in range(5)]
+    for k in range(3):
+        run = np.array([p.z for p in points[5 * k : 5 * k + 5]])
+        assert np.all(np.delete(run, k, axis=1) == 0)
+        np.testing.assert_allclose(run[[0, -1], k], np.percentile(latents[:, k], [10, 90]))
+        np.testing.assert_allclose(np.diff(run[:, k]), np.diff(run[:, k])[0])
+    with pytest.raises(InputError, match="low < high"):
+        series_points(latents, 5, (90, 10))
+
+
+def test_kmeans_recovers_separated_clusters():
+    rng = np.random.default_rng(3)
+    truth = np.array([[5.0, 0.0], [-5.0, 5.0], [0.0, -6.0]])
+    sizes = [300, 200, 100]
+    latents = np.vstack([c + 0.3 * rng.normal(size=(n, 2)) for c, n in zip(truth, sizes)])
+    points = cluster_points(latents, 3)
+    assert [p.name for p in points] == ["cluster_00", "cluster_01", "cluster_02"]
+    # Numbered from the most populated cluster down.
+    np.testing.assert_allclose([p.z for p in points], truth, atol=0.1)
+    assert [p.name for p in cluster_points(latents, 3)] == [p.name for p in points]
+    with pytest.raises(InputError, match="clusters"):
+        cluster_points(latents, 0)
+
+
+def test_moments_at_is_base_plus_weighted_components():
+    rng = np.random.default_rng(4)
+    moments = rng.normal(size=(3, 10)) + 1j * rng.normal(size=(3, 10))
+    z = np.array([0.7, -2.0])
+    (combined,) = moments_at(moments, [LatentPoint("p", "latent", z)])
+    np.testing.assert_allclose(combined, moments[0] + z[0] * moments[1] + z[1] * moments[2])
