@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.fsc import (
     ball_mask,
     crossing_resolution,
@@ -75,14 +76,10 @@ def test_crossing_is_interpolated_between_shells():
     )
 
 
-class _Geometry:
-    box, voxel_size, radius = 16, 2.0, 12.0
-    center = (16.0, 16.0, 16.0)
-
-
 def test_ball_mask_hard_and_soft():
-    hard = ball_mask(_Geometry, edge_width=0)
-    soft = ball_mask(_Geometry, edge_width=2)
+    geometry = BallGeometry.for_box(16, 2.0, radius=12.0, center=(16.0, 16.0, 16.0))
+    hard = ball_mask(geometry, edge_width=0)
+    soft = ball_mask(geometry, edge_width=2)
     assert hard[8, 8, 8] == 1 and soft[8, 8, 8] == 1
     assert hard[8, 8, 14] == 1 and hard[8, 8, 15] == 0  # 12 Å in, 14 Å out
     assert 0 < soft[8, 8, 13] < 1  # 10 Å: inside the 2-voxel (4 Å) edge

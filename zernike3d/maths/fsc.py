@@ -77,21 +77,16 @@ def crossing_resolution(frequency, fsc, threshold):
 def ball_mask(geometry, edge_width=3.0):
     """The ball of ``geometry`` as a (N, N, N) [z, y, x] float64 mask in [0, 1].
 
-    1 inside radius - edge, 0 at and beyond the radius, with a raised-cosine edge
-    ``edge_width`` voxels wide just inside the sphere (0 gives the hard indicator).
-    Voxel centres sit at index * voxel_size Å, as ``geometry.center`` (x, y, z) does.
+    ``edge_width`` 0 gives the ball's indicator (``geometry.inside()``); otherwise the
+    mask is 1 up to radius - edge_width voxels and falls as a raised cosine to 0 at
+    the radius, so the soft edge lies just inside the sphere.
     """
-    axis = np.arange(geometry.box) * geometry.voxel_size
-    cx, cy, cz = geometry.center
-    r = np.sqrt(
-        (axis[:, None, None] - cz) ** 2
-        + (axis[None, :, None] - cy) ** 2
-        + (axis[None, None, :] - cx) ** 2
-    )
-    edge = edge_width * geometry.voxel_size
-    if edge <= 0:
-        return (r <= geometry.radius).astype(np.float64)
-    t = np.clip((r - (geometry.radius - edge)) / edge, 0.0, 1.0)
+    if edge_width <= 0:
+        return geometry.inside().astype(np.float64)
+    cz, cy, cx = geometry.center_voxels
+    k = np.arange(geometry.box, dtype=np.float64)
+    r = np.sqrt((k[:, None, None] - cz) ** 2 + (k[None, :, None] - cy) ** 2 + (k[None, None, :] - cx) ** 2)
+    t = np.clip((r - (geometry.radius_voxels - edge_width)) / edge_width, 0.0, 1.0)
     return 0.5 * (1.0 + np.cos(np.pi * t))
 
 
