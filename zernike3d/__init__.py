@@ -1,0 +1,6 @@
+"""zernike3d: 3D Zernike moments, invariants and reconstructions of cryo-EM maps.
+
+Python entry points: :class:`zernike3d.moments.Moments`, :func:`zernike3d.io.mrc.read_map`
+and :func:`zernike3d.io.mrc.write_map`, and the transforms in :mod:`zernike3d.maths`.
+Command line: ``zernike3d --help``. Layout: docs/architecture.md.
+"""

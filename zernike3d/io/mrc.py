@@ -1,0 +1,103 @@
+"""Read and write cryo-EM maps in MRC format (through ``mrcfile``).
+
+Maps are held as ``data[z, y, x]`` (x the last axis, as MRC files store them when
+their axis map is the usual ``mapc, mapr, maps = 1, 2, 3``; other axis maps are
+transposed to this order). The voxel size is in Å. The origin is the MRC header's
+``origin`` field, (x, y, z) in Å: it places the map in a viewer and is written back
+unchanged; it plays no part in where the Zernike ball sits (see docs/conventions.md).
+
+``read_map`` accepts only what the transforms can use: a 3D cubic box of finite
+values with a known, isotropic voxel size. Anything else raises
+:class:`~zernike3d.errors.InputError` naming the file and the problem.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from zernike3d.errors import InputError
+from zernike3d.io.atomic import atomic_path
+
+
+@dataclass(frozen=True)
+class MapFile:
+    """A map: ``data`` float32 (N, N, N) indexed [z, y, x]; ``voxel_size`` Å;
+    ``origin`` (x, y, z) Å from the MRC header."""
+
+    data: np.ndarray
+    voxel_size: float
+    origin: tuple
+
+
+def read_map(path, voxel_size=None):
+    """Read and validate an MRC map.
+
+    voxel_size: Å, overrides the header (needed when the header says 0).
+    Raises InputError for a missing or unreadable file, a file that is not MRC, data
+    that is not 3D or not a cubic box, complex data, NaN or infinite voxels, and a
+    zero or anisotropic header voxel size without an override.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found" if not path.exists() else "not a file")
+    try:
+        with mrcfile.open(path, mode="r", permissive=False) as mrc:
+            header = mrc.header
+            data = np.asarray(mrc.data)
+            header_voxel = _header_floats(mrc.voxel_size.tolist())
+            origin = _header_floats(header.origin.tolist())
+            axis_map = (int(header.maps), int(header.mapr), int(header.mapc))
+    except ValueError as err:
+        raise InputError(path, f"not an MRC file, or a damaged one ({err})")
+    except OSError as err:
+        raise InputError(path, f"cannot read the file ({err.strerror or err})")
+
+    if data.ndim != 3:
+        raise InputError(path, f"not a 3D map (data shape {data.shape})")
+    if len(set(data.shape)) != 1:
+        z, y, x = data.shape
+        raise InputError(path, f"box is not cubic (x, y, z = {x}, {y}, {z} voxels)")
+    if np.iscomplexobj(data):
+        raise InputError(path, f"complex data ({data.dtype}) is not a density map")
+    if sorted(axis_map) != [1, 2, 3]:
+        raise InputError(path, f"invalid axis map (maps, mapr, mapc) = {axis_map}")
+    # data axes are (sections, rows, columns); reorder them to (z, y, x)
+    data = data.transpose([axis_map.index(axis) for axis in (3, 2, 1)])
+    data = np.ascontiguousarray(data, dtype=np.float32)
+
+    bad = data.size - int(np.count_nonzero(np.isfinite(data)))
+    if bad:
+        raise InputError(path, f"{bad} of {data.size} voxels are NaN or infinite")
+
+    if voxel_size is None:
+        if max(header_voxel) <= 0:
+            raise InputError(path, "voxel size in the header is 0; give it explicitly (--voxel-size)")
+        if not np.allclose(header_voxel, header_voxel[0], rtol=1e-4):
+            raise InputError(path, f"voxel size differs between axes (x, y, z = {header_voxel} Å)")
+        voxel_size = header_voxel[0]
+    voxel_size = float(voxel_size)
+    if not voxel_size > 0:
+        raise InputError(path, f"voxel size must be positive, got {voxel_size} Å")
+    return MapFile(data=data, voxel_size=voxel_size, origin=origin)
+
+
+def _header_floats(values):
+    """float32 header fields as the shortest decimals that round-trip (1.3, not 1.2999999523)."""
+    return tuple(float(str(np.float32(v))) for v in values)
+
+
+def write_map(path, data, voxel_size, origin=(0.0, 0.0, 0.0)):
+    """Write ``data[z, y, x]`` as a float32 MRC map, atomically.
+
+    voxel_size: Å (isotropic); origin: (x, y, z) Å, stored in the header's origin field.
+    """
+    data = np.asarray(data, dtype=np.float32)
+    if data.ndim != 3:
+        raise ValueError(f"a map must be 3D, got shape {data.shape}")
+    with atomic_path(path) as tmp:
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            mrc.set_data(data)
+            mrc.voxel_size = float(voxel_size)
+            mrc.header.origin = tuple(float(v) for v in origin)
