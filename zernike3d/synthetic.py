@@ -38,3 +38,61 @@ def chiral_phantom(box=48, voxel_size=1.0, turns=1.25, n_blobs=9):
     sigmas = np.linspace(0.06, 0.11, n_blobs) * half
     amplitudes = np.linspace(1.0, 1.6, n_blobs)
     return gaussian_blobs(box, voxel_size, centers, sigmas, amplitudes)
+
+
+def write_3dva_job(directory, box=32, voxel_size=None, n_components=3, *, particles_cs, seed=0):
+    """Write a small, deterministic synthetic cryoSPARC 3D Variability job into ``directory``.
+
+    Files: ``J1_map.mrc`` (the chiral phantom), ``J1_component_{k}.mrc`` (smooth difference
+    maps: a
+    Gaussian blob moved by a quarter of its width for even k, grown by 10% for odd k) and ``J1_particles.cs``: a copy of the real
+    particles table ``particles_cs`` (NumPy .cs format) with every field kept as it is and
+    ``components_mode_{k}/component`` (uint32, = k) and ``components_mode_{k}/value``
+    (float32, Gaussian latents with standard deviation 1 / (k + 1)) added.
+
+    ``voxel_size`` in Å defaults to the particles' ``blob/psize_A``, so that the maps and
+    particles agree as in a real job. Returns ``(map_path, component_paths, particles_path)``.
+    """
+    from pathlib import Path
+
+    from zernike3d.io.mrc import write_map
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    particles = np.load(particles_cs, allow_pickle=False)
+    if voxel_size is None:
+        voxel_size = float(particles["blob/psize_A"][0])
+    base = chiral_phantom(box, voxel_size)
+    map_path = directory / "J1_map.mrc"
+    write_map(map_path, base, voxel_size)
+
+    rng = np.random.default_rng(seed)
+    half = box * voxel_size / 2.0
+    component_paths = []
+    for k in range(n_components):
+        centre = (box // 2) * voxel_size + rng.uniform(-0.3, 0.3, size=3) * half
+        sigma = 0.12 * half
+        if k % 2 == 0:  # a blob moving by a quarter of its width
+            shift = rng.normal(size=3)
+            moved = centre + 0.25 * sigma * shift / np.linalg.norm(shift)
+            component = gaussian_blobs(box, voxel_size, [moved, centre], [sigma] * 2, [1.0, -1.0])
+        else:  # a blob growing by 10%
+            component = gaussian_blobs(box, voxel_size, [centre] * 2, [1.1 * sigma, sigma], [1.0, -1.0])
+        path = directory / f"J1_component_{k}.mrc"
+        write_map(path, component, voxel_size)
+        component_paths.append(path)
+
+    latents = rng.normal(size=(len(particles), n_components)) / np.arange(1, n_components + 1)
+    extra = []
+    for k in range(n_components):
+        extra += [(f"components_mode_{k}/component", "<u4"), (f"components_mode_{k}/value", "<f4")]
+    table = np.zeros(len(particles), dtype=particles.dtype.descr + extra)
+    for name in particles.dtype.names:
+        table[name] = particles[name]
+    for k in range(n_components):
+        table[f"components_mode_{k}/component"] = k
+        table[f"components_mode_{k}/value"] = latents[:, k]
+    particles_path = directory / "J1_particles.cs"
+    with open(particles_path, "wb") as f:
+        np.save(f, table)
+    return map_path, component_paths, particles_path
