@@ -1,0 +1,91 @@
+"""Zernike moments of one or more MRC maps, saved as a moments file (.npz).
+
+All maps must share box and voxel size; they are decomposed in the same ball and stored
+as one volume each, named by --names or by their file names. Density outside the ball
+is ignored: its share of the absolute density is reported, with a warning above 1%.
+
+Order rule of thumb: the finest feature of order n is about pi R / n Å across, so an
+order above pi R / voxel_size (e.g. 100 for R = 32 Å, 1 Å voxels) exceeds what the
+voxels resolve and only fits noise and interpolation artefacts: it is allowed, with a
+warning.
+"""
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from zernike3d.errors import InputError
+from zernike3d.io.mrc import read_map
+from zernike3d.maths.geometry import BallGeometry
+from zernike3d.moments import Moments
+from zernike3d.stages import common
+
+#: warn when more than this fraction of the absolute density lies outside the ball
+OUTSIDE_WARNING = 0.01
+
+
+def add_arguments(parser):
+    parser.add_argument("maps", nargs="+", metavar="MAP.mrc", help="input maps (same box and voxel size)")
+    parser.add_argument(
+        "--order", type=int, required=True, help="highest Zernike order n (useful up to about pi R / voxel size)"
+    )
+    parser.add_argument("--out", required=True, metavar="M.npz", help="moments file to write")
+    parser.add_argument("--names", default=None, help="comma-separated volume names (default: file names)")
+    parser.add_argument("--voxel-size", type=float, default=None, help="voxel size in Å (default: from the headers)")
+    common.add_geometry_arguments(parser)
+    common.add_threads_argument(parser)
+
+
+def run(args):
+    order = common.parse_order(args.order)
+    maps = [read_map(path, voxel_size=args.voxel_size) for path in args.maps]
+    first = maps[0]
+    for path, other in zip(args.maps[1:], maps[1:]):
+        if (other.data.shape, other.voxel_size) != (first.data.shape, first.voxel_size):
+            raise InputError(
+                path,
+                f"box {other.data.shape[0]} at {other.voxel_size:g} Å differs from {args.maps[0]} "
+                f"(box {first.data.shape[0]} at {first.voxel_size:g} Å)",
+            )
+    names = [Path(path).stem for path in args.maps] if args.names is None else args.names.split(",")
+    if len(names) != len(maps):
+        raise InputError("--names", f"{len(names)} names for {len(maps)} maps")
+
+    geometry = BallGeometry.for_box(
+        first.data.shape[0],
+        first.voxel_size,
+        radius=common.parse_radius(args.radius),
+        center=common.parse_center(args.center),
+    )
+    volumes = np.stack([m.data for m in maps])
+    report_outside(geometry, volumes, args.maps)
+    useful = math.pi * geometry.radius / geometry.voxel_size
+    if order > useful:
+        print(
+            f"warning: order {order} exceeds what the sampling resolves (about pi R / voxel = {useful:.0f} "
+            f"for R = {geometry.radius:g} Å, voxel {geometry.voxel_size:g} Å); the highest orders fit noise",
+            file=sys.stderr,
+        )
+
+    moments = Moments.from_maps(
+        volumes, geometry, order, names=names, origin=first.origin, threads=args.threads, progress=True
+    )
+    moments.save(args.out)
+    print(f"wrote {args.out}: {len(names)} volume(s), order {order}, {moments.moments.shape[1]} coefficients each")
+    return 0
+
+
+def report_outside(geometry, volumes, labels):
+    """Print the share of absolute density outside the ball; warn on stderr above 1%."""
+    fractions = geometry.outside_fraction(volumes)
+    worst = int(np.argmax(fractions))
+    which = f" (largest: {labels[worst]})" if len(labels) > 1 else ""
+    print(f"absolute density outside the ball (R = {geometry.radius:g} Å): {100 * fractions[worst]:.2f}%{which}")
+    if fractions[worst] > OUTSIDE_WARNING:
+        print(
+            f"warning: {100 * fractions[worst]:.1f}% of the absolute density of {labels[worst]} lies outside the "
+            "ball and is ignored; use a larger --radius or 'circumscribed'",
+            file=sys.stderr,
+        )

@@ -1,0 +1,73 @@
+"""A worked example with no input data: decompose and reconstruct a chiral phantom.
+
+Writes into --out (default zernike3d-example/):
+
+* example.mrc                the phantom, a right-handed helix of Gaussian blobs (1 Å voxels)
+* example_moments.npz        its Zernike moments (see `zernike3d info`)
+* example_reconstructed.mrc  the map rebuilt from the moments (overlays example.mrc)
+* example_invariants.csv     its rotation invariants F_nl
+
+and prints how close the reconstruction is to the phantom inside the ball.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from zernike3d.errors import InputError
+from zernike3d.io.mrc import write_map
+from zernike3d.maths.geometry import BallGeometry
+from zernike3d.moments import Moments
+from zernike3d.stages import common
+from zernike3d.stages.decompose import report_outside
+from zernike3d.stages.invariants import write_invariants
+from zernike3d.synthetic import chiral_phantom
+
+VOXEL_SIZE = 1.0
+
+
+def add_arguments(parser):
+    parser.add_argument("--out", default="zernike3d-example", metavar="DIR", help="output folder")
+    parser.add_argument("--box", type=int, default=48, help="phantom box in voxels")
+    parser.add_argument("--order", type=int, default=30, help="highest Zernike order n")
+    common.add_threads_argument(parser)
+
+
+def run(args):
+    order = common.parse_order(args.order)
+    if args.box < 1:
+        raise InputError("--box", f"must be a positive number of voxels, got {args.box}")
+    out = Path(args.out)
+    phantom_path = out / "example.mrc"
+    moments_path = out / "example_moments.npz"
+    reconstruction_path = out / "example_reconstructed.mrc"
+    invariants_path = out / "example_invariants.csv"
+
+    phantom = chiral_phantom(args.box, VOXEL_SIZE)
+    write_map(phantom_path, phantom, VOXEL_SIZE)
+    geometry = BallGeometry.for_box(args.box, VOXEL_SIZE)
+    report_outside(geometry, phantom, [phantom_path])
+    moments = Moments.from_maps(phantom, geometry, order, names=["example"], threads=args.threads, progress=True)
+    moments.save(moments_path)
+    (reconstruction,) = moments.reconstruct(threads=args.threads, progress=True)
+    write_map(reconstruction_path, reconstruction.data, reconstruction.voxel_size, reconstruction.origin)
+    write_invariants(invariants_path, moments.invariants(), moments.nl, moments.names)
+
+    inside = geometry.inside()
+    reference, rebuilt = phantom[inside].astype(np.float64), reconstruction.data[inside].astype(np.float64)
+    correlation = np.corrcoef(reference, rebuilt)[0, 1]
+    relative_error = np.linalg.norm(rebuilt - reference) / np.linalg.norm(reference)
+
+    print(f"\nwrote into {out.resolve()}/:")
+    print(f"  {phantom_path.name:28s} the chiral phantom, box {args.box}, {VOXEL_SIZE:g} Å voxels")
+    print(f"  {moments_path.name:28s} its Zernike moments (see: zernike3d info {moments_path})")
+    print(f"  {reconstruction_path.name:28s} the map rebuilt from the moments")
+    print(f"  {invariants_path.name:28s} its rotation invariants F_nl, one row per (n, l)")
+    print(
+        f"\nreconstruction to order {order} ({moments.moments.shape[1]} coefficients) inside the ball "
+        f"(R = {geometry.radius:g} Å): correlation {correlation:.4f}, relative error {relative_error:.3f}"
+    )
+    print("first invariants F_nl (unchanged by any rotation of the map):")
+    print(moments.display_invariants(n_max=4))
+    print(f"\nopen {phantom_path.name} and {reconstruction_path.name} together in ChimeraX to compare them.")
+    return 0

@@ -1,0 +1,47 @@
+"""Rotation-invariant descriptors F_nl of every volume in a moments file.
+
+F_nl = sqrt(sum over m = -l..l of |Omega_nlm|^2) does not change when the map is rotated
+about the ball's centre. Output by suffix:
+
+* .csv: header ``n,l,<name>...``, one row per (n, l) ordered by n then l;
+* .npz: ``invariants`` (volumes, n_nl) float64, ``nl`` (n_nl, 2) int, ``names`` (volumes,).
+"""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from zernike3d.errors import InputError
+from zernike3d.io.atomic import atomic_path
+from zernike3d.moments import Moments
+
+
+def add_arguments(parser):
+    parser.add_argument("moments", metavar="M.npz", help="moments file")
+    parser.add_argument("--out", required=True, metavar="F.csv|F.npz", help="invariants file to write")
+
+
+def run(args):
+    suffix = Path(args.out).suffix.lower()
+    if suffix not in (".csv", ".npz"):
+        raise InputError(args.out, "output must end in .csv or .npz")
+    moments = Moments.load(args.moments)
+    write_invariants(args.out, moments.invariants(), moments.nl, moments.names)
+    print(f"wrote {args.out}: {moments.nl.shape[0]} invariants (n, l) for {len(moments.names)} volume(s)")
+    return 0
+
+
+def write_invariants(path, invariants, nl, names):
+    """Write invariants (V, n_nl) as CSV (one row per (n, l), full float precision) or as
+    .npz, by the suffix of ``path``; atomically."""
+    with atomic_path(path) as tmp:
+        if Path(path).suffix.lower() == ".csv":
+            with open(tmp, "w", newline="") as f:
+                writer = csv.writer(f, lineterminator="\n")
+                writer.writerow(["n", "l", *names])
+                for (n, l), values in zip(nl.tolist(), invariants.T.tolist()):
+                    writer.writerow([n, l, *values])  # str(float) round-trips exactly
+        else:
+            with open(tmp, "wb") as f:
+                np.savez(f, invariants=invariants, nl=nl, names=np.asarray(names, dtype=str))
