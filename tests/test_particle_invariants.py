@@ -1,0 +1,71 @@
+"""Per-particle invariants: the chunked kernel, the zarr store, the invariants stage option."""
+
+import numpy as np
+import pytest
+
+from zernike3d.errors import InputError
+from zernike3d.io.particle_invariants import (
+    particle_invariants_of,
+    read_particle_invariants,
+    write_particle_invariants,
+)
+from zernike3d.maths.indexing import coefficient_count, nl_table, nlm_table
+from zernike3d.maths.invariants import invariants, particle_invariant_forms, particle_invariants
+
+ORDER = 10
+
+
+@pytest.fixture
+def job():
+    """Moments of a base and 3 components (decaying with n, like real maps), 1000 particles."""
+    rng = np.random.default_rng(0)
+    ncoef = coefficient_count(ORDER)
+    decay = np.exp(-0.2 * nlm_table(ORDER)[:, 0])
+    moments = (rng.normal(size=(4, ncoef)) + 1j * rng.normal(size=(4, ncoef))) * decay
+    moments[1:] *= 0.1  # components are small next to the base
+    latents = (3 * rng.normal(size=(1000, 3))).astype(np.float32)
+    uid = rng.integers(2**63, 2**64 - 1, size=1000, dtype=np.uint64)
+    return moments, latents, uid
+
+
+def _combined_invariants(moments, latents):
+    z = np.hstack([np.ones((len(latents), 1)), latents.astype(np.float64)])
+    return invariants(z @ moments, ORDER)
+
+
+def test_kernel_equals_invariants_of_combined_moments(job):
+    moments, latents, _ = job
+    forms = particle_invariant_forms(moments, ORDER)
+    expected = _combined_invariants(moments, latents)
+    np.testing.assert_allclose(particle_invariants_of(forms, latents), expected, rtol=1e-10)
+    np.testing.assert_allclose(particle_invariants(forms, latents), expected, rtol=1e-10)
+
+
+def test_store_round_trip_within_float32_rounding(job, tmp_path):
+    moments, latents, uid = job
+    forms = particle_invariant_forms(moments, ORDER)
+    path = tmp_path / "P.zarr"
+    names = ["base", "component_0", "component_1", "component_2"]
+    # 1000 particles in chunks of 300: the last chunk is partial.
+    write_particle_invariants(path, forms, latents, uid, nl_table(ORDER), order=ORDER, names=names, chunk=300)
+    store = read_particle_invariants(path)
+    assert store.invariants.dtype == np.float32 and store.invariants.chunks == (300, len(nl_table(ORDER)))
+    np.testing.assert_array_equal(store.uid, uid)
+    np.testing.assert_array_equal(store.nl, nl_table(ORDER))
+    assert (store.order, store.names) == (ORDER, names)
+    np.testing.assert_allclose(store.invariants[:], _combined_invariants(moments, latents), rtol=2**-23)
+    assert [p.name for p in tmp_path.iterdir()] == ["P.zarr"]  # no temporary left
+
+    rows, values = store.sample(250, seed=1)
+    assert rows.shape == (250,) and np.all(np.diff(rows) > 0)
+    np.testing.assert_array_equal(values, store.invariants[:][rows])
+
+
+def test_reader_rejects_other_stores(tmp_path):
+    import zarr
+
+    with pytest.raises(InputError, match="not a zarr particle invariants store"):
+        read_particle_invariants(tmp_path / "missing.zarr")
+    zarr.open_group(tmp_path / "other.zarr", mode="w").attrs.update(format="something-else")
+    with pytest.raises(InputError, match="not a particle invariants store"):
+        read_particle_invariants(tmp_path / "other.zarr")

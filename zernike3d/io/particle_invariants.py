@@ -1,0 +1,170 @@
+"""Per-particle invariants of a 3D Variability job: computed in chunks, stored as zarr.
+
+A particle with latents z (K values) has invariants F_nl(z) = sqrt(z~^T G_nl z~),
+z~ = (1, z), with the forms G of :func:`zernike3d.maths.invariants.particle_invariant_forms`.
+:func:`write_particle_invariants` streams the particles through a numba kernel one chunk
+at a time, so memory stays bounded whatever the number of particles P.
+
+The store is a zarr (format 3) group, a directory:
+
+==================  ======================  ============================================
+node                dtype, shape            meaning
+==================  ======================  ============================================
+``invariants``      float32 (P, n_nl)       F_nl(z) per particle (row) and (n, l)
+                                            (column); chunked by particles; units of the
+                                            map density, like the maps' invariants
+``uid``             uint64 (P,)             cryoSPARC particle uid of each row
+``nl``              int32 (n_nl, 2)         (n, l) of each column, ordered by n then l
+attributes          ``format``              ``"zernike3d-particle-invariants"``
+                    ``format_version``      1
+                    ``order``               highest n
+                    ``names``               the volumes of the forms: base, component_0..
+==================  ======================  ============================================
+
+Read it back with :func:`read_particle_invariants`; the ``invariants`` array is read
+lazily (slice it, or use :meth:`ParticleInvariants.sample`).
+"""
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import zarr
+from numba import prange
+from zarr.codecs import BloscCodec
+
+from zernike3d.errors import InputError
+from zernike3d.io.atomic import atomic_path
+
+FORMAT = "zernike3d-particle-invariants"
+FORMAT_VERSION = 1
+#: particles per zarr chunk (and per computed block)
+DEFAULT_CHUNK = 4096
+#: byte-shuffled lz4: fast enough not to slow the write, some gain on float32
+COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+
+
+@dataclass(frozen=True)
+class ParticleInvariants:
+    """A particle invariants store opened for reading.
+
+    ``invariants`` is the lazy zarr array (P, n_nl) float32; ``uid`` (P,) uint64,
+    ``nl`` (n_nl, 2) int32, ``order`` and ``names`` as written.
+    """
+
+    invariants: zarr.Array
+    uid: np.ndarray
+    nl: np.ndarray
+    order: int
+    names: list
+
+    def sample(self, count, seed=0):
+        """At most ``count`` particles drawn without replacement (fixed ``seed``), in
+        store order: (rows (S,) int64, invariants (S, n_nl) float32). Reads one chunk at
+        a time, so memory is bounded by the sample and one chunk."""
+        total = self.invariants.shape[0]
+        rows = np.sort(np.random.default_rng(seed).choice(total, min(count, total), replace=False))
+        step = self.invariants.chunks[0]
+        blocks = []
+        for start in range(0, total, step):
+            wanted = rows[(rows >= start) & (rows < start + step)]
+            if wanted.size:
+                blocks.append(self.invariants[start : start + step][wanted - start])
+        values = np.concatenate(blocks) if blocks else np.zeros((0, len(self.nl)), np.float32)
+        return rows, values
+
+
+def particle_invariants_of(forms, latents, dtype=np.float64):
+    """F_nl(z) of every row of ``latents`` (P, K) in memory: (P, n_nl) of ``dtype``.
+
+    The same values as :func:`zernike3d.maths.invariants.particle_invariants`, by the
+    numba kernel the writer streams through.
+    """
+    latents = np.ascontiguousarray(latents, dtype=np.float64)
+    out = np.empty((latents.shape[0], forms.shape[0]), dtype=dtype)
+    _quadratic_norms(latents, _packed_forms(forms), out)
+    return out
+
+
+def write_particle_invariants(path, forms, latents, uid, nl, *, order, names, chunk=DEFAULT_CHUNK):
+    """Compute and store the invariants of every particle, ``chunk`` particles at a time.
+
+    forms (n_nl, 1+K, 1+K) from ``particle_invariant_forms``; latents (P, K); uid (P,);
+    nl (n_nl, 2); ``order`` and ``names`` (1+K) describe the forms. Written atomically.
+    """
+    n_nl, size, _ = forms.shape
+    if latents.ndim != 2 or latents.shape[1] != size - 1 or uid.shape != (len(latents),):
+        raise ValueError(
+            f"latents {latents.shape} and uid {uid.shape} do not fit forms of {size - 1} components"
+        )
+    packed = _packed_forms(forms)
+    block = np.empty((chunk, n_nl), dtype=np.float32)
+    with atomic_path(path) as tmp:
+        group = zarr.open_group(tmp, mode="w", zarr_format=3)
+        group.attrs.update(
+            format=FORMAT, format_version=FORMAT_VERSION, order=int(order), names=list(names)
+        )
+        group.create_array("uid", data=np.asarray(uid, dtype=np.uint64))
+        group.create_array("nl", data=np.asarray(nl, dtype=np.int32))
+        store = group.create_array(
+            "invariants",
+            shape=(len(latents), n_nl),
+            chunks=(chunk, n_nl),
+            dtype="float32",
+            compressors=COMPRESSOR,
+        )
+        for start in range(0, len(latents), chunk):
+            z = np.ascontiguousarray(latents[start : start + chunk], dtype=np.float64)
+            _quadratic_norms(z, packed, block[: len(z)])
+            store[start : start + len(z)] = block[: len(z)]
+
+
+def read_particle_invariants(path):
+    """Open a store written by :func:`write_particle_invariants`, checking its format."""
+    try:
+        group = zarr.open_group(path, mode="r")
+    except (FileNotFoundError, zarr.errors.NodeNotFoundError, ValueError) as err:
+        raise InputError(path, f"not a zarr particle invariants store: {err}") from None
+    attrs = dict(group.attrs)
+    if attrs.get("format") != FORMAT:
+        raise InputError(path, f"not a particle invariants store (format is {attrs.get('format')!r}, expected {FORMAT!r})")
+    if attrs.get("format_version") != FORMAT_VERSION:
+        raise InputError(path, f"format_version {attrs.get('format_version')}; this zernike3d reads {FORMAT_VERSION}")
+    missing = [name for name in ("invariants", "uid", "nl") if name not in group]
+    if missing:
+        raise InputError(path, f"store lacks {', '.join(missing)}")
+    invariants, uid, nl = group["invariants"], group["uid"][:], group["nl"][:]
+    if invariants.ndim != 2 or invariants.shape != (len(uid), len(nl)) or nl.shape[1:] != (2,):
+        raise InputError(
+            path, f"inconsistent shapes: invariants {invariants.shape}, uid {uid.shape}, nl {nl.shape}"
+        )
+    return ParticleInvariants(invariants, uid, nl, int(attrs["order"]), list(attrs["names"]))
+
+
+def _packed_forms(forms):
+    """(T, n_nl) float64: the upper triangle a <= b of each symmetric G_nl, row by row,
+    off-diagonal entries doubled, so that F² = sum_t packed[t] z~_a z~_b."""
+    a, b = np.triu_indices(forms.shape[1])
+    return np.ascontiguousarray((forms[:, a, b] * np.where(a == b, 1.0, 2.0)).T)
+
+
+@numba.njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+def _quadratic_norms(latents, packed, out):
+    """out[p, j] = sqrt(max(0, sum_t packed[t, j] z~_a z~_b)) over particles p in parallel;
+    the inner loop over (n, l) runs along contiguous memory and vectorises."""
+    size = latents.shape[1] + 1
+    n_nl = packed.shape[1]
+    for p in prange(latents.shape[0]):
+        z = np.empty(size)
+        z[0] = 1.0
+        z[1:] = latents[p]
+        total = np.zeros(n_nl)
+        t = 0
+        for a in range(size):
+            for b in range(a, size):
+                weight = z[a] * z[b]
+                for j in range(n_nl):
+                    total[j] += packed[t, j] * weight
+                t += 1
+        for j in range(n_nl):
+            out[p, j] = np.sqrt(max(total[j], 0.0))
