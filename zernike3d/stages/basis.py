@@ -1,0 +1,56 @@
+"""Build (or reuse) the cached basis of an input's geometry in a zarr store.
+
+The store ``CACHE/<key>.zarr`` holds the grid tables and the radial table of the ball
+that INPUT (a dataset bundle .npz, or an MRC map) defines with --radius / --center, up
+to --order. A complete, checked store is reused; a missing, damaged or stale one is
+rebuilt. --out records the key, the store path and the geometry in a small JSON file for
+the stages that follow. Several jobs may ask for the same store at once: one builds it,
+the others wait and reuse it.
+"""
+
+import json
+from pathlib import Path
+
+from zernike3d.errors import InputError
+from zernike3d.io.atomic import atomic_path
+from zernike3d.io.basis_store import basis_record, ensure_store
+from zernike3d.maths.geometry import BallGeometry
+from zernike3d.stages import common
+
+
+def add_arguments(parser):
+    parser.add_argument("input", metavar="INPUT", help="dataset bundle (.npz) or map (.mrc)")
+    parser.add_argument("--order", type=int, required=True, help="highest Zernike order n")
+    parser.add_argument("--cache", required=True, metavar="DIR", help="directory of the basis stores")
+    parser.add_argument("--out", required=True, metavar="basis.json", help="record of the store to write")
+    common.add_geometry_arguments(parser)
+
+
+def run(args):
+    order = common.parse_order(args.order)
+    box, voxel_size = input_box(args.input)
+    geometry = BallGeometry.for_box(
+        box, voxel_size, radius=common.parse_radius(args.radius), center=common.parse_center(args.center)
+    )
+    result = ensure_store(args.cache, geometry, order)
+    with atomic_path(args.out) as tmp:
+        Path(tmp).write_text(json.dumps(basis_record(result, geometry, order), indent=2) + "\n")
+    action = "built" if result.built else "reused"
+    print(f"{action} {result.path} (box {box}, voxel {voxel_size:g} Å, order {order}); wrote {args.out}")
+    return 0
+
+
+def input_box(path):
+    """(box, voxel size in Å) of a dataset bundle or an MRC map."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npz":
+        from zernike3d.io.dataset import Dataset
+
+        dataset = Dataset.load(path)
+        return dataset.box, dataset.voxel_size
+    if suffix in (".mrc", ".map"):
+        from zernike3d.io.mrc import read_map
+
+        mapfile = read_map(path)
+        return mapfile.data.shape[0], mapfile.voxel_size
+    raise InputError(path, "expected a dataset bundle (.npz) or a map (.mrc, .map)")
