@@ -84,8 +84,9 @@ def read_map(path, voxel_size=None):
 
 
 def _header_floats(values):
-    """float32 header fields as the shortest decimals that round-trip (1.3, not 1.2999999523)."""
-    return tuple(float(str(np.float32(v))) for v in values)
+    """float32 header values to 6 significant digits: 1.3, not 1.2999999523 or the
+    1.3000001 that mrcfile's cell / box division gives."""
+    return tuple(float(f"{v:.6g}") for v in values)
 
 
 def write_map(path, data, voxel_size, origin=(0.0, 0.0, 0.0)):
