@@ -66,7 +66,7 @@ def fourier_bin(data, factor):
     for index in np.ndindex(data.shape[:-3]):
         spectrum = np.fft.rfftn(np.asarray(data[index], dtype=np.float64))
         spectrum = _keep_low(_keep_low(spectrum, n, axis=0), n, axis=1)[:, :, : n // 2 + 1]
-        out[index] = np.fft.irfftn(spectrum, s=(n,) * 3) / factor**3
+        out[index] = np.fft.irfftn(spectrum, s=(n,) * 3, axes=(0, 1, 2)) / factor**3
     return out
 
 

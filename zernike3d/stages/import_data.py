@@ -62,7 +62,7 @@ def run(args):
             parameters = {"source": "job-dir", "job_dir": str(Path(args.job_dir).resolve())}
         else:
             map_path, component_paths, particles_path = args.map, args.components or [], args.particles
-            parameters = {"source": "files"}
+            parameters = {"source": "files" if args.particles else "map"}
         dataset = import_maps(map_path, component_paths, particles_path, apix, parameters)
     dataset.save(args.out)
     contents = (f"base map + {dataset.n_components} components, {len(dataset.uid)} particles"
