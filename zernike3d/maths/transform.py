@@ -23,12 +23,9 @@ blocks sized to a memory budget, so memory stays bounded by the map, the tables 
 budget, never by (basis functions x voxels). Everything is float64.
 """
 
-import contextlib
-
-import numba
 import numpy as np
 
-from zernike3d.maths import _kernels
+from zernike3d.maths.backends import make_backend
 from zernike3d.maths.basis import Basis
 from zernike3d.maths.indexing import coefficient_count, nlm_offsets
 from zernike3d.maths.legendre import recurrence_coefficients
@@ -37,35 +34,31 @@ from zernike3d.maths.legendre import recurrence_coefficients
 DEFAULT_WORKSPACE = 512 * 2**20
 
 
-def decompose(maps, geometry, order, *, basis=None, threads=None, progress=False, max_workspace=DEFAULT_WORKSPACE):
+def decompose(maps, geometry, order, *, basis=None, backend="numba", threads=None, gpu_id=None, progress=False, max_workspace=DEFAULT_WORKSPACE):
     """Zernike moments of one map (box, box, box) or several (V, box, box, box).
 
     Maps are indexed [z, y, x]; all share ``geometry``. Returns complex128 (V, ncoef) in
-    the order of :func:`zernike3d.maths.indexing.nlm_table`.
+    the order of :func:`zernike3d.maths.indexing.nlm_table`. ``backend``: 'numba' (CPU),
+    'cupy' (GPU) or 'numpy' (the GPU code path on the CPU); see :mod:`backends`.
     """
     maps = _as_volumes(maps, geometry)
     n_vol = maps.shape[0]
     plan = _Plan(geometry, order, basis, n_vol, max_workspace)
-    flat = maps.reshape(n_vol, geometry.box, geometry.box * geometry.box)
-    moments = np.zeros((n_vol, coefficient_count(order)), dtype=np.complex128)
-    grid = plan.grid
-    with _numba_threads(threads):
-        for m0, m1 in plan.iterate(progress, "decompose"):
-            phase = plan.phase(m0, m1)
-            rings = np.zeros((grid.n_pairs, n_vol, 2, m1 - m0), dtype=np.complex128)
-            _kernels.ring_sums(flat, grid.fold_plus, grid.fold_minus, grid.point_index, grid.point_ring, grid.pair_of, phase, rings)
-            shells = np.zeros((grid.n_shells, plan.lm_count(m0, m1), n_vol), dtype=np.complex128)
-            plan.polar(rings, shells, m0, adjoint=False)
-            for l in range(m0, order + 1):
-                ns, columns, lm = plan.columns(l, m0, m1)
-                block = _real_view(np.ascontiguousarray(shells[:, lm, :]))
-                result = _complex_view(plan.basis.radial(l) @ block, (ns, lm.size, n_vol))
-                moments[:, columns] = result.transpose(2, 0, 1)
-    moments *= geometry.voxel_volume
-    return moments
+    engine = make_backend(backend, plan, n_vol, threads, gpu_id)
+    xp = engine.xp
+    engine.load_maps(maps)
+    moments = xp.zeros((n_vol, coefficient_count(order)), dtype=xp.complex128)
+    for m0, m1 in plan.iterate(progress, "decompose"):
+        shells = engine.shell_sums(m0, m1)
+        for l in range(m0, order + 1):
+            ns, columns, lm = plan.columns(l, m0, m1)
+            block = _real_view(xp.ascontiguousarray(shells[:, xp.asarray(lm), :]))
+            result = _complex_view(engine.radial(l) @ block, (ns, lm.size, n_vol))
+            moments[:, xp.asarray(columns)] = result.transpose(2, 0, 1)
+    return engine.to_numpy(moments) * geometry.voxel_volume
 
 
-def reconstruct(moments, geometry, order, *, basis=None, threads=None, progress=False, max_workspace=DEFAULT_WORKSPACE):
+def reconstruct(moments, geometry, order, *, basis=None, backend="numba", threads=None, gpu_id=None, progress=False, max_workspace=DEFAULT_WORKSPACE):
     """Maps (V, box, box, box) float64 from moments (V, ncoef) or (ncoef,) up to ``order``.
 
     ``moments`` must hold exactly the coefficients up to ``order`` (use
@@ -76,21 +69,19 @@ def reconstruct(moments, geometry, order, *, basis=None, threads=None, progress=
         raise ValueError(f"expected {coefficient_count(order)} coefficients for order {order}, got {moments.shape[1]}")
     n_vol = moments.shape[0]
     plan = _Plan(geometry, order, basis, n_vol, max_workspace)
-    grid = plan.grid
-    box = geometry.box
-    out = np.zeros((n_vol, box, box * box), dtype=np.float64)
-    with _numba_threads(threads):
-        for m0, m1 in plan.iterate(progress, "reconstruct"):
-            shells = np.zeros((grid.n_shells, plan.lm_count(m0, m1), n_vol), dtype=np.complex128)
-            for l in range(m0, order + 1):
-                ns, columns, lm = plan.columns(l, m0, m1)
-                coefficients = np.ascontiguousarray(moments[:, columns].transpose(1, 2, 0))
-                values = plan.basis.radial(l).T @ _real_view(coefficients.reshape(ns, -1))
-                shells[:, lm, :] = _complex_view(values, (grid.n_shells, lm.size, n_vol))
-            rings = np.zeros((grid.n_pairs, n_vol, 2, m1 - m0), dtype=np.complex128)
-            plan.polar(rings, shells, m0, adjoint=True)
-            _kernels.ring_sums_adjoint(rings, grid.fold_plus, grid.fold_minus, grid.point_index, grid.point_ring, grid.pair_of, plan.phase(m0, m1), m0, out)
-    return out.reshape(n_vol, box, box, box)
+    engine = make_backend(backend, plan, n_vol, threads, gpu_id)
+    xp = engine.xp
+    device_moments = xp.asarray(moments)
+    n_shells = plan.grid.n_shells
+    for m0, m1 in plan.iterate(progress, "reconstruct"):
+        shells = xp.zeros((n_shells, plan.lm_count(m0, m1), n_vol), dtype=xp.complex128)
+        for l in range(m0, order + 1):
+            ns, columns, lm = plan.columns(l, m0, m1)
+            coefficients = xp.ascontiguousarray(device_moments[:, xp.asarray(columns)].transpose(1, 2, 0))
+            values = engine.radial(l).T @ _real_view(coefficients.reshape(ns, -1))
+            shells[:, xp.asarray(lm), :] = _complex_view(values, (n_shells, lm.size, n_vol))
+        engine.add_maps(shells, m0, m1)
+    return engine.maps()
 
 
 def workspace_bytes(grid, order, n_volumes, m_block):
@@ -156,10 +147,6 @@ class _Plan:
         lm = self.lm_offset(m0, m1)[ms - m0] + (l - ms)
         return ns.size, columns, lm
 
-    def polar(self, rings, shells, m0, adjoint):
-        g = self.grid
-        _kernels.shell_transform(rings, shells, g.shell_start, g.pair_cos, g.pair_sin, m0, self.order, self.a, self.b, self.diag, self.lm_offset(m0, m0 + rings.shape[3]), adjoint)
-
 
 def _as_volumes(maps, geometry):
     maps = np.asarray(maps)
@@ -174,22 +161,11 @@ def _as_volumes(maps, geometry):
 
 
 def _real_view(complex_array):
-    """A (rows, k) complex array as a (rows, 2k) float64 view."""
-    return complex_array.reshape(complex_array.shape[0], -1).view(np.float64)
+    """A contiguous (rows, ...) complex array as a (rows, 2k) float64 view (NumPy or CuPy)."""
+    return complex_array.reshape(complex_array.shape[0], -1).view(complex_array.real.dtype)
 
 
 def _complex_view(real_array, shape):
-    return np.ascontiguousarray(real_array).view(np.complex128).reshape(shape)
-
-
-@contextlib.contextmanager
-def _numba_threads(threads):
-    if threads is None:
-        yield
-        return
-    previous = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
+    """Inverse of :func:`_real_view`."""
+    contiguous = real_array if real_array.flags.c_contiguous else real_array.copy()
+    return contiguous.view(np.complex128).reshape(shape)

@@ -1,0 +1,242 @@
+"""Where the ring and polar steps of the transforms run.
+
+Two implementations of the same three operations, chosen by name:
+
+* ``numba`` (default): the multi-threaded CPU kernels of :mod:`zernike3d.maths._kernels`.
+* ``numpy`` / ``cupy``: the same sums written as array operations only (elementwise
+  products, sparse matrix products with ring and shell membership matrices, dense
+  matrix products), for any NumPy-compatible array module. With ``cupy`` everything runs
+  on the GPU; with ``numpy`` the very same code runs on the CPU, which is how the tests
+  check the GPU code path on machines without a GPU.
+
+Each backend offers ``xp`` (its array module), ``load_maps(maps)``, ``shell_sums(m0, m1)``
+-> (n_shells, n_lm, V) complex, ``add_maps(shells, m0, m1)`` (the adjoint, accumulating
+into the output maps), ``maps()`` -> NumPy (V, box, box, box), and ``radial(l)`` -> the
+radial rows of one l on the backend's device (kept resident when ``radial_resident``).
+"""
+
+import contextlib
+
+import numba
+import numpy as np
+
+from zernike3d.maths import _kernels
+
+BACKENDS = ("numba", "numpy", "cupy")
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run here (no CuPy, no GPU, no driver)."""
+
+
+def make_backend(name, plan, n_volumes, threads=None, gpu_id=None, radial_resident=True):
+    if name == "numba":
+        return NumbaBackend(plan, n_volumes, threads)
+    if name == "numpy":
+        import scipy.sparse
+
+        return ArrayBackend(plan, n_volumes, np, scipy.sparse, radial_resident)
+    if name == "cupy":
+        cupy, sparse = import_cupy(gpu_id)
+        return ArrayBackend(plan, n_volumes, cupy, sparse, radial_resident)
+    raise ValueError(f"unknown backend {name!r}; expected one of {BACKENDS}")
+
+
+def import_cupy(gpu_id=None):
+    """(cupy, cupyx.scipy.sparse) on device ``gpu_id``, or BackendUnavailable saying why."""
+    try:
+        import cupy
+        import cupyx.scipy.sparse as sparse
+    except ImportError as err:
+        raise BackendUnavailable(f"CuPy is not installed ({err}); install zernike3d[gpu]") from err
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # CUDA driver missing or broken: cupy raises its own types
+        raise BackendUnavailable(f"CuPy cannot reach a CUDA driver ({err})") from err
+    device = 0 if gpu_id is None else int(gpu_id)
+    if not 0 <= device < count:
+        raise BackendUnavailable(f"GPU {device} requested but {count} CUDA device(s) found")
+    cupy.cuda.Device(device).use()
+    return cupy, sparse
+
+
+class NumbaBackend:
+    """CPU kernels; ``threads`` limits numba's thread pool for each call."""
+
+    xp = np
+
+    def __init__(self, plan, n_volumes, threads=None):
+        self.plan = plan
+        self.grid = plan.grid
+        self.n_volumes = n_volumes
+        self.threads = threads
+        self._box = plan.basis.geometry.box
+        self._out = None
+
+    def radial(self, l):
+        return self.plan.basis.radial(l)
+
+    def load_maps(self, maps):
+        self._flat = maps.reshape(maps.shape[0], self._box, self._box * self._box)
+
+    def shell_sums(self, m0, m1):
+        g, plan = self.grid, self.plan
+        rings = np.zeros((g.n_pairs, self.n_volumes, 2, m1 - m0), dtype=np.complex128)
+        shells = np.zeros((g.n_shells, plan.lm_count(m0, m1), self.n_volumes), dtype=np.complex128)
+        with self._threads():
+            _kernels.ring_sums(self._flat, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, plan.phase(m0, m1), rings)
+            self._polar(rings, shells, m0, adjoint=False)
+        return shells
+
+    def add_maps(self, shells, m0, m1):
+        g = self.grid
+        if self._out is None:
+            self._out = np.zeros((self.n_volumes, self._box, self._box * self._box))
+        rings = np.zeros((g.n_pairs, self.n_volumes, 2, m1 - m0), dtype=np.complex128)
+        with self._threads():
+            self._polar(rings, shells, m0, adjoint=True)
+            _kernels.ring_sums_adjoint(rings, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, self.plan.phase(m0, m1), m0, self._out)
+
+    def maps(self):
+        return self._out.reshape(self.n_volumes, self._box, self._box, self._box)
+
+    def to_numpy(self, array):
+        return array
+
+    def _polar(self, rings, shells, m0, adjoint):
+        g, p = self.grid, self.plan
+        lm_offset = p.lm_offset(m0, m0 + rings.shape[3])
+        _kernels.shell_transform(rings, shells, g.shell_start, g.pair_cos, g.pair_sin, m0, p.order, p.a, p.b, p.diag, lm_offset, adjoint)
+
+    @contextlib.contextmanager
+    def _threads(self):
+        if self.threads is None:
+            yield
+            return
+        previous = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(int(self.threads), numba.config.NUMBA_NUM_THREADS)))
+        try:
+            yield
+        finally:
+            numba.set_num_threads(previous)
+
+
+class ArrayBackend:
+    """The transforms as array operations on a dense (fold, ring) layout.
+
+    cells: fold * n_rings + ring (cells outside the ball have no shell and weight 0).
+    ring_matrix (n_rings x n_points) sums xy points into rings; shell_matrix
+    (n_shells x n_cells) sums cells into shells; their transposes spread back.
+    """
+
+    def __init__(self, plan, n_volumes, xp, sparse, radial_resident=True):
+        import scipy.sparse
+
+        g = plan.grid
+        self.xp, self.plan, self.n_volumes = xp, plan, n_volumes
+        self.box = plan.basis.geometry.box
+        self.n_folds, self.n_rings = g.pair_of.shape
+        n_cells = self.n_folds * self.n_rings
+        shell_of_pair = np.repeat(np.arange(g.n_shells), np.diff(g.shell_start))
+        cells = g.pair_fold * self.n_rings + g.pair_ring
+        ones = np.ones(g.n_points)
+        ring_matrix = scipy.sparse.csr_matrix((ones, (g.point_ring, np.arange(g.n_points))), shape=(self.n_rings, g.n_points))
+        shell_matrix = scipy.sparse.csr_matrix((np.ones(g.n_pairs), (shell_of_pair, cells)), shape=(g.n_shells, n_cells))
+
+        def to_device(matrix):
+            matrix = matrix.tocsr()
+            return sparse.csr_matrix((xp.asarray(matrix.data), xp.asarray(matrix.indices), xp.asarray(matrix.indptr)), shape=matrix.shape)
+
+        self.ring_matrix, self.ring_matrix_t = to_device(ring_matrix), to_device(ring_matrix.T)
+        self.shell_matrix, self.shell_matrix_t = to_device(shell_matrix), to_device(shell_matrix.T)
+        cos = np.ones(n_cells)
+        sin = np.zeros(n_cells)
+        cos[cells], sin[cells] = g.pair_cos, g.pair_sin
+        self.cos, self.sin = xp.asarray(cos), xp.asarray(sin)
+        # a missing +dz or -dz plane reads from / writes to an extra zero plane at index box
+        self.plus = xp.asarray(np.where(g.fold_plus >= 0, g.fold_plus, self.box))
+        self.minus = xp.asarray(np.where(g.fold_minus >= 0, g.fold_minus, self.box))
+        self.point_index = xp.asarray(g.point_index)
+        self.phi = xp.asarray(g.point_phi)
+        self.a, self.b, self.diag = plan.a, plan.b, plan.diag
+        self._radial = {l: xp.asarray(plan.basis.radial(l)) for l in range(plan.order + 1)} if radial_resident else None
+        self._out = None
+
+    def radial(self, l):
+        if self._radial is not None:
+            return self._radial[l]
+        return self.xp.asarray(self.plan.basis.radial(l))
+
+    def to_numpy(self, array):
+        return array.get() if hasattr(array, "get") else array
+
+    def load_maps(self, maps):
+        xp = self.xp
+        flat = xp.asarray(maps, dtype=xp.float64).reshape(self.n_volumes, self.box, -1)
+        padded = xp.concatenate([flat, xp.zeros((self.n_volumes, 1, flat.shape[2]))], axis=1)
+        plus = padded[:, self.plus][:, :, self.point_index]
+        minus = padded[:, self.minus][:, :, self.point_index]
+        folded = xp.stack([plus + minus, plus - minus], axis=1)  # (V, 2, F, points)
+        self._points = xp.ascontiguousarray(folded.reshape(-1, folded.shape[-1]).T)  # (points, V*2*F)
+
+    def _legendre_columns(self, m0, m1):
+        """Yield (j, m, l, parity, Pbar_lm over cells) for the block, l = m..order."""
+        xp, order = self.xp, self.plan.order
+        pmm = xp.full(self.cos.shape, 1.0 / np.sqrt(4.0 * np.pi))
+        for m in range(1, m0 + 1):
+            pmm = pmm * (self.diag[m] * self.sin)
+        for j, m in enumerate(range(m0, min(m1, order + 1))):
+            if j > 0:
+                pmm = pmm * (self.diag[m] * self.sin)
+            p2, p1 = xp.zeros_like(pmm), pmm
+            for l in range(m, order + 1):
+                if l > m:
+                    p2, p1 = p1, self.a[l, m] * (self.cos * p1 - self.b[l, m] * p2)
+                yield j, m, l, (l + m) & 1, p1
+
+    def shell_sums(self, m0, m1):
+        xp = self.xp
+        shells = xp.zeros((self.shell_matrix.shape[0], self.plan.lm_count(m0, m1), self.n_volumes), dtype=xp.complex128)
+        rings = []
+        for m in range(m0, m1):
+            real = self.ring_matrix @ (self._points * xp.cos(m * self.phi)[:, None])
+            imag = -(self.ring_matrix @ (self._points * xp.sin(m * self.phi)[:, None]))
+            ring = (real + 1j * imag).reshape(self.n_rings, self.n_volumes, 2, self.n_folds)
+            rings.append(xp.ascontiguousarray(ring.transpose(3, 0, 1, 2)).reshape(-1, self.n_volumes, 2))
+        lm_offset = self.plan.lm_offset(m0, m1)
+        for j, m, l, parity, plm in self._legendre_columns(m0, m1):
+            weighted = xp.ascontiguousarray(rings[j][:, :, parity]) * plm[:, None]
+            summed = self.shell_matrix @ weighted.view(xp.float64)
+            shells[:, lm_offset[j] + l - m, :] = xp.ascontiguousarray(summed).view(xp.complex128)
+        return shells
+
+    def add_maps(self, shells, m0, m1):
+        xp = self.xp
+        lm_offset = self.plan.lm_offset(m0, m1)
+        rings = [xp.zeros((self.shell_matrix.shape[1], self.n_volumes, 2), dtype=xp.complex128) for _ in range(m0, m1)]
+        for j, m, l, parity, plm in self._legendre_columns(m0, m1):
+            column = xp.ascontiguousarray(shells[:, lm_offset[j] + l - m, :])
+            spread = xp.ascontiguousarray(self.shell_matrix_t @ column.view(xp.float64)).view(xp.complex128)
+            rings[j][:, :, parity] += plm[:, None] * spread
+        values = xp.zeros(self._point_shape(), dtype=xp.float64)
+        for j, m in enumerate(range(m0, m1)):
+            ring = xp.ascontiguousarray(rings[j].reshape(self.n_folds, self.n_rings, self.n_volumes, 2).transpose(1, 2, 3, 0)).reshape(self.n_rings, -1)
+            weight = 1.0 if m == 0 else 2.0
+            values += weight * (
+                (self.ring_matrix_t @ xp.ascontiguousarray(ring.real)) * xp.cos(m * self.phi)[:, None]
+                - (self.ring_matrix_t @ xp.ascontiguousarray(ring.imag)) * xp.sin(m * self.phi)[:, None]
+            )
+        folded = values.T.reshape(self.n_volumes, 2, self.n_folds, -1)
+        if self._out is None:
+            self._out = xp.zeros((self.n_volumes, self.box + 1, self.box * self.box))
+        out = self._out
+        plane_index = self.point_index[None, :]
+        out[:, self.plus[:, None], plane_index] += folded[:, 0] + folded[:, 1]
+        out[:, self.minus[:, None], plane_index] += folded[:, 0] - folded[:, 1]
+
+    def _point_shape(self):
+        return (self.point_index.size, self.n_volumes * 2 * self.n_folds)
+
+    def maps(self):
+        out = self._out[:, : self.box].reshape(self.n_volumes, self.box, self.box, self.box)
+        return self.to_numpy(out)
