@@ -8,6 +8,7 @@ cause (:class:`zernike3d.errors.InputError`) are printed as one line and exit wi
 import argparse
 import importlib
 import sys
+import warnings
 
 from zernike3d.errors import InputError
 
@@ -48,7 +49,12 @@ def build_parser():
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None):
+    return f"zernike3d: warning: {message}\n"
+
+
 def main(argv=None):
+    warnings.formatwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
