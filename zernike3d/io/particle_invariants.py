@@ -148,7 +148,7 @@ def _packed_forms(forms):
     return np.ascontiguousarray((forms[:, a, b] * np.where(a == b, 1.0, 2.0)).T)
 
 
-@numba.njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+@numba.njit(parallel=True, cache=True)
 def _quadratic_norms(latents, packed, out):
     """out[p, j] = sqrt(max(0, sum_t packed[t, j] z~_a z~_b)) over particles p in parallel;
     the inner loop over (n, l) runs along contiguous memory and vectorises."""
