@@ -1,0 +1,319 @@
+"""Resource estimates (memory, run time) for the Snakemake rules and SLURM jobs.
+
+The workflow asks, for each job, ``rule_resources(stage, input_path, order, config)``
+and declares the result as the rule's ``mem_mb`` and ``runtime`` (minutes). The estimate
+is read from the *shape* of the input only: the box, number of volumes (base map + 3DVA
+components) and number of particles of the dataset bundle, which are read from the
+``.npy`` headers inside the uncompressed ``.npz`` (a few hundred bytes; no data is
+loaded). Before the bundle exists (a dry run) :func:`rule_resources` raises
+``FileNotFoundError`` for ``input_path``, which Snakemake shows as ``<TBD>``.
+
+The model is deliberately simple and errs high: a fixed interpreter + libraries
+overhead, plus the arrays each stage holds at its peak, times a safety factor, rounded
+up to 256 MB. The numbers it uses are those of :mod:`zernike3d.maths.transform`
+(float64 working copies, the per-block work arrays bounded by ``DEFAULT_WORKSPACE``).
+A hardware-aware planner may replace the internals; keep the signature of
+:func:`rule_resources` and the keys of the dict it returns.
+"""
+
+import ast
+import json
+import math
+import os
+import struct
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+MB = 1_000_000
+#: Python + NumPy + numba + zarr + cryosparc-tools, measured on the .test run (~200 MB),
+#: matplotlib for qc; rounded up
+BASE_MB = {"example": 300, "import": 350, "preprocess": 300, "basis": 350, "decompose": 400,
+           "invariants": 400, "reconstruct": 400, "qc": 450}
+#: work arrays of one m-block in the transforms (zernike3d.maths.transform.DEFAULT_WORKSPACE)
+WORKSPACE_BYTES = 512 * 2**20
+SAFETY = 1.5
+MIN_MEM_MB = 1024
+ROUND_MB = 256
+#: voxel-order operations per second per thread, from the transform benchmarks, halved
+OPS_PER_SECOND = 1.0e8
+MIN_RUNTIME = 10  # minutes: start-up, queueing of the step, file systems
+STAGES = tuple(BASE_MB)
+
+
+@dataclass(frozen=True)
+class BundleShape:
+    """What the estimate needs to know about the data: read cheaply, never the arrays."""
+
+    box: int
+    n_volumes: int
+    n_particles: int
+    voxel_size: float
+
+
+def read_npy_header(stream):
+    """``(shape, descr)`` from the header of a ``.npy`` stream, leaving it at the data.
+
+    Plain Python (no NumPy), so that the Snakefile can size jobs from a Snakemake
+    installation that has no NumPy (e.g. with ``--sdm conda``).
+    """
+    magic = stream.read(8)
+    if magic[:6] != b"\x93NUMPY":
+        raise ValueError("not a .npy stream")
+    major = magic[6]
+    length_bytes = 2 if major == 1 else 4
+    length = int.from_bytes(stream.read(length_bytes), "little")
+    header = ast.literal_eval(stream.read(length).decode("latin1"))
+    return tuple(header["shape"]), header["descr"]
+
+
+def npz_member_shapes(path):
+    """``{key: (shape, descr)}`` of the arrays in an ``.npz``, reading only the headers."""
+    shapes = {}
+    with open(str(path), "rb") as raw, zipfile.ZipFile(raw) as archive:
+        for info in archive.infolist():
+            if info.filename.endswith(".npy"):
+                with archive.open(info) as member:
+                    shapes[info.filename[: -len(".npy")]] = read_npy_header(member)
+    return shapes
+
+
+def _npz_scalar(path, key, default=1.0):
+    """A float64 scalar member of an ``.npz`` (e.g. ``voxel_size``) without NumPy."""
+    with open(str(path), "rb") as raw, zipfile.ZipFile(raw) as archive:
+        if f"{key}.npy" not in archive.namelist():
+            return default
+        with archive.open(f"{key}.npy") as member:
+            shape, descr = read_npy_header(member)
+            if shape != () or descr not in ("<f8", "<f4"):
+                return default
+            data = member.read(8 if descr == "<f8" else 4)
+    return struct.unpack("<d" if descr == "<f8" else "<f", data)[0]
+
+
+def bundle_shape(path):
+    """Shape of the data behind ``path``: a dataset bundle ``.npz`` (import/preprocess
+    output), a moments ``.npz``, an ``.mrc`` map, a cryoSPARC job directory or a
+    ``.cs`` table. Raises ``FileNotFoundError(path)`` if it does not exist yet."""
+    path_str = str(path)
+    p = Path(path_str)
+    if not p.exists():
+        raise FileNotFoundError(2, "No such file or directory", path_str)
+    if p.is_dir():
+        return _job_dir_shape(p)
+    suffix = p.suffix.lower()
+    if suffix == ".npz":
+        shapes = npz_member_shapes(p)
+        if "maps" in shapes:  # dataset bundle
+            maps = shapes["maps"][0]
+            latents = shapes.get("latents", ((0, 0),))[0]
+            return BundleShape(int(maps[-1]), int(maps[0]), int(latents[0]) if latents else 0,
+                               _npz_scalar(p, "voxel_size"))
+        if "moments" in shapes:  # moments file: no box; the caller should pass the bundle
+            rows = shapes["moments"][0]
+            return BundleShape(0, int(rows[0]) if len(rows) == 2 else 1, 0, 1.0)
+        # a WIGGLE bundle or another npz: size the largest cubic array
+        cubes = [s for s, _ in shapes.values() if len(s) >= 3 and s[-1] == s[-2] == s[-3]]
+        box = max((s[-1] for s in cubes), default=0)
+        volumes = sum(math.prod(s[:-3]) for s in cubes)
+        return BundleShape(int(box), max(volumes, 1), 0, 1.0)
+    if suffix in (".mrc", ".map", ".mrcs"):
+        return BundleShape(_mrc_box(p), 1, 0, 1.0)
+    if suffix == ".cs":
+        return BundleShape(0, 0, _cs_rows(p), 1.0)
+    return BundleShape(0, 1, 0, 1.0)
+
+
+def _mrc_box(path):
+    with open(path, "rb") as f:
+        header = f.read(12)
+    nx = struct.unpack("<3i", header)
+    if not 0 < max(nx) < 100_000:
+        nx = struct.unpack(">3i", header)
+    return int(max(nx))
+
+
+def _cs_rows(path):
+    try:
+        with open(path, "rb") as f:
+            shape, _ = read_npy_header(f)
+        return int(shape[0])
+    except (ValueError, SyntaxError, KeyError, IndexError):
+        # the compressed cryoSPARC format: guess from the file size (~200 bytes a row)
+        return max(1, os.path.getsize(path) // 200)
+
+
+def _job_dir_shape(directory):
+    maps = sorted(directory.glob("*.mrc"))
+    box = max((_mrc_box(m) for m in maps), default=0)
+    particles = sorted(directory.glob("*particles*.cs"))
+    n_particles = _cs_rows(particles[0]) if particles else 0
+    return BundleShape(box, max(len(maps), 1), n_particles, 1.0)
+
+
+# --- the model ------------------------------------------------------------------------
+
+def coefficient_count(order):
+    """Stored (m >= 0) coefficients up to ``order`` (as zernike3d.maths.indexing)."""
+    return sum(l + 1 for n in range(order + 1) for l in range(n % 2, n + 1, 2))
+
+
+def nl_count(order):
+    """(n, l) pairs up to ``order``: the number of invariants."""
+    return (order + 2) ** 2 // 4
+
+
+def _grid_counts(box, radius_voxels):
+    """Approximate sizes of the transform's grid tables for a ball of ``radius_voxels``."""
+    r = min(radius_voxels, box * math.sqrt(3) / 2)
+    rho = min(r, box / math.sqrt(2))
+    points = min(math.pi * rho * rho, box * box)
+    # distinct x^2 + y^2 (Landau-Ramanujan), generously
+    rings = min(points, 1.2 * rho * rho / math.sqrt(max(math.log(max(rho * rho, 3.0)), 1.0)) + 4 * rho)
+    folds = min(r, box / 2) + 1
+    pairs = folds * rings
+    shells = min(r * r * 3 + 1, pairs)
+    return points, pairs, shells
+
+
+def _radius_voxels(shape, config):
+    radius = config.get("radius", "inscribed") if config else "inscribed"
+    box = shape.box
+    if radius in (None, "inscribed"):
+        return box / 2
+    if radius == "circumscribed":
+        return box * math.sqrt(3) / 2
+    try:
+        return float(radius) / (shape.voxel_size or 1.0)
+    except (TypeError, ValueError):
+        return box / 2
+
+
+def transform_bytes(box, order, n_volumes, radius_voxels):
+    """Peak bytes of one decompose/reconstruct call beyond the maps themselves."""
+    points, pairs, shells = _grid_counts(box, radius_voxels)
+    grid = 8 * (3 * points + 6 * pairs + 2 * shells) + 8 * box * box
+    radial = nl_count(order) * shells * 8
+    lm_all = (order + 1) * (order + 2) // 2
+    full = (pairs * n_volumes * 2 * (order + 1) * 16 + shells * lm_all * n_volumes * 16
+            + points * (order + 1) * 16)
+    work = min(full, WORKSPACE_BYTES)
+    return grid + radial + work
+
+
+def transform_ops(box, order, n_volumes, radius_voxels):
+    """Rough count of multiply-adds of one transform (ring + polar + radial steps)."""
+    points, pairs, shells = _grid_counts(box, radius_voxels)
+    voxels = min(box**3, 4.2 * radius_voxels**3)
+    lm_all = (order + 1) * (order + 2) // 2
+    return n_volumes * (voxels * (order + 1) + pairs * lm_all * 2 + shells * coefficient_count(order))
+
+
+def reconstruct_count(shape, config):
+    """Number of maps the reconstruct stage writes for this dataset's settings."""
+    spec = (config or {}).get("reconstruct") or {}
+    components = max(shape.n_volumes - 1, 0)
+    count = 1  # the base map
+    if components and shape.n_particles:
+        count += int(spec.get("series") or 0) * components
+        count += int(spec.get("kmeans") or 0)
+        count += len(spec.get("particles") or [])
+    count += len(spec.get("latents") or [])
+    return count
+
+
+def _mb(nbytes, stage):
+    total = BASE_MB.get(stage, 400) + SAFETY * nbytes / MB
+    return max(MIN_MEM_MB, int(math.ceil(total / ROUND_MB) * ROUND_MB))
+
+
+def _minutes(ops, threads):
+    seconds = ops / (OPS_PER_SECOND * max(1, threads))
+    return int(MIN_RUNTIME + math.ceil(2 * seconds / 60))
+
+
+def estimate(stage, shape, order, config=None):
+    """``{"mem_mb": int, "runtime": int minutes}`` for ``stage`` on data of ``shape``."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
+    config = config or {}
+    threads = int(config.get("threads") or 1)
+    order = int(order or 0)
+    box, volumes, particles = shape.box, max(shape.n_volumes, 1), shape.n_particles
+    voxels = box**3
+    radius = _radius_voxels(shape, config)
+    nl = nl_count(order)
+    ops = 0.0
+    if stage == "example":
+        spec = config.get("example") or {}
+        b = int(spec.get("box", 32))
+        nbytes = 4 * b**3 * (int(spec.get("n_components", 3)) + 1) * 3 + 50 * MB
+    elif stage == "import":
+        # the maps read (float32) and stacked, plus the particles table (a few kB a row)
+        nbytes = 2 * 4 * voxels * volumes + 2000 * particles
+        ops = voxels * volumes * 10
+    elif stage == "preprocess":
+        # input maps + float64 working copies + FFTs for Fourier binning
+        nbytes = 4 * voxels * volumes + 3 * 16 * voxels
+        ops = voxels * volumes * 50
+    elif stage == "basis":
+        nbytes = transform_bytes(box, order, 1, radius)
+        ops = transform_ops(box, order, 1, radius) / 10
+    elif stage == "decompose":
+        nbytes = 12 * voxels * volumes + transform_bytes(box, order, volumes, radius)
+        ops = transform_ops(box, order, volumes, radius)
+    elif stage == "invariants":
+        coefs = coefficient_count(order)
+        nbytes = 16 * coefs * volumes + 8 * nl * volumes**2 + 3 * 8 * particles * nl
+        ops = particles * nl * volumes**2
+    elif stage == "reconstruct":
+        maps_out = reconstruct_count(shape, config)
+        spec = config.get("reconstruct") or {}
+        out_box = int(spec.get("box") or box)
+        # all output maps in float64 plus a float32 copy for writing; the latents
+        nbytes = (12 * out_box**3 * maps_out + 4 * voxels * volumes
+                  + transform_bytes(out_box, order, maps_out, radius * out_box / max(box, 1))
+                  + 8 * particles * volumes)
+        ops = transform_ops(out_box, order, maps_out, radius) + particles * volumes * 50
+    elif stage == "qc":
+        # reconstruct the base map, FSC through rfftn (complex), per-particle invariants
+        nbytes = (4 * voxels * volumes + 8 * voxels * 6
+                  + transform_bytes(box, order, 1, radius) + 3 * 8 * particles * nl)
+        ops = transform_ops(box, order, 1, radius) + voxels * 30
+    return {"mem_mb": _mb(nbytes, stage), "runtime": _minutes(ops, threads)}
+
+
+def rule_resources(stage, input_path, order, config):
+    """Resources for one job of ``stage`` reading ``input_path``.
+
+    input_path: the dataset bundle the stage works on (``preprocessed.npz`` for basis,
+    decompose, invariants, reconstruct and qc; ``dataset.npz`` for preprocess; the raw
+    input for import). order: Zernike order. config: the dataset's settings (keys used:
+    ``threads``, ``radius``, ``reconstruct``, ``example``, ``preprocess``, and the
+    optional caps ``max_mem_mb``/``max_runtime``).
+    Returns ``{"mem_mb": int, "runtime": int}`` (MB, minutes).
+    Raises ``FileNotFoundError`` naming ``input_path`` when it does not exist yet.
+    """
+    config = config or {}
+    if stage == "example" or input_path is None:
+        shape = BundleShape(0, 1, 0, 1.0)
+    else:
+        shape = bundle_shape(input_path)
+    result = estimate(stage, shape, order, config)
+    if config.get("max_runtime"):
+        result["runtime"] = min(result["runtime"], int(config["max_runtime"]))
+    return result
+
+
+def main(argv=None):
+    """``python -m zernike3d.resources STAGE INPUT ORDER [THREADS]``: print the estimate."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    stage, path, order = args[0], args[1], int(args[2])
+    threads = int(args[3]) if len(args) > 3 else 1
+    print(json.dumps(rule_resources(stage, path, order, {"threads": threads})))
+
+
+if __name__ == "__main__":
+    main()
