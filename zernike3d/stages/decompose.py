@@ -40,6 +40,10 @@ def add_arguments(parser):
 
 def run(args):
     order = common.parse_order(args.order)
+    radius, center = common.parse_radius(args.radius), common.parse_center(args.center)
+    names = [Path(path).stem for path in args.maps] if args.names is None else args.names.split(",")
+    if len(names) != len(args.maps):
+        raise InputError("--names", f"{len(names)} names for {len(args.maps)} maps")
     maps = [read_map(path, voxel_size=args.voxel_size) for path in args.maps]
     first = maps[0]
     for path, other in zip(args.maps[1:], maps[1:]):
@@ -49,16 +53,8 @@ def run(args):
                 f"box {other.data.shape[0]} at {other.voxel_size:g} Å differs from {args.maps[0]} "
                 f"(box {first.data.shape[0]} at {first.voxel_size:g} Å)",
             )
-    names = [Path(path).stem for path in args.maps] if args.names is None else args.names.split(",")
-    if len(names) != len(maps):
-        raise InputError("--names", f"{len(names)} names for {len(maps)} maps")
 
-    geometry = BallGeometry.for_box(
-        first.data.shape[0],
-        first.voxel_size,
-        radius=common.parse_radius(args.radius),
-        center=common.parse_center(args.center),
-    )
+    geometry = BallGeometry.for_box(first.data.shape[0], first.voxel_size, radius=radius, center=center)
     volumes = np.stack([m.data for m in maps])
     report_outside(geometry, volumes, args.maps)
     useful = math.pi * geometry.radius / geometry.voxel_size
