@@ -1,8 +1,13 @@
 """Per-particle invariants: the chunked kernel, the zarr store, the invariants stage option."""
 
+import re
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from small_job import write_small_job
 
+from zernike3d.cli import main
 from zernike3d.errors import InputError
 from zernike3d.io.particle_invariants import (
     particle_invariants_of,
@@ -69,3 +74,33 @@ def test_reader_rejects_other_stores(tmp_path):
     zarr.open_group(tmp_path / "other.zarr", mode="w").attrs.update(format="something-else")
     with pytest.raises(InputError, match="not a particle invariants store"):
         read_particle_invariants(tmp_path / "other.zarr")
+
+
+def test_invariants_stage_writes_particle_store(tmp_path):
+    paths, dataset, moments = write_small_job(tmp_path)
+    out = tmp_path / "P.zarr"
+    argv = ["invariants", paths.moments, "--out", tmp_path / "F.csv", "--particles", paths.dataset,
+            "--particles-out", out]
+    assert main([str(a) for a in argv]) == 0
+    store = read_particle_invariants(out)
+    np.testing.assert_array_equal(store.uid, dataset.uid)
+    assert store.names == ["base", "component_0", "component_1"]
+    z = np.hstack([np.ones((len(dataset.latents), 1)), dataset.latents.astype(np.float64)])
+    expected = invariants(z @ moments.moments, moments.order)
+    np.testing.assert_allclose(store.invariants[:], expected, rtol=1e-6, atol=1e-6 * expected.max())
+
+
+@pytest.mark.parametrize(
+    "names, problem",
+    [(["base", "component_0"], "has 1 components but .* has latents for 2"),
+     (["a", "b", "c"], "volumes are named a, b, c; per-particle work needs base, component_0")],
+)
+def test_invariants_stage_refuses_moments_of_another_job(capsys, tmp_path, names, problem):
+    paths, _, moments = write_small_job(tmp_path)
+    other = tmp_path / "other.npz"
+    replace(moments, moments=moments.moments[: len(names)], names=names).save(other)
+    argv = ["invariants", other, "--out", tmp_path / "F.csv", "--particles", paths.dataset,
+            "--particles-out", tmp_path / "P.zarr"]
+    assert main([str(a) for a in argv]) == 2
+    assert re.search(f"{other}: {problem}", capsys.readouterr().err)
+    assert not (tmp_path / "P.zarr").exists() and not (tmp_path / "F.csv").exists()

@@ -14,6 +14,7 @@ import numpy as np
 from scipy.cluster.vq import kmeans2
 
 from zernike3d.errors import InputError
+from zernike3d.io.dataset import map_names
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,25 @@ class LatentPoint:
     name: str  # e.g. particle_uid_1234, particle_index_12, latent_00, series_c0_f03, cluster_02
     kind: str  # "particle", "latent", "series" or "cluster"
     z: np.ndarray  # (K,) float64 latent coordinates
+
+
+def check_job(moments, moments_source, dataset, dataset_source):
+    """Raise :class:`InputError` unless ``moments`` (a Moments) are those of the 3DVA job
+    in ``dataset`` (a Dataset): volumes base, component_0.. with one per latent component."""
+    k = dataset.n_components
+    if k == 0:
+        raise InputError(dataset_source, "holds a single map: no 3DVA components or particle latents")
+    names = list(moments.names)
+    if names != map_names(len(names) - 1):
+        raise InputError(
+            moments_source,
+            f"volumes are named {', '.join(names)}; per-particle work needs base, component_0, ... "
+            "(decompose the dataset's maps, or pass --names base,component_0,...)",
+        )
+    if len(names) != 1 + k:
+        raise InputError(
+            moments_source, f"has {len(names) - 1} components but {dataset_source} has latents for {k}"
+        )
 
 
 def particle_points(selectors, latents, uid, source="--particle"):

@@ -5,6 +5,10 @@ about the ball's centre. Output by suffix:
 
 * .csv: header ``n,l,<name>...``, one row per (n, l) ordered by n then l;
 * .npz: ``invariants`` (volumes, n_nl) float64, ``nl`` (n_nl, 2) int, ``names`` (volumes,).
+
+With --particles (a dataset of a 3D Variability job, moments of base, component_0, ..)
+the invariants of every particle's map, F_nl(z) for its latents z, are also written to
+the zarr store --particles-out (format: :mod:`zernike3d.io.particle_invariants`).
 """
 
 import csv
@@ -14,21 +18,39 @@ import numpy as np
 
 from zernike3d.errors import InputError
 from zernike3d.io.atomic import atomic_path
+from zernike3d.io.dataset import Dataset
+from zernike3d.io.particle_invariants import write_particle_invariants
+from zernike3d.latents import check_job
+from zernike3d.maths.invariants import particle_invariant_forms
 from zernike3d.moments import Moments
 
 
 def add_arguments(parser):
     parser.add_argument("moments", metavar="M.npz", help="moments file")
     parser.add_argument("--out", required=True, metavar="F.csv|F.npz", help="invariants file to write")
+    parser.add_argument("--particles", metavar="dataset.npz", help="3DVA dataset: also write per-particle invariants")
+    parser.add_argument("--particles-out", metavar="P.zarr", help="per-particle invariants store (with --particles)")
 
 
 def run(args):
     suffix = Path(args.out).suffix.lower()
     if suffix not in (".csv", ".npz"):
         raise InputError(args.out, "output must end in .csv or .npz")
+    if (args.particles is None) != (args.particles_out is None):
+        raise InputError("--particles", "give both --particles dataset.npz and --particles-out P.zarr")
     moments = Moments.load(args.moments)
+    dataset = None
+    if args.particles:
+        dataset = Dataset.load(args.particles)
+        check_job(moments, args.moments, dataset, args.particles)
     write_invariants(args.out, moments.invariants(), moments.nl, moments.names)
     print(f"wrote {args.out}: {moments.nl.shape[0]} invariants (n, l) for {len(moments.names)} volume(s)")
+    if dataset is not None:
+        forms = particle_invariant_forms(moments.moments, moments.order)
+        write_particle_invariants(
+            args.particles_out, forms, dataset.latents, dataset.uid, moments.nl, order=moments.order, names=moments.names
+        )
+        print(f"wrote {args.particles_out}: {moments.nl.shape[0]} invariants for each of {len(dataset.uid)} particles")
     return 0
 
 
