@@ -1,0 +1,341 @@
+# Shared helpers: configuration checks, per-dataset settings, the stage command, and
+# the resources (threads, memory, run time, GPU) of every rule.
+
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+REPO = Path(workflow.basedir).resolve().parent
+SCHEMA = REPO / "config" / "schema" / "config.schema.yaml"
+
+# The rules run the zernike3d of this checkout (the one the workflow belongs to), not
+# whatever version happens to be installed.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from zernike3d.resources import rule_resources  # noqa: E402
+
+
+def _check_config(config):
+    """Validate against the schema with one short line per problem, naming the key;
+    then let snakemake.utils.validate fill in the defaults."""
+    import jsonschema
+
+    with open(SCHEMA) as f:
+        schema = yaml.safe_load(f)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        hint = error.schema.get("description") if isinstance(error.schema, dict) else None
+        if error.validator == "oneOf" and hint:
+            message = f"{error.instance!r} is not allowed here; expected {hint}"
+        else:
+            message = error.message
+        problems.append(f"  {where}: {message}")
+    if problems:
+        files = ", ".join(str(f) for f in workflow.configfiles) or "the configuration"
+        raise WorkflowError(
+            f"Invalid configuration ({files}); see config/README.md:\n" + "\n".join(problems)
+        )
+    validate(config, str(SCHEMA))  # sets the schema's defaults
+
+
+_check_config(config)
+
+SOURCES = ("job_dir", "map", "wiggle", "example")
+DATASETS = config["datasets"]
+
+
+def _check_sources():
+    for name, d in DATASETS.items():
+        given = [key for key in SOURCES if d.get(key) is not None]
+        if len(given) != 1:
+            raise WorkflowError(
+                f"datasets.{name}: give exactly one input of {', '.join(SOURCES)} "
+                f"(got {', '.join(given) or 'none'})"
+            )
+        if (d.get("components") or d.get("particles")) and given != ["map"]:
+            raise WorkflowError(f"datasets.{name}: components/particles go with map")
+        if bool(d.get("components")) != bool(d.get("particles")):
+            raise WorkflowError(f"datasets.{name}: give both components and particles, or neither")
+
+
+_check_sources()
+
+
+def has_particles(name):
+    """Does this dataset have 3DVA particles (and are per-particle results wanted)?"""
+    d = DATASETS[name]
+    return bool(d.get("particle_invariants")) and (
+        d.get("job_dir") or d.get("wiggle") or d.get("example") or d.get("particles")
+    ) is not None
+
+
+def _names_regex(names):
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+
+
+PARTICLE_DATASETS = [n for n in DATASETS if has_particles(n)]
+MAP_DATASETS = [n for n in DATASETS if not has_particles(n)]
+
+
+wildcard_constraints:
+    dataset=_names_regex(list(DATASETS)),
+
+
+def settings(wildcards_or_name):
+    """The dataset's settings with the global threads/gpu/limits resolved."""
+    name = getattr(wildcards_or_name, "dataset", wildcards_or_name)
+    d = dict(DATASETS[name])
+    d["threads"] = d.get("threads") or config["threads"]
+    d["gpu"] = config["gpu"] if d.get("gpu") is None else d["gpu"]
+    d["max_runtime"] = config.get("slurm_max_runtime")
+    return d
+
+
+# --- the command that every rule runs ----------------------------------------------
+
+
+def _uses_conda():
+    try:
+        from snakemake.settings.types import DeploymentMethod
+
+        return DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+    except Exception:
+        return False
+
+
+# Every rule runs one `zernike3d <stage> ...` command. In the job's shell, `zernike3d` is
+# this checkout's package run by: with --sdm conda, the environment's python
+# (envs/*.yaml); otherwise the interpreter that runs Snakemake. numba and BLAS use the
+# job's threads, not every core of the node. (The prefix is formatted like the command,
+# hence the doubled braces.)
+PYTHON = "python" if _uses_conda() else shlex.quote(sys.executable)
+shell.prefix(
+    "set -euo pipefail; "
+    "export NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads}; "
+    f"export PYTHONPATH={shlex.quote(str(REPO))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+    f'zernike3d() {{{{ {PYTHON} -m zernike3d "$@"; }}}}; '
+)
+
+
+def conda_env(gpu_capable=False):
+    """envs/*.yaml for --sdm conda: the CuPy one for GPU-capable rules when a GPU is asked for."""
+    def choose(wildcards):
+        gpu = gpu_capable and settings(wildcards)["gpu"]
+        return str(REPO / "envs" / ("zernike3d-gpu.yaml" if gpu else "zernike3d-cpu.yaml"))
+
+    return choose
+
+
+def opt(flag, value):
+    """``--flag value`` (quoted) or nothing when value is None/False/empty."""
+    if value is None or value is False or value == [] or value == "":
+        return ""
+    if value is True:
+        return flag
+    if isinstance(value, (list, tuple)):
+        value = ",".join(str(v) for v in value)
+    return f"{flag} {shlex.quote(str(value))}"
+
+
+def geometry_args(wildcards):
+    d = settings(wildcards)
+    return " ".join(filter(None, [opt("--radius", d["radius"]), opt("--center", d["center"])]))
+
+
+# --- resources ----------------------------------------------------------------------
+
+#: stages whose code can run on a GPU (CuPy): only these ever request one
+GPU_STAGES = ("decompose", "invariants", "reconstruct")
+_SINGLE_THREADED = ("example", "import", "preprocess")
+
+
+def rule_threads(stage):
+    def threads(wildcards):
+        override = (config["resources"].get(stage) or {}).get("threads")
+        if override:
+            return override
+        return 1 if stage in _SINGLE_THREADED else settings(wildcards)["threads"]
+
+    return threads
+
+
+def _estimate(stage, wildcards, path, attempt):
+    d = settings(wildcards)
+    d["threads"] = rule_threads(stage)(wildcards)
+    order = d["order"]
+    if stage == "reconstruct" and d["reconstruct"].get("order") is not None:
+        order = d["reconstruct"]["order"]
+    est = rule_resources(stage, path, order, d)
+    override = config["resources"].get(stage) or {}
+    mem_mb = override.get("mem_mb") or est["mem_mb"] * attempt  # more memory on a retry
+    runtime = override.get("runtime") or est["runtime"] * attempt
+    if d.get("max_runtime"):
+        runtime = min(runtime, d["max_runtime"])
+    return {"mem_mb": int(mem_mb), "runtime": int(runtime)}
+
+
+def rule_resources_for(stage, input_key):
+    """Resource callables for a rule of ``stage``, sized from ``input[input_key]``.
+
+    ``mem_mb``/``runtime`` come from zernike3d.resources.rule_resources (the input's box,
+    volumes, particles, the order). Before the input exists they show as <TBD>.
+    GPU-capable stages add ``gpu``/``gpu_model`` (and the GPU partition) only when the
+    dataset's ``gpu`` is true.
+    """
+
+    def path_of(input):
+        return input[input_key] if input_key is not None else None
+
+    res = {
+        "mem_mb": lambda wc, input, attempt: _estimate(stage, wc, path_of(input), attempt)["mem_mb"],
+        "runtime": lambda wc, input, attempt: _estimate(stage, wc, path_of(input), attempt)["runtime"],
+    }
+    if stage in GPU_STAGES:
+        res["gpu"] = lambda wc: 1 if settings(wc)["gpu"] else 0
+        res["gpu_model"] = lambda wc: (config.get("slurm_gpu_model") or "") if settings(wc)["gpu"] else ""
+        if config.get("slurm_gpu_partition"):
+            cpu_partition = config.get("slurm_partition") or ""
+            res["slurm_partition"] = lambda wc: (
+                config["slurm_gpu_partition"] if settings(wc)["gpu"] else cpu_partition
+            )
+    return res
+
+
+# --- command-line arguments and inputs of the rules ---
+
+
+def import_inputs(wildcards):
+    d = DATASETS[wildcards.dataset]
+    if d.get("example") is not None:
+        return {"source": f"results/{wildcards.dataset}/example_job"}
+    if d.get("job_dir"):
+        return {"source": d["job_dir"]}
+    if d.get("wiggle"):
+        return {"source": d["wiggle"]}
+    files = {"source": d["map"]}
+    if d.get("components"):
+        files["components"] = d["components"]
+        files["particles"] = d["particles"]
+    return files
+
+
+def import_args(wildcards, input):
+    d = DATASETS[wildcards.dataset]
+    if d.get("example") is not None or d.get("job_dir"):
+        args = [opt("--job-dir", input.source)]
+    elif d.get("wiggle"):
+        args = [opt("--wiggle", input.source)]
+    else:
+        args = [opt("--map", input.source)]
+        if d.get("components"):
+            args.append("--components " + " ".join(shlex.quote(c) for c in input.components))
+            args.append(opt("--particles", input.particles))
+    args.append(opt("--apix", d.get("apix")))
+    return " ".join(filter(None, args))
+
+
+def preprocess_extra_inputs(wildcards):
+    """Mask and marker files are inputs, so that changing them re-runs preprocess."""
+    p = DATASETS[wildcards.dataset]["preprocess"]
+    files = {}
+    if p.get("mask") and p["mask"] != "sphere":
+        files["mask"] = p["mask"]
+    if isinstance(p.get("center"), str) and p["center"].endswith(".cmm"):
+        files["markers"] = p["center"]
+    return files
+
+
+def preprocess_args(wildcards, input):
+    p = DATASETS[wildcards.dataset]["preprocess"]
+    mask = input.mask if "mask" in input.keys() else p.get("mask")
+    center = input.markers if "markers" in input.keys() else p.get("center")
+    args = [
+        opt("--crop", p.get("crop")),
+        opt("--center", center),
+        opt("--bin", p["bin"] if p.get("bin", 1) > 1 else None),
+        opt("--mask", mask),
+        opt("--mask-radius", p.get("mask_radius")),
+        opt("--mask-edge", p.get("mask_edge")),
+    ]
+    return " ".join(filter(None, args))
+
+
+def basis_input(wildcards):
+    """decompose reads the cached basis when the cache is switched on."""
+    if config["basis_cache"]:
+        return {"basis": f"results/{wildcards.dataset}/basis.json"}
+    return {}
+
+
+def invariants_particle_args(wildcards, input, output):
+    if "particles" in output.keys():
+        return f"--particles {shlex.quote(input.data)} --particles-out {shlex.quote(output.particles)}"
+    return ""
+
+
+def reconstruct_args(wildcards):
+    """What to reconstruct, from datasets.<name>.reconstruct (see config/README.md)."""
+    r = settings(wildcards)["reconstruct"]
+    args = [
+        opt("--order", r.get("order")),
+        opt("--box", r.get("box")),
+        opt("--voxel-size", r.get("voxel_size")),
+    ]
+    if has_particles(wildcards.dataset):
+        if r.get("series"):
+            args += [opt("--series", r["series"]), opt("--percentiles", r["percentiles"])]
+        args.append(opt("--kmeans", r.get("kmeans") or None))
+        if r.get("particles"):
+            args.append("--particle " + " ".join(shlex.quote(str(p)) for p in r["particles"]))
+    if r.get("latents"):
+        args.append("--latent " + " ".join(shlex.quote(",".join(map(str, z))) for z in r["latents"]))
+    return " ".join(filter(None, args))
+
+
+def qc_particle_args(wildcards, input):
+    if "particle_invariants" in input.keys():
+        return opt("--particle-invariants", input.particle_invariants)
+    return ""
+
+
+def qc_inputs(wildcards):
+    files = {
+        "data": f"results/{wildcards.dataset}/preprocessed.npz",
+        "moments": f"results/{wildcards.dataset}/moments.npz",
+    }
+    if has_particles(wildcards.dataset):
+        files["particle_invariants"] = f"results/{wildcards.dataset}/particle_invariants.zarr"
+    return files
+
+
+# --- targets ------------------------------------------------------------------------
+
+
+def dataset_targets(name):
+    d = DATASETS[name]
+    base = f"results/{name}"
+    targets = [f"{base}/moments.npz", f"{base}/invariants.csv", f"{base}/maps"]
+    if has_particles(name):
+        targets.append(f"{base}/particle_invariants.zarr")
+    if d.get("qc"):
+        targets += qc_files(name)
+    return targets
+
+
+def qc_files(name):
+    files = [f"results/{name}/qc/{f}" for f in ("fsc.csv", "fsc.png", "invariants.png")]
+    if has_particles(name):
+        files.append(f"results/{name}/qc/particle_invariants_pca.png")
+    return files
+
+
+def all_targets():
+    return [t for name in DATASETS for t in dataset_targets(name)]

@@ -1,0 +1,76 @@
+# Inputs: (an example job), import into a dataset bundle, preprocess (crop/bin/mask).
+
+
+rule example_job:
+    """A small synthetic cryoSPARC 3DVA job (for trying the workflow, and for .test/)."""
+    input:
+        lambda wc: DATASETS[wc.dataset]["example"]["particles_cs"] or [],
+    output:
+        directory("results/{dataset}/example_job"),
+    params:
+        args=lambda wc: " ".join(
+            filter(
+                None,
+                [
+                    opt("--box", DATASETS[wc.dataset]["example"]["box"]),
+                    opt("--components", DATASETS[wc.dataset]["example"]["n_components"]),
+                    opt("--seed", DATASETS[wc.dataset]["example"]["seed"]),
+                    opt("--particles-cs", DATASETS[wc.dataset]["example"]["particles_cs"]),
+                ],
+            )
+        ),
+    log:
+        "logs/{dataset}/example_job.log",
+    benchmark:
+        "logs/{dataset}/example_job.benchmark.tsv"
+    threads: rule_threads("example")
+    resources:
+        **rule_resources_for("example", None),
+    conda:
+        conda_env()
+    shell:
+        "zernike3d example --job-dir {output} {params.args} "
+        "> {log} 2>&1"
+
+
+rule import_data:
+    """Read the maps (and 3DVA particles' latents) into one dataset bundle."""
+    input:
+        unpack(import_inputs),
+    output:
+        "results/{dataset}/dataset.npz",
+    params:
+        args=import_args,
+    log:
+        "logs/{dataset}/import_data.log",
+    benchmark:
+        "logs/{dataset}/import_data.benchmark.tsv"
+    threads: rule_threads("import")
+    resources:
+        **rule_resources_for("import", "source"),
+    conda:
+        conda_env()
+    shell:
+        "zernike3d import {params.args} --out {output} > {log} 2>&1"
+
+
+rule preprocess:
+    """Crop, Fourier-bin and mask the base map and every component alike."""
+    input:
+        unpack(preprocess_extra_inputs),
+        dataset="results/{dataset}/dataset.npz",
+    output:
+        "results/{dataset}/preprocessed.npz",
+    params:
+        args=preprocess_args,
+    log:
+        "logs/{dataset}/preprocess.log",
+    benchmark:
+        "logs/{dataset}/preprocess.benchmark.tsv"
+    threads: rule_threads("preprocess")
+    resources:
+        **rule_resources_for("preprocess", "dataset"),
+    conda:
+        conda_env()
+    shell:
+        "zernike3d preprocess {input.dataset} --out {output} {params.args} > {log} 2>&1"

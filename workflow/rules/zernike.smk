@@ -1,0 +1,107 @@
+# The Zernike stages: basis (shared cache), decompose, invariants, reconstruct.
+
+
+rule basis:
+    """Build (or find) the basis for this geometry and order in the shared cache."""
+    input:
+        data="results/{dataset}/preprocessed.npz",
+    output:
+        "results/{dataset}/basis.json",
+    params:
+        order=lambda wc: settings(wc)["order"],
+        geometry=geometry_args,
+        cache=lambda wc: shlex.quote(str(config["basis_cache"])),
+    log:
+        "logs/{dataset}/basis.log",
+    benchmark:
+        "logs/{dataset}/basis.benchmark.tsv"
+    threads: rule_threads("basis")
+    resources:
+        **rule_resources_for("basis", "data"),
+    conda:
+        conda_env()
+    shell:
+        "zernike3d basis {input.data} --order {params.order} {params.geometry} "
+        "--cache {params.cache} --out {output} > {log} 2>&1"
+
+
+rule decompose:
+    """Zernike moments of the base map and every 3DVA component."""
+    input:
+        unpack(basis_input),
+        data="results/{dataset}/preprocessed.npz",
+    output:
+        "results/{dataset}/moments.npz",
+    params:
+        order=lambda wc: settings(wc)["order"],
+        geometry=geometry_args,
+        basis=lambda wc, input: opt("--basis", input.get("basis")),
+    log:
+        "logs/{dataset}/decompose.log",
+    benchmark:
+        "logs/{dataset}/decompose.benchmark.tsv"
+    threads: rule_threads("decompose")
+    resources:
+        **rule_resources_for("decompose", "data"),
+    conda:
+        conda_env(gpu_capable=True)
+    shell:
+        "zernike3d decompose {input.data} --order {params.order} {params.geometry} {params.basis} "
+        "--threads {threads} --out {output} > {log} 2>&1"
+
+
+rule invariants:
+    """Rotation invariants of every volume, and of every particle of a 3DVA job."""
+    input:
+        moments="results/{dataset}/moments.npz",
+        data="results/{dataset}/preprocessed.npz",
+    output:
+        table="results/{dataset}/invariants.csv",
+        particles=directory("results/{dataset}/particle_invariants.zarr"),
+    wildcard_constraints:
+        dataset=_names_regex(PARTICLE_DATASETS),
+    params:
+        particles=invariants_particle_args,
+    log:
+        "logs/{dataset}/invariants.log",
+    benchmark:
+        "logs/{dataset}/invariants.benchmark.tsv"
+    threads: rule_threads("invariants")
+    resources:
+        **rule_resources_for("invariants", "data"),
+    conda:
+        conda_env(gpu_capable=True)
+    shell:
+        "zernike3d invariants {input.moments} --out {output.table} {params.particles} > {log} 2>&1"
+
+
+# the same for a single map (no particles, so no per-particle output)
+use rule invariants as invariants_single with:
+    output:
+        table="results/{dataset}/invariants.csv",
+    wildcard_constraints:
+        dataset=_names_regex(MAP_DATASETS),
+
+
+rule reconstruct:
+    """Maps rebuilt from the moments: the base map, series along each component,
+    k-means centres, single particles, given latent points (maps/index.csv lists them)."""
+    input:
+        moments="results/{dataset}/moments.npz",
+        data="results/{dataset}/preprocessed.npz",
+    output:
+        directory("results/{dataset}/maps"),
+    params:
+        args=reconstruct_args,
+    log:
+        "logs/{dataset}/reconstruct.log",
+    benchmark:
+        "logs/{dataset}/reconstruct.benchmark.tsv"
+    threads: rule_threads("reconstruct")
+    resources:
+        **rule_resources_for("reconstruct", "data"),
+    conda:
+        conda_env(gpu_capable=True)
+    shell:
+        "zernike3d reconstruct {input.moments} --particles {input.data} --out-dir {output} "
+        "{params.args} > {log} 2>&1"
