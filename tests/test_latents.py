@@ -1,9 +1,16 @@
-"""Latent-space points (zernike3d.latents)."""
+"""Latent-space points (zernike3d.latents) and `zernike3d reconstruct --particles`."""
+
+import csv
+import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from small_job import write_small_job
 
+from zernike3d.cli import main
 from zernike3d.errors import InputError
+from zernike3d.io.mrc import read_map
 from zernike3d.latents import (
     LatentPoint,
     cluster_points,
@@ -12,6 +19,7 @@ from zernike3d.latents import (
     particle_points,
     series_points,
 )
+from zernike3d.maths.transform import reconstruct
 
 
 @pytest.fixture
@@ -87,3 +95,60 @@ def test_moments_at_is_base_plus_weighted_components():
     z = np.array([0.7, -2.0])
     (combined,) = moments_at(moments, [LatentPoint("p", "latent", z)])
     np.testing.assert_allclose(combined, moments[0] + z[0] * moments[1] + z[1] * moments[2])
+
+
+def cli(*argv):
+    return main([str(a) for a in argv])
+
+
+def test_reconstruct_at_latents_is_linear_in_the_components(tmp_path):
+    paths, dataset, moments = write_small_job(tmp_path)
+    out = tmp_path / "maps"
+    uid = dataset.uid[5]
+    argv = ["reconstruct", paths.moments, "--particles", paths.dataset, "--out-dir", out,
+            "--particle", 3, "--particle", f"uid:{uid}", "--latent", "0.5,-1", "--series", 3, "--kmeans", 2]
+    assert cli(*argv) == 0
+
+    with open(out / "index.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["file"] for r in rows] == [
+        "particle_index_3.mrc", f"particle_uid_{uid}.mrc", "latent_00.mrc",
+        *(f"series_c{k}_f{i:02d}.mrc" for k in range(2) for i in range(3)), "cluster_00.mrc", "cluster_01.mrc",
+    ]
+    assert {r["kind"] for r in rows} == {"particle", "latent", "series", "cluster"}
+    assert sorted(p.name for p in out.iterdir()) == sorted([r["file"] for r in rows] + ["index.csv"])
+
+    volumes = reconstruct(moments.moments, moments.geometry, moments.order)  # base, component_0, component_1
+    for row in rows:
+        z = np.array([float(row["z_0"]), float(row["z_1"])])
+        expected = volumes[0] + z[0] * volumes[1] + z[1] * volumes[2]
+        result = read_map(out / row["file"])
+        np.testing.assert_allclose(result.data, expected, atol=1e-6 * np.abs(expected).max())
+        assert result.voxel_size == pytest.approx(moments.voxel_size)
+        np.testing.assert_allclose(result.origin, moments.origin)
+    np.testing.assert_array_equal([float(rows[0]["z_0"]), float(rows[0]["z_1"])], dataset.latents[3])
+
+
+@pytest.mark.parametrize(
+    "options, source, problem",
+    [(["--particle", "uid:123"], "--particle", "no particle has uid 123"),
+     (["--particle", "200"], "--particle", r"particle index 200 out of range 0\.\.199"),
+     (["--latent", "1,2,3"], "--latent", "'1,2,3' has 3 values; the job has 2 components"),
+     (["--series", "4", "--percentiles", "5"], "--percentiles", "expected low,high"),
+     ([], "--particles", "choose maps with")],
+)
+def test_reconstruct_at_latents_refuses_bad_choices(capsys, tmp_path, options, source, problem):
+    paths, _, _ = write_small_job(tmp_path)
+    out = tmp_path / "maps"
+    assert cli("reconstruct", paths.moments, "--particles", paths.dataset, "--out-dir", out, *options) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert re.search(f"{source}: {problem}", line), line
+    assert not out.exists()
+
+
+def test_reconstruct_at_latents_refuses_moments_of_another_job(capsys, tmp_path):
+    paths, _, moments = write_small_job(tmp_path)
+    other = tmp_path / "other.npz"
+    replace(moments, moments=moments.moments[:2], names=["base", "component_0"]).save(other)
+    assert cli("reconstruct", other, "--particles", paths.dataset, "--out-dir", tmp_path / "maps", "--series", 2) == 2
+    assert f"{other}: has 1 components but {paths.dataset} has latents for 2" in capsys.readouterr().err

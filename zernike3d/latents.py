@@ -123,6 +123,28 @@ def cluster_points(latents, n_clusters, seed=0):
     return [LatentPoint(f"cluster_{i:02d}", "cluster", centres[c]) for i, c in enumerate(order)]
 
 
+def select_points(dataset, *, particles=(), latents=(), series=None, percentiles="5,95", kmeans=None):
+    """All points asked for, in that order, each name once: ``particles`` (selectors of
+    :func:`particle_points`), ``latents`` ("z0,z1,.." texts), ``series`` frames per
+    component between ``percentiles`` ("low,high" in %), ``kmeans`` cluster centres."""
+    points = particle_points(particles, dataset.latents, dataset.uid)
+    points += latent_points(latents, dataset.n_components)
+    if series is not None:
+        points += series_points(dataset.latents, series, parse_percentiles(percentiles))
+    if kmeans is not None:
+        points += cluster_points(dataset.latents, kmeans)
+    return list({p.name: p for p in points}.values())  # a name is always the same point
+
+
+def parse_percentiles(text, source="--percentiles"):
+    """"low,high" in % -> (low, high) floats."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(source, f"expected low,high in %, e.g. 5,95, got {text!r}")
+    return low, high
+
+
 def moments_at(moments, points):
     """Moments Ω(z) = Ω_base + Σ_k z_k Ω_k at each point -> (len(points), ncoef).
 

@@ -4,21 +4,43 @@ By default the map has the stored box and voxel size and overlays the decomposed
 (same origin). With --box or --voxel-size the ball keeps its radius in Å and is
 centred on voxel box//2 of the new box; the origin is shifted so that it stays in place.
 Voxels outside the ball are 0.
+
+With --particles (a dataset of a 3D Variability job, moments of base, component_0, ..)
+the maps base + sum_k z_k component_k at chosen latents z are written into --out-dir,
+one MRC each named by what it shows, with DIR/index.csv (file, kind, z_0, z_1, ..):
+--particle IDX or uid:UID (particle_index_IDX / particle_uid_UID), --latent z0,z1,..
+(latent_NN), --series N (N frames along each component between the --percentiles of its
+latents, others at 0: series_cK_fNN) and --kmeans K (cluster centres: cluster_NN).
 """
 
+import csv
+from dataclasses import replace
+from pathlib import Path
+
 from zernike3d.errors import InputError
+from zernike3d.io.atomic import atomic_path
+from zernike3d.io.dataset import Dataset
 from zernike3d.io.mrc import write_map
+from zernike3d.latents import check_job, moments_at, select_points
 from zernike3d.moments import Moments
 from zernike3d.stages import common
 
 
 def add_arguments(parser):
     parser.add_argument("moments", metavar="M.npz", help="moments file")
-    parser.add_argument("--out", required=True, metavar="MAP.mrc", help="map to write")
+    parser.add_argument("--out", metavar="MAP.mrc", help="map to write (one volume)")
     parser.add_argument("--order", type=int, default=None, help="highest order used (default: all stored)")
     parser.add_argument("--box", type=int, default=None, help="output box in voxels (default: stored)")
     parser.add_argument("--voxel-size", type=float, default=None, help="output voxel size in Å (default: stored)")
     parser.add_argument("--volume", default="0", help="volume name or index (default: the first)")
+    latent = parser.add_argument_group("maps of a 3D Variability job at chosen latents")
+    latent.add_argument("--particles", metavar="dataset.npz", help="dataset with the particles' latents")
+    latent.add_argument("--out-dir", type=Path, help="folder for the maps and index.csv")
+    latent.add_argument("--particle", action="append", default=[], metavar="IDX|uid:UID", help="a particle's map")
+    latent.add_argument("--latent", action="append", default=[], metavar="z0,z1,..", help="the map at these latents")
+    latent.add_argument("--series", type=int, metavar="N", help="N frames along each component")
+    latent.add_argument("--percentiles", default="5,95", help="range of the series, in %% of the latents (default 5,95)")
+    latent.add_argument("--kmeans", type=int, metavar="K", help="maps at K k-means centres of the latents")
     common.add_threads_argument(parser)
 
 
@@ -33,6 +55,10 @@ def run(args):
         raise InputError("--box", f"must be a positive number of voxels, got {args.box}")
     if args.voxel_size is not None and not args.voxel_size > 0:
         raise InputError("--voxel-size", f"must be a positive number of Å, got {args.voxel_size}")
+    if args.particles is not None:
+        return write_latent_maps(args, moments)
+    if args.out is None:
+        raise InputError("--out", "give the map to write (or --particles and --out-dir for a 3DVA job)")
     try:
         moments = moments.volume(args.volume)
     except ValueError as err:
@@ -43,5 +69,32 @@ def run(args):
     print(
         f"wrote {args.out}: volume {moments.names[0]!r} to order {moments.order}, "
         f"box {result.data.shape[0]} at {result.voxel_size:g} Å"
+    )
+    return 0
+
+
+def write_latent_maps(args, moments):
+    """The --particles mode: every chosen latent point's map, then index.csv."""
+    if args.out_dir is None:
+        raise InputError("--out-dir", "give the folder for the maps (with --particles)")
+    dataset = Dataset.load(args.particles)
+    check_job(moments, args.moments, dataset, args.particles)
+    points = select_points(
+        dataset, particles=args.particle, latents=args.latent, series=args.series,
+        percentiles=args.percentiles, kmeans=args.kmeans,
+    )
+    if not points:
+        raise InputError("--particles", "choose maps with --particle, --latent, --series or --kmeans")
+    at_points = replace(moments, moments=moments_at(moments.moments, points), names=[p.name for p in points])
+    results = at_points.reconstruct(box=args.box, voxel_size=args.voxel_size, threads=args.threads, progress=True)
+    for point, result in zip(points, results):
+        write_map(args.out_dir / f"{point.name}.mrc", result.data, result.voxel_size, result.origin)
+    with atomic_path(args.out_dir / "index.csv") as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["file", "kind", *(f"z_{k}" for k in range(dataset.n_components))])
+        writer.writerows([f"{p.name}.mrc", p.kind, *p.z.tolist()] for p in points)
+    print(
+        f"wrote {len(points)} maps and index.csv into {args.out_dir}: order {moments.order}, "
+        f"box {results[0].data.shape[0]} at {results[0].voxel_size:g} Å"
     )
     return 0
