@@ -10,6 +10,7 @@ from small_job import write_small_job
 
 from zernike3d.cli import main
 from zernike3d.errors import InputError
+from zernike3d.io.dataset import Dataset
 from zernike3d.io.mrc import read_map
 from zernike3d.latents import (
     LatentPoint,
@@ -106,16 +107,16 @@ def test_reconstruct_at_latents_is_linear_in_the_components(tmp_path):
     out = tmp_path / "maps"
     uid = dataset.uid[5]
     argv = ["reconstruct", paths.moments, "--particles", paths.dataset, "--out-dir", out,
-            "--particle", 3, "--particle", f"uid:{uid}", "--latent", "0.5,-1", "--series", 3, "--kmeans", 2]
+            "--particle", 3, f"uid:{uid}", "--latent", "0.5,-1", "--series", 3, "--kmeans", 2]
     assert cli(*argv) == 0
 
     with open(out / "index.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["file"] for r in rows] == [
-        "particle_index_3.mrc", f"particle_uid_{uid}.mrc", "latent_00.mrc",
+        "base.mrc", "particle_index_3.mrc", f"particle_uid_{uid}.mrc", "latent_00.mrc",
         *(f"series_c{k}_f{i:02d}.mrc" for k in range(2) for i in range(3)), "cluster_00.mrc", "cluster_01.mrc",
     ]
-    assert {r["kind"] for r in rows} == {"particle", "latent", "series", "cluster"}
+    assert {r["kind"] for r in rows} == {"base", "particle", "latent", "series", "cluster"}
     assert sorted(p.name for p in out.iterdir()) == sorted([r["file"] for r in rows] + ["index.csv"])
 
     volumes = reconstruct(moments.moments, moments.geometry, moments.order)  # base, component_0, component_1
@@ -126,7 +127,7 @@ def test_reconstruct_at_latents_is_linear_in_the_components(tmp_path):
         np.testing.assert_allclose(result.data, expected, atol=1e-6 * np.abs(expected).max())
         assert result.voxel_size == pytest.approx(moments.voxel_size)
         np.testing.assert_allclose(result.origin, moments.origin)
-    np.testing.assert_array_equal([float(rows[0]["z_0"]), float(rows[0]["z_1"])], dataset.latents[3])
+    np.testing.assert_array_equal([float(rows[1]["z_0"]), float(rows[1]["z_1"])], dataset.latents[3])
 
 
 @pytest.mark.parametrize(
@@ -134,8 +135,7 @@ def test_reconstruct_at_latents_is_linear_in_the_components(tmp_path):
     [(["--particle", "uid:123"], "--particle", "no particle has uid 123"),
      (["--particle", "200"], "--particle", r"particle index 200 out of range 0\.\.199"),
      (["--latent", "1,2,3"], "--latent", "'1,2,3' has 3 values; the job has 2 components"),
-     (["--series", "4", "--percentiles", "5"], "--percentiles", "expected low,high"),
-     ([], "--particles", "choose maps with")],
+     (["--series", "4", "--percentiles", "5"], "--percentiles", "expected low,high")],
 )
 def test_reconstruct_at_latents_refuses_bad_choices(capsys, tmp_path, options, source, problem):
     paths, _, _ = write_small_job(tmp_path)
@@ -152,3 +152,17 @@ def test_reconstruct_at_latents_refuses_moments_of_another_job(capsys, tmp_path)
     replace(moments, moments=moments.moments[:2], names=["base", "component_0"]).save(other)
     assert cli("reconstruct", other, "--particles", paths.dataset, "--out-dir", tmp_path / "maps", "--series", 2) == 2
     assert f"{other}: has 1 components but {paths.dataset} has latents for 2" in capsys.readouterr().err
+
+
+def test_reconstruct_of_a_single_map_dataset_writes_the_base(capsys, tmp_path):
+    paths, dataset, moments = write_small_job(tmp_path)
+    single = tmp_path / "single.npz"
+    Dataset.single_map(dataset.maps[0], dataset.voxel_size, dataset.origin, []).save(single)
+    base = tmp_path / "base.npz"
+    moments.volume("base").save(base)
+    out = tmp_path / "maps"
+    assert cli("reconstruct", base, "--particles", single, "--out-dir", out) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["base.mrc", "index.csv"]
+    assert (out / "index.csv").read_text() == "file,kind\nbase.mrc,base\n"
+    assert cli("reconstruct", base, "--particles", single, "--out-dir", tmp_path / "x", "--particle", 0) == 2
+    assert f"{single}: has no particles (a single map)" in capsys.readouterr().err

@@ -93,7 +93,7 @@ def test_invariants_stage_writes_particle_store(tmp_path):
 @pytest.mark.parametrize(
     "names, problem",
     [(["base", "component_0"], "has 1 components but .* has latents for 2"),
-     (["a", "b", "c"], "volumes are named a, b, c; per-particle work needs base, component_0")],
+     (["a", "b", "c"], "volumes are named a, b, c, not base, component_0, ... as a 3DVA job's")],
 )
 def test_invariants_stage_refuses_moments_of_another_job(capsys, tmp_path, names, problem):
     paths, _, moments = write_small_job(tmp_path)

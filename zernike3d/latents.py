@@ -19,27 +19,25 @@ from zernike3d.io.dataset import map_names
 
 @dataclass(frozen=True)
 class LatentPoint:
-    name: str  # e.g. particle_uid_1234, particle_index_12, latent_00, series_c0_f03, cluster_02
-    kind: str  # "particle", "latent", "series" or "cluster"
+    name: str  # e.g. base, particle_uid_1234, particle_index_12, latent_00, series_c0_f03, cluster_02
+    kind: str  # "base", "particle", "latent", "series" or "cluster"
     z: np.ndarray  # (K,) float64 latent coordinates
 
 
 def check_job(moments, moments_source, dataset, dataset_source):
     """Raise :class:`InputError` unless ``moments`` (a Moments) are those of the 3DVA job
     in ``dataset`` (a Dataset): volumes base, component_0.. with one per latent component."""
-    k = dataset.n_components
-    if k == 0:
-        raise InputError(dataset_source, "holds a single map: no 3DVA components or particle latents")
     names = list(moments.names)
     if names != map_names(len(names) - 1):
         raise InputError(
             moments_source,
-            f"volumes are named {', '.join(names)}; per-particle work needs base, component_0, ... "
-            "(decompose the dataset's maps, or pass --names base,component_0,...)",
+            f"volumes are named {', '.join(names)}, not base, component_0, ... as a 3DVA job's "
+            "(decompose the dataset, or pass --names base,component_0,...)",
         )
-    if len(names) != 1 + k:
+    if len(names) != 1 + dataset.n_components:
         raise InputError(
-            moments_source, f"has {len(names) - 1} components but {dataset_source} has latents for {k}"
+            moments_source,
+            f"has {len(names) - 1} components but {dataset_source} has latents for {dataset.n_components}",
         )
 
 
@@ -123,11 +121,15 @@ def cluster_points(latents, n_clusters, seed=0):
     return [LatentPoint(f"cluster_{i:02d}", "cluster", centres[c]) for i, c in enumerate(order)]
 
 
-def select_points(dataset, *, particles=(), latents=(), series=None, percentiles="5,95", kmeans=None):
-    """All points asked for, in that order, each name once: ``particles`` (selectors of
-    :func:`particle_points`), ``latents`` ("z0,z1,.." texts), ``series`` frames per
-    component between ``percentiles`` ("low,high" in %), ``kmeans`` cluster centres."""
-    points = particle_points(particles, dataset.latents, dataset.uid)
+def select_points(dataset, source, *, particles=(), latents=(), series=None, percentiles="5,95", kmeans=None):
+    """The base map (z = 0) and all points asked for, in that order, each name once:
+    ``particles`` (selectors of :func:`particle_points`), ``latents`` ("z0,z1,.." texts),
+    ``series`` frames per component between ``percentiles`` ("low,high" in %) and
+    ``kmeans`` cluster centres. ``source`` names the dataset in errors."""
+    if (particles or series or kmeans) and len(dataset.latents) == 0:
+        raise InputError(source, "has no particles (a single map): only --latent points apply")
+    points = [LatentPoint("base", "base", np.zeros(dataset.n_components))]
+    points += particle_points(particles, dataset.latents, dataset.uid)
     points += latent_points(latents, dataset.n_components)
     if series is not None:
         points += series_points(dataset.latents, series, parse_percentiles(percentiles))

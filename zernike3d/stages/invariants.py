@@ -42,6 +42,8 @@ def run(args):
     dataset = None
     if args.particles:
         dataset = Dataset.load(args.particles)
+        if len(dataset.uid) == 0:
+            raise InputError(args.particles, "has no particles (a single map)")
         check_job(moments, args.moments, dataset, args.particles)
     write_invariants(args.out, moments.invariants(), moments.nl, moments.names)
     print(f"wrote {args.out}: {moments.nl.shape[0]} invariants (n, l) for {len(moments.names)} volume(s)")

@@ -8,6 +8,7 @@ Voxels outside the ball are 0.
 With --particles (a dataset of a 3D Variability job, moments of base, component_0, ..)
 the maps base + sum_k z_k component_k at chosen latents z are written into --out-dir,
 one MRC each named by what it shows, with DIR/index.csv (file, kind, z_0, z_1, ..):
+base.mrc (z = 0) always, and
 --particle IDX or uid:UID (particle_index_IDX / particle_uid_UID), --latent z0,z1,..
 (latent_NN), --series N (N frames along each component between the --percentiles of its
 latents, others at 0: series_cK_fNN) and --kmeans K (cluster centres: cluster_NN).
@@ -36,8 +37,8 @@ def add_arguments(parser):
     latent = parser.add_argument_group("maps of a 3D Variability job at chosen latents")
     latent.add_argument("--particles", metavar="dataset.npz", help="dataset with the particles' latents")
     latent.add_argument("--out-dir", type=Path, help="folder for the maps and index.csv")
-    latent.add_argument("--particle", action="append", default=[], metavar="IDX|uid:UID", help="a particle's map")
-    latent.add_argument("--latent", action="append", default=[], metavar="z0,z1,..", help="the map at these latents")
+    latent.add_argument("--particle", nargs="+", action="extend", default=[], metavar="IDX|uid:UID", help="particles' maps")
+    latent.add_argument("--latent", nargs="+", action="extend", default=[], metavar="z0,z1,..", help="maps at these latents")
     latent.add_argument("--series", type=int, metavar="N", help="N frames along each component")
     latent.add_argument("--percentiles", default="5,95", help="range of the series, in %% of the latents (default 5,95)")
     latent.add_argument("--kmeans", type=int, metavar="K", help="maps at K k-means centres of the latents")
@@ -80,11 +81,9 @@ def write_latent_maps(args, moments):
     dataset = Dataset.load(args.particles)
     check_job(moments, args.moments, dataset, args.particles)
     points = select_points(
-        dataset, particles=args.particle, latents=args.latent, series=args.series,
+        dataset, args.particles, particles=args.particle, latents=args.latent, series=args.series,
         percentiles=args.percentiles, kmeans=args.kmeans,
     )
-    if not points:
-        raise InputError("--particles", "choose maps with --particle, --latent, --series or --kmeans")
     at_points = replace(moments, moments=moments_at(moments.moments, points), names=[p.name for p in points])
     results = at_points.reconstruct(box=args.box, voxel_size=args.voxel_size, threads=args.threads, progress=True)
     for point, result in zip(points, results):
