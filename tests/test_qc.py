@@ -1,14 +1,20 @@
 """FSC maths and the `zernike3d qc` stage."""
 
+import csv
+
 import numpy as np
 import pytest
+from small_job import BOX, VOXEL_SIZE, write_small_job
 
+from zernike3d.cli import main
+from zernike3d.io.particle_invariants import write_particle_invariants
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.fsc import (
     ball_mask,
     crossing_resolution,
     fourier_shell_correlation,
 )
+from zernike3d.maths.invariants import particle_invariant_forms
 
 
 def _white(rng, box=32):
@@ -85,3 +91,41 @@ def test_ball_mask_hard_and_soft():
     assert 0 < soft[8, 8, 13] < 1  # 10 Å: inside the 2-voxel (4 Å) edge
     assert soft[8, 8, 14] == pytest.approx(0, abs=1e-12)
     assert np.all(soft <= hard)
+
+
+def test_qc_writes_tables_and_figures(tmp_path):
+    paths, dataset, moments = write_small_job(tmp_path)
+    store = tmp_path / "P.zarr"
+    forms = particle_invariant_forms(moments.moments, moments.order)
+    write_particle_invariants(store, forms, dataset.latents, dataset.uid, moments.nl, order=moments.order,
+                              names=moments.names)
+    out = tmp_path / "qc"
+    argv = ["qc", "--dataset", paths.dataset, "--moments", paths.moments, "--particle-invariants", store,
+            "--out-dir", out, "--pca-sample", 150]
+    assert main([str(a) for a in argv]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "fsc.csv", "fsc.png", "fsc_resolution.csv", "invariants.png", "particle_invariants_pca.png"]
+    with open(out / "fsc.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["shell", "frequency_per_A", "resolution_A", "base", "component_0", "component_1"]
+    assert len(rows) == BOX // 2 + 1
+    assert float(rows[-1]["resolution_A"]) == pytest.approx(2 * VOXEL_SIZE)
+    # An order-8 expansion reproduces the coarse shape well.
+    assert all(float(rows[1][name]) > 0.9 for name in moments.names)
+    with open(out / "fsc_resolution.csv") as f:
+        crossings = list(csv.DictReader(f))
+    assert [r["map"] for r in crossings] == moments.names
+    assert all(r["resolution_at_0.5_A"] == "not reached" or float(r["resolution_at_0.5_A"]) > 2 * VOXEL_SIZE
+               for r in crossings)
+
+
+def test_qc_refuses_particles_of_another_dataset(capsys, tmp_path):
+    paths, dataset, moments = write_small_job(tmp_path)
+    store = tmp_path / "P.zarr"
+    forms = particle_invariant_forms(moments.moments, moments.order)
+    write_particle_invariants(store, forms, dataset.latents[:10], dataset.uid[:10], moments.nl,
+                              order=moments.order, names=moments.names)
+    argv = ["qc", "--dataset", paths.dataset, "--moments", paths.moments, "--particle-invariants", store,
+            "--out-dir", tmp_path / "qc"]
+    assert main([str(a) for a in argv]) == 2
+    assert f"{store}: its particles (uid) are not those of {paths.dataset}" in capsys.readouterr().err
