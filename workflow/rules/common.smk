@@ -113,13 +113,13 @@ def _uses_conda():
 
 # Every rule runs one `zernike3d <stage> ...` command. In the job's shell, `zernike3d` is
 # this checkout's package run by: with --sdm conda, the environment's python
-# (envs/*.yaml); otherwise the interpreter that runs Snakemake. numba and BLAS use the
-# job's threads, not every core of the node. (The prefix is formatted like the command,
-# hence the doubled braces.)
+# (envs/*.yaml); otherwise the interpreter that runs Snakemake. (The prefix is formatted
+# like the command, hence the doubled braces.) The multi-threaded rules set
+# NUMBA_NUM_THREADS/OMP_NUM_THREADS to their threads, so that numba and BLAS use the
+# job's CPUs, not every core of the node.
 PYTHON = "python" if _uses_conda() else shlex.quote(sys.executable)
 shell.prefix(
     "set -euo pipefail; "
-    "export NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads}; "
     f"export PYTHONPATH={shlex.quote(str(REPO))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
     f'zernike3d() {{{{ {PYTHON} -m zernike3d "$@"; }}}}; '
 )

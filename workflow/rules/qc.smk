@@ -48,8 +48,8 @@ rule qc:
     conda:
         conda_env()
     shell:
-        "zernike3d qc --dataset {input.data} --moments {input.moments} {params.particles} "
-        "--out-dir results/{wildcards.dataset}/qc > {log} 2>&1"
+        "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d qc --dataset {input.data} --moments {input.moments} {params.particles} "
+        "--out-dir results/{wildcards.dataset}/qc --threads {threads} > {log} 2>&1"
 
 
 use rule qc as qc_single with:

@@ -21,7 +21,7 @@ rule basis:
     conda:
         conda_env()
     shell:
-        "zernike3d basis {input.data} --order {params.order} {params.geometry} "
+        "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d basis {input.data} --order {params.order} {params.geometry} "
         "--cache {params.cache} --out {output} > {log} 2>&1"
 
 
@@ -46,7 +46,7 @@ rule decompose:
     conda:
         conda_env(gpu_capable=True)
     shell:
-        "zernike3d decompose {input.data} --order {params.order} {params.geometry} {params.basis} "
+        "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d decompose {input.data} --order {params.order} {params.geometry} {params.basis} "
         "--threads {threads} --out {output} > {log} 2>&1"
 
 
@@ -72,7 +72,7 @@ rule invariants:
     conda:
         conda_env(gpu_capable=True)
     shell:
-        "zernike3d invariants {input.moments} --out {output.table} {params.particles} > {log} 2>&1"
+        "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d invariants {input.moments} --out {output.table} {params.particles} > {log} 2>&1"
 
 
 # the same for a single map (no particles, so no per-particle output)
@@ -103,5 +103,5 @@ rule reconstruct:
     conda:
         conda_env(gpu_capable=True)
     shell:
-        "zernike3d reconstruct {input.moments} --particles {input.data} --out-dir {output} "
-        "{params.args} > {log} 2>&1"
+        "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d reconstruct {input.moments} --particles {input.data} --out-dir {output} "
+        "{params.args} --threads {threads} > {log} 2>&1"

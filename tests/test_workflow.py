@@ -1,0 +1,342 @@
+"""The Snakemake workflow on the tiny .test/ configuration, run locally.
+
+lint, dry run, a bad configuration key, then the whole workflow end to end (interrupted
+once by SIGKILL mid-way and resumed), checks of what it wrote, the HTML report, that a
+second run does nothing, that deleting one output re-makes only what depends on it, and
+the per-rule peak memory against the estimate. The run takes about a minute on 2 cores.
+"""
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from zernike3d import resources
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
+PATH_KEYS = ("job_dir", "map", "wiggle", "particles")
+
+pytestmark = pytest.mark.slow
+
+
+def absolute_test_config(shared_data):
+    """The .test config with its relative paths (relative to .test/) made absolute."""
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    base = TEST_CONFIG.parents[1]
+    for d in config["datasets"].values():
+        for key in PATH_KEYS:
+            if isinstance(d.get(key), str):
+                d[key] = str((base / d[key]).resolve())
+        if d.get("components"):
+            d["components"] = [str((base / c).resolve()) for c in d["components"]]
+        if d.get("example") and d["example"].get("particles_cs"):
+            d["example"]["particles_cs"] = str((base / d["example"]["particles_cs"]).resolve())
+    for d in config["datasets"].values():
+        for key in ("map",):
+            if d.get(key) and not Path(d[key]).exists():
+                pytest.skip(f"{d[key]} not found (shared data beside the repository)")
+        if d.get("example") and not Path(d["example"]["particles_cs"]).exists():
+            pytest.skip(f"{d['example']['particles_cs']} not found (shared data beside the repository)")
+    return config
+
+
+def write_config(workdir, config):
+    path = Path(workdir) / "config" / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def snakemake(workdir, *args, timeout=600, check=True):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{output[-6000:]}")
+    return result.returncode, output
+
+
+def job_counts(output):
+    """{rule: count} from the 'Job stats' table of a dry run."""
+    counts, in_table = {}, False
+    for line in output.splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_table = True
+            continue
+        if in_table:
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                if parts[0] != "total":
+                    counts[parts[0]] = int(parts[1])
+                else:
+                    break
+    return counts
+
+
+@pytest.fixture(scope="module")
+def test_config(shared_data):
+    return absolute_test_config(shared_data)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, test_config):
+    workdir = tmp_path_factory.mktemp("workflow")
+    write_config(workdir, test_config)
+    return workdir
+
+
+def test_lint(workdir):
+    _, output = snakemake(workdir, "--lint")
+    assert "Congratulations, your workflow is in a good condition" in output, output
+
+
+def test_dry_run(workdir):
+    _, output = snakemake(workdir, "-n")
+    counts = job_counts(output)
+    assert counts == {
+        "example_job": 1, "import_data": 2, "preprocess": 2, "basis": 2, "decompose": 2,
+        "invariants": 1, "invariants_single": 1, "reconstruct": 2, "qc": 1, "qc_single": 1,
+        "all": 1,
+    }, output
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        (lambda c: c["datasets"]["hand"].__setitem__("ordr", 3), "datasets.hand: Additional properties are not allowed ('ordr' was unexpected)"),
+        (lambda c: c["datasets"]["hand"]["preprocess"].__setitem__("bin", 0), "datasets.hand.preprocess.bin: 0 is less than the minimum of 1"),
+        (lambda c: c.__setitem__("thread", 2), "(top level): Additional properties are not allowed ('thread' was unexpected)"),
+        (lambda c: c["datasets"]["hand"].__setitem__("radius", "big"), "datasets.hand.radius: 'big' is not allowed here"),
+        (lambda c: c["datasets"]["hand"].__setitem__("wiggle", "x.npz"), "datasets.hand: give exactly one input of job_dir, map, wiggle, example (got map, wiggle)"),
+    ],
+    ids=["misspelt key", "bad value", "misspelt global", "bad radius", "two inputs"],
+)
+def test_bad_config_stops_with_the_key_named(tmp_path, test_config, change, named):
+    config = yaml.safe_load(yaml.safe_dump(test_config))
+    change(config)
+    write_config(tmp_path, config)
+    code, output = snakemake(tmp_path, "-n", check=False)
+    assert code != 0
+    assert named in output, output
+    assert not (tmp_path / "results").exists()
+
+
+def test_resources_of_a_missing_input_are_tbd(workdir):
+    _, output = snakemake(workdir, "-n", "--forcerun", "decompose")
+    assert "mem_mb=<TBD>" in output
+
+
+# --- the end-to-end run ---------------------------------------------------------------
+
+
+def kill_when_started(workdir, log, timeout=300):
+    """Start the workflow, SIGKILL it (and its jobs) as soon as ``log`` appears."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), "--cores", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if (workdir / log).exists():
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return proc.returncode
+
+
+@pytest.fixture(scope="module")
+def finished(workdir):
+    """The whole .test workflow, interrupted by SIGKILL once decompose has started, then resumed."""
+    started = time.time()
+    code = kill_when_started(workdir, "logs/job3dva/decompose.log")
+    assert code == -signal.SIGKILL, "the first run ended before it could be interrupted"
+    assert not (workdir / "results" / "job3dva" / "moments.npz").exists()
+    _, output = snakemake(workdir, "--cores", "2")
+    return {"output": output, "seconds": time.time() - started}
+
+
+def results(workdir, dataset):
+    return workdir / "results" / dataset
+
+
+def test_run_completes_after_interruption(finished, workdir):
+    assert "Nothing to be done" not in finished["output"]
+    for name in ("job3dva", "hand"):
+        assert (results(workdir, name) / "moments.npz").is_file()
+    leftovers = [p for p in (workdir / "results").rglob("*.tmp-*") if "example_job" not in str(p)]
+    # a SIGKILLed stage cannot clean up its temporary file, but never leaves a final one
+    for path in leftovers:
+        assert path.name.startswith("."), path
+
+
+def test_moments(finished, workdir):
+    from zernike3d.maths.indexing import coefficient_count
+    from zernike3d.moments import Moments
+
+    m = Moments.load(results(workdir, "job3dva") / "moments.npz")
+    assert m.moments.shape == (3, coefficient_count(12))
+    assert np.all(np.isfinite(m.moments))
+    m = Moments.load(results(workdir, "hand") / "moments.npz")
+    assert m.moments.shape == (1, coefficient_count(12))
+
+
+def test_invariants(finished, workdir):
+    import zarr
+
+    n_nl = resources.nl_count(12)
+    with open(results(workdir, "job3dva") / "invariants.csv") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    assert header[:2] == ["n", "l"] and len(header) == 2 + 3, header
+    assert len(body) == n_nl
+    store = zarr.open(str(results(workdir, "job3dva") / "particle_invariants.zarr"), mode="r")
+    arrays = {name: a for name, a in store.arrays()} if hasattr(store, "arrays") else {"": store}
+    shapes = [a.shape for a in arrays.values() if len(a.shape) == 2]
+    assert (2019, n_nl) in shapes, shapes
+    with open(results(workdir, "hand") / "invariants.csv") as f:
+        assert len(list(csv.reader(f))) == 1 + n_nl
+
+
+def test_reconstruction_of_the_base_map_correlates_with_the_input(finished, workdir):
+    from zernike3d.io.dataset import Dataset
+    from zernike3d.io.mrc import read_map
+    from zernike3d.maths.geometry import BallGeometry
+
+    for name, minimum in (("job3dva", 0.95), ("hand", 0.8)):
+        data = Dataset.load(results(workdir, name) / "preprocessed.npz")
+        maps_dir = results(workdir, name) / "maps"
+        with open(maps_dir / "index.csv") as f:
+            index = list(csv.DictReader(f))
+        assert index, f"{maps_dir}/index.csv lists no map"
+        files = [maps_dir / Path(row.get("file") or row.get("path") or list(row.values())[0]).name for row in index]
+        for path in files:
+            assert path.is_file(), path
+        base = read_map(files[0]).data
+        geometry = BallGeometry.for_box(data.box, data.voxel_size, radius=data_radius(name))
+        inside = geometry.inside()
+        r = np.corrcoef(data.maps[0][inside], base[inside])[0, 1]
+        assert r > minimum, (name, r)
+        if name == "job3dva":
+            # base + 2 series x 2 components + 2 k-means + 1 particle + 1 latent point
+            assert len(index) >= 1 + 2 * 2 + 2 + 1 + 1, index
+
+
+def data_radius(name):
+    return "circumscribed" if name == "hand" else None
+
+
+def test_qc_outputs(finished, workdir):
+    for name, files in (("job3dva", ("fsc.csv", "fsc.png", "invariants.png", "particle_invariants_pca.png")),
+                        ("hand", ("fsc.csv", "fsc.png", "invariants.png"))):
+        for f in files:
+            path = results(workdir, name) / "qc" / f
+            assert path.is_file() and path.stat().st_size > 0, path
+        assert (results(workdir, name) / "qc" / "fsc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_logs_and_benchmarks(finished, workdir):
+    for name, rules in (("job3dva", ("example_job", "import_data", "preprocess", "basis", "decompose", "invariants", "reconstruct", "qc")),
+                        ("hand", ("import_data", "preprocess", "basis", "decompose", "invariants", "reconstruct", "qc"))):
+        for rule in rules:
+            assert (workdir / "logs" / name / f"{rule}.log").is_file(), (name, rule)
+            assert (workdir / "logs" / name / f"{rule}.benchmark.tsv").is_file(), (name, rule)
+
+
+def peak_rss(workdir):
+    """{(dataset, rule): max_rss MB} from the benchmark files."""
+    peaks = {}
+    for path in sorted((workdir / "logs").glob("*/*.benchmark.tsv")):
+        with open(path) as f:
+            row = next(csv.DictReader(f, delimiter="\t"))
+        value = row.get("max_rss", "NA")
+        peaks[(path.parent.name, path.name.split(".")[0])] = float(value) if value not in ("NA", "-") else None
+    return peaks
+
+
+def test_memory_estimates_cover_the_measured_peaks(finished, workdir, test_config):
+    """mem_mb (zernike3d.resources) must not be below the measured peak RSS of any job."""
+    stages = {"example_job": "example", "import_data": "import", "preprocess": "preprocess", "basis": "basis",
+              "decompose": "decompose", "invariants": "invariants", "reconstruct": "reconstruct", "qc": "qc"}
+    inputs = {"example": None, "import": None, "preprocess": "dataset.npz"}
+    lines = []
+    for (dataset, rule), rss in sorted(peak_rss(workdir).items()):
+        stage = stages[rule]
+        settings = dict(test_config["datasets"][dataset])
+        settings["threads"] = 1
+        settings.setdefault("reconstruct", {})
+        name = inputs.get(stage, "preprocessed.npz")
+        if stage == "import":
+            d = test_config["datasets"][dataset]
+            path = results(workdir, dataset) / "example_job" if d.get("example") else d["map"]
+        else:
+            path = None if name is None else results(workdir, dataset) / name
+        estimate = resources.rule_resources(stage, path, settings.get("order", 20), settings)["mem_mb"]
+        lines.append(f"{dataset:8s} {rule:12s} peak {rss} MB  estimate {estimate} MB")
+        if rss is not None:
+            assert rss <= estimate, lines[-1]
+    print("\n".join(lines))
+
+
+def test_report(finished, workdir):
+    report = workdir / "report.html"
+    snakemake(workdir, "--report", str(report))
+    text = report.read_text(errors="replace")
+    assert report.stat().st_size > 10_000
+    assert "fsc" in text.lower()
+
+
+def test_second_run_does_nothing(finished, workdir):
+    _, output = snakemake(workdir, "-n")
+    assert "Nothing to be done" in output, output
+
+
+def test_deleting_one_output_remakes_only_what_depends_on_it(finished, workdir):
+    hand = results(workdir, "hand")
+    untouched = {p: p.stat().st_mtime_ns for p in (
+        hand / "preprocessed.npz", hand / "basis.json", results(workdir, "job3dva") / "moments.npz",
+        results(workdir, "job3dva") / "qc" / "fsc.png")}
+    (hand / "moments.npz").unlink()
+    _, output = snakemake(workdir, "-n")
+    assert job_counts(output) == {"decompose": 1, "invariants_single": 1, "reconstruct": 1, "qc_single": 1, "all": 1}, output
+    snakemake(workdir, "--cores", "2")
+    assert (hand / "moments.npz").is_file()
+    for path, mtime in untouched.items():
+        assert path.stat().st_mtime_ns == mtime, f"{path} was re-made"
+    _, output = snakemake(workdir, "-n")
+    assert "Nothing to be done" in output
+
+
+def test_resource_estimates_grow_with_the_problem():
+    small = resources.estimate("decompose", resources.BundleShape(64, 4, 1000, 1.0), 20, {"threads": 4})
+    box = resources.estimate("decompose", resources.BundleShape(256, 4, 1000, 1.0), 20, {"threads": 4})
+    order = resources.estimate("decompose", resources.BundleShape(256, 4, 1000, 1.0), 60, {"threads": 4})
+    assert small["mem_mb"] < box["mem_mb"] <= order["mem_mb"]
+    assert small["runtime"] <= box["runtime"] <= order["runtime"]
+    more = resources.estimate("invariants", resources.BundleShape(64, 4, 10_000_000, 1.0), 40, {})
+    assert more["mem_mb"] > resources.estimate("invariants", resources.BundleShape(64, 4, 1000, 1.0), 40, {})["mem_mb"]
+    for stage in resources.STAGES:
+        r = resources.estimate(stage, resources.BundleShape(64, 3, 100, 1.0), 10, {"threads": 2})
+        assert set(r) == {"mem_mb", "runtime"} and r["mem_mb"] >= resources.MIN_MEM_MB and r["runtime"] >= 1
+
+
+def test_rule_resources_reads_only_the_headers(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, maps=np.zeros((3, 20, 20, 20), np.float32), latents=np.zeros((7, 2), np.float32),
+             voxel_size=np.float64(1.5), origin=np.zeros(3))
+    assert resources.bundle_shape(path) == resources.BundleShape(20, 3, 7, 1.5)
+    with pytest.raises(FileNotFoundError) as err:
+        resources.rule_resources("decompose", str(tmp_path / "missing.npz"), 10, {})
+    assert err.value.filename == str(tmp_path / "missing.npz")
