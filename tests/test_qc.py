@@ -7,6 +7,7 @@ import pytest
 from small_job import BOX, VOXEL_SIZE, write_small_job
 
 from zernike3d.cli import main
+from zernike3d.io.dataset import Dataset
 from zernike3d.io.particle_invariants import write_particle_invariants
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.fsc import (
@@ -129,3 +130,13 @@ def test_qc_refuses_particles_of_another_dataset(capsys, tmp_path):
             "--out-dir", tmp_path / "qc"]
     assert main([str(a) for a in argv]) == 2
     assert f"{store}: its particles (uid) are not those of {paths.dataset}" in capsys.readouterr().err
+
+
+def test_qc_of_a_single_map_has_no_particle_plot(tmp_path):
+    paths, dataset, moments = write_small_job(tmp_path)
+    single, base = tmp_path / "single.npz", tmp_path / "base.npz"
+    Dataset.single_map(dataset.maps[0], dataset.voxel_size, dataset.origin, []).save(single)
+    moments.volume("base").save(base)
+    out = tmp_path / "qc"
+    assert main(["qc", "--dataset", str(single), "--moments", str(base), "--out-dir", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["fsc.csv", "fsc.png", "fsc_resolution.csv", "invariants.png"]

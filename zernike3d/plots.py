@@ -74,21 +74,16 @@ def plot_invariant_pca(path, scores, explained, colours, colour_labels, title):
     """Scatter of per-particle invariants on their first two principal components.
 
     ``scores`` (S, 2); ``explained`` (2,) variance fractions; one panel per column of
-    ``colours`` (S, C), the points coloured by it and labelled ``colour_labels[c]``
-    (a single uncoloured panel when C is 0).
+    ``colours`` (S, C), the points coloured by it and labelled ``colour_labels[c]``.
     """
-    panels = max(colours.shape[1], 1)
+    panels = colours.shape[1]
     fig, axes = _figure(1, panels, (4.6 * panels, 4.2))
     size = max(1.0, min(12.0, 4000.0 / len(scores)))
-    for c, ax in enumerate(axes):
-        if colours.shape[1]:
-            values = colours[:, c]
-            limit = np.percentile(np.abs(values), 99) or 1.0
-            dots = ax.scatter(scores[:, 0], scores[:, 1], c=values, s=size, cmap="coolwarm",
-                              vmin=-limit, vmax=limit, linewidths=0, rasterized=True)
-            fig.colorbar(dots, ax=ax, label=colour_labels[c])
-        else:
-            ax.scatter(scores[:, 0], scores[:, 1], s=size, linewidths=0, rasterized=True)
+    for ax, values, label in zip(axes, colours.T, colour_labels):
+        limit = np.percentile(np.abs(values), 99) or 1.0
+        dots = ax.scatter(scores[:, 0], scores[:, 1], c=values, s=size, cmap="coolwarm",
+                          vmin=-limit, vmax=limit, linewidths=0, rasterized=True)
+        fig.colorbar(dots, ax=ax, label=label)
         ax.set_xlabel(f"PC 1 ({100 * explained[0]:.1f}% of variance)")
         ax.set_ylabel(f"PC 2 ({100 * explained[1]:.1f}% of variance)")
     fig.suptitle(title)
