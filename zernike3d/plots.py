@@ -9,8 +9,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from zernike3d.io.atomic import atomic_path
-
-FSC_THRESHOLDS = (0.5, 0.143)
+from zernike3d.maths.fsc import FSC_THRESHOLDS
 
 
 def plot_fsc(path, curves, title):

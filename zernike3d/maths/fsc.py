@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: the usual thresholds: 0.5 (model against map) and 0.143 (half maps, Rosenthal & Henderson)
+FSC_THRESHOLDS = (0.5, 0.143)
+
 
 @dataclass(frozen=True)
 class FscCurve:

@@ -24,7 +24,7 @@ from zernike3d.errors import InputError
 from zernike3d.io.atomic import atomic_path
 from zernike3d.io.dataset import Dataset
 from zernike3d.io.particle_invariants import read_particle_invariants
-from zernike3d.maths.fsc import ball_mask, fourier_shell_correlation
+from zernike3d.maths.fsc import FSC_THRESHOLDS, ball_mask, fourier_shell_correlation
 from zernike3d.maths.transform import reconstruct
 from zernike3d.moments import Moments
 from zernike3d.stages import common
@@ -59,7 +59,7 @@ def run(args):
         f"Zernike invariants F_nl of {Path(args.moments).name}",
     )
     for name, curve in curves.items():
-        print(f"{name}: " + ", ".join(f"FSC {t:g} at {plots.resolution_text(curve.resolution(t))}" for t in plots.FSC_THRESHOLDS))
+        print(f"{name}: " + ", ".join(f"FSC {t:g} at {plots.resolution_text(curve.resolution(t))}" for t in FSC_THRESHOLDS))
     if store is not None:
         rows, values = store.sample(args.pca_sample)
         scores, explained = principal_components(values, args.particle_invariants)
@@ -108,9 +108,9 @@ def write_fsc_tables(directory, curves):
     ]
     _write_csv(directory / "fsc.csv", ["shell", "frequency_per_A", "resolution_A", *curves], shells)
     crossings = [
-        [name, *(_crossing_text(curve.resolution(t)) for t in plots.FSC_THRESHOLDS)] for name, curve in curves.items()
+        [name, *(_crossing_text(curve.resolution(t)) for t in FSC_THRESHOLDS)] for name, curve in curves.items()
     ]
-    header = ["map", *(f"resolution_at_{t:g}_A" for t in plots.FSC_THRESHOLDS)]
+    header = ["map", *(f"resolution_at_{t:g}_A" for t in FSC_THRESHOLDS)]
     _write_csv(directory / "fsc_resolution.csv", header, crossings)
 
 
