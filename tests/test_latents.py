@@ -107,13 +107,13 @@ def test_reconstruct_at_latents_is_linear_in_the_components(tmp_path):
     out = tmp_path / "maps"
     uid = dataset.uid[5]
     argv = ["reconstruct", paths.moments, "--particles", paths.dataset, "--out-dir", out,
-            "--particle", 3, f"uid:{uid}", "--latent", "0.5,-1", "--series", 3, "--kmeans", 2]
+            "--particle", 3, f"uid:{uid}", "--latent", "0.5,-1", "--latent=-0.5,1", "--series", 3, "--kmeans", 2]
     assert cli(*argv) == 0
 
     with open(out / "index.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["file"] for r in rows] == [
-        "base.mrc", "particle_index_3.mrc", f"particle_uid_{uid}.mrc", "latent_00.mrc",
+        "base.mrc", "particle_index_3.mrc", f"particle_uid_{uid}.mrc", "latent_00.mrc", "latent_01.mrc",
         *(f"series_c{k}_f{i:02d}.mrc" for k in range(2) for i in range(3)), "cluster_00.mrc", "cluster_01.mrc",
     ]
     assert {r["kind"] for r in rows} == {"base", "particle", "latent", "series", "cluster"}

@@ -38,7 +38,7 @@ def add_arguments(parser):
     latent.add_argument("--particles", metavar="dataset.npz", help="dataset with the particles' latents")
     latent.add_argument("--out-dir", type=Path, help="folder for the maps and index.csv")
     latent.add_argument("--particle", nargs="+", action="extend", default=[], metavar="IDX|uid:UID", help="particles' maps")
-    latent.add_argument("--latent", nargs="+", action="extend", default=[], metavar="z0,z1,..", help="maps at these latents")
+    latent.add_argument("--latent", nargs="+", action="extend", default=[], metavar="z0,z1,..", help="maps at these latents (--latent=-1,2 when the first is negative)")
     latent.add_argument("--series", type=int, metavar="N", help="N frames along each component")
     latent.add_argument("--percentiles", default="5,95", help="range of the series, in %% of the latents (default 5,95)")
     latent.add_argument("--kmeans", type=int, metavar="K", help="maps at K k-means centres of the latents")
