@@ -1,0 +1,605 @@
+"""Where to run a transform: predicted memory and time of each placement, and the choice.
+
+Placements (the original tool's compute modes, named by where the tables live):
+
+* ``gpu-resident``  the CuPy backend (:mod:`zernike3d.maths.backends`) with maps, grid
+                    tables, radial table and work arrays on the GPU;
+* ``gpu-streamed``  the same with the radial table in host RAM, its rows sent to the GPU
+                    for every m block (``radial_resident=False``);
+* ``cpu-ram``       everything in host RAM (``Basis`` with its radial table);
+* ``cpu-zarr``      radial rows read from the zarr basis store one l at a time
+                    (:class:`zernike3d.io.basis_store.StreamedBasis`);
+* ``cpu-onthefly``  no radial table: R_nl recomputed for every m block.
+
+The grid tables are always in memory (the kernels index them at random; they are small).
+The CPU placements run the numba backend.
+
+Memory comes from the real tables: the grid of the geometry is built (cheap) and the
+per-block work arrays are :func:`zernike3d.maths.transform.workspace_bytes` of the block
+of m values that fits the budget, plus the transients each block allocates (the GPU
+backend's dense (fold, ring) layout is modelled from its own array shapes). Time is op
+counts of each step of the transform times per-op costs: CPU costs are measured on a
+real machine (:data:`CPU_RATES`, or this machine's after ``zernike3d plan --calibrate``);
+GPU costs are datasheet leads, *not* calibrated (no GPU was available when this was
+written). The choice is the fastest placement whose peak fits in ``HEADROOM`` of the free
+memory (and, for cpu-zarr, of the free disk).
+"""
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from zernike3d.maths.geometry import BallGeometry
+from zernike3d.maths.indexing import coefficient_count, nl_table
+from zernike3d.maths.transform import workspace_bytes
+
+PLACEMENTS = ("gpu-resident", "gpu-streamed", "cpu-ram", "cpu-zarr", "cpu-onthefly")
+#: plan to use at most this fraction of the free RAM, GPU memory and disk
+HEADROOM = 0.8
+#: RSS of a process that imported zernike3d and compiled its kernels (measured 172 MiB,
+#: Python 3.11, numpy 2.4, numba 0.68, zarr 3.1), rounded up
+BASE_PROCESS_BYTES = 200 * 2**20
+#: CUDA context + CuPy pools, host and GPU side (typical, not measured)
+GPU_CONTEXT_BYTES = 512 * 2**20
+#: speed-up per extra thread (assumed: not measurable on the 2 shared cores it was
+#: written on); t(threads) = t(1) / (1 + (threads - 1) * PARALLEL_EFFICIENCY)
+PARALLEL_EFFICIENCY = 0.8
+#: predicted times within this fraction of the fastest count as ties, broken by memory:
+#: for the block of m values of a placement, and between placements
+TIME_TOLERANCE = 0.05
+#: where `zernike3d plan --calibrate` stores this machine's rates
+RATES_FILE = Path.home() / ".cache" / "zernike3d" / "cpu-rates.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class CpuRates:
+    """Seconds per operation on one CPU thread (and bytes/s of reading the zarr store).
+
+    ring: one (point, volume, m) of the ring step; scan: one (fold, xy point) visit per
+    m block; polar: one (pair, l, m, volume) of the polar step; legendre: one (pair, l, m)
+    Legendre value; radial: one (shell, coefficient, volume) of the radial BLAS products;
+    step: Python overhead per (m block, l); radial_eval: one R_nl value recomputed;
+    zarr_read_seconds: fixed cost of reading one chunk from the store; zarr_bytes_per_s:
+    decompressed radial-table bytes read from it (page cache warm). ``cpu_model`` names
+    the machine they were measured on.
+    """
+
+    ring: float
+    scan: float
+    polar: float
+    legendre: float
+    radial: float
+    step: float
+    radial_eval: float
+    zarr_read_seconds: float
+    zarr_bytes_per_s: float
+    cpu_model: str = ""
+
+
+#: Measured with `zernike3d plan --calibrate` (one thread: NUMBA/OMP/OPENBLAS threads = 1;
+#: each case a fresh process, fastest of 3) on 2026-11-23 on an "AMD EPYC" VM whose 2
+#: cores were shared with other jobs (load ~1.8): the fit reproduced the 11 calibration
+#: runs within 17%, and repeated calibrations differed by up to ~1.5x in single rates.
+#: Recalibrate on the machine that runs the work: `zernike3d plan --calibrate` stores its
+#: own rates, which load_rates() prefers.
+CPU_RATES = CpuRates(
+    ring=2.6e-9,
+    scan=4.5e-9,
+    polar=2.2e-9,
+    legendre=3.2e-9,
+    radial=1.5e-10,
+    step=1.35e-5,
+    radial_eval=6.0e-9,
+    zarr_read_seconds=5.1e-4,
+    zarr_bytes_per_s=1.96e9,
+    cpu_model="AMD EPYC",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class GpuRates:
+    """Datasheet figures of one GPU model (uncalibrated leads).
+
+    fp64_flops: FP64 vector FLOP/s; fp64_matmul_flops: FP64 (tensor core where present)
+    matrix FLOP/s; memory_bytes_per_s: device memory bandwidth; pcie_bytes_per_s: host
+    transfer bandwidth as usually achieved (pinned memory).
+    """
+
+    name: str
+    fp64_flops: float
+    fp64_matmul_flops: float
+    memory_bytes_per_s: float
+    pcie_bytes_per_s: float
+
+
+#: by NVML name fragment; the first match wins. Consumer and workstation cards run FP64
+#: at 1/32-1/64 of FP32, which is why this float64 transform is slow on them.
+GPU_DATASHEETS = (
+    GpuRates("H200", 34e12, 67e12, 4.8e12, 50e9),
+    GpuRates("H100", 34e12, 67e12, 3.35e12, 50e9),
+    GpuRates("A100", 9.7e12, 19.5e12, 1.9e12, 25e9),
+    GpuRates("V100", 7.8e12, 7.8e12, 0.9e12, 12e9),
+    GpuRates("L40", 1.4e12, 1.4e12, 0.86e12, 25e9),
+    GpuRates("A6000", 0.6e12, 0.6e12, 0.77e12, 25e9),
+)
+#: any other GPU: a workstation-class card
+GPU_FALLBACK = GpuRates("unknown GPU", 0.5e12, 0.5e12, 0.5e12, 12e9)
+#: fraction of the datasheet bandwidth/FLOP rate that CuPy's elementwise and sparse
+#: kernels reach, and that cuBLAS reaches on the radial products (assumptions until
+#: measured on a GPU)
+GPU_KERNEL_EFFICIENCY = 0.3
+GPU_MATMUL_EFFICIENCY = 0.6
+#: seconds per CuPy kernel launch (typical Python + launch overhead)
+GPU_LAUNCH_SECONDS = 1e-5
+#: kernel launches of the CuPy backend per (l, m) of the polar step and per (m block, l)
+#: of the radial step (counted in zernike3d/maths/backends.py and transform.py)
+GPU_LAUNCHES_PER_LM = 8
+GPU_LAUNCHES_PER_STEP = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """One placement's prediction: peak bytes, seconds, and whether it fits (why not)."""
+
+    placement: str
+    host_bytes: int
+    gpu_bytes: int
+    seconds: float
+    m_block: int
+    max_workspace: int
+    fits: bool
+    why_not: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """All estimates and the chosen one (None if nothing fits)."""
+
+    stage: str
+    geometry: BallGeometry
+    order: int
+    n_volumes: int
+    threads: int
+    estimates: tuple
+    choice: Estimate | None
+    gpu_id: int | None = None
+
+    def resources(self):
+        """Batch-system resources of the choice: mem_mb, runtime (minutes), gpu, threads."""
+        if self.choice is None:
+            raise ValueError(f"no placement fits: {self.why_nothing_fits()}")
+        return {
+            "mem_mb": math.ceil(self.choice.host_bytes / 2**20),
+            "runtime": max(1, math.ceil(self.choice.seconds / 60)),
+            "gpu": int(self.choice.placement.startswith("gpu")),
+            "threads": self.threads,
+        }
+
+    def why_nothing_fits(self):
+        return "; ".join(f"{e.placement}: {e.why_not}" for e in self.estimates)
+
+    def table(self):
+        """The estimates as text, one line per placement, then the choice."""
+        lines = [f"{'placement':<14}{'host MB':>10}{'GPU MB':>10}{'seconds':>10}{'m-block':>9}  fits?"]
+        for e in self.estimates:
+            fits = "yes" if e.fits else f"no: {e.why_not}"
+            block = e.m_block or "-"
+            lines.append(f"{e.placement:<14}{e.host_bytes / 2**20:>10.0f}{e.gpu_bytes / 2**20:>10.0f}"
+                         f"{e.seconds:>10.3g}{block:>9}  {fits}")
+        if self.choice is None:
+            lines.append("choice: none fits")
+        else:
+            lines.append(f"choice: {self.choice.placement}, the fastest that fits in {HEADROOM:.0%} of the free "
+                         f"memory (times within {TIME_TOLERANCE:.0%} count as ties, won by less memory); "
+                         f"transform max_workspace={self.choice.max_workspace}")
+        return "\n".join(lines)
+
+
+def plan_for(box, order, *, n_volumes=1, voxel_size=1.0, radius=None, center=None, stage="decompose",
+             machine=None, device=None, gpu_id=None, threads=None, max_memory_bytes=None, rates=None):
+    """Predict every placement of ``stage`` ('decompose' or 'reconstruct') and choose one.
+
+    box: voxels per edge; voxel_size: Å; radius, center: as
+    :meth:`zernike3d.maths.geometry.BallGeometry.for_box`; n_volumes: maps transformed
+    together (1 + K for a 3DVA job). machine: a
+    :class:`zernike3d.hardware.MachineDescription` (default: probe this one). device:
+    'cpu' or 'gpu' to force; gpu_id: the NVML index to plan for (default: most free
+    memory); threads: CPU threads (default: all usable cores); max_memory_bytes: cap on
+    the host memory (e.g. the batch job's limit). rates: :class:`CpuRates` (default:
+    :func:`load_rates`).
+    """
+    if stage not in ("decompose", "reconstruct"):
+        raise ValueError(f"stage must be 'decompose' or 'reconstruct', got {stage!r}")
+    if device not in (None, "cpu", "gpu"):
+        raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
+    if machine is None:
+        from zernike3d.hardware import probe
+
+        machine = probe()
+    geometry = BallGeometry.for_box(box, voxel_size, radius=radius, center=center)
+    sizes = Sizes.of(geometry, order, n_volumes, stage)
+    threads = threads or machine.cpu_cores
+    host_budget = HEADROOM * machine.ram_available_bytes
+    if max_memory_bytes is not None:
+        host_budget = min(host_budget, max_memory_bytes)
+    gpu = machine.gpu(gpu_id)
+    rates = rates or load_rates()
+    estimates = []
+    for placement in PLACEMENTS:
+        if placement.startswith("gpu"):
+            estimate = _gpu_estimate(placement, sizes, machine, gpu, gpu_id, host_budget)
+            if device == "cpu" and estimate.fits:
+                estimate = dataclasses.replace(estimate, fits=False, why_not="--device cpu")
+        else:
+            estimate = _cpu_estimate(placement, sizes, machine, threads, host_budget, rates)
+            if device == "gpu" and estimate.fits:
+                estimate = dataclasses.replace(estimate, fits=False, why_not="--device gpu")
+        estimates.append(estimate)
+    fitting = [(e.seconds, e.host_bytes, e) for e in estimates if e.fits]
+    choice = _fast_and_small(fitting)[2] if fitting else None
+    return Plan(stage, geometry, order, n_volumes, threads, tuple(estimates), choice,
+                None if gpu is None else gpu.index)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """Table sizes and op counts of one transform (see :mod:`zernike3d.maths.transform`)."""
+
+    grid: object
+    stage: str
+    order: int
+    n_volumes: int
+    box: int
+    n_visits: int
+    rows_of_l: tuple
+
+    @classmethod
+    def of(cls, geometry, order, n_volumes, stage):
+        grid = geometry.grid
+        ring_size = np.bincount(grid.point_ring, minlength=grid.pair_of.shape[1])
+        nl = nl_table(order)
+        return cls(
+            grid=grid,
+            stage=stage,
+            order=order,
+            n_volumes=n_volumes,
+            box=geometry.box,
+            n_visits=int(ring_size[grid.pair_ring].sum()),
+            rows_of_l=tuple(int((nl[:, 1] == l).sum()) for l in range(order + 1)),
+        )
+
+    @property
+    def map_voxels(self):
+        return self.n_volumes * self.box**3
+
+    @property
+    def moment_bytes(self):
+        return self.n_volumes * coefficient_count(self.order) * 16
+
+    @property
+    def data_bytes(self):
+        """Maps and moments in host RAM: decompose reads float32 maps; reconstruct makes
+        float64 maps and converts one at a time to float32 for its MRC file."""
+        if self.stage == "decompose":
+            return self.map_voxels * 4 + self.moment_bytes
+        return self.map_voxels * 8 + self.box**3 * 4 + self.moment_bytes
+
+    @property
+    def n_lm(self):
+        return (self.order + 1) * (self.order + 2) // 2
+
+    @property
+    def radial_bytes(self):
+        return sum(self.rows_of_l) * self.grid.n_shells * 8
+
+    @property
+    def slab_bytes(self):
+        """One l of the stored radial table, (order // 2 + 1) x shells float64."""
+        return (self.order // 2 + 1) * self.grid.n_shells * 8
+
+    @property
+    def point_columns_bytes(self):
+        """The GPU backend's folded maps: (xy points, V x 2 x folds) float64."""
+        return self.grid.n_points * self.n_volumes * 2 * self.grid.fold_dz.size * 8
+
+    def lm_count(self, m_block):
+        """(l, m) columns of the first (largest) block of ``m_block`` m values."""
+        return sum(self.order + 1 - m for m in range(min(m_block, self.order + 1)))
+
+    def blocks(self, m_block):
+        return [(m0, min(m0 + m_block, self.order + 1)) for m0 in range(0, self.order + 1, m_block)]
+
+    def block_sizes(self):
+        """Candidate m-block sizes, largest first (the sequence the transform tries)."""
+        size = self.order + 1
+        while True:
+            yield size
+            if size == 1:
+                return
+            size = max(1, size * 3 // 4)
+
+    def cpu_block_sizes(self):
+        """(m_block, peak bytes of one block) of the numba backend, largest first.
+
+        The transform's work arrays, plus what each block allocates beside them: in
+        decompose, the previous block's shell sums (alive until the new ones are
+        returned, and written to, by the backend); building
+        exp(-i m phi) (24 B per point and m), and the radial step's copy of one
+        (shell, m, volume) slice and its product.
+        """
+        g, v = self.grid, self.n_volumes
+        for m_block in self.block_sizes():
+            shells = g.n_shells * self.lm_count(m_block) * v * 16
+            previous = shells if self.stage == "decompose" and m_block <= self.order else 0
+            transients = 24 * g.n_points * m_block + 2 * g.n_shells * m_block * v * 16
+            yield m_block, workspace_bytes(g, self.order, v, m_block) + previous + transients
+
+    def gpu_block_sizes(self):
+        """(m_block, peak GPU bytes beyond the fixed arrays) of the CuPy backend.
+
+        Per block: one (fold, ring) cell array per m, the shell sums, two point-column
+        temporaries of the ring step and a few cell-sized ones of the polar step; at the
+        start, folding the maps (float64 copy, padded copy, +dz/-dz gathers, folded).
+        """
+        g, v = self.grid, self.n_volumes
+        cells = g.pair_of.size
+        load = 2 * self.map_voxels * 8 + 3 * self.point_columns_bytes
+        for m_block in self.block_sizes():
+            rings = m_block * cells * v * 2 * 16
+            shells = g.n_shells * self.lm_count(m_block) * v * 16
+            temporaries = 2 * self.point_columns_bytes + 3 * cells * v * 16 + 6 * cells * 8
+            yield m_block, max(load, rings + shells + temporaries)
+
+    def op_counts(self, m_block):
+        """Operations of each step of the numba backend (see :class:`CpuRates`)."""
+        g, v, blocks = self.grid, self.n_volumes, self.blocks(m_block)
+        return {
+            "ring": self.n_visits * v * (self.order + 1),
+            "scan": len(blocks) * g.fold_dz.size * g.n_points,
+            "polar": g.n_pairs * self.n_lm * v,
+            "legendre": g.n_pairs * self.n_lm,
+            "radial": g.n_shells * coefficient_count(self.order) * v,
+            "step": sum(self.order + 1 - m0 for m0, _ in blocks),
+        }
+
+    def gpu_op_counts(self, m_block):
+        """Device bytes moved, FLOPs and kernel launches of the CuPy backend."""
+        g, v = self.grid, self.n_volumes
+        cells, m_count = g.pair_of.size, self.order + 1
+        steps = self.op_counts(m_block)["step"]
+        return {
+            "bytes": m_count * 6 * self.point_columns_bytes + self.n_lm * cells * (5 * 8 + 4 * v * 16),
+            "flops": m_count * 8 * self.point_columns_bytes // 8 + self.n_lm * cells * (6 + 8 * v),
+            "matmul_flops": 4 * g.n_shells * coefficient_count(self.order) * v,
+            "launches": self.n_lm * GPU_LAUNCHES_PER_LM + steps * GPU_LAUNCHES_PER_STEP + m_count * 8,
+        }
+
+    def radial_rows_read(self, m_block):
+        """R_nl rows that the radial steps of all blocks use (each l >= m0 per block)."""
+        return sum(sum(self.rows_of_l[m0:]) for m0, _ in self.blocks(m_block))
+
+
+def _fast_and_small(options):
+    """The (seconds, bytes, ...) option using least memory among those within
+    ``TIME_TOLERANCE`` of the fastest: near-ties in time are not worth memory."""
+    fastest = min(option[0] for option in options)
+    return min((o for o in options if o[0] <= fastest * (1 + TIME_TOLERANCE)), key=lambda o: o[1])
+
+
+def _choose_block(candidates, fixed_bytes, budget, seconds_for):
+    """(m_block, block bytes, seconds) of the block that fits ``budget`` beside
+    ``fixed_bytes`` (:func:`_fast_and_small`); m_block 0 (with the smallest block's
+    bytes and time) when none fits."""
+    candidates = list(candidates)
+    fitting = [(m_block, work, seconds_for(m_block)) for m_block, work in candidates
+               if fixed_bytes + work <= budget]
+    if not fitting:
+        m_block, work = candidates[-1]
+        return 0, work, seconds_for(m_block)
+    seconds, work, m_block = _fast_and_small([(t, w, b) for b, w, t in fitting])
+    return m_block, work, seconds
+
+
+def _cpu_estimate(placement, sizes, machine, threads, budget, rates):
+    g = sizes.grid
+    radial_resident = {"cpu-ram": sizes.radial_bytes, "cpu-zarr": 2 * sizes.slab_bytes,
+                       "cpu-onthefly": 3 * sizes.slab_bytes}[placement]
+    fixed = BASE_PROCESS_BYTES + sizes.data_bytes + g.nbytes + radial_resident
+    parallel = 1 + (max(threads, 1) - 1) * PARALLEL_EFFICIENCY
+
+    def seconds_for(m_block):
+        counts = sizes.op_counts(m_block)
+        compute = sum(getattr(rates, name) * counts[name] for name in counts if name != "step")
+        seconds = compute / parallel + rates.step * counts["step"]
+        if placement == "cpu-ram":
+            return seconds + rates.radial_eval * sum(sizes.rows_of_l) * g.n_shells
+        if placement == "cpu-zarr":
+            reads = counts["step"] + sizes.order + 1 + len(g.arrays())  # + the check on open
+            return seconds + reads * rates.zarr_read_seconds + (
+                (counts["step"] + sizes.order + 1) * sizes.slab_bytes / rates.zarr_bytes_per_s)
+        return seconds + rates.radial_eval * sizes.radial_rows_read(m_block) * g.n_shells
+
+    m_block, work, seconds = _choose_block(sizes.cpu_block_sizes(), fixed, budget, seconds_for)
+    why_not = ""
+    if m_block == 0:
+        why_not = f"needs {(fixed + work) / 2**20:.0f} MB of host RAM, budget {budget / 2**20:.0f} MB"
+    elif placement == "cpu-zarr" and g.nbytes + sizes.radial_bytes > HEADROOM * machine.disk_free_bytes:
+        why_not = f"store of {sizes.radial_bytes / 2**20:.0f} MB exceeds the free disk"
+    return Estimate(placement, fixed + work, 0, seconds, m_block,
+                    workspace_bytes(g, sizes.order, sizes.n_volumes, max(m_block, 1)), not why_not, why_not)
+
+
+def _gpu_estimate(placement, sizes, machine, gpu, gpu_id, host_budget):
+    """Datasheet prediction for the CuPy backend (:class:`zernike3d.maths.backends.ArrayBackend`)."""
+    g, v = sizes.grid, sizes.n_volumes
+    rates = gpu_rates(gpu.name) if gpu is not None else GPU_FALLBACK
+    resident = placement == "gpu-resident"
+    radial_gpu = sizes.radial_bytes if resident else 2 * sizes.slab_bytes
+    tables = g.nbytes + g.pair_of.size * 16 + (g.n_points + g.n_pairs) * 24  # + cos/sin, CSR
+    fixed_gpu = GPU_CONTEXT_BYTES + sizes.moment_bytes + tables + radial_gpu + sizes.point_columns_bytes
+    if sizes.stage == "reconstruct":
+        fixed_gpu += sizes.map_voxels * 8
+    host = BASE_PROCESS_BYTES + GPU_CONTEXT_BYTES + sizes.data_bytes + g.nbytes
+    host += 0 if resident else sizes.radial_bytes
+    gpu_budget = HEADROOM * gpu.free_bytes if gpu is not None else 0
+
+    def seconds_for(m_block):
+        counts = sizes.gpu_op_counts(m_block)
+        seconds = (counts["bytes"] / rates.memory_bytes_per_s
+                   + counts["flops"] / rates.fp64_flops) / GPU_KERNEL_EFFICIENCY
+        seconds += counts["matmul_flops"] / (rates.fp64_matmul_flops * GPU_MATMUL_EFFICIENCY)
+        seconds += counts["launches"] * GPU_LAUNCH_SECONDS
+        sent = sizes.data_bytes + (sizes.radial_bytes if resident else
+                                   sizes.radial_rows_read(m_block) * g.n_shells * 8)
+        return seconds + sent / rates.pcie_bytes_per_s
+
+    m_block, work, seconds = _choose_block(sizes.gpu_block_sizes(), fixed_gpu, gpu_budget, seconds_for)
+    why_not = ""
+    if gpu is None:
+        why_not = "no GPU" if gpu_id is None else f"no GPU with NVML index {gpu_id}"
+    elif not machine.cupy_usable:
+        why_not = "CuPy cannot use the GPU"
+    elif m_block == 0:
+        why_not = f"needs {(fixed_gpu + work) / 2**20:.0f} MB of GPU memory, budget {gpu_budget / 2**20:.0f} MB"
+    elif host > host_budget:
+        why_not = f"needs {host / 2**20:.0f} MB of host RAM, budget {host_budget / 2**20:.0f} MB"
+    return Estimate(placement, host, fixed_gpu + work, seconds, m_block,
+                    workspace_bytes(g, sizes.order, v, max(m_block, 1)), not why_not, why_not)
+
+
+def gpu_rates(name):
+    """The datasheet entry whose name fragment occurs in ``name``, else GPU_FALLBACK."""
+    for rates in GPU_DATASHEETS:
+        if rates.name.lower() in name.lower():
+            return rates
+    return GPU_FALLBACK
+
+
+def load_rates(path=RATES_FILE):
+    """The rates ``plan --calibrate`` stored for this CPU model, else :data:`CPU_RATES`."""
+    try:
+        rates = CpuRates(**json.loads(Path(path).read_text()))
+    except (OSError, ValueError, TypeError):
+        return CPU_RATES
+    return rates if rates.cpu_model == cpu_model() else CPU_RATES
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo ('' where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+#: (box, order, volumes, m_block or None for all at once): chosen so that each op count
+#: dominates somewhere (ring ~ order, polar ~ order^2, radial ~ order^3; small blocks
+#: for the scan and the per-step overhead); each runs in about 0.1-1 s on one thread
+CALIBRATION_CASES = (
+    (96, 12, 1, None), (96, 12, 6, None), (96, 12, 2, 1), (64, 40, 1, None), (64, 40, 6, None),
+    (64, 40, 2, 3), (40, 110, 1, None), (40, 110, 4, None), (112, 30, 3, None), (56, 90, 2, None),
+    (24, 90, 1, 1),
+)
+
+
+def calibrate(path=RATES_FILE, repeats=3):
+    """Measure this machine's single-thread rates; store them in ``path`` (read back by
+    :func:`load_rates`) and return (rates, worst relative error of the fit).
+
+    Each calibration case runs once in a fresh process, as a real job does: its first
+    touches of freshly mapped work arrays (page faults) are part of the cost. The
+    fastest of ``repeats`` runs counts. The per-op costs are fitted by non-negative least
+    squares on relative error.
+    """
+    from scipy.optimize import nnls
+
+    names = ("ring", "scan", "polar", "legendre", "radial", "step")
+    rows, seconds = [], []
+    for case in CALIBRATION_CASES:
+        box, order, volumes, m_block = case
+        m_block = m_block or order + 1
+        seconds.append(min(_in_fresh_process("time_case", case) for _ in range(repeats)))
+        counts = Sizes.of(BallGeometry.for_box(box, 1.0), order, volumes, "decompose").op_counts(m_block)
+        rows.append([counts[name] for name in names])
+    design = np.array(rows, dtype=np.float64) / np.array(seconds)[:, None]
+    costs, _ = nnls(design, np.ones(len(seconds)))
+    error = float(np.max(np.abs(design @ costs - 1.0)))
+    radial_eval, zarr_read, zarr_rate = _in_fresh_process("time_radial_tables", None)
+    rates = CpuRates(**dict(zip(names, map(float, costs))), radial_eval=radial_eval,
+                     zarr_read_seconds=zarr_read, zarr_bytes_per_s=zarr_rate, cpu_model=cpu_model())
+    from zernike3d.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(dataclasses.asdict(rates), indent=2) + "\n")
+    return rates, error
+
+
+def _in_fresh_process(function, argument):
+    """``function(argument)`` of this module, run in a new single-threaded Python."""
+    single = {name: "1" for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                     "MKL_NUM_THREADS")}
+    code = f"import json, sys, zernike3d.planning as p; print(json.dumps(p.{function}(json.loads(sys.argv[1]))))"
+    child = subprocess.run([sys.executable, "-c", code, json.dumps(argument)], env={**os.environ, **single},
+                           capture_output=True, text=True, check=True)
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def time_case(case):
+    """Seconds of one decompose of random maps for a (box, order, volumes, m_block) case,
+    after compiling the kernels on a tiny map (calibration; see :func:`calibrate`)."""
+    import time
+
+    from zernike3d.maths.basis import Basis
+    from zernike3d.maths.transform import decompose
+
+    box, order, volumes, m_block = case
+    decompose(np.ones((12, 12, 12), np.float32), BallGeometry.for_box(12, 1.0), 3)
+    geometry = BallGeometry.for_box(box, 1.0)
+    basis = Basis.build(geometry, order, radial_table=True)
+    maps = np.random.default_rng(0).standard_normal((volumes, box, box, box), dtype=np.float32)
+    budget = workspace_bytes(geometry.grid, order, volumes, m_block or order + 1)
+    start = time.perf_counter()
+    decompose(maps, geometry, order, basis=basis, max_workspace=budget)
+    return time.perf_counter() - start
+
+
+def time_radial_tables(_=None):
+    """(seconds per R_nl value recomputed, seconds per chunk read from a store, bytes/s
+    of radial slabs read from it): the latency from a store of tiny slabs, the rate from
+    one of large slabs (calibration; see :func:`calibrate`)."""
+    import tempfile
+    import time
+
+    from zernike3d.io.basis_store import ensure_store, open_store
+    from zernike3d.maths.radial import radial_polynomials_for_l
+
+    def best_time(function):
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            function()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    order = 60
+    seconds = {}
+    with tempfile.TemporaryDirectory() as cache:
+        for box in (8, 128):
+            geometry = BallGeometry.for_box(box, 1.0)
+            stored = open_store(ensure_store(cache, geometry, order).path, geometry, order, "stream")
+            seconds[box] = best_time(lambda: [stored.radial(l) for l in range(order + 1)])
+    shells = geometry.grid.shell_radius
+    evaluated = sum(len(range(l, order + 1, 2)) for l in range(order + 1)) * shells.size
+    eval_seconds = best_time(lambda: [radial_polynomials_for_l(order, l, shells) for l in range(order + 1)])
+    latency = seconds[8] / (order + 1)
+    slab_bytes = (order + 1) * (order // 2 + 1) * shells.size * 8
+    return eval_seconds / evaluated, latency, slab_bytes / max(seconds[128] - seconds[8], 1e-9)

@@ -1,0 +1,71 @@
+"""Predict memory and time of each placement of a transform and pick the fastest that fits.
+
+Placements: gpu-resident, gpu-streamed (CuPy), cpu-ram, cpu-zarr, cpu-onthefly (numba);
+see zernike3d/planning.py. The table lists for each the predicted peak host and GPU
+memory, the seconds and the m block it would use, and whether it fits in 80% of what is
+free. CPU times use rates measured on a reference machine unless this one was
+calibrated (--calibrate); GPU times are datasheet leads, not measurements.
+"""
+
+import dataclasses
+
+from zernike3d.errors import InputError
+from zernike3d.hardware import describe, probe
+from zernike3d.maths.indexing import nl_table
+from zernike3d.planning import CPU_RATES, RATES_FILE, CpuRates, calibrate, load_rates, plan_for
+from zernike3d.stages import common
+
+
+def add_arguments(parser):
+    parser.add_argument("--box", type=int, help="voxels per box edge")
+    parser.add_argument("--order", type=int, help="highest Zernike order n")
+    parser.add_argument("--volumes", type=int, default=1, help="maps transformed together (1 + 3DVA components)")
+    parser.add_argument("--particles", type=int, default=0,
+                        help="particles whose invariants follow (their memory is reported)")
+    parser.add_argument("--stage", choices=("decompose", "reconstruct"), default="decompose")
+    parser.add_argument("--voxel-size", type=float, default=1.0, help="Å per voxel")
+    common.add_geometry_arguments(parser)
+    parser.add_argument("--device", choices=("cpu", "gpu"), default=None, help="only plan for this device")
+    parser.add_argument("--gpu-id", type=int, default=None, help="NVML index of the GPU (default: most free memory)")
+    common.add_threads_argument(parser)
+    parser.add_argument("--max-memory", type=float, default=None, metavar="GB", help="cap on host memory, GB")
+    parser.add_argument("--cache", default=".", metavar="DIR", help="where the basis store would go (free disk)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help=f"measure this machine's CPU rates (about a minute) and store them in {RATES_FILE}")
+
+
+def run(args):
+    if args.calibrate:
+        rates, error = calibrate()
+        print(f"stored in {RATES_FILE} (worst fit error over the calibration runs {error:.0%}):")
+        print(_as_python(rates))
+        if args.box is None:
+            return 0
+    if args.box is None or args.order is None:
+        raise InputError("zernike3d plan", "--box and --order are required (unless --calibrate)")
+    if args.box < 1 or args.volumes < 1 or args.particles < 0:
+        raise InputError("zernike3d plan", "--box and --volumes must be positive, --particles >= 0")
+    machine = probe(args.cache)
+    max_memory = None if args.max_memory is None else int(args.max_memory * 1e9)
+    plan = plan_for(
+        args.box, common.parse_order(args.order), n_volumes=args.volumes, voxel_size=args.voxel_size,
+        radius=common.parse_radius(args.radius), center=common.parse_center(args.center), stage=args.stage,
+        machine=machine, device=args.device, gpu_id=args.gpu_id, threads=args.threads,
+        max_memory_bytes=max_memory,
+    )
+    print("\n".join(describe(machine)))
+    calibrated = load_rates() is not CPU_RATES
+    print(f"CPU rates: {'calibrated on this machine' if calibrated else 'reference machine (see --calibrate)'}; "
+          "GPU rates: datasheet leads, not measured")
+    print(f"{args.stage}: box {args.box}, order {args.order}, {args.volumes} volume(s), {plan.threads} thread(s)")
+    print(plan.table())
+    if args.particles:
+        size = args.particles * len(nl_table(args.order)) * 8
+        print(f"particle invariants: {size / 2**20:.0f} MB of output ({args.particles} particles x "
+              f"{len(nl_table(args.order))} invariants, float64)")
+    return 0 if plan.choice is not None else 1
+
+
+def _as_python(rates):
+    fields = ",\n".join(f"    {f.name}={getattr(rates, f.name)!r}" for f in dataclasses.fields(CpuRates))
+    return f"CPU_RATES = CpuRates(\n{fields},\n)"
