@@ -25,6 +25,10 @@ import tempfile
 CHILD = r"""
 import json, sys, time
 import numpy as np
+def peak_rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
 from zernike3d.io.basis_store import ensure_store, open_store
 from zernike3d.maths.basis import Basis
 from zernike3d.maths.geometry import BallGeometry
