@@ -201,3 +201,12 @@ def test_predicted_peak_memory_matches_a_real_run(cap_mib):
     predicted = estimate.host_bytes - BASE_PROCESS_BYTES
     assert predicted == pytest.approx(peak - baseline, rel=0.20)
     assert estimate.host_bytes >= peak
+
+
+def test_transform_options_follow_the_placement():
+    estimates = by_placement(plan(64, 20, 1, machine(gpus=[BIG_GPU])))
+    assert estimates["cpu-zarr"].transform_options()["radial"] == "stream"
+    assert estimates["cpu-onthefly"].transform_options()["radial"] == "recompute"
+    options = estimates["gpu-resident"].transform_options()
+    assert options["backend"] == "cupy" and options["radial"] == "memory"
+    assert options["max_workspace"] == estimates["gpu-resident"].max_workspace

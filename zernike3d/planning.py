@@ -22,15 +22,13 @@ counts of each step of the transform times per-op costs: CPU costs are measured 
 real machine (:data:`CPU_RATES`, or this machine's after ``zernike3d plan --calibrate``);
 GPU costs are datasheet leads, *not* calibrated (no GPU was available when this was
 written). The choice is the fastest placement whose peak fits in ``HEADROOM`` of the free
-memory (and, for cpu-zarr, of the free disk).
+memory (and, for cpu-zarr, of the free disk); predicted times within ``TIME_TOLERANCE``
+are ties, won by the placement (or block of m values) that needs less memory.
 """
 
 import dataclasses
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +154,13 @@ class Estimate:
     fits: bool
     why_not: str = ""
 
+    def transform_options(self):
+        """How to run it: ``backend`` for decompose/reconstruct, ``radial`` for
+        :func:`zernike3d.io.basis_store.load_basis`, and ``max_workspace`` (bytes)."""
+        radial = {"cpu-zarr": "stream", "cpu-onthefly": "recompute"}.get(self.placement, "memory")
+        backend = "cupy" if self.placement.startswith("gpu") else "numba"
+        return {"backend": backend, "radial": radial, "max_workspace": self.max_workspace}
+
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
@@ -210,9 +215,10 @@ def plan_for(box, order, *, n_volumes=1, voxel_size=1.0, radius=None, center=Non
     together (1 + K for a 3DVA job). machine: a
     :class:`zernike3d.hardware.MachineDescription` (default: probe this one). device:
     'cpu' or 'gpu' to force; gpu_id: the NVML index to plan for (default: most free
-    memory); threads: CPU threads (default: all usable cores); max_memory_bytes: cap on
-    the host memory (e.g. the batch job's limit). rates: :class:`CpuRates` (default:
-    :func:`load_rates`).
+    memory); threads: CPU threads (default: all usable cores); max_memory_bytes: hard
+    cap on the host memory, used as is (e.g. the batch job's limit). rates:
+    :class:`CpuRates` (default: :func:`load_rates`). Seconds are predictions without
+    any safety margin.
     """
     if stage not in ("decompose", "reconstruct"):
         raise ValueError(f"stage must be 'decompose' or 'reconstruct', got {stage!r}")
@@ -325,20 +331,22 @@ class Sizes:
             size = max(1, size * 3 // 4)
 
     def cpu_block_sizes(self):
-        """(m_block, peak bytes of one block) of the numba backend, largest first.
+        """(m_block, peak bytes of the blocks) of the numba backend, largest first.
 
-        The transform's work arrays, plus what each block allocates beside them: in
-        decompose, the previous block's shell sums (alive until the new ones are
-        returned, and written to, by the backend); building
-        exp(-i m phi) (24 B per point and m), and the radial step's copy of one
+        The worst block of: its ring sums and exp(-i m phi) (the transform's work
+        arrays), its shell sums, in decompose the previous block's shell sums (alive until
+        the new ones are returned, and written to, by the backend), and transients:
+        building exp(-i m phi) (24 B per point and m) and the radial step's copy of one
         (shell, m, volume) slice and its product.
         """
         g, v = self.grid, self.n_volumes
         for m_block in self.block_sizes():
-            shells = g.n_shells * self.lm_count(m_block) * v * 16
-            previous = shells if self.stage == "decompose" and m_block <= self.order else 0
-            transients = 24 * g.n_points * m_block + 2 * g.n_shells * m_block * v * 16
-            yield m_block, workspace_bytes(g, self.order, v, m_block) + previous + transients
+            fixed = workspace_bytes(g, self.order, v, m_block) - g.n_shells * self.lm_count(m_block) * v * 16
+            fixed += 24 * g.n_points * m_block + 2 * g.n_shells * m_block * v * 16
+            shells = [g.n_shells * sum(self.order + 1 - m for m in range(m0, m1)) * v * 16
+                      for m0, m1 in self.blocks(m_block)]
+            previous = [0] + shells[:-1] if self.stage == "decompose" else [0] * len(shells)
+            yield m_block, fixed + max(s + p for s, p in zip(shells, previous))
 
     def gpu_block_sizes(self):
         """(m_block, peak GPU bytes beyond the fixed arrays) of the CuPy backend.
@@ -499,107 +507,3 @@ def cpu_model():
     except OSError:
         pass
     return ""
-
-
-#: (box, order, volumes, m_block or None for all at once): chosen so that each op count
-#: dominates somewhere (ring ~ order, polar ~ order^2, radial ~ order^3; small blocks
-#: for the scan and the per-step overhead); each runs in about 0.1-1 s on one thread
-CALIBRATION_CASES = (
-    (96, 12, 1, None), (96, 12, 6, None), (96, 12, 2, 1), (64, 40, 1, None), (64, 40, 6, None),
-    (64, 40, 2, 3), (40, 110, 1, None), (40, 110, 4, None), (112, 30, 3, None), (56, 90, 2, None),
-    (24, 90, 1, 1),
-)
-
-
-def calibrate(path=RATES_FILE, repeats=3):
-    """Measure this machine's single-thread rates; store them in ``path`` (read back by
-    :func:`load_rates`) and return (rates, worst relative error of the fit).
-
-    Each calibration case runs once in a fresh process, as a real job does: its first
-    touches of freshly mapped work arrays (page faults) are part of the cost. The
-    fastest of ``repeats`` runs counts. The per-op costs are fitted by non-negative least
-    squares on relative error.
-    """
-    from scipy.optimize import nnls
-
-    names = ("ring", "scan", "polar", "legendre", "radial", "step")
-    rows, seconds = [], []
-    for case in CALIBRATION_CASES:
-        box, order, volumes, m_block = case
-        m_block = m_block or order + 1
-        seconds.append(min(_in_fresh_process("time_case", case) for _ in range(repeats)))
-        counts = Sizes.of(BallGeometry.for_box(box, 1.0), order, volumes, "decompose").op_counts(m_block)
-        rows.append([counts[name] for name in names])
-    design = np.array(rows, dtype=np.float64) / np.array(seconds)[:, None]
-    costs, _ = nnls(design, np.ones(len(seconds)))
-    error = float(np.max(np.abs(design @ costs - 1.0)))
-    radial_eval, zarr_read, zarr_rate = _in_fresh_process("time_radial_tables", None)
-    rates = CpuRates(**dict(zip(names, map(float, costs))), radial_eval=radial_eval,
-                     zarr_read_seconds=zarr_read, zarr_bytes_per_s=zarr_rate, cpu_model=cpu_model())
-    from zernike3d.io.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(dataclasses.asdict(rates), indent=2) + "\n")
-    return rates, error
-
-
-def _in_fresh_process(function, argument):
-    """``function(argument)`` of this module, run in a new single-threaded Python."""
-    single = {name: "1" for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                     "MKL_NUM_THREADS")}
-    code = f"import json, sys, zernike3d.planning as p; print(json.dumps(p.{function}(json.loads(sys.argv[1]))))"
-    child = subprocess.run([sys.executable, "-c", code, json.dumps(argument)], env={**os.environ, **single},
-                           capture_output=True, text=True, check=True)
-    return json.loads(child.stdout.strip().splitlines()[-1])
-
-
-def time_case(case):
-    """Seconds of one decompose of random maps for a (box, order, volumes, m_block) case,
-    after compiling the kernels on a tiny map (calibration; see :func:`calibrate`)."""
-    import time
-
-    from zernike3d.maths.basis import Basis
-    from zernike3d.maths.transform import decompose
-
-    box, order, volumes, m_block = case
-    decompose(np.ones((12, 12, 12), np.float32), BallGeometry.for_box(12, 1.0), 3)
-    geometry = BallGeometry.for_box(box, 1.0)
-    basis = Basis.build(geometry, order, radial_table=True)
-    maps = np.random.default_rng(0).standard_normal((volumes, box, box, box), dtype=np.float32)
-    budget = workspace_bytes(geometry.grid, order, volumes, m_block or order + 1)
-    start = time.perf_counter()
-    decompose(maps, geometry, order, basis=basis, max_workspace=budget)
-    return time.perf_counter() - start
-
-
-def time_radial_tables(_=None):
-    """(seconds per R_nl value recomputed, seconds per chunk read from a store, bytes/s
-    of radial slabs read from it): the latency from a store of tiny slabs, the rate from
-    one of large slabs (calibration; see :func:`calibrate`)."""
-    import tempfile
-    import time
-
-    from zernike3d.io.basis_store import ensure_store, open_store
-    from zernike3d.maths.radial import radial_polynomials_for_l
-
-    def best_time(function):
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            function()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    order = 60
-    seconds = {}
-    with tempfile.TemporaryDirectory() as cache:
-        for box in (8, 128):
-            geometry = BallGeometry.for_box(box, 1.0)
-            stored = open_store(ensure_store(cache, geometry, order).path, geometry, order, "stream")
-            seconds[box] = best_time(lambda: [stored.radial(l) for l in range(order + 1)])
-    shells = geometry.grid.shell_radius
-    evaluated = sum(len(range(l, order + 1, 2)) for l in range(order + 1)) * shells.size
-    eval_seconds = best_time(lambda: [radial_polynomials_for_l(order, l, shells) for l in range(order + 1)])
-    latency = seconds[8] / (order + 1)
-    slab_bytes = (order + 1) * (order // 2 + 1) * shells.size * 8
-    return eval_seconds / evaluated, latency, slab_bytes / max(seconds[128] - seconds[8], 1e-9)

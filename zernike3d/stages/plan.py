@@ -12,7 +12,8 @@ import dataclasses
 from zernike3d.errors import InputError
 from zernike3d.hardware import describe, probe
 from zernike3d.maths.indexing import nl_table
-from zernike3d.planning import CPU_RATES, RATES_FILE, CpuRates, calibrate, load_rates, plan_for
+from zernike3d.calibration import calibrate
+from zernike3d.planning import CPU_RATES, RATES_FILE, CpuRates, load_rates, plan_for
 from zernike3d.stages import common
 
 
