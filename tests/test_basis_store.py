@@ -171,3 +171,16 @@ def test_basis_stage_writes_a_record_that_loads(tmp_path, geometry):
     assert record["key"] == Basis.build(geometry, ORDER).key and record["order"] == ORDER
     assert arrays_equal(load_basis(out, geometry, ORDER), Basis.build(geometry, ORDER, radial_table=True))
     assert load_basis(out).geometry == geometry
+
+
+def test_basis_stage_reads_the_geometry_of_a_dataset_bundle(tmp_path):
+    from zernike3d.io.dataset import Dataset
+
+    Dataset.single_map(chiral_phantom(BOX, 1.5), 1.5, (0.0, 0.0, 0.0), []).save(tmp_path / "data.npz")
+    out = tmp_path / "basis.json"
+    argv = ["basis", str(tmp_path / "data.npz"), "--order", str(ORDER), "--radius", "circumscribed",
+            "--cache", str(tmp_path / "cache"), "--out", str(out)]
+    assert cli_main(argv) == 0
+    expected = BallGeometry.for_box(BOX, 1.5, radius="circumscribed")
+    assert load_basis(out).geometry == expected
+    assert cli_main(["basis", str(tmp_path / "data.txt"), "--order", "3", "--cache", str(tmp_path), "--out", str(out)]) == 2
