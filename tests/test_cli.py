@@ -185,6 +185,18 @@ def test_example_writes_everything(capsys, tmp_path):
     assert Moments.load(out / "example_moments.npz").order == 16
 
 
+def test_example_writes_a_3dva_job_for_the_workflow(capsys, tmp_path, shared_data):
+    job = tmp_path / "job"
+    particles = shared_data / "cryosparc_P12_J24_001_particles.cs"
+    argv = ["example", "--job-dir", job, "--box", 16, "--components", 2, "--particles-cs", particles]
+    assert cli(*argv) == 0
+    assert sorted(p.name for p in job.iterdir()) == sorted(
+        ["J1_map.mrc", "J1_component_0.mrc", "J1_component_1.mrc", "J1_particles.cs"]
+    )
+    assert read_map(job / "J1_map.mrc").data.shape == (16, 16, 16)
+    assert_refused(capsys, argv[:-2], "--particles-cs", "give the particles file", tmp_path / "other")
+
+
 @pytest.mark.skipif(shutil.which("zernike3d") is None, reason="the zernike3d script is not installed (pip install -e .)")
 def test_installed_script(tmp_path, bad_maps, phantom):
     out = tmp_path / "m.npz"

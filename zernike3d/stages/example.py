@@ -8,6 +8,10 @@ Writes into --out (default zernike3d-example/):
 * example_invariants.csv     its rotation invariants F_nl
 
 and prints how close the reconstruction is to the phantom inside the ball.
+
+With --job-dir it writes instead a small synthetic cryoSPARC 3D Variability job (the
+phantom as J1_map.mrc, --components component maps, and J1_particles.cs: the rows of
+--particles-cs with latents added), the input of the workflow's example datasets.
 """
 
 from pathlib import Path
@@ -15,13 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from zernike3d.errors import InputError
+from zernike3d.io.atomic import atomic_path
 from zernike3d.io.mrc import write_map
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.moments import Moments
 from zernike3d.stages import common
 from zernike3d.stages.decompose import report_outside
 from zernike3d.stages.invariants import write_invariants
-from zernike3d.synthetic import chiral_phantom
+from zernike3d.synthetic import chiral_phantom, write_3dva_job
 
 VOXEL_SIZE = 1.0
 
@@ -31,12 +36,19 @@ def add_arguments(parser):
     parser.add_argument("--box", type=int, default=48, help="phantom box in voxels")
     parser.add_argument("--order", type=int, default=30, help="highest Zernike order n")
     common.add_threads_argument(parser)
+    job = parser.add_argument_group("a synthetic 3DVA job instead (the workflow's example input)")
+    job.add_argument("--job-dir", metavar="DIR", help="write the job into DIR and stop")
+    job.add_argument("--components", type=int, default=3, help="number of 3DVA components")
+    job.add_argument("--seed", type=int, default=0, help="seed of the component maps and latents")
+    job.add_argument("--particles-cs", metavar="P.cs", help="real cryoSPARC particles whose rows the job copies")
 
 
 def run(args):
-    order = common.parse_order(args.order)
     if args.box < 1:
         raise InputError("--box", f"must be a positive number of voxels, got {args.box}")
+    if args.job_dir is not None:
+        return write_job(args)
+    order = common.parse_order(args.order)
     out = Path(args.out)
     phantom_path = out / "example.mrc"
     moments_path = out / "example_moments.npz"
@@ -70,4 +82,18 @@ def run(args):
     print("first invariants F_nl (unchanged by any rotation of the map):")
     print(moments.display_invariants(n_max=4))
     print(f"\nopen {phantom_path.name} and {reconstruction_path.name} together in ChimeraX to compare them.")
+    return 0
+
+
+def write_job(args):
+    """The --job-dir mode: :func:`zernike3d.synthetic.write_3dva_job`, atomically."""
+    if args.particles_cs is None:
+        raise InputError("--particles-cs", "give the particles file that the job copies (with --job-dir)")
+    if not Path(args.particles_cs).is_file():
+        raise InputError(args.particles_cs, "file not found")
+    if args.components < 1:
+        raise InputError("--components", f"must be at least 1, got {args.components}")
+    with atomic_path(args.job_dir) as tmp:
+        write_3dva_job(tmp, box=args.box, n_components=args.components, particles_cs=args.particles_cs, seed=args.seed)
+    print(f"wrote a synthetic 3DVA job into {args.job_dir}: J1_map.mrc, {args.components} components, J1_particles.cs")
     return 0
