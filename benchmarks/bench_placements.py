@@ -8,7 +8,7 @@ Every (case, placement) runs in a fresh Python process, so that its peak residen
 map, builds the basis the placement uses (cpu-zarr: from a store built beforehand, not
 timed), then runs the transform on random float32 maps with the block size the planner
 chose. "seconds" covers preparing the basis (computing or checking the radial table)
-and the transform; "MB" is the whole process's peak RSS (the planner's figure includes
+and the transform; "MiB" is the whole process's peak RSS (the planner's figure includes
 its fixed allowance for the interpreter and libraries). Cases the planner predicts to
 take longer than --max-seconds are skipped and listed. Each placement runs --repeats
 times (shared machines are noisy); the fastest run is reported. GPU placements run only where
@@ -100,7 +100,7 @@ def main(argv=None):
     gpu_ready = machine.cupy_usable
     if not gpu_ready:
         print("no GPU: GPU placements are predicted only (" + "; ".join(machine.notes) + ")")
-    header = (f"{'case':<10}{'placement':<14}{'m-block':>8}{'pred MB':>9}{'meas MB':>9}{'err':>7}"
+    header = (f"{'case':<10}{'placement':<14}{'m-block':>8}{'pred MiB':>9}{'meas MiB':>9}{'err':>7}"
               f"{'pred s':>9}{'meas s':>9}{'err':>7}")
     print(header)
     results = []

@@ -176,11 +176,12 @@ class Plan:
     gpu_id: int | None = None
 
     def resources(self):
-        """Batch-system resources of the choice: mem_mb, runtime (minutes), gpu, threads."""
+        """Batch-system resources of the choice: mem_mb (10^6 bytes, as Snakemake counts),
+        runtime (minutes), gpu (0 or 1), threads."""
         if self.choice is None:
             raise ValueError(f"no placement fits: {self.why_nothing_fits()}")
         return {
-            "mem_mb": math.ceil(self.choice.host_bytes / 2**20),
+            "mem_mb": math.ceil(self.choice.host_bytes / 1e6),
             "runtime": max(1, math.ceil(self.choice.seconds / 60)),
             "gpu": int(self.choice.placement.startswith("gpu")),
             "threads": self.threads,
@@ -191,7 +192,7 @@ class Plan:
 
     def table(self):
         """The estimates as text, one line per placement, then the choice."""
-        lines = [f"{'placement':<14}{'host MB':>10}{'GPU MB':>10}{'seconds':>10}{'m-block':>9}  fits?"]
+        lines = [f"{'placement':<14}{'host MiB':>10}{'GPU MiB':>10}{'seconds':>10}{'m-block':>9}  fits?"]
         for e in self.estimates:
             fits = "yes" if e.fits else f"no: {e.why_not}"
             block = e.m_block or "-"
@@ -436,9 +437,9 @@ def _cpu_estimate(placement, sizes, machine, threads, budget, rates):
     m_block, work, seconds = _choose_block(sizes.cpu_block_sizes(), fixed, budget, seconds_for)
     why_not = ""
     if m_block == 0:
-        why_not = f"needs {(fixed + work) / 2**20:.0f} MB of host RAM, budget {budget / 2**20:.0f} MB"
+        why_not = f"needs {(fixed + work) / 2**20:.0f} MiB of host RAM, budget {budget / 2**20:.0f} MiB"
     elif placement == "cpu-zarr" and g.nbytes + sizes.radial_bytes > HEADROOM * machine.disk_free_bytes:
-        why_not = f"store of {sizes.radial_bytes / 2**20:.0f} MB exceeds the free disk"
+        why_not = f"store of {sizes.radial_bytes / 2**20:.0f} MiB exceeds the free disk"
     return Estimate(placement, fixed + work, 0, seconds, m_block,
                     workspace_bytes(g, sizes.order, sizes.n_volumes, max(m_block, 1)), not why_not, why_not)
 
@@ -474,9 +475,9 @@ def _gpu_estimate(placement, sizes, machine, gpu, gpu_id, host_budget):
     elif not machine.cupy_usable:
         why_not = "CuPy cannot use the GPU"
     elif m_block == 0:
-        why_not = f"needs {(fixed_gpu + work) / 2**20:.0f} MB of GPU memory, budget {gpu_budget / 2**20:.0f} MB"
+        why_not = f"needs {(fixed_gpu + work) / 2**20:.0f} MiB of GPU memory, budget {gpu_budget / 2**20:.0f} MiB"
     elif host > host_budget:
-        why_not = f"needs {host / 2**20:.0f} MB of host RAM, budget {host_budget / 2**20:.0f} MB"
+        why_not = f"needs {host / 2**20:.0f} MiB of host RAM, budget {host_budget / 2**20:.0f} MiB"
     return Estimate(placement, host, fixed_gpu + work, seconds, m_block,
                     workspace_bytes(g, sizes.order, v, max(m_block, 1)), not why_not, why_not)
 

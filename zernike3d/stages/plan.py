@@ -23,13 +23,15 @@ def add_arguments(parser):
     parser.add_argument("--volumes", type=int, default=1, help="maps transformed together (1 + 3DVA components)")
     parser.add_argument("--particles", type=int, default=0,
                         help="particles whose invariants follow (their memory is reported)")
-    parser.add_argument("--stage", choices=("decompose", "reconstruct"), default="decompose")
+    parser.add_argument("--transform", choices=("decompose", "reconstruct"), default="decompose",
+                        help="which transform to plan (default: decompose)")
     parser.add_argument("--voxel-size", type=float, default=1.0, help="Å per voxel")
     common.add_geometry_arguments(parser)
     parser.add_argument("--device", choices=("cpu", "gpu"), default=None, help="only plan for this device")
     parser.add_argument("--gpu-id", type=int, default=None, help="NVML index of the GPU (default: most free memory)")
     common.add_threads_argument(parser)
-    parser.add_argument("--max-memory", type=float, default=None, metavar="GB", help="cap on host memory, GB")
+    parser.add_argument("--max-memory", type=float, default=None, metavar="GiB",
+                        help="hard cap on host memory in GiB (e.g. the batch job's limit)")
     parser.add_argument("--cache", default=".", metavar="DIR", help="where the basis store would go (free disk)")
     parser.add_argument("--calibrate", action="store_true",
                         help=f"measure this machine's CPU rates (about a minute) and store them in {RATES_FILE}")
@@ -43,14 +45,15 @@ def run(args):
         if args.box is None:
             return 0
     if args.box is None or args.order is None:
-        raise InputError("zernike3d plan", "--box and --order are required (unless --calibrate)")
-    if args.box < 1 or args.volumes < 1 or args.particles < 0:
-        raise InputError("zernike3d plan", "--box and --volumes must be positive, --particles >= 0")
+        raise InputError("--box/--order", "both are required (unless --calibrate)")
+    for option, value, least in (("--box", args.box, 1), ("--volumes", args.volumes, 1), ("--particles", args.particles, 0)):
+        if value < least:
+            raise InputError(option, f"must be at least {least}, got {value}")
     machine = probe(args.cache)
-    max_memory = None if args.max_memory is None else int(args.max_memory * 1e9)
+    max_memory = None if args.max_memory is None else int(args.max_memory * 2**30)
     plan = plan_for(
         args.box, common.parse_order(args.order), n_volumes=args.volumes, voxel_size=args.voxel_size,
-        radius=common.parse_radius(args.radius), center=common.parse_center(args.center), stage=args.stage,
+        radius=common.parse_radius(args.radius), center=common.parse_center(args.center), stage=args.transform,
         machine=machine, device=args.device, gpu_id=args.gpu_id, threads=args.threads,
         max_memory_bytes=max_memory,
     )
@@ -58,11 +61,11 @@ def run(args):
     calibrated = load_rates() is not CPU_RATES
     print(f"CPU rates: {'calibrated on this machine' if calibrated else 'reference machine (see --calibrate)'}; "
           "GPU rates: datasheet leads, not measured")
-    print(f"{args.stage}: box {args.box}, order {args.order}, {args.volumes} volume(s), {plan.threads} thread(s)")
+    print(f"{args.transform}: box {args.box}, order {args.order}, {args.volumes} volume(s), {plan.threads} thread(s)")
     print(plan.table())
     if args.particles:
         size = args.particles * len(nl_table(args.order)) * 8
-        print(f"particle invariants: {size / 2**20:.0f} MB of output ({args.particles} particles x "
+        print(f"particle invariants: {size / 2**20:.0f} MiB of output ({args.particles} particles x "
               f"{len(nl_table(args.order))} invariants, float64)")
     return 0 if plan.choice is not None else 1
 
