@@ -46,9 +46,12 @@ class Moments:
     origin: tuple = field(default=(0.0, 0.0, 0.0))
 
     @classmethod
-    def from_maps(cls, maps, geometry, order, names=None, origin=(0.0, 0.0, 0.0), threads=None, progress=False):
-        """Decompose maps (N, N, N) or (V, N, N, N), indexed [z, y, x], up to ``order``."""
-        moments = decompose(maps, geometry, order, threads=threads, progress=progress)
+    def from_maps(
+        cls, maps, geometry, order, names=None, origin=(0.0, 0.0, 0.0), basis=None, threads=None, progress=False
+    ):
+        """Decompose maps (N, N, N) or (V, N, N, N), indexed [z, y, x], up to ``order``;
+        ``basis``: a prebuilt :class:`~zernike3d.maths.basis.Basis` (e.g. from the cache)."""
+        moments = decompose(maps, geometry, order, basis=basis, threads=threads, progress=progress)
         if names is None:
             names = [str(i) for i in range(len(moments))]
         return cls(

@@ -1,7 +1,10 @@
 """Zernike moments of one or more MRC maps, saved as a moments file (.npz).
 
 All maps must share box and voxel size; they are decomposed in the same ball and stored
-as one volume each, named by --names or by their file names. Density outside the ball
+as one volume each, named by --names or by their file names. The input may instead be
+one dataset bundle (.npz, from `zernike3d import` / `preprocess`): its base map and 3DVA
+components become the volumes base, component_0, ... With --basis (the basis.json of
+`zernike3d basis`) the cached basis tables are used instead of being rebuilt. Density outside the ball
 is ignored: its share of the absolute density is reported, with a warning above 1%.
 
 Order rule of thumb: the finest feature of order n is about pi R / n Å across, so an
@@ -17,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from zernike3d.errors import InputError
+from zernike3d.io.basis_store import load_basis
+from zernike3d.io.dataset import Dataset
 from zernike3d.io.mrc import read_map
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.moments import Moments
@@ -27,13 +32,18 @@ OUTSIDE_WARNING = 0.01
 
 
 def add_arguments(parser):
-    parser.add_argument("maps", nargs="+", metavar="MAP.mrc", help="input maps (same box and voxel size)")
+    parser.add_argument(
+        "maps", nargs="+", metavar="MAP.mrc", help="input maps (same box and voxel size), or one dataset bundle .npz"
+    )
     parser.add_argument(
         "--order", type=int, required=True, help="highest Zernike order n (useful up to about pi R / voxel size)"
     )
     parser.add_argument("--out", required=True, metavar="M.npz", help="moments file to write")
     parser.add_argument("--names", default=None, help="comma-separated volume names (default: file names)")
-    parser.add_argument("--voxel-size", type=float, default=None, help="voxel size in Å (default: from the headers)")
+    parser.add_argument(
+        "--voxel-size", type=float, default=None, help="voxel size of MRC maps in Å (default: from the headers)"
+    )
+    parser.add_argument("--basis", metavar="basis.json", default=None, help="cached basis from `zernike3d basis`")
     common.add_geometry_arguments(parser)
     common.add_threads_argument(parser)
 
@@ -41,22 +51,17 @@ def add_arguments(parser):
 def run(args):
     order = common.parse_order(args.order)
     radius, center = common.parse_radius(args.radius), common.parse_center(args.center)
-    names = [Path(path).stem for path in args.maps] if args.names is None else args.names.split(",")
-    if len(names) != len(args.maps):
-        raise InputError("--names", f"{len(names)} names for {len(args.maps)} maps")
-    maps = [read_map(path, voxel_size=args.voxel_size) for path in args.maps]
-    first = maps[0]
-    for path, other in zip(args.maps[1:], maps[1:]):
-        if (other.data.shape, other.voxel_size) != (first.data.shape, first.voxel_size):
-            raise InputError(
-                path,
-                f"box {other.data.shape[0]} at {other.voxel_size:g} Å differs from {args.maps[0]} "
-                f"(box {first.data.shape[0]} at {first.voxel_size:g} Å)",
-            )
+    volumes, voxel_size, origin, names = read_inputs(args.maps, args.voxel_size)
+    if args.names is not None:
+        names = args.names.split(",")
+        if len(names) != len(volumes):
+            raise InputError("--names", f"{len(names)} names for {len(volumes)} volumes")
 
-    geometry = BallGeometry.for_box(first.data.shape[0], first.voxel_size, radius=radius, center=center)
-    volumes = np.stack([m.data for m in maps])
-    report_outside(geometry, volumes, args.maps)
+    geometry = BallGeometry.for_box(volumes.shape[-1], voxel_size, radius=radius, center=center)
+    if args.basis is not None and not Path(args.basis).is_file():
+        raise InputError(args.basis, "file not found")
+    basis = None if args.basis is None else load_basis(args.basis, geometry, order)
+    report_outside(geometry, volumes, names)
     useful = math.pi * geometry.radius / geometry.voxel_size
     if order > useful:
         print(
@@ -66,11 +71,31 @@ def run(args):
         )
 
     moments = Moments.from_maps(
-        volumes, geometry, order, names=names, origin=first.origin, threads=args.threads, progress=True
+        volumes, geometry, order, names=names, origin=origin, basis=basis, threads=args.threads, progress=True
     )
     moments.save(args.out)
     print(f"wrote {args.out}: {len(names)} volume(s), order {order}, {moments.moments.shape[1]} coefficients each")
     return 0
+
+
+def read_inputs(paths, voxel_size=None):
+    """(volumes float32 (V, N, N, N) [z, y, x], voxel size Å, origin (x, y, z) Å, names)
+    from MRC maps of one box and voxel size, or from one dataset bundle."""
+    if len(paths) == 1 and Path(paths[0]).suffix.lower() == ".npz":
+        if voxel_size is not None:
+            raise InputError("--voxel-size", "applies to MRC maps; a dataset bundle carries its voxel size")
+        dataset = Dataset.load(paths[0])
+        return dataset.maps, dataset.voxel_size, dataset.origin, dataset.names
+    maps = [read_map(path, voxel_size=voxel_size) for path in paths]
+    first = maps[0]
+    for path, other in zip(paths[1:], maps[1:]):
+        if (other.data.shape, other.voxel_size) != (first.data.shape, first.voxel_size):
+            raise InputError(
+                path,
+                f"box {other.data.shape[0]} at {other.voxel_size:g} Å differs from {paths[0]} "
+                f"(box {first.data.shape[0]} at {first.voxel_size:g} Å)",
+            )
+    return np.stack([m.data for m in maps]), first.voxel_size, first.origin, [Path(p).stem for p in paths]
 
 
 def report_outside(geometry, volumes, labels):
