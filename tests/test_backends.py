@@ -46,6 +46,11 @@ def test_streamed_radial_table_gives_the_same_moments():
     resident = make_backend("numpy", plan, 1, radial_resident=True)
     for l in range(7):
         assert np.array_equal(streamed.radial(l), resident.radial(l))
+    maps = np.random.default_rng(8).standard_normal((geometry.box,) * 3)
+    assert np.array_equal(
+        decompose(maps, geometry, 6, backend="numpy", radial_resident=False),
+        decompose(maps, geometry, 6, backend="numpy"),
+    )
 
 
 def gpu_or_skip():

@@ -34,17 +34,18 @@ from zernike3d.maths.legendre import recurrence_coefficients
 DEFAULT_WORKSPACE = 512 * 2**20
 
 
-def decompose(maps, geometry, order, *, basis=None, backend="numba", threads=None, gpu_id=None, progress=False, max_workspace=DEFAULT_WORKSPACE):
+def decompose(maps, geometry, order, *, basis=None, backend="numba", threads=None, gpu_id=None, radial_resident=True, progress=False, max_workspace=DEFAULT_WORKSPACE):
     """Zernike moments of one map (box, box, box) or several (V, box, box, box).
 
     Maps are indexed [z, y, x]; all share ``geometry``. Returns complex128 (V, ncoef) in
     the order of :func:`zernike3d.maths.indexing.nlm_table`. ``backend``: 'numba' (CPU),
     'cupy' (GPU) or 'numpy' (the GPU code path on the CPU); see :mod:`backends`.
+    ``radial_resident``: keep the radial table on the GPU (else stream it per block).
     """
     maps = _as_volumes(maps, geometry)
     n_vol = maps.shape[0]
     plan = _Plan(geometry, order, basis, n_vol, max_workspace)
-    engine = make_backend(backend, plan, n_vol, threads, gpu_id)
+    engine = make_backend(backend, plan, n_vol, threads, gpu_id, radial_resident)
     xp = engine.xp
     engine.load_maps(maps)
     moments = xp.zeros((n_vol, coefficient_count(order)), dtype=xp.complex128)
@@ -58,7 +59,7 @@ def decompose(maps, geometry, order, *, basis=None, backend="numba", threads=Non
     return engine.to_numpy(moments) * geometry.voxel_volume
 
 
-def reconstruct(moments, geometry, order, *, basis=None, backend="numba", threads=None, gpu_id=None, progress=False, max_workspace=DEFAULT_WORKSPACE):
+def reconstruct(moments, geometry, order, *, basis=None, backend="numba", threads=None, gpu_id=None, radial_resident=True, progress=False, max_workspace=DEFAULT_WORKSPACE):
     """Maps (V, box, box, box) float64 from moments (V, ncoef) or (ncoef,) up to ``order``.
 
     ``moments`` must hold exactly the coefficients up to ``order`` (use
@@ -69,7 +70,7 @@ def reconstruct(moments, geometry, order, *, basis=None, backend="numba", thread
         raise ValueError(f"expected {coefficient_count(order)} coefficients for order {order}, got {moments.shape[1]}")
     n_vol = moments.shape[0]
     plan = _Plan(geometry, order, basis, n_vol, max_workspace)
-    engine = make_backend(backend, plan, n_vol, threads, gpu_id)
+    engine = make_backend(backend, plan, n_vol, threads, gpu_id, radial_resident)
     xp = engine.xp
     device_moments = xp.asarray(moments)
     n_shells = plan.grid.n_shells
