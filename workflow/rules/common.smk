@@ -277,7 +277,8 @@ def basis_input(wildcards):
 
 def invariants_particle_args(wildcards, input, output):
     if "particles" in output.keys():
-        return f"--particles {shlex.quote(input.data)} --particles-out {shlex.quote(output.particles)}"
+        store = os.path.dirname(output.particles)
+        return f"--particles {shlex.quote(input.data)} --particles-out {shlex.quote(store)}"
     return ""
 
 
@@ -302,7 +303,7 @@ def reconstruct_args(wildcards):
 
 def qc_particle_args(wildcards, input):
     if "particle_invariants" in input.keys():
-        return opt("--particle-invariants", input.particle_invariants)
+        return opt("--particle-invariants", os.path.dirname(input.particle_invariants))
     return ""
 
 
@@ -312,7 +313,7 @@ def qc_inputs(wildcards):
         "moments": f"results/{wildcards.dataset}/moments.npz",
     }
     if has_particles(wildcards.dataset):
-        files["particle_invariants"] = f"results/{wildcards.dataset}/particle_invariants.zarr"
+        files["particle_invariants"] = f"results/{wildcards.dataset}/particle_invariants.zarr/zarr.json"
     return files
 
 
@@ -324,14 +325,14 @@ def dataset_targets(name):
     base = f"results/{name}"
     targets = [f"{base}/moments.npz", f"{base}/invariants.csv", f"{base}/maps"]
     if has_particles(name):
-        targets.append(f"{base}/particle_invariants.zarr")
+        targets.append(f"{base}/particle_invariants.zarr/zarr.json")
     if d.get("qc"):
         targets += qc_files(name)
     return targets
 
 
 def qc_files(name):
-    files = [f"results/{name}/qc/{f}" for f in ("fsc.csv", "fsc.png", "invariants.png")]
+    files = [f"results/{name}/qc/{f}" for f in ("fsc.csv", "fsc_resolution.csv", "fsc.png", "invariants.png")]
     if has_particles(name):
         files.append(f"results/{name}/qc/particle_invariants_pca.png")
     return files

@@ -13,6 +13,13 @@ rule qc:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "figure": "FSC table"},
         ),
+        fsc_resolution=report(
+            "results/{dataset}/qc/fsc_resolution.csv",
+            caption="../report/fsc_resolution.rst",
+            category="Quality control",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "FSC resolution"},
+        ),
         fsc=report(
             "results/{dataset}/qc/fsc.png",
             caption="../report/fsc.rst",
@@ -60,6 +67,13 @@ use rule qc as qc_single with:
             category="Quality control",
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "figure": "FSC table"},
+        ),
+        fsc_resolution=report(
+            "results/{dataset}/qc/fsc_resolution.csv",
+            caption="../report/fsc_resolution.rst",
+            category="Quality control",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "FSC resolution"},
         ),
         fsc=report(
             "results/{dataset}/qc/fsc.png",

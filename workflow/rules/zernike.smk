@@ -57,7 +57,9 @@ rule invariants:
         data="results/{dataset}/preprocessed.npz",
     output:
         table="results/{dataset}/invariants.csv",
-        particles=directory("results/{dataset}/particle_invariants.zarr"),
+        # the store's root metadata stands for the store: a directory() output would get
+        # Snakemake's .snakemake_timestamp file inside, which zarr then warns about
+        particles="results/{dataset}/particle_invariants.zarr/zarr.json",
     wildcard_constraints:
         dataset=_names_regex(PARTICLE_DATASETS),
     params:

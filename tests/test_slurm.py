@@ -1,0 +1,193 @@
+"""The SLURM profile, for real: `snakemake --profile slurm` on a single-node SLURM cluster.
+
+tools/slurm_cluster.sh starts munged + slurmctld + slurmd on loopback (Debian's slurm-wlm,
+no accounting database, one fake GPU of type `testgpu`). The test copies the workflow and
+package into a fresh folder, puts the .test configuration there as config/config.yaml,
+installs the profile with `zernike3d profile install --site ...` into a private
+$XDG_CONFIG_HOME, and runs exactly `snakemake --profile slurm` from that folder. Every
+job goes through sbatch; the GPU-capable rules of the GPU dataset must have asked for
+`--gpus=testgpu:1` and been scheduled on the fake GPU.
+
+Skipped, with the reason, when not root or when SLURM cannot be installed or started.
+The profile tests at the top need no cluster.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from zernike3d.stages import profile
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER = REPO / "tools" / "slurm_cluster.sh"
+GPU_TYPE = "testgpu"
+
+
+# --- the profile (no cluster needed) -----------------------------------------------
+
+
+def test_shipped_profile_is_the_rendering_of_the_shipped_site_file():
+    path, site = profile.load_site(REPO / "config" / "slurm-site.yaml")
+    expected = profile.render_profile(site, source="config/slurm-site.yaml")
+    assert (REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text() == expected
+
+
+def test_install_puts_the_profile_where_snakemake_finds_it(tmp_path, monkeypatch):
+    from snakemake.cli import get_profile_dir
+
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump({"partition": "cpu", "gpu_partition": "gpu", "account": "proj42",
+                                    "gpu_model": "a100", "max_runtime": 2880}))
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+    run = subprocess.run([sys.executable, "-m", "zernike3d", "profile", "install", "--site", str(site)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    installed = tmp_path / "xdg" / "snakemake" / "slurm" / "config.yaml"
+    assert installed.is_file()
+    text = yaml.safe_load(installed.read_text())
+    assert text["executor"] == "slurm"
+    assert text["slurm-status-command"] == "squeue"
+    assert text["default-resources"]["slurm_partition"] == "cpu"
+    assert text["default-resources"]["slurm_account"] == "proj42"
+    assert text["config"] == {"slurm_partition": "cpu", "slurm_gpu_partition": "gpu",
+                              "slurm_gpu_model": "a100", "slurm_max_runtime": 2880}
+    assert "slurm-no-account" not in text
+    # Snakemake itself resolves `--profile slurm` to it (cwd first, then XDG_CONFIG_HOME)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    import snakemake.common
+
+    monkeypatch.setattr(snakemake.common, "APPDIRS", None)
+    found = get_profile_dir("slurm")
+    assert found is not None and Path(found[1]).resolve() == installed.resolve()
+    # a second install of a different site refuses without --force
+    site.write_text(yaml.safe_dump({"partition": "other"}))
+    again = subprocess.run([sys.executable, "-m", "zernike3d", "profile", "install", "--site", str(site)],
+                           cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_a_wrong_site_key_is_named(tmp_path):
+    site = tmp_path / "site.yaml"
+    site.write_text("partiton: cpu\n")
+    run = subprocess.run([sys.executable, "-m", "zernike3d", "profile", "show", "--site", str(site)],
+                         capture_output=True, text=True)
+    assert run.returncode == 2
+    assert "unknown key 'partiton'" in run.stderr
+
+
+# --- the cluster ----------------------------------------------------------------------
+
+
+def _cluster(*args, timeout=120):
+    return subprocess.run(["bash", str(CLUSTER), *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    if os.geteuid() != 0:
+        pytest.skip("starting a SLURM cluster needs root (slurmctld, slurmd, munged, /etc/slurm)")
+    if not shutil.which("slurmctld"):
+        installed = _cluster("install", timeout=900)
+        if installed.returncode != 0:
+            pytest.skip(f"slurm-wlm/munge not installed and could not be installed: {installed.stderr.strip()[-500:]}")
+    started = _cluster("start", "--gpus", "1", "--gpu-type", GPU_TYPE)
+    if started.returncode != 0:
+        _cluster("stop")
+        pytest.skip(f"could not start the single-node SLURM cluster: {started.stderr.strip()[-1500:]}")
+    yield
+    stopped = _cluster("stop")
+    assert stopped.returncode == 0, stopped.stderr
+
+
+def job_table():
+    """[{id, state, name, comment, tres}] of every job slurmctld still knows (MinJobAge 300 s)."""
+    out = subprocess.run(["squeue", "--states=all", "--noheader", "-O", "JobID:|,State:|,Name:|,Comment:|,tres-alloc:|,tres-per-job:"],
+                         capture_output=True, text=True, check=True).stdout
+    jobs = []
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) >= 6:
+            jobs.append(dict(zip(("id", "state", "name", "comment", "tres", "tres_per_job"), parts)))
+    return jobs
+
+
+def test_slurm_sbatch_gpu_job(slurm_cluster, tmp_path):
+    """The cluster itself: a batch job asking for the fake GPU runs, and its srun step too."""
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/bash\nsrun bash -c 'echo step CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES'\n")
+    out = tmp_path / "job.out"
+    job = subprocess.run(["sbatch", "--parsable", f"--gpus={GPU_TYPE}:1", "--mem", "100", "-t", "2",
+                          "-o", str(out), str(script)], capture_output=True, text=True, check=True).stdout.strip()
+    deadline = time.time() + 60
+    state = ""
+    while time.time() < deadline:
+        state = subprocess.run(["squeue", "--states=all", "-h", "-j", job, "-o", "%T"],
+                               capture_output=True, text=True).stdout.strip()
+        if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
+            break
+        time.sleep(0.5)
+    assert state == "COMPLETED", (state, out.read_text() if out.exists() else "")
+    assert "step CUDA_VISIBLE_DEVICES=0" in out.read_text()
+
+
+@pytest.fixture(scope="module")
+def slurm_run(slurm_cluster, tmp_path_factory):
+    """`snakemake --profile slurm` on the .test configuration, from a fresh copy of the repository."""
+    from test_workflow import absolute_test_config  # noqa: E402 (tests/ is on sys.path under pytest)
+
+    shared = REPO.parent / "shared" / "data"
+    if not shared.is_dir():
+        pytest.skip(f"real test data not found at {shared}")
+    root = tmp_path_factory.mktemp("slurm")
+    repo = root / "repo"
+    for part in ("workflow", "zernike3d", "config", "envs"):
+        shutil.copytree(REPO / part, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
+    config = absolute_test_config(shared)
+    (repo / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    site = root / "site.yaml"
+    # MinJobAge of the test cluster is 300 s >= 3 x 2 s: squeue sees finished jobs
+    site.write_text(yaml.safe_dump({"gpu_model": GPU_TYPE, "init_seconds_before_status_checks": 2,
+                                    "latency_wait": 5, "jobs": 4, "retries": 0, "max_runtime": 30}))
+    env = dict(os.environ, XDG_CONFIG_HOME=str(root / "xdg"))
+    env.pop("SLURM_JOB_ID", None)
+    install = subprocess.run([sys.executable, "-m", "zernike3d", "profile", "install", "--site", str(site)],
+                             cwd=repo, env=env, capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr
+    started = time.time()
+    # exactly what a user types, from the repository
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "slurm"], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=900)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-8000:]
+    return {"repo": repo, "output": output, "seconds": time.time() - started, "jobs": job_table()}
+
+
+def test_slurm_run_completes(slurm_run):
+    repo, output = slurm_run["repo"], slurm_run["output"]
+    assert "Using profile slurm" in output or "executor: slurm" in output.lower() or "SLURM run ID" in output, output[-3000:]
+    for dataset in ("job3dva", "hand"):
+        for f in ("moments.npz", "invariants.csv", "maps/index.csv", "qc/fsc.png"):
+            assert (repo / "results" / dataset / f).is_file(), (dataset, f)
+    assert (repo / "results" / "job3dva" / "particle_invariants.zarr" / "zarr.json").is_file()
+    print(f"\nsnakemake --profile slurm on .test: {slurm_run['seconds']:.0f} s")
+
+
+def test_every_job_went_through_slurm(slurm_run):
+    ours = [j for j in slurm_run["jobs"] if j["comment"].startswith("rule_")]
+    rules = sorted(j["comment"] for j in ours)
+    assert len(ours) == 15, rules  # every job of the .test workflow but the target rule `all`
+    assert all(j["state"] == "COMPLETED" for j in ours), [(j["comment"], j["state"]) for j in ours]
+
+
+def test_gpu_rules_were_scheduled_on_the_gpu(slurm_run):
+    ours = [j for j in slurm_run["jobs"] if j["comment"].startswith("rule_")]
+    gpu_jobs = {j["comment"] for j in ours if "gpu" in (j["tres"] + j["tres_per_job"])}
+    expected = {f"rule_{rule}_wildcards_job3dva" for rule in ("decompose", "invariants", "reconstruct")}
+    assert gpu_jobs == expected, [(j["comment"], j["tres"], j["tres_per_job"]) for j in ours]
