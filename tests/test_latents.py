@@ -102,7 +102,12 @@ def cli(*argv):
     return main([str(a) for a in argv])
 
 
-def test_reconstruct_at_latents_is_linear_in_the_components(tmp_path):
+@pytest.mark.parametrize("maps_per_batch", [None, 3], ids=["one-batch", "batches-of-3"])
+def test_reconstruct_at_latents_is_linear_in_the_components(tmp_path, monkeypatch, maps_per_batch):
+    if maps_per_batch:
+        from zernike3d.stages import reconstruct as reconstruct_stage
+
+        monkeypatch.setattr(reconstruct_stage, "MAPS_BUDGET", maps_per_batch * 8 * 24**3)
     paths, dataset, moments = write_small_job(tmp_path)
     out = tmp_path / "maps"
     uid = dataset.uid[5]

@@ -46,12 +46,13 @@ class Moments:
     origin: tuple = field(default=(0.0, 0.0, 0.0))
 
     @classmethod
-    def from_maps(
-        cls, maps, geometry, order, names=None, origin=(0.0, 0.0, 0.0), basis=None, threads=None, progress=False
-    ):
-        """Decompose maps (N, N, N) or (V, N, N, N), indexed [z, y, x], up to ``order``;
-        ``basis``: a prebuilt :class:`~zernike3d.maths.basis.Basis` (e.g. from the cache)."""
-        moments = decompose(maps, geometry, order, basis=basis, threads=threads, progress=progress)
+    def from_maps(cls, maps, geometry, order, names=None, origin=(0.0, 0.0, 0.0), **transform):
+        """Decompose maps (N, N, N) or (V, N, N, N), indexed [z, y, x], up to ``order``.
+
+        ``transform``: keyword arguments of :func:`zernike3d.maths.transform.decompose`
+        (basis, backend, threads, gpu_id, progress, max_workspace, ...).
+        """
+        moments = decompose(maps, geometry, order, **transform)
         if names is None:
             names = [str(i) for i in range(len(moments))]
         return cls(
@@ -136,19 +137,24 @@ class Moments:
                 )
         return replace(self, moments=self.moments[index : index + 1], names=[self.names[index]])
 
-    def reconstruct(self, box=None, voxel_size=None, threads=None, progress=False):
-        """One :class:`~zernike3d.io.mrc.MapFile` per volume, from all stored moments.
-
-        box (voxels) and voxel_size (Å) default to the stored ones. With either changed,
-        the ball keeps its radius in Å and is centred on voxel ``box // 2`` of the new
-        box; the origin is shifted so that the ball stays where it was in space.
-        """
+    def output_geometry(self, box=None, voxel_size=None):
+        """The geometry of a reconstruction: the stored one, or, with box (voxels) or
+        voxel_size (Å) changed, the same ball radius (Å) centred on voxel ``box // 2``."""
         box = self.box if box is None else int(box)
         voxel_size = self.voxel_size if voxel_size is None else float(voxel_size)
-        geometry = self.geometry
-        if (box, voxel_size) != (self.box, self.voxel_size):
-            geometry = BallGeometry.for_box(box, voxel_size, radius=self.radius)
-        maps = reconstruct(self.moments, geometry, self.order, threads=threads, progress=progress)
+        if (box, voxel_size) == (self.box, self.voxel_size):
+            return self.geometry
+        return BallGeometry.for_box(box, voxel_size, radius=self.radius)
+
+    def reconstruct(self, box=None, voxel_size=None, **transform):
+        """One :class:`~zernike3d.io.mrc.MapFile` per volume, from all stored moments.
+
+        Geometry as :meth:`output_geometry`; the origin is shifted so that the ball stays
+        where it was in space. ``transform``: keyword arguments of
+        :func:`zernike3d.maths.transform.reconstruct` (backend, threads, progress, ...).
+        """
+        geometry = self.output_geometry(box, voxel_size)
+        maps = reconstruct(self.moments, geometry, self.order, **transform)
         origin = tuple(float(v) for v in np.add(self.origin, self.center) - geometry.center)
         return [MapFile(data=m.astype(np.float32), voxel_size=geometry.voxel_size, origin=origin) for m in maps]
 

@@ -1,5 +1,7 @@
 """Options shared by several stages, parsed the same way everywhere."""
 
+import sys
+
 from zernike3d.errors import InputError
 
 
@@ -56,3 +58,63 @@ def parse_order(value, source="--order"):
     if value < 0:
         raise InputError(source, f"order must be >= 0, got {value}")
     return value
+
+
+def add_device_arguments(parser):
+    """``--device``, ``--gpu-id``, ``--max-memory``: where the transform runs."""
+    group = parser.add_argument_group("hardware (default: the planner's choice; see `zernike3d plan`)")
+    group.add_argument(
+        "--device", choices=("auto", "cpu", "gpu"), default="auto",
+        help="auto: the fastest placement that fits; gpu: fail if no usable GPU",
+    )
+    group.add_argument("--gpu-id", type=int, default=None, help="GPU index (default: the one with most free memory)")
+    group.add_argument("--max-memory", type=float, default=None, metavar="GiB", help="cap on host memory")
+
+
+def transform_options(args, geometry, order, n_volumes, stage, basis_path=None):
+    """Plan the transform for this machine: keyword arguments for decompose/reconstruct,
+    with the basis placed as planned (read from the store ``basis_path`` when given).
+
+    Prints the chosen placement in one line. A job given GPUs it cannot use (no CuPy, no
+    driver, a scheduler's placeholder device) says so in one line and runs on the CPU,
+    unless ``--device gpu`` demanded the GPU, which is then an error.
+    """
+    import os
+
+    from zernike3d.hardware import probe
+    from zernike3d.io.basis_store import load_basis
+    from zernike3d.maths.basis import Basis
+    from zernike3d.planning import plan_for
+
+    machine = probe()
+    device = None if args.device == "auto" else args.device
+    if args.device == "gpu" and not (machine.gpus and machine.cupy_usable):
+        raise InputError("--device gpu", "no usable GPU: " + "; ".join(machine.notes or ("none found",)))
+    granted = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if granted and granted != "-1" and not (machine.gpus and machine.cupy_usable):
+        notes = "; ".join(machine.notes) or "no CUDA device reachable"
+        print(f"zernike3d: GPU(s) {granted} were granted but cannot be used ({notes}); running on the CPU", file=sys.stderr)
+    max_bytes = None if args.max_memory is None else int(args.max_memory * 2**30)
+    plan = plan_for(
+        geometry.box, order, n_volumes=n_volumes, voxel_size=geometry.voxel_size, radius=geometry.radius,
+        center=geometry.center, stage=stage, machine=machine, device=device, gpu_id=args.gpu_id,
+        threads=args.threads, max_memory_bytes=max_bytes,
+    )
+    if plan.choice is None:
+        raise InputError("--max-memory" if max_bytes else "memory", f"no placement fits: {plan.why_nothing_fits()}")
+    choice = plan.choice
+    print(f"plan: {choice.placement} (predicted {choice.seconds:.2g} s, {choice.host_bytes / 2**20:.0f} MiB host"
+          + (f", {choice.gpu_bytes / 2**20:.0f} MiB GPU)" if choice.gpu_bytes else ")"))
+    options = choice.transform_options()
+    if basis_path is not None:
+        basis = load_basis(basis_path, geometry, order, radial=options["radial"])
+    else:
+        basis = Basis.build(geometry, order, radial_table=options["radial"] == "memory")
+    return {
+        "basis": basis,
+        "backend": options["backend"],
+        "gpu_id": plan.gpu_id,
+        "radial_resident": choice.placement != "gpu-streamed",
+        "max_workspace": options["max_workspace"],
+        "threads": args.threads,
+    }

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from zernike3d.errors import InputError
-from zernike3d.io.basis_store import load_basis
 from zernike3d.io.dataset import Dataset
 from zernike3d.io.mrc import read_map
 from zernike3d.maths.geometry import BallGeometry
@@ -46,6 +45,7 @@ def add_arguments(parser):
     parser.add_argument("--basis", metavar="basis.json", default=None, help="cached basis from `zernike3d basis`")
     common.add_geometry_arguments(parser)
     common.add_threads_argument(parser)
+    common.add_device_arguments(parser)
 
 
 def run(args):
@@ -60,7 +60,7 @@ def run(args):
     geometry = BallGeometry.for_box(volumes.shape[-1], voxel_size, radius=radius, center=center)
     if args.basis is not None and not Path(args.basis).is_file():
         raise InputError(args.basis, "file not found")
-    basis = None if args.basis is None else load_basis(args.basis, geometry, order)
+    options = common.transform_options(args, geometry, order, len(volumes), "decompose", args.basis)
     report_outside(geometry, volumes, names)
     useful = math.pi * geometry.radius / geometry.voxel_size
     if order > useful:
@@ -70,9 +70,7 @@ def run(args):
             file=sys.stderr,
         )
 
-    moments = Moments.from_maps(
-        volumes, geometry, order, names=names, origin=origin, basis=basis, threads=args.threads, progress=True
-    )
+    moments = Moments.from_maps(volumes, geometry, order, names=names, origin=origin, progress=True, **options)
     moments.save(args.out)
     print(f"wrote {args.out}: {len(names)} volume(s), order {order}, {moments.moments.shape[1]} coefficients each")
     return 0

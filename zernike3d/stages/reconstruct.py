@@ -26,6 +26,9 @@ from zernike3d.latents import check_job, moments_at, select_points
 from zernike3d.moments import Moments
 from zernike3d.stages import common
 
+#: maps reconstructed together hold at most this many bytes (float64 work copies)
+MAPS_BUDGET = 2**30
+
 
 def add_arguments(parser):
     parser.add_argument("moments", metavar="M.npz", help="moments file")
@@ -43,6 +46,7 @@ def add_arguments(parser):
     latent.add_argument("--percentiles", default="5,95", help="range of the series, in %% of the latents (default 5,95)")
     latent.add_argument("--kmeans", type=int, metavar="K", help="maps at K k-means centres of the latents")
     common.add_threads_argument(parser)
+    common.add_device_arguments(parser)
 
 
 def run(args):
@@ -65,7 +69,8 @@ def run(args):
     except ValueError as err:
         raise InputError(args.moments, str(err))
 
-    (result,) = moments.reconstruct(box=args.box, voxel_size=args.voxel_size, threads=args.threads, progress=True)
+    options = common.transform_options(args, moments.output_geometry(args.box, args.voxel_size), moments.order, 1, "reconstruct")
+    (result,) = moments.reconstruct(box=args.box, voxel_size=args.voxel_size, progress=True, **options)
     write_map(args.out, result.data, result.voxel_size, result.origin)
     print(
         f"wrote {args.out}: volume {moments.names[0]!r} to order {moments.order}, "
@@ -85,9 +90,14 @@ def write_latent_maps(args, moments):
         percentiles=args.percentiles, kmeans=args.kmeans,
     )
     at_points = replace(moments, moments=moments_at(moments.moments, points), names=[p.name for p in points])
-    results = at_points.reconstruct(box=args.box, voxel_size=args.voxel_size, threads=args.threads, progress=True)
-    for point, result in zip(points, results):
-        write_map(args.out_dir / f"{point.name}.mrc", result.data, result.voxel_size, result.origin)
+    geometry = at_points.output_geometry(args.box, args.voxel_size)
+    batch = max(1, min(len(points), MAPS_BUDGET // (8 * geometry.box**3)))
+    options = common.transform_options(args, geometry, at_points.order, batch, "reconstruct")
+    for start in range(0, len(points), batch):
+        chunk = replace(at_points, moments=at_points.moments[start : start + batch], names=at_points.names[start : start + batch])
+        results = chunk.reconstruct(box=args.box, voxel_size=args.voxel_size, progress=True, **options)
+        for point, result in zip(points[start : start + batch], results):
+            write_map(args.out_dir / f"{point.name}.mrc", result.data, result.voxel_size, result.origin)
     with atomic_path(args.out_dir / "index.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["file", "kind", *(f"z_{k}" for k in range(dataset.n_components))])
