@@ -10,6 +10,7 @@ import pytest
 from zernike3d.cli import main
 from zernike3d.hardware import probe
 from zernike3d.io.mrc import write_map
+from zernike3d.maths.geometry import BallGeometry
 from zernike3d.moments import Moments
 from zernike3d.synthetic import chiral_phantom
 
@@ -64,3 +65,12 @@ def test_reconstruct_with_forced_cpu_matches_default(phantom, tmp_path):
 
     with mrcfile.open(a) as fa, mrcfile.open(b) as fb:
         np.testing.assert_allclose(fa.data, fb.data, rtol=1e-6, atol=1e-7)
+
+
+@no_gpu
+def test_invariants_device_gpu_without_gpu_fails_before_writing(tmp_path, capsys):
+    moments = tmp_path / "m.npz"
+    Moments.from_maps(chiral_phantom(16), BallGeometry.for_box(16, 1.0), 4, names=["x"]).save(moments)
+    out = tmp_path / "F.csv"
+    assert main(["invariants", str(moments), "--out", str(out), "--device", "gpu"]) == 2
+    assert "--device gpu" in capsys.readouterr().err and not out.exists()

@@ -38,12 +38,28 @@ def _combined_invariants(moments, latents):
     return invariants(z @ moments, ORDER)
 
 
-def test_kernel_equals_invariants_of_combined_moments(job):
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_kernel_equals_invariants_of_combined_moments(job, backend):
     moments, latents, _ = job
     forms = particle_invariant_forms(moments, ORDER)
     expected = _combined_invariants(moments, latents)
-    np.testing.assert_allclose(particle_invariants_of(forms, latents), expected, rtol=1e-10)
+    np.testing.assert_allclose(particle_invariants_of(forms, latents, backend=backend), expected, rtol=1e-10)
     np.testing.assert_allclose(particle_invariants(forms, latents), expected, rtol=1e-10)
+
+
+@pytest.mark.gpu
+def test_cupy_particle_invariants_match_numba(job):
+    from zernike3d.maths.backends import BackendUnavailable, import_cupy
+
+    try:
+        import_cupy()
+    except BackendUnavailable as err:
+        pytest.skip(f"no usable GPU: {err}")
+    moments, latents, _ = job
+    forms = particle_invariant_forms(moments, ORDER)
+    np.testing.assert_allclose(
+        particle_invariants_of(forms, latents, backend="cupy"), particle_invariants_of(forms, latents), rtol=1e-12
+    )
 
 
 def test_store_round_trip_within_float32_rounding(job, tmp_path):

@@ -20,6 +20,7 @@ from zernike3d.errors import InputError
 from zernike3d.io.atomic import atomic_path
 from zernike3d.io.dataset import Dataset
 from zernike3d.io.particle_invariants import write_particle_invariants
+from zernike3d.maths.backends import BackendUnavailable, import_cupy
 from zernike3d.latents import check_job
 from zernike3d.maths.invariants import particle_invariant_forms
 from zernike3d.moments import Moments
@@ -30,6 +31,11 @@ def add_arguments(parser):
     parser.add_argument("--out", required=True, metavar="F.csv|F.npz", help="invariants file to write")
     parser.add_argument("--particles", metavar="dataset.npz", help="3DVA dataset: also write per-particle invariants")
     parser.add_argument("--particles-out", metavar="P.zarr", help="per-particle invariants store (with --particles)")
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "gpu"), default="auto",
+        help="where per-particle invariants are computed: gpu uses CuPy (fails if unusable); auto and cpu use "
+        "the CPU kernel, which outpaces writing the store (about 1 s per million particles on 2 cores)",
+    )
 
 
 def run(args):
@@ -38,6 +44,12 @@ def run(args):
         raise InputError(args.out, "output must end in .csv or .npz")
     if (args.particles is None) != (args.particles_out is None):
         raise InputError("--particles", "give both --particles dataset.npz and --particles-out P.zarr")
+    backend = "cupy" if args.device == "gpu" else "numba"
+    if backend == "cupy":
+        try:
+            import_cupy()
+        except BackendUnavailable as err:
+            raise InputError("--device gpu", str(err))
     moments = Moments.load(args.moments)
     dataset = None
     if args.particles:
@@ -50,7 +62,8 @@ def run(args):
     if dataset is not None:
         forms = particle_invariant_forms(moments.moments, moments.order)
         write_particle_invariants(
-            args.particles_out, forms, dataset.latents, dataset.uid, moments.nl, order=moments.order, names=moments.names
+            args.particles_out, forms, dataset.latents, dataset.uid, moments.nl, order=moments.order, names=moments.names,
+            backend=backend,
         )
         print(f"wrote {args.particles_out}: {moments.nl.shape[0]} invariants for each of {len(dataset.uid)} particles")
     return 0
