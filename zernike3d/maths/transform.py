@@ -126,7 +126,7 @@ class _Plan:
         if progress and len(blocks) > 1:
             from tqdm import tqdm
 
-            return tqdm(blocks, desc=label, unit="m-block")
+            return tqdm(blocks, desc=label, unit="m-block", delay=2.0)
         return blocks
 
     def phase(self, m0, m1):
