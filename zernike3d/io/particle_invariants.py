@@ -35,6 +35,7 @@ import numba
 import numpy as np
 import zarr
 from numba import prange
+from tqdm import tqdm
 from zarr.codecs import BloscCodec
 
 from zernike3d.errors import InputError
@@ -90,12 +91,13 @@ def particle_invariants_of(forms, latents, dtype=np.float64, backend="numba"):
     return out
 
 
-def write_particle_invariants(path, forms, latents, uid, nl, *, order, names, chunk=DEFAULT_CHUNK, backend="numba"):
+def write_particle_invariants(path, forms, latents, uid, nl, *, order, names, chunk=DEFAULT_CHUNK, backend="numba", progress=False):
     """Compute and store the invariants of every particle, ``chunk`` particles at a time.
 
     forms (n_nl, 1+K, 1+K) from ``particle_invariant_forms``; latents (P, K); uid (P,);
     nl (n_nl, 2); ``order`` and ``names`` (1+K) describe the forms; ``backend``: numba
-    (CPU), cupy (GPU) or numpy. Written atomically.
+    (CPU), cupy (GPU) or numpy; ``progress``: a progress bar when it takes over 2 s.
+    Written atomically.
     """
     n_nl, size, _ = forms.shape
     if latents.ndim != 2 or latents.shape[1] != size - 1 or uid.shape != (len(latents),):
@@ -118,7 +120,10 @@ def write_particle_invariants(path, forms, latents, uid, nl, *, order, names, ch
             dtype="float32",
             compressors=COMPRESSOR,
         )
-        for start in range(0, len(latents), chunk):
+        starts = range(0, len(latents), chunk)
+        if progress:
+            starts = tqdm(starts, desc="particle invariants", unit="chunk", delay=2.0)
+        for start in starts:
             z = np.ascontiguousarray(latents[start : start + chunk], dtype=np.float64)
             norms(z, block[: len(z)])
             store[start : start + len(z)] = block[: len(z)]

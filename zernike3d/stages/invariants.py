@@ -63,7 +63,7 @@ def run(args):
         forms = particle_invariant_forms(moments.moments, moments.order)
         write_particle_invariants(
             args.particles_out, forms, dataset.latents, dataset.uid, moments.nl, order=moments.order, names=moments.names,
-            backend=backend,
+            backend=backend, progress=True,
         )
         print(f"wrote {args.particles_out}: {moments.nl.shape[0]} invariants for each of {len(dataset.uid)} particles")
     return 0
