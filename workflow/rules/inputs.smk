@@ -4,7 +4,7 @@
 rule example_job:
     """A small synthetic cryoSPARC 3DVA job (for trying the workflow, and for .test/)."""
     input:
-        lambda wc: DATASETS[wc.dataset]["example"]["particles_cs"] or [],
+        lambda wc: DATASETS[wc.dataset]["example"]["particles_cs"],
     output:
         directory("results/{dataset}/example_job"),
     params:
