@@ -113,7 +113,8 @@ def _uses_conda():
 
 # Every rule runs one `zernike3d <stage> ...` command. In the job's shell, `zernike3d` is
 # this checkout's package run by: with --sdm conda, the environment's python
-# (envs/*.yaml); otherwise the interpreter that runs Snakemake. (The prefix is formatted
+# (envs/*.yaml); otherwise the interpreter that runs Snakemake; through
+# zernike3d.resources.run_measured, which ends the log with the job's exact peak memory. (The prefix is formatted
 # like the command, hence the doubled braces.) The multi-threaded rules set
 # NUMBA_NUM_THREADS/OMP_NUM_THREADS to their threads, so that numba and BLAS use the
 # job's CPUs, not every core of the node.
@@ -121,7 +122,7 @@ PYTHON = "python" if _uses_conda() else shlex.quote(sys.executable)
 shell.prefix(
     "set -euo pipefail; "
     f"export PYTHONPATH={shlex.quote(str(REPO))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
-    f'zernike3d() {{{{ {PYTHON} -m zernike3d "$@"; }}}}; '
+    f'zernike3d() {{{{ {PYTHON} -m zernike3d.resources run "$@"; }}}}; '
 )
 
 
