@@ -152,8 +152,8 @@ def slurm_run(slurm_cluster, tmp_path_factory):
     config = absolute_test_config(shared)
     (repo / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     site = root / "site.yaml"
-    # MinJobAge of the test cluster is 300 s >= 3 x 2 s: squeue sees finished jobs
-    site.write_text(yaml.safe_dump({"gpu_model": GPU_TYPE, "init_seconds_before_status_checks": 2,
+    # MinJobAge of the test cluster is 300 s >= 3 x 8 s: squeue sees finished jobs
+    site.write_text(yaml.safe_dump({"gpu_model": GPU_TYPE, "init_seconds_before_status_checks": 8,
                                     "latency_wait": 5, "jobs": 4, "retries": 0, "max_runtime": 30}))
     env = dict(os.environ, XDG_CONFIG_HOME=str(root / "xdg"))
     env.pop("SLURM_JOB_ID", None)
