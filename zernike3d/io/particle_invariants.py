@@ -6,8 +6,8 @@ z~ = (1, z), with the forms G of :func:`zernike3d.maths.invariants.particle_inva
 stays bounded whatever the number of particles P, through a numba kernel (CPU) or, with
 ``backend="cupy"``, one matrix product per chunk on the GPU (F^2 = [z~_a z~_b] @ G packed;
 ``backend="numpy"`` runs that same array code on the CPU). On the CPU the numba kernel is
-the faster (measured: 1.3 s per million particles at K = 3, order 50, vs 3.9 s for the
-matrix product) and writing the store dominates either way.
+about 3x faster than the matrix product, and writing the store dominates either way
+(figures: benchmarks/bench_particle_invariants.py).
 
 The store is a zarr (format 3) group, a directory:
 
