@@ -43,7 +43,7 @@ def test_install_puts_the_profile_where_snakemake_finds_it(tmp_path, monkeypatch
 
     site = tmp_path / "site.yaml"
     site.write_text(yaml.safe_dump({"partition": "cpu", "gpu_partition": "gpu", "account": "proj42",
-                                    "gpu_model": "a100", "max_runtime": 2880}))
+                                    "gpu_model": "a100", "max_runtime": 2880, "max_threads": 32}))
     env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "xdg"))
     run = subprocess.run([sys.executable, "-m", "zernike3d", "profile", "install", "--site", str(site)],
                          cwd=tmp_path, env=env, capture_output=True, text=True)
@@ -58,6 +58,7 @@ def test_install_puts_the_profile_where_snakemake_finds_it(tmp_path, monkeypatch
     assert text["config"] == {"slurm_partition": "cpu", "slurm_gpu_partition": "gpu",
                               "slurm_gpu_model": "a100", "slurm_max_runtime": 2880}
     assert "slurm-no-account" not in text
+    assert text["max-threads"] == 32
     # Snakemake itself resolves `--profile slurm` to it (cwd first, then XDG_CONFIG_HOME)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.chdir(tmp_path)
@@ -153,7 +154,8 @@ def slurm_run(slurm_cluster, tmp_path_factory):
     (repo / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     site = root / "site.yaml"
     # MinJobAge of the test cluster is 300 s >= 3 x 8 s: squeue sees finished jobs
-    site.write_text(yaml.safe_dump({"gpu_model": GPU_TYPE, "init_seconds_before_status_checks": 8,
+    # max_threads: the node has 2 CPUs; a job asking for more would stay pending forever
+    site.write_text(yaml.safe_dump({"gpu_model": GPU_TYPE, "init_seconds_before_status_checks": 8, "max_threads": 2,
                                     "latency_wait": 5, "jobs": 4, "retries": 0, "max_runtime": 30}))
     env = dict(os.environ, XDG_CONFIG_HOME=str(root / "xdg"))
     env.pop("SLURM_JOB_ID", None)

@@ -32,6 +32,7 @@ SITE_KEYS = {
     "qos": (None, "quality of service (sbatch --qos); null: none"),
     "gpu_model": (None, "GPU type, as in the cluster's gres.conf (e.g. a100): --gpus=<model>:1; null: any GPU"),
     "max_runtime": (None, "partition time limit in minutes; no job asks for more; null: no cap"),
+    "max_threads": (None, "CPUs of the smallest node a job may land on; no job asks for more (a larger request would wait forever); null: no cap"),
     "default_runtime": (60, "minutes, for jobs without an estimate"),
     "default_mem_mb": (2000, "MB, for jobs without an estimate"),
     "jobs": (50, "most jobs queued or running at once"),
@@ -129,9 +130,9 @@ def check_site(source, site):
             raise InputError(source, f"{key}: {value!r} is not a valid SLURM name")
     if site["gpu_model"] is not None and not re.match(r"^[A-Za-z0-9_.]+$", str(site["gpu_model"])):
         raise InputError(source, f"gpu_model: {site['gpu_model']!r} may hold only letters, digits, '_' and '.'")
-    for key in ("max_runtime", "default_runtime", "default_mem_mb", "jobs", "init_seconds_before_status_checks", "latency_wait"):
+    for key in ("max_runtime", "max_threads", "default_runtime", "default_mem_mb", "jobs", "init_seconds_before_status_checks", "latency_wait"):
         value = site[key]
-        if value is None and key == "max_runtime":
+        if value is None and key in ("max_runtime", "max_threads"):
             continue
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise InputError(source, f"{key}: expected a positive integer, got {value!r}")
@@ -166,6 +167,10 @@ def render_profile(site, source=None):
         "rerun-incomplete: true",
         "keep-going: true",
         "printshellcmds: true",
+    ]
+    if s["max_threads"] is not None:
+        lines.append(f"max-threads: {s['max_threads']}")
+    lines += [
         f"slurm-status-command: {s['status_command']}",
         f"slurm-init-seconds-before-status-checks: {s['init_seconds_before_status_checks']}",
         f"slurm-logdir: {_yaml_value(s['logdir'])}",
