@@ -358,3 +358,27 @@ def test_rule_resources_reads_only_the_headers(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         resources.rule_resources("decompose", str(tmp_path / "missing.npz"), 10, {})
     assert err.value.filename == str(tmp_path / "missing.npz")
+
+
+def test_every_config_key_is_documented():
+    """config/README.md names every key of the schema, and every site key of the SLURM profile."""
+    from zernike3d.stages.profile import SITE_KEYS
+
+    schema = yaml.safe_load((REPO / "config" / "schema" / "config.schema.yaml").read_text())
+    readme = (REPO / "config" / "README.md").read_text()
+
+    def keys(node, prefix=""):
+        node = node if isinstance(node, dict) else {}
+        if "$ref" in node:
+            node = schema["$defs"][node["$ref"].split("/")[-1]]
+        for key, sub in (node.get("properties") or {}).items():
+            yield prefix + key
+            yield from keys(sub, prefix + key + "." if sub.get("type") == "object" or "properties" in sub else prefix)
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            yield from keys(extra, "")
+
+    missing = [k for k in keys(schema) if f"`{k}`" not in readme and f"`{k.split('.')[-1]}`" not in readme]
+    assert not missing, f"config/README.md does not document: {missing}"
+    missing_site = [k for k in SITE_KEYS if f"`{k}`" not in readme]
+    assert not missing_site, f"config/README.md does not document the site keys: {missing_site}"

@@ -174,8 +174,11 @@ def _estimate(stage, wildcards, path, attempt):
     order = d["order"]
     if stage == "reconstruct" and d["reconstruct"].get("order") is not None:
         order = d["reconstruct"]["order"]
-    est = rule_resources(stage, path, order, d)
     override = config["resources"].get(stage) or {}
+    if override.get("mem_mb") and override.get("runtime"):
+        est = {}  # no need to look at the input
+    else:
+        est = rule_resources(stage, path, order, d)
     mem_mb = override.get("mem_mb") or est["mem_mb"] * attempt  # more memory on a retry
     runtime = override.get("runtime") or est["runtime"] * attempt
     if d.get("max_runtime"):
