@@ -186,6 +186,10 @@ def _estimate(stage, wildcards, path, attempt):
     return {"mem_mb": int(mem_mb), "runtime": int(runtime)}
 
 
+#: does any dataset ask for a GPU? If none does, no rule declares GPU resources at all
+ANY_GPU = any(settings(name)["gpu"] for name in DATASETS)
+
+
 def rule_resources_for(stage, input_key):
     """Resource callables for a rule of ``stage``, sized from ``input[input_key]``.
 
@@ -202,7 +206,7 @@ def rule_resources_for(stage, input_key):
         "mem_mb": lambda wc, input, attempt: _estimate(stage, wc, path_of(input), attempt)["mem_mb"],
         "runtime": lambda wc, input, attempt: _estimate(stage, wc, path_of(input), attempt)["runtime"],
     }
-    if stage in GPU_STAGES:
+    if stage in GPU_STAGES and ANY_GPU:
         res["gpu"] = lambda wc: 1 if settings(wc)["gpu"] else 0
         res["gpu_model"] = lambda wc: (config.get("slurm_gpu_model") or "") if settings(wc)["gpu"] else ""
         if config.get("slurm_gpu_partition"):
