@@ -208,7 +208,17 @@ def test_example_writes_a_3dva_job_for_the_workflow(capsys, tmp_path, shared_dat
         ["J1_map.mrc", "J1_component_0.mrc", "J1_component_1.mrc", "J1_particles.cs"]
     )
     assert read_map(job / "J1_map.mrc").data.shape == (16, 16, 16)
-    assert_refused(capsys, argv[:-2], "--particles-cs", "give the particles file", tmp_path / "other")
+    assert_refused(capsys, argv[:-1] + [tmp_path / "none.cs"], str(tmp_path / "none.cs"), "file not found", tmp_path / "other")
+
+
+def test_example_job_without_a_particles_file_has_synthetic_particles(tmp_path):
+    from zernike3d.io.cryosparc import read_particles
+
+    job = tmp_path / "job"
+    assert cli("example", "--job-dir", job, "--box", 16, "--components", 2) == 0
+    particles = read_particles(job / "J1_particles.cs")
+    assert particles.latents.shape == (2000, 2) and len(np.unique(particles.uid)) == 2000
+    assert particles.psize_A == pytest.approx(read_map(job / "J1_map.mrc").voxel_size)
 
 
 @pytest.mark.skipif(shutil.which("zernike3d") is None, reason="the zernike3d script is not installed (pip install -e .)")

@@ -45,7 +45,7 @@ def absolute_test_config(shared_data):
         for key in ("map",):
             if d.get(key) and not Path(d[key]).exists():
                 pytest.skip(f"{d[key]} not found (shared data beside the repository)")
-        if d.get("example") and not Path(d["example"]["particles_cs"]).exists():
+        if d.get("example", {}).get("particles_cs") and not Path(d["example"]["particles_cs"]).exists():
             pytest.skip(f"{d['example']['particles_cs']} not found (shared data beside the repository)")
     return config
 

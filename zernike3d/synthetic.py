@@ -40,18 +40,30 @@ def chiral_phantom(box=48, voxel_size=1.0, turns=1.25, n_blobs=9):
     return gaussian_blobs(box, voxel_size, centers, sigmas, amplitudes)
 
 
-def write_3dva_job(directory, box=32, voxel_size=None, n_components=3, *, particles_cs, seed=0):
+def synthetic_particles(count=2000, voxel_size=2.0, box=32, seed=0):
+    """A minimal cryoSPARC particles table (NumPy structured array, as in a ``.cs`` file):
+    ``uid`` (uint64, random), ``blob/psize_A`` (float32, Å) and ``blob/shape`` (uint32 x2)."""
+    rng = np.random.default_rng(seed)
+    table = np.zeros(count, dtype=[("uid", "<u8"), ("blob/psize_A", "<f4"), ("blob/shape", "<u4", (2,))])
+    table["uid"] = rng.integers(2**62, 2**64 - 1, size=count, dtype=np.uint64)
+    table["blob/psize_A"] = voxel_size
+    table["blob/shape"] = box
+    return table
+
+
+def write_3dva_job(directory, box=32, voxel_size=None, n_components=3, *, particles_cs=None, seed=0):
     """Write a small, deterministic synthetic cryoSPARC 3D Variability job into ``directory``.
 
     Files: ``J1_map.mrc`` (the chiral phantom), ``J1_component_{k}.mrc`` (smooth difference
-    maps: a
-    Gaussian blob moved by a quarter of its width for even k, grown by 10% for odd k) and ``J1_particles.cs``: a copy of the real
-    particles table ``particles_cs`` (NumPy .cs format) with every field kept as it is and
+    maps: a Gaussian blob moved by a quarter of its width for even k, grown by 10% for odd
+    k) and ``J1_particles.cs``: the particles table ``particles_cs`` (NumPy .cs format), or
+    :func:`synthetic_particles` when None, with every field kept as it is and
     ``components_mode_{k}/component`` (uint32, = k) and ``components_mode_{k}/value``
     (float32, Gaussian latents with standard deviation 1 / (k + 1)) added.
 
-    ``voxel_size`` in Å defaults to the particles' ``blob/psize_A``, so that the maps and
-    particles agree as in a real job. Returns ``(map_path, component_paths, particles_path)``.
+    ``voxel_size`` in Å defaults to the particles' ``blob/psize_A`` (2 Å for synthetic
+    particles), so that the maps and particles agree as in a real job. Returns
+    ``(map_path, component_paths, particles_path)``.
     """
     from pathlib import Path
 
@@ -59,7 +71,10 @@ def write_3dva_job(directory, box=32, voxel_size=None, n_components=3, *, partic
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    particles = np.load(particles_cs, allow_pickle=False)
+    if particles_cs is None:
+        particles = synthetic_particles(voxel_size=voxel_size or 2.0, box=box, seed=seed)
+    else:
+        particles = np.load(particles_cs, allow_pickle=False)
     if voxel_size is None:
         voxel_size = float(particles["blob/psize_A"][0])
     base = chiral_phantom(box, voxel_size)

@@ -4,7 +4,7 @@
 rule example_job:
     """A small synthetic cryoSPARC 3DVA job (for trying the workflow, and for .test/)."""
     input:
-        lambda wc: DATASETS[wc.dataset]["example"]["particles_cs"],
+        lambda wc: DATASETS[wc.dataset]["example"].get("particles_cs") or [],
     output:
         directory("results/{dataset}/example_job"),
     params:
@@ -15,7 +15,7 @@ rule example_job:
                     opt("--box", DATASETS[wc.dataset]["example"]["box"]),
                     opt("--components", DATASETS[wc.dataset]["example"]["n_components"]),
                     opt("--seed", DATASETS[wc.dataset]["example"]["seed"]),
-                    opt("--particles-cs", DATASETS[wc.dataset]["example"]["particles_cs"]),
+                    opt("--particles-cs", DATASETS[wc.dataset]["example"].get("particles_cs")),
                 ],
             )
         ),

@@ -40,7 +40,7 @@ def add_arguments(parser):
     job.add_argument("--job-dir", metavar="DIR", help="write the job into DIR and stop")
     job.add_argument("--components", type=int, default=3, help="number of 3DVA components")
     job.add_argument("--seed", type=int, default=0, help="seed of the component maps and latents")
-    job.add_argument("--particles-cs", metavar="P.cs", help="real cryoSPARC particles whose rows the job copies")
+    job.add_argument("--particles-cs", metavar="P.cs", help="cryoSPARC particles whose rows the job copies (default: 2000 synthetic particles)")
 
 
 def run(args):
@@ -87,13 +87,13 @@ def run(args):
 
 def write_job(args):
     """The --job-dir mode: :func:`zernike3d.synthetic.write_3dva_job`, atomically."""
-    if args.particles_cs is None:
-        raise InputError("--particles-cs", "give the particles file that the job copies (with --job-dir)")
-    if not Path(args.particles_cs).is_file():
+    if args.particles_cs is not None and not Path(args.particles_cs).is_file():
         raise InputError(args.particles_cs, "file not found")
     if args.components < 1:
         raise InputError("--components", f"must be at least 1, got {args.components}")
     with atomic_path(args.job_dir) as tmp:
         write_3dva_job(tmp, box=args.box, n_components=args.components, particles_cs=args.particles_cs, seed=args.seed)
-    print(f"wrote a synthetic 3DVA job into {args.job_dir}: J1_map.mrc, {args.components} components, J1_particles.cs")
+    source = "synthetic particles" if args.particles_cs is None else f"the particles of {args.particles_cs}"
+    print(f"wrote a synthetic 3DVA job into {args.job_dir}: J1_map.mrc, {args.components} components, "
+          f"J1_particles.cs ({source})")
     return 0
