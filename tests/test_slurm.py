@@ -191,5 +191,13 @@ def test_every_job_went_through_slurm(slurm_run):
 def test_gpu_rules_were_scheduled_on_the_gpu(slurm_run):
     ours = [j for j in slurm_run["jobs"] if j["comment"].startswith("rule_")]
     gpu_jobs = {j["comment"] for j in ours if "gpu" in (j["tres"] + j["tres_per_job"])}
-    expected = {f"rule_{rule}_wildcards_job3dva" for rule in ("decompose", "invariants", "reconstruct")}
+    expected = {f"rule_{rule}_wildcards_job3dva" for rule in ("decompose", "reconstruct")}
     assert gpu_jobs == expected, [(j["comment"], j["tres"], j["tres_per_job"]) for j in ours]
+
+
+def test_jobs_given_an_unusable_gpu_say_so_and_run_on_the_cpu(slurm_run):
+    for rule in ("decompose", "reconstruct"):
+        log = (slurm_run["repo"] / "logs" / "job3dva" / f"{rule}.log").read_text()
+        fallback = [line for line in log.splitlines() if "granted but cannot be used" in line]
+        assert len(fallback) == 1 and fallback[0].endswith("running on the CPU"), log
+        assert "plan: cpu-" in log

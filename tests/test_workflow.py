@@ -382,3 +382,25 @@ def test_every_config_key_is_documented():
     assert not missing, f"config/README.md does not document: {missing}"
     missing_site = [k for k in SITE_KEYS if f"`{k}`" not in readme]
     assert not missing_site, f"config/README.md does not document the site keys: {missing_site}"
+
+
+def test_transform_jobs_follow_the_plan_for_their_node():
+    """decompose/reconstruct: memory from the planner with headroom, a GPU only where the
+    planner would run the job on one, none when the dataset does not allow GPUs."""
+    from zernike3d.hardware import GpuDescription, MachineDescription
+    from zernike3d.planning import plan_for
+
+    big, small = resources.BundleShape(192, 4, 1000, 1.0), resources.BundleShape(24, 3, 1000, 1.0)
+    allowed = {"threads": 2, "gpu": True, "gpu_memory_gb": 80}
+    on_gpu = resources.planned("decompose", big, 60, allowed)
+    assert on_gpu["gpu"] == 1
+    assert resources.planned("decompose", small, 12, allowed)["gpu"] == 0  # faster on the CPU
+    on_cpu = resources.planned("decompose", big, 60, {"threads": 2, "gpu": False})
+    assert on_cpu["gpu"] == 0
+    node = MachineDescription(2, 2**50, 2**50, 2**50)
+    predicted = plan_for(192, 60, n_volumes=4, machine=node, threads=2).resources()["mem_mb"]
+    assert predicted * resources.PLANNED_SAFETY <= on_cpu["mem_mb"] < predicted * resources.PLANNED_SAFETY + 256
+    reconstruct = resources.planned("reconstruct", big, 60, {"threads": 2, "gpu": False, "reconstruct": {"series": 5}})
+    assert reconstruct["gpu"] == 0 and reconstruct["mem_mb"] >= resources.MIN_MEM_MB
+    gpu_node = MachineDescription(2, 2**50, 2**50, 2**50, gpus=(GpuDescription(0, "g", 80 * 2**30, 80 * 2**30),), cupy_usable=True)
+    assert plan_for(192, 60, n_volumes=4, machine=gpu_node, threads=2).choice.placement.startswith("gpu")

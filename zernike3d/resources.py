@@ -283,6 +283,55 @@ def estimate(stage, shape, order, config=None):
     return {"mem_mb": _mb(nbytes, stage), "runtime": _minutes(ops, threads)}
 
 
+#: stages whose resources (memory, time, GPU or not) come from zernike3d.planning
+PLANNED_STAGES = ("decompose", "reconstruct")
+#: GPU memory assumed for the cluster's GPUs when the config does not say (GiB)
+DEFAULT_GPU_MEMORY_GB = 40
+#: headroom on the planner's predicted peak (it was within +3..+14% of measured peaks)
+PLANNED_SAFETY = 1.25
+
+
+def planned(stage, shape, order, config):
+    """Resources of a decompose/reconstruct job from the hardware-aware planner.
+
+    The plan is made for the node the job will get: ``threads`` cores, host memory as
+    needed, and, when the dataset has ``gpu: true``, one GPU of ``gpu_memory_gb`` GiB. The
+    job asks for a GPU only when the planner would run it there. Returns ``{"mem_mb",
+    "runtime", "gpu"}``; the stage is then run with ``--max-memory`` = ``mem_mb``, so its
+    own plan stays inside the allocation.
+    """
+    from zernike3d.hardware import GpuDescription, MachineDescription
+    from zernike3d.maths.geometry import BallGeometry
+    from zernike3d.planning import plan_for
+    from zernike3d.stages.reconstruct import MAPS_BUDGET
+
+    threads = int(config.get("threads") or 1)
+    gpus = ()
+    if config.get("gpu"):
+        gpu_bytes = int(float(config.get("gpu_memory_gb") or DEFAULT_GPU_MEMORY_GB) * 2**30)
+        gpus = (GpuDescription(0, config.get("slurm_gpu_model") or "cluster GPU", gpu_bytes, gpu_bytes),)
+    unlimited = 2**50
+    node = MachineDescription(threads, unlimited, unlimited, unlimited, gpus=gpus, cupy_usable=bool(gpus))
+    center = config.get("center")
+    center = None if not center else tuple(float(v) for v in str(center).split(","))
+    geometry = BallGeometry.for_box(shape.box, shape.voxel_size or 1.0, config.get("radius") or "inscribed", center)
+    volumes = max(shape.n_volumes, 1)
+    if stage == "reconstruct":  # the ball keeps its radius in Å on the output grid
+        spec = config.get("reconstruct") or {}
+        box = int(spec.get("box") or geometry.box)
+        voxel_size = float(spec.get("voxel_size") or geometry.voxel_size)
+        if (box, voxel_size) != (geometry.box, geometry.voxel_size):
+            geometry = BallGeometry.for_box(box, voxel_size, geometry.radius)
+        volumes = max(1, min(reconstruct_count(shape, config), MAPS_BUDGET // (8 * box**3)))
+    plan = plan_for(
+        geometry.box, int(order), n_volumes=volumes, voxel_size=geometry.voxel_size, radius=geometry.radius,
+        center=geometry.center, stage=stage, machine=node, threads=threads,
+    )
+    chosen = plan.resources()
+    mem_mb = max(MIN_MEM_MB, int(math.ceil(chosen["mem_mb"] * PLANNED_SAFETY / ROUND_MB) * ROUND_MB))
+    return {"mem_mb": mem_mb, "runtime": MIN_RUNTIME + 2 * chosen["runtime"], "gpu": chosen["gpu"]}
+
+
 def rule_resources(stage, input_path, order, config):
     """Resources for one job of ``stage`` reading ``input_path``.
 
@@ -291,7 +340,9 @@ def rule_resources(stage, input_path, order, config):
     input for import). order: Zernike order. config: the dataset's settings (keys used:
     ``threads``, ``radius``, ``reconstruct``, ``example``, ``preprocess``, and the
     optional caps ``max_mem_mb``/``max_runtime``).
-    Returns ``{"mem_mb": int, "runtime": int}`` (MB, minutes).
+    Returns ``{"mem_mb": int, "runtime": int, "gpu": 0|1}`` (MB, minutes): decompose and
+    reconstruct from the planner (:func:`planned`), the other stages from
+    :func:`estimate` (no GPU).
     Raises ``FileNotFoundError`` naming ``input_path`` when it does not exist yet.
     """
     config = config or {}
@@ -299,7 +350,10 @@ def rule_resources(stage, input_path, order, config):
         shape = BundleShape(0, 1, 0, 1.0)
     else:
         shape = bundle_shape(input_path)
-    result = estimate(stage, shape, order, config)
+    if stage in PLANNED_STAGES and shape.box:
+        result = planned(stage, shape, order, config)
+    else:
+        result = dict(estimate(stage, shape, order, config), gpu=0)
     if config.get("max_runtime"):
         result["runtime"] = min(result["runtime"], int(config["max_runtime"]))
     return result

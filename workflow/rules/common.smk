@@ -154,7 +154,7 @@ def geometry_args(wildcards):
 # --- resources ----------------------------------------------------------------------
 
 #: stages whose code can run on a GPU (CuPy): only these ever request one
-GPU_STAGES = ("decompose", "invariants", "reconstruct")
+GPU_STAGES = ("decompose", "reconstruct")
 _SINGLE_THREADED = ("example", "import", "preprocess")
 
 
@@ -171,19 +171,30 @@ def rule_threads(stage):
 def _estimate(stage, wildcards, path, attempt):
     d = settings(wildcards)
     d["threads"] = rule_threads(stage)(wildcards)
+    d["gpu_memory_gb"] = config.get("gpu_memory_gb")
+    d["slurm_gpu_model"] = config.get("slurm_gpu_model")
     order = d["order"]
     if stage == "reconstruct" and d["reconstruct"].get("order") is not None:
         order = d["reconstruct"]["order"]
     override = config["resources"].get(stage) or {}
     if override.get("mem_mb") and override.get("runtime"):
-        est = {}  # no need to look at the input
+        est = {"gpu": 1}  # no need to look at the input: a GPU when the dataset allows one
     else:
         est = rule_resources(stage, path, order, d)
     mem_mb = override.get("mem_mb") or est["mem_mb"] * attempt  # more memory on a retry
     runtime = override.get("runtime") or est["runtime"] * attempt
     if d.get("max_runtime"):
         runtime = min(runtime, d["max_runtime"])
-    return {"mem_mb": int(mem_mb), "runtime": int(runtime)}
+    gpu = d["gpu"] == "always" or (d["gpu"] is True and est["gpu"])
+    return {"mem_mb": int(mem_mb), "runtime": int(runtime), "gpu": int(gpu)}
+
+
+def max_memory_arg(wildcards, resources):
+    """``--max-memory`` (GiB) of a transform job: its allocation, so that the job's own
+    plan stays inside it (nothing while the allocation is still <TBD>, in a dry run)."""
+    if not isinstance(resources.mem_mb, (int, float)):
+        return ""
+    return f"--max-memory {resources.mem_mb * 1e6 / 2**30:.3f}"
 
 
 #: does any dataset ask for a GPU? If none does, no rule declares GPU resources at all
@@ -202,17 +213,22 @@ def rule_resources_for(stage, input_key):
     def path_of(input):
         return input[input_key] if input_key is not None else None
 
+    def estimate(wc, input, attempt):
+        return _estimate(stage, wc, path_of(input), attempt)
+
     res = {
-        "mem_mb": lambda wc, input, attempt: _estimate(stage, wc, path_of(input), attempt)["mem_mb"],
-        "runtime": lambda wc, input, attempt: _estimate(stage, wc, path_of(input), attempt)["runtime"],
+        "mem_mb": lambda wc, input, attempt: estimate(wc, input, attempt)["mem_mb"],
+        "runtime": lambda wc, input, attempt: estimate(wc, input, attempt)["runtime"],
     }
     if stage in GPU_STAGES and ANY_GPU:
-        res["gpu"] = lambda wc: 1 if settings(wc)["gpu"] else 0
-        res["gpu_model"] = lambda wc: (config.get("slurm_gpu_model") or "") if settings(wc)["gpu"] else ""
+        res["gpu"] = lambda wc, input, attempt: estimate(wc, input, attempt)["gpu"]
+        res["gpu_model"] = lambda wc, input, attempt: (
+            (config.get("slurm_gpu_model") or "") if estimate(wc, input, attempt)["gpu"] else ""
+        )
         if config.get("slurm_gpu_partition"):
             cpu_partition = config.get("slurm_partition") or ""
-            res["slurm_partition"] = lambda wc: (
-                config["slurm_gpu_partition"] if settings(wc)["gpu"] else cpu_partition
+            res["slurm_partition"] = lambda wc, input, attempt: (
+                config["slurm_gpu_partition"] if estimate(wc, input, attempt)["gpu"] else cpu_partition
             )
     return res
 
@@ -305,7 +321,8 @@ def reconstruct_args(wildcards):
         if r.get("particles"):
             args.append("--particle " + " ".join(shlex.quote(str(p)) for p in r["particles"]))
     if r.get("latents"):
-        args.append("--latent " + " ".join(shlex.quote(",".join(map(str, z))) for z in r["latents"]))
+        # --latent=z0,z1: a first value that is negative must not read as an option
+        args.extend(shlex.quote("--latent=" + ",".join(map(str, z))) for z in r["latents"])
     return " ".join(filter(None, args))
 
 

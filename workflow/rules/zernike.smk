@@ -36,6 +36,7 @@ rule decompose:
         order=lambda wc: settings(wc)["order"],
         geometry=geometry_args,
         basis=lambda wc, input: opt("--basis", input.get("basis")),
+        max_memory=max_memory_arg,
     log:
         "logs/{dataset}/decompose.log",
     benchmark:
@@ -47,7 +48,7 @@ rule decompose:
         conda_env(gpu_capable=True)
     shell:
         "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d decompose {input.data} --order {params.order} {params.geometry} {params.basis} "
-        "--threads {threads} --out {output} > {log} 2>&1"
+        "--threads {threads} {params.max_memory} --out {output} > {log} 2>&1"
 
 
 rule invariants:
@@ -72,7 +73,7 @@ rule invariants:
     resources:
         **rule_resources_for("invariants", "data"),
     conda:
-        conda_env(gpu_capable=True)
+        conda_env()
     shell:
         "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d invariants {input.moments} --out {output.table} {params.particles} > {log} 2>&1"
 
@@ -95,6 +96,7 @@ rule reconstruct:
         directory("results/{dataset}/maps"),
     params:
         args=reconstruct_args,
+        max_memory=max_memory_arg,
     log:
         "logs/{dataset}/reconstruct.log",
     benchmark:
@@ -106,4 +108,4 @@ rule reconstruct:
         conda_env(gpu_capable=True)
     shell:
         "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d reconstruct {input.moments} --particles {input.data} --out-dir {output} "
-        "{params.args} --threads {threads} > {log} 2>&1"
+        "{params.args} --threads {threads} {params.max_memory} > {log} 2>&1"
