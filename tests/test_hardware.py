@@ -119,3 +119,12 @@ def test_hardware_command(capsys):
     assert "CPU:" in out and "RAM:" in out and "GPU" in out
     assert cli_main(["hardware", "--json"]) == 0
     assert '"cpu_cores"' in capsys.readouterr().out
+
+
+def test_cuda_ordinal_follows_cuda_visible_devices():
+    from zernike3d.hardware import cuda_ordinal
+
+    assert cuda_ordinal(2, visible="") == 2  # every GPU visible: the numbers agree
+    assert cuda_ordinal(3, visible="3") == 0  # SLURM granted GPU 3: CUDA calls it 0
+    assert cuda_ordinal(5, visible="1,5,7") == 1
+    assert cuda_ordinal(2, visible="GPU-8a1c,GPU-77f0") == 0  # UUIDs: the first visible one

@@ -64,6 +64,22 @@ class MachineDescription:
         return None
 
 
+def cuda_ordinal(nvml_index, visible=None):
+    """The CUDA device number (what CuPy takes) of the GPU that NVML numbers ``nvml_index``.
+
+    NVML counts every GPU of the node; CUDA counts only those in CUDA_VISIBLE_DEVICES (as
+    a batch system sets it), renumbered from 0. Device UUIDs in that variable cannot be
+    matched to NVML indices here: the first visible device (0) is used then.
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    if not visible:
+        return nvml_index
+    entries = [entry.strip() for entry in visible.split(",")]
+    if all(entry.isdigit() for entry in entries):
+        return entries.index(str(nvml_index)) if str(nvml_index) in entries else 0
+    return 0
+
+
 def probe(cache_dir="."):
     """Describe this machine; never raises for a missing GPU, driver or CuPy."""
     notes = []

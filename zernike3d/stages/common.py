@@ -67,7 +67,10 @@ def add_device_arguments(parser):
         "--device", choices=("auto", "cpu", "gpu"), default="auto",
         help="auto: the fastest placement that fits; gpu: fail if no usable GPU",
     )
-    group.add_argument("--gpu-id", type=int, default=None, help="GPU index (default: the one with most free memory)")
+    group.add_argument(
+        "--gpu-id", type=int, default=None,
+        help="GPU index as `zernike3d hardware` and nvidia-smi number them (default: the one with most free memory)",
+    )
     group.add_argument("--max-memory", type=float, default=None, metavar="GiB", help="cap on host memory")
 
 
@@ -81,7 +84,7 @@ def transform_options(args, geometry, order, n_volumes, stage, basis_path=None):
     """
     import os
 
-    from zernike3d.hardware import probe
+    from zernike3d.hardware import cuda_ordinal, probe
     from zernike3d.io.basis_store import load_basis
     from zernike3d.maths.basis import Basis
     from zernike3d.planning import plan_for
@@ -113,7 +116,7 @@ def transform_options(args, geometry, order, n_volumes, stage, basis_path=None):
     return {
         "basis": basis,
         "backend": options["backend"],
-        "gpu_id": plan.gpu_id,
+        "gpu_id": None if plan.gpu_id is None else cuda_ordinal(plan.gpu_id),
         "radial_resident": choice.placement != "gpu-streamed",
         "max_workspace": options["max_workspace"],
         "threads": args.threads,
