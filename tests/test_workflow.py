@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from zernike3d import resources
+from zernike3d.maths.indexing import nl_table
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
@@ -215,7 +216,7 @@ def test_moments(finished, workdir):
 def test_invariants(finished, workdir):
     import zarr
 
-    n_nl = resources.nl_count(20)
+    n_nl = len(nl_table(20))
     with open(results(workdir, "job3dva") / "invariants.csv") as f:
         rows = list(csv.reader(f))
     header, body = rows[0], rows[1:]
@@ -345,9 +346,12 @@ def test_resource_estimates_grow_with_the_problem():
     assert small["runtime"] <= box["runtime"] <= order["runtime"]
     more = resources.estimate("invariants", resources.BundleShape(64, 4, 10_000_000, 1.0), 40, {})
     assert more["mem_mb"] > resources.estimate("invariants", resources.BundleShape(64, 4, 1000, 1.0), 40, {})["mem_mb"]
+    basis = [resources.estimate("basis", resources.BundleShape(b, 1, 0, 1.0), 80, {"radius": "circumscribed"}) for b in (64, 256)]
+    assert basis[0]["mem_mb"] < basis[1]["mem_mb"]
     for stage in resources.STAGES:
         r = resources.estimate(stage, resources.BundleShape(64, 3, 100, 1.0), 10, {"threads": 2})
-        assert set(r) == {"mem_mb", "runtime"} and r["mem_mb"] >= resources.MIN_MEM_MB and r["runtime"] >= 1
+        assert set(r) == {"mem_mb", "runtime", "gpu"} and r["mem_mb"] >= resources.MIN_MEM_MB and r["runtime"] >= 1
+        assert r["gpu"] == 0
 
 
 def test_rule_resources_reads_only_the_headers(tmp_path):

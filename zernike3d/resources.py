@@ -8,12 +8,11 @@ components) and number of particles of the dataset bundle, which are read from t
 loaded). Before the bundle exists (a dry run) :func:`rule_resources` raises
 ``FileNotFoundError`` for ``input_path``, which Snakemake shows as ``<TBD>``.
 
-The model is deliberately simple and errs high: a fixed interpreter + libraries
-overhead, plus the arrays each stage holds at its peak, times a safety factor, rounded
-up to 256 MB. The numbers it uses are those of :mod:`zernike3d.maths.transform`
-(float64 working copies, the per-block work arrays bounded by ``DEFAULT_WORKSPACE``).
-A hardware-aware planner may replace the internals; keep the signature of
-:func:`rule_resources` and the keys of the dict it returns.
+decompose and reconstruct are sized by the hardware-aware planner
+(:mod:`zernike3d.planning`) for the node the job will get, and ask for a GPU only when
+the plan runs them on one; basis and qc use the real grid tables and the planner's
+reconstruction peak. The other stages: a fixed interpreter + libraries overhead, plus the
+arrays each stage holds at its peak, times a safety factor, rounded up to 256 MB.
 """
 
 import ast
@@ -30,12 +29,10 @@ MB = 1_000_000
 #: matplotlib for qc; rounded up
 BASE_MB = {"example": 300, "import": 350, "preprocess": 300, "basis": 350, "decompose": 400,
            "invariants": 400, "reconstruct": 400, "qc": 450}
-#: work arrays of one m-block in the transforms (zernike3d.maths.transform.DEFAULT_WORKSPACE)
-WORKSPACE_BYTES = 512 * 2**20
 SAFETY = 1.5
 MIN_MEM_MB = 1024
 ROUND_MB = 256
-#: voxel-order operations per second per thread, from the transform benchmarks, halved
+#: voxel operations per second per thread of the stages the planner does not model
 OPS_PER_SECOND = 1.0e8
 MIN_RUNTIME = 10  # minutes: start-up, queueing of the step, file systems
 STAGES = tuple(BASE_MB)
@@ -152,61 +149,9 @@ def _job_dir_shape(directory):
 
 
 # --- the model ------------------------------------------------------------------------
-
-def coefficient_count(order):
-    """Stored (m >= 0) coefficients up to ``order`` (as zernike3d.maths.indexing)."""
-    return sum(l + 1 for n in range(order + 1) for l in range(n % 2, n + 1, 2))
-
-
-def nl_count(order):
-    """(n, l) pairs up to ``order``: the number of invariants."""
-    return (order + 2) ** 2 // 4
-
-
-def _grid_counts(box, radius_voxels):
-    """Approximate sizes of the transform's grid tables for a ball of ``radius_voxels``."""
-    r = min(radius_voxels, box * math.sqrt(3) / 2)
-    rho = min(r, box / math.sqrt(2))
-    points = min(math.pi * rho * rho, box * box)
-    # distinct x^2 + y^2 (Landau-Ramanujan), generously
-    rings = min(points, 1.2 * rho * rho / math.sqrt(max(math.log(max(rho * rho, 3.0)), 1.0)) + 4 * rho)
-    folds = min(r, box / 2) + 1
-    pairs = folds * rings
-    shells = min(r * r * 3 + 1, pairs)
-    return points, pairs, shells
-
-
-def _radius_voxels(shape, config):
-    radius = config.get("radius", "inscribed") if config else "inscribed"
-    box = shape.box
-    if radius in (None, "inscribed"):
-        return box / 2
-    if radius == "circumscribed":
-        return box * math.sqrt(3) / 2
-    try:
-        return float(radius) / (shape.voxel_size or 1.0)
-    except (TypeError, ValueError):
-        return box / 2
-
-
-def transform_bytes(box, order, n_volumes, radius_voxels):
-    """Peak bytes of one decompose/reconstruct call beyond the maps themselves."""
-    points, pairs, shells = _grid_counts(box, radius_voxels)
-    grid = 8 * (3 * points + 6 * pairs + 2 * shells) + 8 * box * box
-    radial = nl_count(order) * shells * 8
-    lm_all = (order + 1) * (order + 2) // 2
-    full = (pairs * n_volumes * 2 * (order + 1) * 16 + shells * lm_all * n_volumes * 16
-            + points * (order + 1) * 16)
-    work = min(full, WORKSPACE_BYTES)
-    return grid + radial + work
-
-
-def transform_ops(box, order, n_volumes, radius_voxels):
-    """Rough count of multiply-adds of one transform (ring + polar + radial steps)."""
-    points, pairs, shells = _grid_counts(box, radius_voxels)
-    voxels = min(box**3, 4.2 * radius_voxels**3)
-    lm_all = (order + 1) * (order + 2) // 2
-    return n_volumes * (voxels * (order + 1) + pairs * lm_all * 2 + shells * coefficient_count(order))
+# The transform stages (decompose, reconstruct) and the tables and reconstructions of
+# basis and qc are sized by zernike3d.planning from the real grid of the geometry; the
+# other stages by the arrays they hold at their peak.
 
 
 def reconstruct_count(shape, config):
@@ -227,63 +172,11 @@ def _mb(nbytes, stage):
     return max(MIN_MEM_MB, int(math.ceil(total / ROUND_MB) * ROUND_MB))
 
 
-def _minutes(ops, threads):
-    seconds = ops / (OPS_PER_SECOND * max(1, threads))
+def _minutes(seconds):
     return int(MIN_RUNTIME + math.ceil(2 * seconds / 60))
 
 
-def estimate(stage, shape, order, config=None):
-    """``{"mem_mb": int, "runtime": int minutes}`` for ``stage`` on data of ``shape``."""
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
-    config = config or {}
-    threads = int(config.get("threads") or 1)
-    order = int(order or 0)
-    box, volumes, particles = shape.box, max(shape.n_volumes, 1), shape.n_particles
-    voxels = box**3
-    radius = _radius_voxels(shape, config)
-    nl = nl_count(order)
-    ops = 0.0
-    if stage == "example":
-        spec = config.get("example") or {}
-        b = int(spec.get("box", 32))
-        nbytes = 4 * b**3 * (int(spec.get("n_components", 3)) + 1) * 3 + 50 * MB
-    elif stage == "import":
-        # the maps read (float32) and stacked, plus the particles table (a few kB a row)
-        nbytes = 2 * 4 * voxels * volumes + 2000 * particles
-        ops = voxels * volumes * 10
-    elif stage == "preprocess":
-        # input maps + float64 working copies + FFTs for Fourier binning
-        nbytes = 4 * voxels * volumes + 3 * 16 * voxels
-        ops = voxels * volumes * 50
-    elif stage == "basis":
-        nbytes = transform_bytes(box, order, 1, radius)
-        ops = transform_ops(box, order, 1, radius) / 10
-    elif stage == "decompose":
-        nbytes = 12 * voxels * volumes + transform_bytes(box, order, volumes, radius)
-        ops = transform_ops(box, order, volumes, radius)
-    elif stage == "invariants":
-        coefs = coefficient_count(order)
-        nbytes = 16 * coefs * volumes + 8 * nl * volumes**2 + 3 * 8 * particles * nl
-        ops = particles * nl * volumes**2
-    elif stage == "reconstruct":
-        maps_out = reconstruct_count(shape, config)
-        spec = config.get("reconstruct") or {}
-        out_box = int(spec.get("box") or box)
-        # all output maps in float64 plus a float32 copy for writing; the latents
-        nbytes = (12 * out_box**3 * maps_out + 4 * voxels * volumes
-                  + transform_bytes(out_box, order, maps_out, radius * out_box / max(box, 1))
-                  + 8 * particles * volumes)
-        ops = transform_ops(out_box, order, maps_out, radius) + particles * volumes * 50
-    elif stage == "qc":
-        # reconstruct the base map, FSC through rfftn (complex), per-particle invariants
-        nbytes = (4 * voxels * volumes + 8 * voxels * 6
-                  + transform_bytes(box, order, 1, radius) + 3 * 8 * particles * nl)
-        ops = transform_ops(box, order, 1, radius) + voxels * 30
-    return {"mem_mb": _mb(nbytes, stage), "runtime": _minutes(ops, threads)}
-
-
-#: stages whose resources (memory, time, GPU or not) come from zernike3d.planning
+#: stages whose resources (memory, time, GPU or not) are the planner's choice
 PLANNED_STAGES = ("decompose", "reconstruct")
 #: GPU memory assumed for the cluster's GPUs when the config does not say (GiB)
 DEFAULT_GPU_MEMORY_GB = 40
@@ -291,19 +184,19 @@ DEFAULT_GPU_MEMORY_GB = 40
 PLANNED_SAFETY = 1.25
 
 
-def planned(stage, shape, order, config):
-    """Resources of a decompose/reconstruct job from the hardware-aware planner.
-
-    The plan is made for the node the job will get: ``threads`` cores, host memory as
-    needed, and, when the dataset has ``gpu: true``, one GPU of ``gpu_memory_gb`` GiB. The
-    job asks for a GPU only when the planner would run it there. Returns ``{"mem_mb",
-    "runtime", "gpu"}``; the stage is then run with ``--max-memory`` = ``mem_mb``, so its
-    own plan stays inside the allocation.
-    """
-    from zernike3d.hardware import GpuDescription, MachineDescription
+def _geometry(shape, config):
     from zernike3d.maths.geometry import BallGeometry
+
+    center = config.get("center")
+    center = None if not center else tuple(float(v) for v in str(center).split(","))
+    return BallGeometry.for_box(shape.box, shape.voxel_size or 1.0, config.get("radius") or "inscribed", center)
+
+
+def _plan(stage, geometry, order, volumes, config):
+    """The planner's estimates for the node a job gets: ``threads`` cores, host memory as
+    needed and, when the dataset allows GPUs, one GPU of ``gpu_memory_gb`` GiB."""
+    from zernike3d.hardware import GpuDescription, MachineDescription
     from zernike3d.planning import plan_for
-    from zernike3d.stages.reconstruct import MAPS_BUDGET
 
     threads = int(config.get("threads") or 1)
     gpus = ()
@@ -312,9 +205,23 @@ def planned(stage, shape, order, config):
         gpus = (GpuDescription(0, config.get("slurm_gpu_model") or "cluster GPU", gpu_bytes, gpu_bytes),)
     unlimited = 2**50
     node = MachineDescription(threads, unlimited, unlimited, unlimited, gpus=gpus, cupy_usable=bool(gpus))
-    center = config.get("center")
-    center = None if not center else tuple(float(v) for v in str(center).split(","))
-    geometry = BallGeometry.for_box(shape.box, shape.voxel_size or 1.0, config.get("radius") or "inscribed", center)
+    return plan_for(
+        geometry.box, int(order), n_volumes=volumes, voxel_size=geometry.voxel_size, radius=geometry.radius,
+        center=geometry.center, stage=stage, machine=node, threads=threads,
+    )
+
+
+def planned(stage, shape, order, config):
+    """Resources of a decompose/reconstruct job: the planner's choice for its node.
+
+    The job asks for a GPU only when the planner would run it there. Returns ``{"mem_mb",
+    "runtime", "gpu"}``; the stage is then run with ``--max-memory`` = ``mem_mb``, so its
+    own plan stays inside the allocation.
+    """
+    from zernike3d.maths.geometry import BallGeometry
+    from zernike3d.stages.reconstruct import MAPS_BUDGET
+
+    geometry = _geometry(shape, config)
     volumes = max(shape.n_volumes, 1)
     if stage == "reconstruct":  # the ball keeps its radius in Å on the output grid
         spec = config.get("reconstruct") or {}
@@ -323,13 +230,55 @@ def planned(stage, shape, order, config):
         if (box, voxel_size) != (geometry.box, geometry.voxel_size):
             geometry = BallGeometry.for_box(box, voxel_size, geometry.radius)
         volumes = max(1, min(reconstruct_count(shape, config), MAPS_BUDGET // (8 * box**3)))
-    plan = plan_for(
-        geometry.box, int(order), n_volumes=volumes, voxel_size=geometry.voxel_size, radius=geometry.radius,
-        center=geometry.center, stage=stage, machine=node, threads=threads,
-    )
-    chosen = plan.resources()
+    chosen = _plan(stage, geometry, order, volumes, config).resources()
     mem_mb = max(MIN_MEM_MB, int(math.ceil(chosen["mem_mb"] * PLANNED_SAFETY / ROUND_MB) * ROUND_MB))
     return {"mem_mb": mem_mb, "runtime": MIN_RUNTIME + 2 * chosen["runtime"], "gpu": chosen["gpu"]}
+
+
+def estimate(stage, shape, order, config=None):
+    """``{"mem_mb": int, "runtime": int minutes, "gpu": 0|1}`` for ``stage`` on data of ``shape``."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
+    config = config or {}
+    if stage in PLANNED_STAGES:
+        return planned(stage, shape, order, config)
+    from zernike3d.maths.basis import radial_table_bytes
+    from zernike3d.maths.indexing import coefficient_count, nl_table
+
+    threads = int(config.get("threads") or 1)
+    order = int(order or 0)
+    box, volumes, particles = shape.box, max(shape.n_volumes, 1), shape.n_particles
+    voxels = box**3
+    nl = len(nl_table(order))
+    seconds = 0.0
+    if stage == "example":
+        spec = config.get("example") or {}
+        b = int(spec.get("box", 32))
+        nbytes = 4 * b**3 * (int(spec.get("n_components", 3)) + 1) * 3 + 50 * MB
+    elif stage == "import":
+        # the maps read (float32) and stacked, plus the particles table (a few kB a row)
+        nbytes = 2 * 4 * voxels * volumes + 2000 * particles
+        seconds = voxels * volumes * 10 / OPS_PER_SECOND
+    elif stage == "preprocess":
+        # input maps + float64 working copies + FFTs for Fourier binning
+        nbytes = 4 * voxels * volumes + 3 * 16 * voxels
+        seconds = voxels * volumes * 50 / OPS_PER_SECOND
+    elif stage == "basis":
+        # the maps (for the geometry), the grid tables and the radial table, and its copy
+        # while it is written into the store
+        grid = _geometry(shape, config).grid
+        nbytes = 4 * voxels * volumes + grid.nbytes + 2 * radial_table_bytes(order, grid.n_shells)
+    elif stage == "invariants":
+        coefs = coefficient_count(order)
+        nbytes = 16 * coefs * volumes + 8 * nl * volumes**2 + 3 * 8 * particles * nl
+        seconds = particles * nl * volumes**2 / (OPS_PER_SECOND * threads)
+    elif stage == "qc":
+        # every volume reconstructed (the planner's peak), FSC through rfftn, and a sample
+        # of the per-particle invariants
+        reconstruction = _plan("reconstruct", _geometry(shape, config), order, volumes, dict(config, gpu=False)).choice
+        nbytes = 4 * voxels * volumes + 8 * voxels * 6 + reconstruction.host_bytes + 3 * 8 * particles * nl
+        seconds = reconstruction.seconds + voxels * 30 / OPS_PER_SECOND
+    return {"mem_mb": _mb(nbytes, stage), "runtime": _minutes(seconds), "gpu": 0}
 
 
 def rule_resources(stage, input_path, order, config):
@@ -350,10 +299,7 @@ def rule_resources(stage, input_path, order, config):
         shape = BundleShape(0, 1, 0, 1.0)
     else:
         shape = bundle_shape(input_path)
-    if stage in PLANNED_STAGES and shape.box:
-        result = planned(stage, shape, order, config)
-    else:
-        result = dict(estimate(stage, shape, order, config), gpu=0)
+    result = estimate(stage, shape, order, config)
     if config.get("max_runtime"):
         result["runtime"] = min(result["runtime"], int(config["max_runtime"]))
     return result
