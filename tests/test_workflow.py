@@ -8,7 +8,6 @@ the per-rule peak memory against the estimate. The run takes about a minute on 2
 
 import csv
 import os
-import shutil
 import signal
 import subprocess
 import sys
