@@ -21,6 +21,12 @@ tables of :mod:`zernike3d.maths.geometry`:
 Reconstruction runs the adjoint steps in reverse order. The m values are processed in
 blocks sized to a memory budget, so memory stays bounded by the map, the tables and the
 budget, never by (basis functions x voxels). Everything is float64.
+
+Why numba rather than ducc0's spherical-harmonic transforms (measured at box 128, order
+50, whole-cube ball, 2 cores): ducc0's scattered-point adjoint transform sums all voxels
+in 0.05 s but cannot keep the radial shells apart. Its Legendre step, called once per
+shell (8,041 shells), would cost about 0.24 s per fold parity, against 0.39 s for both
+parities in the polar kernel here. The ring step takes 0.11 s.
 """
 
 import numpy as np
