@@ -9,7 +9,6 @@ which is cheaper than reading it back.
 
 import numpy as np
 
-from zernike3d.maths.geometry import GridTables
 from zernike3d.maths.indexing import nl_table
 from zernike3d.maths.radial import radial_polynomials, radial_polynomials_for_l
 
@@ -54,17 +53,11 @@ class Basis:
         return radial_polynomials_for_l(self.order, l, self.grid.shell_radius)
 
     def arrays(self):
-        """Every array needed to rebuild this basis with :meth:`from_arrays`."""
+        """The grid tables and, if kept, the radial table, by name."""
         arrays = dict(self.grid.arrays())
         if self.radial_table is not None:
             arrays["radial_table"] = self.radial_table
         return arrays
-
-    @classmethod
-    def from_arrays(cls, geometry, order, arrays):
-        arrays = dict(arrays)
-        table = arrays.pop("radial_table", None)
-        return cls(geometry, order, GridTables(**arrays), table)
 
 
 def radial_table_bytes(order, n_shells):

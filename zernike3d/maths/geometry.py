@@ -28,7 +28,7 @@ still exact, only larger.
 """
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import lru_cache
 import hashlib
 import json
 
@@ -119,10 +119,11 @@ class BallGeometry:
         outside = np.abs(maps[:, ~inside]).sum(axis=1, dtype=np.float64)
         return np.divide(outside, total, out=np.zeros_like(total), where=total > 0)
 
-    @cached_property
+    @property
     def grid(self):
-        """The :class:`GridTables` of this geometry (computed once)."""
-        return GridTables.build(self)
+        """The :class:`GridTables` of this geometry, computed once per distinct geometry
+        (equal geometries, e.g. of the planner and of the transform, share them)."""
+        return _grid_tables(self)
 
 
 @dataclass(frozen=True)
@@ -226,3 +227,8 @@ class GridTables:
             shell_start=shell_start.astype(np.int64),
             shell_radius=np.sqrt(shell_r2) / geometry.radius_voxels,
         )
+
+
+@lru_cache(maxsize=4)
+def _grid_tables(geometry):
+    return GridTables.build(geometry)
