@@ -4,6 +4,7 @@ import csv
 import re
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -232,3 +233,28 @@ def test_installed_script(tmp_path, bad_maps, phantom):
     done = subprocess.run(["zernike3d", "decompose", str(phantom), "--order", "4", "--out", str(out)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert Moments.load(out).order == 4
+
+
+def test_stage_summaries_are_the_modules_first_docstring_lines():
+    """`zernike3d --help` lists stages without importing them; its lines must not drift."""
+    import importlib
+
+    from zernike3d.cli import STAGES
+
+    for name, (module_name, summary) in STAGES.items():
+        module = importlib.import_module(f"zernike3d.stages.{module_name}")
+        assert module.__doc__.strip().splitlines()[0] == summary, name
+
+
+def test_help_imports_no_stage_and_no_numpy():
+    """Start-up: `zernike3d --help` and `--version` import neither a stage nor numpy."""
+    code = (
+        "import sys; from zernike3d.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in sys.modules if m.startswith('zernike3d.stages.') or m == 'numpy']\n"
+        "assert not heavy, heavy"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    version = subprocess.run([sys.executable, "-m", "zernike3d", "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("zernike3d ")
