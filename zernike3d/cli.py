@@ -13,6 +13,7 @@ exit with 2.
 import argparse
 import errno
 import importlib
+import os
 import sys
 import warnings
 
@@ -29,6 +30,7 @@ STAGES = {
     "decompose": ("decompose", 'Zernike moments of one or more MRC maps, saved as a moments file (.npz).'),
     "invariants": ("invariants", 'Rotation-invariant descriptors F_nl of every volume in a moments file.'),
     "reconstruct": ("reconstruct", 'A map from a moments file: the Zernike expansion of one volume, written as MRC.'),
+    "cluster": ("cluster", "Cluster a 3D Variability job's particles and write subsets that cryoSPARC imports."),
     "qc": ("qc", 'Quality control: how well the moments reproduce the maps, with figures.'),
     "info": ("info", 'Summary of a moments file: volumes, coefficients, order, geometry, size, Parseval norms.'),
     "hardware": ("hardware", 'Describe this machine: GPUs, CUDA, CuPy, CPU cores, free RAM and disk.'),
@@ -104,6 +106,9 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 2
+    except BrokenPipeError:  # output piped into `head`: not an error
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except OSError as err:
         print(f"zernike3d {args.stage}: error: {_os_error_line(err)}", file=sys.stderr)
         return 2

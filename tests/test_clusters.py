@@ -1,0 +1,180 @@
+"""`zernike3d cluster`: clusters with known answers, and subsets written back for cryoSPARC
+from the real particles .cs (every field of every row kept exactly)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from cryosparc.dataset import CSDAT_FORMAT, FORMAT_MAGIC_PREFIXES
+from cryosparc.dataset import Dataset as CsDataset
+
+from zernike3d.analysis import clusters as cl
+from zernike3d.cli import main
+from zernike3d.errors import InputError
+from zernike3d.io.cryosparc_export import rows_of_uids
+from zernike3d.io.dataset import Dataset
+from zernike3d.synthetic import write_3dva_job
+
+
+@pytest.fixture(scope="module")
+def real_job(tmp_path_factory, shared_data):
+    """A 3DVA job made of the real 2019-particle .cs (3 latent components added), imported."""
+    directory = tmp_path_factory.mktemp("job")
+    _, _, cs = write_3dva_job(directory / "J1", box=16, particles_cs=shared_data / "cryosparc_P12_J24_001_particles.cs")
+    dataset = directory / "dataset.npz"
+    assert main(["import", "--job-dir", str(directory / "J1"), "--out", str(dataset)]) == 0
+    return dataset, cs
+
+
+def read_csv(path):
+    lines = Path(path).read_text().splitlines()
+    return [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
+
+
+def blobs(sizes, centres, spread, seed=0):
+    """Gaussian clouds of the given sizes about the given centres, and the true labels."""
+    rng = np.random.default_rng(seed)
+    points = np.concatenate([rng.normal(c, spread, size=(n, len(c))) for n, c in zip(sizes, centres)])
+    return points, np.repeat(np.arange(len(sizes)), sizes)
+
+
+@pytest.mark.parametrize("method", ["kmeans", "gmm"])
+def test_separated_clouds_are_found_and_numbered_by_population(method):
+    points, truth = blobs([300, 500, 200], [(0, 0), (6, 0), (0, 6)], 0.5)
+    result = cl.cluster(points, 3, method)
+    assert result.counts.tolist() == [500, 300, 200]
+    # every true cloud maps onto exactly one cluster, numbered by population
+    assert {(t, c) for t, c in zip(truth, result.labels)} == {(1, 0), (0, 1), (2, 2)}
+    np.testing.assert_allclose(result.fractions, [0.5, 0.3, 0.2])
+    np.testing.assert_allclose(result.centres, [(6, 0), (0, 0), (0, 6)], atol=0.1)
+    # snapped centres are real particles, each the nearest one to its centre
+    for centre, row in zip(result.centres, result.snapped):
+        distances = np.linalg.norm(points - centre, axis=1)
+        assert distances[row] == distances.min()
+
+
+def test_invariant_features_keep_the_separation():
+    # two groups that differ in 3 of 40 noisy columns, on very different scales
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(400, 40)) * np.logspace(-3, 3, 40)
+    values[200:, [0, 1, 2]] += 8 * np.logspace(-3, 3, 40)[[0, 1, 2]]
+    result = cl.cluster(cl.invariant_features(values), 2)
+    assert set(map(tuple, np.stack([np.arange(400) >= 200, result.labels], 1))) in (
+        {(0, 0), (1, 1)}, {(0, 1), (1, 0)})
+
+
+def test_bins_partition_and_ranges_select():
+    latents = np.array([[-1.0, 0], [-0.5, 1], [0.0, 2], [0.5, 3], [1.0, 4]])
+    bins = cl.component_bins(latents, 0, 4)
+    assert list(bins) == ["bin_c0_00", "bin_c0_01", "bin_c0_02", "bin_c0_03"]
+    assert [m.nonzero()[0].tolist() for m in bins.values()] == [[0], [1], [2], [3, 4]]
+    columns = {"z_0": latents[:, 0], "z_1": latents[:, 1]}
+    assert cl.range_selection("z_0=-0.5:0.5", columns).nonzero()[0].tolist() == [1, 2, 3]
+    assert cl.range_selection("z_0=:0,z_1=1:", columns).nonzero()[0].tolist() == [1, 2]
+    for bad in ("z_9=0:1", "z_0=1:0", "z_0=a:1", "z_0"):
+        with pytest.raises(InputError, match="--range"):
+            cl.range_selection(bad, columns)
+
+
+def test_rows_of_uids_refuses_missing_particles():
+    assert rows_of_uids([5, 3, 9], [9, 5], "t.cs").tolist() == [2, 0]
+    with pytest.raises(InputError, match="1 of the dataset's 2 particles are not in this table"):
+        rows_of_uids([5, 3, 9], [9, 4], "t.cs")
+
+
+def test_subsets_partition_the_job_and_keep_every_field(real_job, tmp_path):
+    dataset_path, cs = real_job
+    out = tmp_path / "clusters"
+    argv = ["cluster", str(dataset_path), "--k", "3", "--subsets", "--bins", "1:4",
+            "--range", "z_0=-0.5:0.5,z_2=0:", "--out-dir", str(out)]
+    assert main(argv) == 0
+    dataset = Dataset.load(dataset_path)
+    original = np.load(cs)  # the job's rows as NumPy reads them, independently of cryosparc-tools
+
+    labels = read_csv(out / "labels.csv")
+    assert [int(r["uid"]) for r in labels] == dataset.uid.tolist()
+    populations = read_csv(out / "populations.csv")
+    counts = [int(r["count"]) for r in populations]
+    assert sum(counts) == len(original) and counts == sorted(counts, reverse=True)
+    assert [r["cluster"] for r in populations] == ["cluster_00", "cluster_01", "cluster_02"]
+    centres = read_csv(out / "centres.csv")
+    for row in centres:  # a real particle, with its own latents
+        (index,) = np.flatnonzero(dataset.uid == np.uint64(row["uid"]))
+        np.testing.assert_array_equal([float(row[f"z_{k}"]) for k in range(3)], dataset.latents[index])
+
+    def subset(name):
+        path = out / "subsets" / f"{name}.cs"
+        table = np.load(path)
+        assert table.dtype == original.dtype  # same fields, same order, same dtypes
+        wanted = np.isin(original["uid"], table["uid"])
+        assert len(table) == wanted.sum()
+        np.testing.assert_array_equal(table, original[wanted])  # every field of every row, exactly
+        assert len(CsDataset.load(path)) == len(table)  # cryosparc-tools reads it back
+        group = yaml.safe_load((out / "subsets" / f"{name}.csg").read_text())
+        assert group["group"]["type"] == "particle" and group["group"]["name"] == name
+        prefixes = {f.split("/")[0] for f in original.dtype.names if "/" in f}
+        assert set(group["results"]) == prefixes
+        for prefix, result in group["results"].items():
+            assert result == {"metafile": f">{name}.cs", "num_items": len(table), "type": f"particle.{prefix}"}
+        return set(table["uid"].tolist())
+
+    clusters = [subset(f"cluster_{c:02d}") for c in range(3)]
+    assert [len(s) for s in clusters] == counts
+    assert set().union(*clusters) == set(original["uid"].tolist())  # a partition: all, and ...
+    assert sum(map(len, clusters)) == len(original)  # ... no particle twice
+    for c, members in enumerate(clusters):
+        assert members == {int(r["uid"]) for r in labels if r["cluster"] == str(c)}
+    bins = [subset(f"bin_c1_{b:02d}") for b in range(4)]
+    assert set().union(*bins) == set(original["uid"].tolist()) and sum(map(len, bins)) == len(original)
+    z = dataset.latents
+    expected = dataset.uid[(z[:, 0] >= -0.5) & (z[:, 0] <= 0.5) & (z[:, 2] >= 0)]
+    assert subset("range_00") == set(expected.tolist())
+    selections = read_csv(out / "selections.csv")
+    assert [r["name"] for r in selections] == [f"cluster_{c:02d}" for c in range(3)] + [f"bin_c1_{b:02d}" for b in range(4)] + ["range_00"]
+    assert (out / "latents.png").stat().st_size > 0
+
+    # a rerun replaces its own output
+    assert main(argv[:3] + ["2", *argv[4:]]) == 0
+    assert len(read_csv(out / "populations.csv")) == 2 and not (out / "subsets" / "cluster_02.cs").exists()
+
+
+def test_compressed_source_gives_compressed_subsets(real_job, tmp_path):
+    dataset_path, cs = real_job
+    compressed = tmp_path / "compressed.cs"
+    CsDataset.load(cs).save(compressed, format=CSDAT_FORMAT)
+    out = tmp_path / "out"
+    assert main(["cluster", str(dataset_path), "--bins", "0:2", "--particles-cs", str(compressed), "--out-dir", str(out)]) == 0
+    written = out / "subsets" / "bin_c0_00.cs"
+    assert written.read_bytes()[:6] == FORMAT_MAGIC_PREFIXES[CSDAT_FORMAT]
+    source = CsDataset.load(compressed)
+    subset = CsDataset.load(written)
+    rows = np.isin(source["uid"], subset["uid"])
+    for field in source.fields():
+        np.testing.assert_array_equal(subset[field], source[field][rows])
+
+
+def test_refuses_a_folder_it_did_not_write(real_job, tmp_path, capsys):
+    dataset_path, _ = real_job
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["cluster", str(dataset_path), "--k", "2", "--out-dir", str(out)]) == 2
+    assert "is not a folder written by `zernike3d cluster`" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_wrong_particles_file_is_one_line_and_writes_nothing(real_job, tmp_path, shared_data, capsys):
+    dataset_path, _ = real_job
+    out = tmp_path / "out"
+    other = shared_data / "cryosparc_J2_particles_exported.cs"
+    assert main(["cluster", str(dataset_path), "--k", "2", "--subsets", "--particles-cs", str(other), "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "are not in this table" in err and str(other) in err
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_invariants_space_needs_the_store(real_job, tmp_path, capsys):
+    dataset_path, _ = real_job
+    assert main(["cluster", str(dataset_path), "--k", "2", "--space", "invariants", "--out-dir", str(tmp_path / "o")]) == 2
+    assert "needs --particle-invariants" in capsys.readouterr().err

@@ -1,0 +1,1 @@
+"""Analyses that read several datasets or whole particle sets: clusters, selections, paths."""

@@ -1,0 +1,149 @@
+"""Clusters and selections of a 3D Variability job's particles.
+
+Particles are clustered on their latents z (P, K) or on their per-particle invariants
+F_nl(z) (P, n_nl). Invariants are standardised (each column to mean 0, standard deviation
+1, so that no (n, l) dominates by its units) and reduced to their first
+:data:`INVARIANT_DIMENSIONS` principal components before clustering; latents are used as
+they are (3DVA latents are already comparable: cryoSPARC scales every component alike).
+
+Clusters are numbered from the most populated down (ties: the lower original label first),
+so that ``cluster_00`` is always the largest. A cluster's centre is *snapped* to the real
+particle nearest the mean in the clustering space, as cryoDRGN does: its map is then the
+map of a particle that exists, not of an average that may lie between modes.
+
+Selections are boolean masks over the particles, named by what they select: bins along a
+component (3DVA Display's intermediates mode) and ranges of latents or invariants.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from zernike3d.errors import InputError
+
+METHODS = ("kmeans", "gmm")
+#: principal components of the standardised invariants used for clustering
+INVARIANT_DIMENSIONS = 10
+
+
+@dataclass(frozen=True)
+class Clustering:
+    """``labels`` int32 (P,) cluster of each particle, 0 = most populated; ``centres``
+    float64 (k, D) in the clustering space; ``snapped`` int64 (k,) row of the particle
+    nearest each centre; ``counts`` int64 (k,)."""
+
+    labels: np.ndarray
+    centres: np.ndarray
+    snapped: np.ndarray
+    counts: np.ndarray
+
+    @property
+    def fractions(self):
+        return self.counts / self.counts.sum()
+
+
+def invariant_features(invariants, dimensions=INVARIANT_DIMENSIONS):
+    """Standardised invariants (P, n_nl) -> their first ``dimensions`` principal
+    component scores (P, min(dimensions, n_nl)) float64. Constant columns are dropped."""
+    values = np.asarray(invariants, dtype=np.float64)
+    spread = values.std(axis=0)
+    keep = spread > 0
+    if not keep.any():
+        raise InputError("--particle-invariants", "every invariant is the same for all particles")
+    standard = (values[:, keep] - values[:, keep].mean(axis=0)) / spread[keep]
+    dimensions = min(dimensions, standard.shape[1], len(standard))
+    # principal axes from the small (n_nl, n_nl) covariance: cheap for millions of rows
+    covariance = standard.T @ standard / len(standard)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    axes = eigenvectors[:, ::-1][:, :dimensions]
+    return standard @ axes
+
+
+def cluster(features, k, method="kmeans", seed=0):
+    """Cluster ``features`` (P, D) into ``k`` groups -> :class:`Clustering`.
+
+    ``method``: "kmeans" (scikit-learn KMeans, k-means++ seeding, the best of 3 starts)
+    or "gmm" (GaussianMixture, full covariances, labels = most probable component, centres
+    = component means). ``seed`` fixes the random starts, so that runs repeat.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.mixture import GaussianMixture
+
+    features = np.asarray(features, dtype=np.float64)
+    if method not in METHODS:
+        raise InputError("--method", f"expected one of {', '.join(METHODS)}, got {method!r}")
+    if not 1 <= k <= len(features):
+        raise InputError("--k", f"need 1..{len(features)} clusters (one per particle at most), got {k}")
+    if method == "kmeans":
+        model = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(features)
+        labels, centres = model.labels_, model.cluster_centers_
+    else:
+        model = GaussianMixture(n_components=k, covariance_type="full", random_state=seed).fit(features)
+        labels, centres = model.predict(features), model.means_
+    counts = np.bincount(labels, minlength=k)
+    order = np.argsort(-counts, kind="stable")
+    rank = np.empty(k, dtype=np.int32)
+    rank[order] = np.arange(k, dtype=np.int32)
+    centres = centres[order]
+    return Clustering(rank[labels], centres, nearest_rows(features, centres), counts[order].astype(np.int64))
+
+
+def nearest_rows(features, points):
+    """Row of ``features`` (P, D) nearest (Euclidean) each of ``points`` (n, D) -> (n,) int64."""
+    from scipy.spatial import cKDTree
+
+    _, rows = cKDTree(features).query(np.asarray(points, dtype=np.float64))
+    return np.asarray(rows, dtype=np.int64).reshape(-1)
+
+
+def component_bins(latents, component, bins):
+    """3DVA Display's intermediates: ``bins`` equal-width bins of z_component between its
+    smallest and largest value -> {"bin_cK_NN": mask}; every particle is in exactly one bin
+    (the last bin includes its upper edge)."""
+    latents = np.asarray(latents)
+    if not 0 <= component < latents.shape[1]:
+        raise InputError("--bins", f"component {component} out of range 0..{latents.shape[1] - 1}")
+    if bins < 1:
+        raise InputError("--bins", f"need at least 1 bin, got {bins}")
+    values = latents[:, component].astype(np.float64)
+    edges = np.linspace(values.min(), values.max(), bins + 1)
+    index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, bins - 1)
+    width = max(2, len(str(bins - 1)))
+    return {f"bin_c{component}_{b:0{width}d}": index == b for b in range(bins)}
+
+
+def parse_bins(text):
+    """"K:N" (component K, N bins) -> (K, N)."""
+    try:
+        component, bins = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise InputError("--bins", f"expected COMPONENT:BINS, e.g. 0:5, got {text!r}") from None
+    return component, bins
+
+
+def range_selection(text, columns):
+    """Particles inside every condition of ``text`` -> boolean mask (P,).
+
+    ``text`` is "NAME=LOW:HIGH[,NAME=LOW:HIGH..]", LOW <= value <= HIGH, either bound may
+    be empty (open); NAME a key of ``columns`` ({name: (P,) values}, e.g. ``z_0`` for a
+    latent, ``F_4_2`` for an invariant).
+    """
+    mask = None
+    for condition in text.split(","):
+        name, _, bounds = condition.partition("=")
+        name = name.strip()
+        if name not in columns:
+            known = ", ".join(list(columns)[:6]) + (", ..." if len(columns) > 6 else "")
+            raise InputError("--range", f"unknown quantity {name!r} in {text!r} (known: {known})")
+        low, sep, high = bounds.partition(":")
+        try:
+            low = float(low) if low.strip() else -np.inf
+            high = float(high) if high.strip() else np.inf
+        except ValueError:
+            sep = ""
+        if not sep or low > high:
+            raise InputError("--range", f"expected NAME=LOW:HIGH with LOW <= HIGH, got {condition!r}")
+        values = np.asarray(columns[name])
+        inside = (values >= low) & (values <= high)
+        mask = inside if mask is None else mask & inside
+    return mask

@@ -1,0 +1,81 @@
+"""Figures of a 3D Variability latent space: z_i against z_j for every pair of components.
+
+Each panel is a hexbin of the particles' density (log counts), with overlays: particles
+coloured by cluster (a random sample of at most :data:`SCATTER_SAMPLE`), cluster centres
+(labelled stars), series points (small dots) and paths (lines through their points). A job
+with a single component gets one histogram of z_0 with the overlays as vertical marks.
+Latents are unitless (cryoSPARC ``components_mode_{k}/value``).
+"""
+
+import numpy as np
+
+SCATTER_SAMPLE = 20000
+
+
+def plot_latent_pairs(path, latents, title, *, labels=None, centres=None, series=None, paths=None):
+    """Write the figure to ``path`` (PNG; inside the caller's temporary output folder).
+
+    ``latents`` (P, K); ``labels`` (P,) cluster of each particle or None; ``centres``
+    {name: (K,) latent}; ``series`` (S, K) latents of series points; ``paths``
+    {name: (F, K) latents along the path}.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    latents = np.asarray(latents, dtype=np.float64)
+    centres, paths = centres or {}, paths or {}
+    k = latents.shape[1]
+    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)] or [(0, None)]
+    columns = min(3, len(pairs))
+    rows = -(-len(pairs) // columns)
+    fig = Figure(figsize=(4.2 * columns, 4.0 * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    sample = np.random.default_rng(0).permutation(len(latents))[:SCATTER_SAMPLE]
+    for ax, (i, j) in zip(axes, pairs):
+        if j is None:
+            _histogram_panel(ax, latents[:, 0], labels, centres, series, paths)
+            continue
+        ax.hexbin(latents[:, i], latents[:, j], gridsize=60, bins="log", cmap="Greys", mincnt=1)
+        if labels is not None:
+            ax.scatter(latents[sample, i], latents[sample, j], c=labels[sample], cmap="tab10",
+                       vmin=-0.5, vmax=9.5, s=2, alpha=0.5, linewidths=0)
+        if series is not None and len(series):
+            ax.scatter(series[:, i], series[:, j], s=14, c="tab:blue", marker="o", label="series")
+        for name, track in paths.items():
+            ax.plot(track[:, i], track[:, j], "-o", ms=3, lw=1.5, label=name)
+        for n, (name, z) in enumerate(centres.items()):
+            ax.scatter([z[i]], [z[j]], s=120, marker="*", c=[_colour(n)], edgecolors="black", zorder=5)
+            ax.annotate(name.replace("cluster_", "c"), (z[i], z[j]), xytext=(4, 4),
+                        textcoords="offset points", fontsize=8)
+        ax.set_xlabel(f"z_{i}")
+        ax.set_ylabel(f"z_{j}")
+        if (series is not None and len(series)) or paths:
+            ax.legend(fontsize=7, loc="best")
+    for ax in axes[len(pairs):]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+
+
+def _histogram_panel(ax, values, labels, centres, series, paths):
+    if labels is None:
+        ax.hist(values, bins=80, color="0.5")
+    else:
+        groups = [values[labels == c] for c in range(int(labels.max()) + 1)]
+        ax.hist(groups, bins=80, stacked=True, color=[_colour(c) for c in range(len(groups))])
+    for n, (name, z) in enumerate(centres.items()):
+        ax.axvline(z[0], color=_colour(n), ls="--", label=name)
+    if series is not None:
+        for z in series:
+            ax.axvline(z[0], color="tab:blue", lw=0.5)
+    for name, track in paths.items():
+        ax.plot(track[:, 0], np.zeros(len(track)), "-o", ms=3, label=name)
+    ax.set_xlabel("z_0")
+    ax.set_ylabel("particles")
+
+
+def _colour(index):
+    from matplotlib import colormaps
+
+    return colormaps["tab10"](index % 10)

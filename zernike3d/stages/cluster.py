@@ -1,0 +1,185 @@
+"""Cluster a 3D Variability job's particles and write subsets that cryoSPARC imports.
+
+DATASET.npz is the bundle of `import`/`preprocess`. With --k, the particles are clustered
+(--method kmeans or gmm, scikit-learn) on their latents (--space latent) or on their
+per-particle invariants (--space invariants, from --particle-invariants P.zarr: standardised,
+then their first 10 principal components). Clusters are numbered from the most populated
+down; each centre is snapped to the nearest real particle. Into --out-dir:
+
+  labels.csv        uid, cluster (one row per particle, in the dataset's order)
+  populations.csv   cluster, count, fraction
+  centres.csv       name, kind, uid, z_0, z_1, ..: the snapped centres (a --points file
+                    for `zernike3d reconstruct` and `zernike3d path`)
+  selections.csv    name, kind, count, fraction, description: every subset
+  latents.png       z_i against z_j, particles coloured by cluster, centres marked
+  subsets/NAME.cs   the job's original particle rows of each subset, every field unchanged,
+  subsets/NAME.csg  and the group file that cryoSPARC's "Import Result Group" job reads
+
+Subsets (written with --subsets for clusters; always for --bins and --range): each cluster
+(cluster_NN), --bins K:N (N equal-width bins of z_K, as 3DVA Display's intermediates:
+bin_cK_NN) and --range NAME=LOW:HIGH[,..] (z_K or, with --particle-invariants, F_n_l
+ranges: range_NN). The rows come from the particles .cs the dataset was imported from (its
+provenance), or from --particles-cs; selection is by uid. The folder is written whole
+(all or nothing) and replaces only an earlier output of this stage.
+"""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from zernike3d.errors import InputError
+
+def add_arguments(parser):
+    parser.add_argument("dataset", metavar="DATASET.npz", help="dataset bundle of a 3DVA job (import/preprocess)")
+    parser.add_argument("--out-dir", type=Path, required=True, help="folder for the tables, figure and subsets")
+    parser.add_argument("--k", type=int, default=None, help="number of clusters (default: no clustering)")
+    parser.add_argument("--method", choices=("kmeans", "gmm"), default="kmeans", help="k-means or a Gaussian mixture")
+    parser.add_argument("--space", choices=("latent", "invariants"), default="latent", help="what is clustered")
+    parser.add_argument("--particle-invariants", metavar="P.zarr", help="per-particle invariants store (zernike3d invariants)")
+    parser.add_argument("--particles-cs", metavar="P.cs", help="the job's particles .cs (default: the one the dataset was imported from)")
+    parser.add_argument("--subsets", action="store_true", help="write each cluster's particles as a cryoSPARC .cs/.csg")
+    parser.add_argument("--bins", nargs="+", action="extend", default=[], metavar="K:N", help="subsets: N bins along component K")
+    parser.add_argument("--range", nargs="+", action="extend", default=[], metavar="NAME=LOW:HIGH[,..]",
+                        help="subsets: particles with z_K (or F_n_l) in [LOW, HIGH]; a bound may be left empty")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the clustering")
+
+
+def run(args):
+    from zernike3d.analysis import clusters as cl
+    from zernike3d.analysis.latent_plots import plot_latent_pairs
+    from zernike3d.io.atomic import atomic_path, check_replaceable, folder_kind
+    from zernike3d.io.dataset import Dataset
+
+    dataset = Dataset.load(args.dataset)
+    if dataset.n_components == 0:
+        raise InputError(args.dataset, "is a single map: it has no particles to cluster")
+    if args.k is None and not args.bins and not args.range:
+        raise InputError("--k", "give --k (clusters), --bins or --range: there is nothing to do")
+    if args.subsets and args.k is None:
+        raise InputError("--subsets", "writes the clusters' particles: give --k")
+    check_replaceable(args.out_dir, folder_kind("cluster"))  # before any work
+    latents = dataset.latents.astype(np.float64)
+    invariants = _particle_invariants(args, dataset) if args.particle_invariants else None
+    if args.space == "invariants" and invariants is None:
+        raise InputError("--space invariants", "needs --particle-invariants P.zarr")
+
+    clustering = None
+    if args.k is not None:
+        features = latents if args.space == "latent" else cl.invariant_features(invariants[1])
+        clustering = cl.cluster(features, args.k, args.method, args.seed)
+    subsets = _selections(args, latents, invariants, clustering)
+    table = None
+    if any(export for _, _, _, export in subsets):
+        table, fmt, cs_source = _particle_table(args, dataset)
+        rows = _table_rows(table, dataset.uid, cs_source)
+
+    with atomic_path(args.out_dir, folder_kind("cluster")) as out:
+        if clustering is not None:
+            _write_csv(out / "labels.csv", ["uid", "cluster"],
+                       zip(dataset.uid.tolist(), clustering.labels.tolist()))
+            _write_csv(out / "populations.csv", ["cluster", "count", "fraction"],
+                       ([f"cluster_{c:02d}", int(n), f"{f:.6f}"]
+                        for c, (n, f) in enumerate(zip(clustering.counts, clustering.fractions))))
+            _write_csv(out / "centres.csv", ["name", "kind", "uid", *_z_names(dataset)],
+                       ([f"cluster_{c:02d}", "cluster", int(dataset.uid[row]), *latents[row].tolist()]
+                        for c, row in enumerate(clustering.snapped)))
+        lines = []
+        for name, kind, mask, export in subsets:
+            count = int(mask.sum())
+            lines.append([name, kind, count, f"{count / len(mask):.6f}", _describe(args, name)])
+            if export and count:
+                from zernike3d.io.cryosparc_export import write_subset
+
+                write_subset(out / "subsets", name, table, fmt, np.sort(rows[mask]),
+                             f"zernike3d cluster of {Path(args.dataset).name}: {_describe(args, name)}")
+        _write_csv(out / "selections.csv", ["name", "kind", "count", "fraction", "description"], lines)
+        centres = ({f"cluster_{c:02d}": latents[row] for c, row in enumerate(clustering.snapped)}
+                   if clustering is not None else None)
+        plot_latent_pairs(out / "latents.png", latents, f"{Path(args.dataset).name}: {len(latents)} particles"
+                          + (f", {args.k} {args.method} clusters on the {args.space}" if clustering else ""),
+                          labels=None if clustering is None else clustering.labels, centres=centres)
+    exported = sum(1 for _, _, mask, export in subsets if export and mask.any())
+    print(f"wrote {args.out_dir}: {len(subsets)} subsets of {len(dataset.uid)} particles"
+          + (f" ({exported} as cryoSPARC .cs/.csg in subsets/)" if exported else ""))
+    return 0
+
+
+def _selections(args, latents, invariants, clustering):
+    """[(name, kind, mask, export)] of every subset asked for."""
+    from zernike3d.analysis import clusters as cl
+
+    subsets = []
+    if clustering is not None:
+        subsets += [(f"cluster_{c:02d}", "cluster", clustering.labels == c, args.subsets)
+                    for c in range(len(clustering.counts))]
+    for text in args.bins:
+        component, bins = cl.parse_bins(text)
+        subsets += [(name, "bin", mask, True) for name, mask in cl.component_bins(latents, component, bins).items()]
+    columns = {f"z_{k}": latents[:, k] for k in range(latents.shape[1])}
+    if invariants is not None:
+        nl, values = invariants
+        columns.update({f"F_{n}_{l}": values[:, i] for i, (n, l) in enumerate(nl)})
+    subsets += [(f"range_{i:02d}", "range", cl.range_selection(text, columns), True)
+                for i, text in enumerate(args.range)]
+    return subsets
+
+
+def _describe(args, name):
+    if name.startswith("cluster_"):
+        return f"{name} of {args.k} {args.method} clusters on the {args.space}"
+    if name.startswith("bin_"):
+        return f"{name}: bin of z_{name.split('_')[1][1:]} (equal-width bins between its extremes)"
+    return f"{name}: {args.range[int(name.split('_')[1])]}"
+
+
+def _particle_invariants(args, dataset):
+    """((n_nl, 2) nl, (P, n_nl) float64 invariants in the dataset's particle order)."""
+    from zernike3d.io.cryosparc_export import rows_of_uids
+    from zernike3d.io.particle_invariants import read_particle_invariants
+
+    store = read_particle_invariants(args.particle_invariants)
+    rows = rows_of_uids(store.uid, dataset.uid, args.particle_invariants)
+    return store.nl, np.asarray(store.invariants[:], dtype=np.float64)[rows]
+
+
+def source_particles_cs(dataset):
+    """Path of the particles .cs the dataset was imported from (its import provenance
+    step lists it among the files read), or None."""
+    for step in dataset.provenance:
+        if step.get("stage") == "import":
+            for record in step.get("inputs", []):
+                if str(record.get("path", "")).endswith(".cs"):
+                    return record["path"]
+    return None
+
+
+def _particle_table(args, dataset):
+    from zernike3d.io.cryosparc_export import read_table
+
+    path = args.particles_cs or source_particles_cs(dataset)
+    if path is None:
+        raise InputError("--particles-cs", f"{args.dataset} does not record a particles .cs (imported from "
+                         "a bundle or single map): give the job's particles .cs")
+    if args.particles_cs is None and not Path(path).is_file():
+        raise InputError(path, f"the particles .cs {args.dataset} was imported from is gone: give it with --particles-cs")
+    table, fmt = read_table(path)
+    return table, fmt, path
+
+
+def _table_rows(table, uid, source):
+    from zernike3d.io.cryosparc_export import rows_of_uids
+
+    return rows_of_uids(table["uid"], uid, source)
+
+
+def _z_names(dataset):
+    return [f"z_{k}" for k in range(dataset.n_components)]
+
+
+def _write_csv(path, header, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
