@@ -130,9 +130,9 @@ class _Plan:
     def iterate(self, progress, label):
         blocks = [(m0, min(m0 + self.m_block, self.order + 1)) for m0 in range(0, self.order + 1, self.m_block)]
         if progress and len(blocks) > 1:
-            from tqdm import tqdm
+            from zernike3d.progress import progress as report
 
-            return tqdm(blocks, desc=label, unit="m-block", delay=2.0)
+            return report(blocks, label, "m-block")
         return blocks
 
     def phase(self, m0, m1):

@@ -1,12 +1,66 @@
-"""Summary of a moments file: volumes, coefficients, order, geometry, size, Parseval norms."""
+"""Summary of a moments file or dataset bundle: volumes, geometry, size, norms or particles.
 
-from zernike3d.moments import Moments
+A moments file: volumes, coefficients, order, geometry, size, Parseval norms. A dataset
+bundle (written by `zernike3d import` / `preprocess`): its volumes, box and voxel size,
+particles and the range of each latent, and the steps that made it.
+"""
+
+import os
+
+from zernike3d.errors import InputError
 
 
 def add_arguments(parser):
-    parser.add_argument("moments", metavar="M.npz", help="moments file")
+    parser.add_argument("file", metavar="FILE.npz", help="moments file or dataset bundle")
 
 
 def run(args):
-    print(Moments.load(args.moments).stats())
+    kind = _format_of(args.file)
+    if kind == "zernike3d-dataset":
+        from zernike3d.io.dataset import Dataset
+
+        print(describe_dataset(Dataset.load(args.file)))
+    else:  # a moments file, or something the moments reader explains it is not
+        from zernike3d.moments import Moments
+
+        print(Moments.load(args.file).stats())
     return 0
+
+
+def _format_of(path):
+    """The ``format`` entry of a zernike3d ``.npz``, reading nothing else ('' if none)."""
+    import zipfile
+
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise InputError(path, "file not found")
+    if not zipfile.is_zipfile(path):
+        raise InputError(path, "not a .npz file: expected a zernike3d moments file or dataset bundle")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return str(npz["format"]) if "format" in npz.files else ""
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise InputError(path, f"not a zernike3d .npz file (moments or dataset): {err}") from None
+
+
+def describe_dataset(dataset):
+    """A short multi-line summary of a :class:`~zernike3d.io.dataset.Dataset`."""
+    import numpy as np
+
+    lines = [
+        f"Dataset of {len(dataset.names)} volume(s): {', '.join(dataset.names)}",
+        f"  geometry      box {dataset.box} voxels of {dataset.voxel_size:g} Å "
+        f"({dataset.box * dataset.voxel_size:g} Å), origin ({', '.join(f'{v:g}' for v in dataset.origin)}) Å",
+    ]
+    if dataset.n_components:
+        lines.append(f"  particles     {len(dataset.uid)} with {dataset.n_components} latents each")
+        for k, column in enumerate(dataset.latents.T):
+            low, median, high = np.percentile(column, [5, 50, 95])
+            lines.append(f"    component_{k}: 5%/50%/95% at {low:.4g} / {median:.4g} / {high:.4g}")
+    else:
+        lines.append("  particles     none (a single map)")
+    for step in dataset.provenance:
+        inputs = ", ".join(str(i.get("path")) for i in step.get("inputs", []))
+        lines.append(f"  step          {step.get('stage')}" + (f" of {inputs}" if inputs else ""))
+    return "\n".join(lines)
