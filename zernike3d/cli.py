@@ -31,6 +31,7 @@ STAGES = {
     "invariants": ("invariants", 'Rotation-invariant descriptors F_nl of every volume in a moments file.'),
     "reconstruct": ("reconstruct", 'A map from a moments file: the Zernike expansion of one volume, written as MRC.'),
     "cluster": ("cluster", "Cluster a 3D Variability job's particles and write subsets that cryoSPARC imports."),
+    "path": ("path", "Paths between states of a 3D Variability job through the particles' density."),
     "qc": ("qc", 'Quality control: how well the moments reproduce the maps, with figures.'),
     "info": ("info", 'Summary of a moments file: volumes, coefficients, order, geometry, size, Parseval norms.'),
     "hardware": ("hardware", 'Describe this machine: GPUs, CUDA, CuPy, CPU cores, free RAM and disk.'),

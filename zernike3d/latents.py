@@ -8,7 +8,7 @@ cluster centre (cluster mode). Each point carries a name that says what it shows
 the stem of the file reconstructed from it.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.cluster.vq import kmeans2
@@ -121,11 +121,13 @@ def cluster_points(latents, n_clusters, seed=0):
     return [LatentPoint(f"cluster_{i:02d}", "cluster", centres[c]) for i, c in enumerate(order)]
 
 
-def select_points(dataset, source, *, particles=(), latents=(), series=None, percentiles="5,95", kmeans=None):
+def select_points(dataset, source, *, particles=(), latents=(), series=None, percentiles="5,95", kmeans=None,
+                  points_csv=None):
     """The base map (z = 0) and all points asked for, in that order, each name once:
     ``particles`` (selectors of :func:`particle_points`), ``latents`` ("z0,z1,.." texts),
-    ``series`` frames per component between ``percentiles`` ("low,high" in %) and
-    ``kmeans`` cluster centres. ``source`` names the dataset in errors."""
+    ``series`` frames per component between ``percentiles`` ("low,high" in %),
+    ``kmeans`` cluster centres and the points listed in ``points_csv``
+    (:func:`points_from_csv`). ``source`` names the dataset in errors."""
     if (particles or series or kmeans) and len(dataset.latents) == 0:
         raise InputError(source, "has no particles (a single map): only --latent points apply")
     points = [LatentPoint("base", "base", np.zeros(dataset.n_components))]
@@ -151,6 +153,8 @@ def moments_at(moments, points):
     """Moments Ω(z) = Ω_base + Σ_k z_k Ω_k at each point -> (len(points), ncoef).
 
     ``moments`` is (1 + K, ncoef): the base map's row first, then one per component.
+    if points_csv is not None:
+        points += points_from_csv(points_csv, dataset.n_components)
     """
     z = np.array([p.z for p in points], dtype=np.float64).reshape(len(points), -1)
     weights = np.hstack([np.ones((len(points), 1)), z])
@@ -166,3 +170,79 @@ def _parse_int(text, source, what):
         return int(text)
     except ValueError:
         raise InputError(source, f"expected a {what}, got {text!r}")
+def maps_at_points(moments, points, reconstruct, batch):
+    """Yield ``(point, MapFile)`` of the Zernike map at each of ``points``, in order.
+
+    ``moments`` (a Moments) holds the job's volumes, base then components;
+    ``reconstruct(moments)`` returns one :class:`~zernike3d.io.mrc.MapFile` per volume
+    and is called on at most ``batch`` volumes at a time. The expansion is linear in its
+    moments, so the map at z is base + Σ_k z_k component_k of the reconstructed volumes:
+    with more points than volumes (1 + K), the job's volumes are reconstructed once and
+    every point's map is that combination (float32, the same map to rounding), so the
+    cost is about one reconstruction whatever the number of points; with fewer points,
+    each point's moments Ω(z) are reconstructed directly. :func:`transforms_needed` says
+    how many volumes get transformed.
+    """
+    if len(points) > moments.moments.shape[0]:
+        volumes = []
+        for start in range(0, moments.moments.shape[0], batch):
+            volumes += reconstruct(_rows(moments, slice(start, start + batch)))
+        stack = np.stack([v.data for v in volumes])
+        for point in points:
+            weights = np.concatenate([[1.0], point.z]).astype(np.float32)
+            data = np.tensordot(weights, stack, axes=1)
+            yield point, replace(volumes[0], data=data)
+        return
+    at_points = replace(moments, moments=moments_at(moments.moments, points), names=[p.name for p in points])
+    for start in range(0, len(points), batch):
+        for point, result in zip(points[start : start + batch], reconstruct(_rows(at_points, slice(start, start + batch)))):
+            yield point, result
+
+
+def transforms_needed(moments, points):
+    """How many volumes :func:`maps_at_points` reconstructs: min(points, 1 + K)."""
+    return min(len(points), moments.moments.shape[0])
+
+
+def mapspace_maps(dataset, points):
+    """Yield ``(point, data)``: the dataset's own maps combined, base + Σ_k z_k component_k
+    (float32 [z, y, x], the dataset's voxel size and origin), as 3DVA Display's simple mode
+    does: full resolution, not Zernike-filtered."""
+    for point in points:
+        weights = np.concatenate([[1.0], point.z]).astype(np.float32)
+        yield point, np.tensordot(weights, dataset.maps, axes=1)
+
+
+def points_from_csv(path, n_components, source="--points"):
+    """Latent points listed in a CSV with columns ``name``, ``kind`` and ``z_0`` ..
+    ``z_{K-1}`` (other columns ignored), e.g. the ``centres.csv`` of `zernike3d cluster` or
+    the ``path.csv`` of `zernike3d path`. Names are file stems: letters, digits, ``_-.``."""
+    import csv
+    import re
+
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as err:
+        raise InputError(path, f"cannot read the points file ({err.strerror or err})") from None
+    columns = ["name", "kind", *(f"z_{k}" for k in range(n_components))]
+    if not rows or any(c not in rows[0] for c in columns):
+        raise InputError(path, f"{source}: expected a CSV with columns {', '.join(columns)} and one row per point")
+    points = []
+    for row in rows:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", row["name"] or "") or row["name"] in ("index", "base"):
+            raise InputError(path, f"{source}: point name {row['name']!r} is not usable as a file name")
+        try:
+            z = np.array([float(row[f"z_{k}"]) for k in range(n_components)])
+        except (TypeError, ValueError):
+            raise InputError(path, f"{source}: point {row['name']!r} has a non-numeric latent") from None
+        if not np.all(np.isfinite(z)):
+            raise InputError(path, f"{source}: point {row['name']!r} has a NaN or infinite latent")
+        points.append(LatentPoint(row["name"], row["kind"] or "latent", z))
+    return points
+
+
+def _rows(moments, rows):
+    return replace(moments, moments=moments.moments[rows], names=list(moments.names)[rows])
+
+

@@ -22,6 +22,8 @@ def plot_latent_pairs(path, latents, title, *, labels=None, centres=None, series
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from zernike3d.plots import SOFTWARE
+
     latents = np.asarray(latents, dtype=np.float64)
     centres, paths = centres or {}, paths or {}
     k = latents.shape[1]
@@ -55,7 +57,7 @@ def plot_latent_pairs(path, latents, title, *, labels=None, centres=None, series
     for ax in axes[len(pairs):]:
         ax.set_visible(False)
     fig.suptitle(title)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata={"Software": SOFTWARE})
 
 
 def _histogram_panel(ax, values, labels, centres, series, paths):
