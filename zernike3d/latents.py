@@ -137,6 +137,8 @@ def select_points(dataset, source, *, particles=(), latents=(), series=None, per
         points += series_points(dataset.latents, series, parse_percentiles(percentiles))
     if kmeans is not None:
         points += cluster_points(dataset.latents, kmeans)
+    if points_csv is not None:
+        points += points_from_csv(points_csv, dataset.n_components)
     return list({p.name: p for p in points}.values())  # a name is always the same point
 
 
@@ -153,23 +155,12 @@ def moments_at(moments, points):
     """Moments Ω(z) = Ω_base + Σ_k z_k Ω_k at each point -> (len(points), ncoef).
 
     ``moments`` is (1 + K, ncoef): the base map's row first, then one per component.
-    if points_csv is not None:
-        points += points_from_csv(points_csv, dataset.n_components)
     """
     z = np.array([p.z for p in points], dtype=np.float64).reshape(len(points), -1)
     weights = np.hstack([np.ones((len(points), 1)), z])
     return weights @ moments
 
 
-def _row(latents, index):
-    return np.asarray(latents[index], dtype=np.float64)
-
-
-def _parse_int(text, source, what):
-    try:
-        return int(text)
-    except ValueError:
-        raise InputError(source, f"expected a {what}, got {text!r}")
 def maps_at_points(moments, points, reconstruct, batch):
     """Yield ``(point, MapFile)`` of the Zernike map at each of ``points``, in order.
 
@@ -246,3 +237,12 @@ def _rows(moments, rows):
     return replace(moments, moments=moments.moments[rows], names=list(moments.names)[rows])
 
 
+def _row(latents, index):
+    return np.asarray(latents[index], dtype=np.float64)
+
+
+def _parse_int(text, source, what):
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(source, f"expected a {what}, got {text!r}")
