@@ -1,1 +1,2 @@
-"""Analyses that read several datasets or whole particle sets: clusters, selections, paths."""
+"""Analyses that read several datasets or whole particle sets: clusters, selections, paths,
+alignment of two maps."""

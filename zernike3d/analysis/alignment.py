@@ -1,0 +1,405 @@
+"""Rigid alignment of two maps from their Zernike moments: rotation, shift and hand.
+
+The model. Positions p of the moving map and q of the reference are in Å from the
+centre of their voxel [0, 0, 0]; c_mov and c_ref are the two ball centres (which need not
+sit at the same voxel: the boxes may differ, the ball radius in Å may not). The moving map
+placed on the reference is
+
+    q = A (p - c_mov) + c_ref + shift,     A = R (hand "same") or A = -R ("mirrored"),
+
+i.e. the moving map is (for "mirrored": inverted through its ball centre, then) rotated by
+the proper rotation R about its ball centre, carried onto the reference's ball centre and
+moved by ``shift`` (Å, reference frame). ``matrix`` is [A | c_ref + shift - A c_mov]: it
+takes a point of the moving map to the same point of the molecule in the reference map,
+as ChimeraX reports a fit (3x4, row-major, Å; MRC origins not added: the ChimeraX command
+adds them, see :meth:`Alignment.chimerax_command`).
+
+The search, global (no starting guess):
+
+1. Centre. Both maps are re-expanded about their centres of mass (from the n <= 1 moments,
+   exact), so that the rotation search is not confused by the offset.
+2. Rotations. The correlation of the two expansions up to order ``SEARCH_ORDER`` is
+   evaluated on a grid of ``SEARCH_ANGLES`` x ``SEARCH_ANGLES`` x ``SEARCH_ANGLES / 2``
+   ZYZ Euler angles (5.6° apart) by one ducc0 rotation per (beta, radial index) and an
+   FFT along alpha (:func:`zernike3d.maths.rotation.correlation_grid`), for both hands at
+   once (the inversion commutes with rotations). The best ``PEAKS`` local maxima of each
+   hand are refined at the search order and the best kept.
+3. Rotation and shift, alternately, at the full order, for each hand: the moving map is
+   re-expanded about its current shift (:func:`~zernike3d.maths.rotation.translate_moments`:
+   reconstruction on its grid, a Fourier phase ramp, decomposition; at order 20 and 64^3
+   this costs about 0.15 s, and it keeps every comparison between exact expansions);
+   the rotation is refined by BFGS on the rotation vector, the correlation computed
+   exactly from rotated moments (ducc0); then the shift is refined on the reference's
+   grid: the cross-correlation of the two reconstructions by FFT, its integer peak, then
+   the continuous maximum of its Fourier series. Until the shift moves by less than
+   ``SHIFT_TOLERANCE`` Å.
+
+The correlation reported is Pearson's over the ball between the two aligned expansions:
+the inner product over the unit ball with the ball means (the Omega_000 terms, Z_000 is
+constant) removed, divided by both norms.
+
+Hand: ``mirrored`` when the mirror image's correlation beats the direct one by more than
+``HAND_MARGIN``; within the margin the hand is ``same`` and a warning says that the maps
+cannot tell.
+"""
+
+from dataclasses import dataclass, replace
+import warnings
+
+import numpy as np
+
+from zernike3d.maths.indexing import nlm_table, truncate
+from zernike3d.maths import rotation as rot
+
+SEARCH_ORDER = 12
+SEARCH_ANGLES = 64
+PEAKS = 3
+SHIFT_TOLERANCE = 0.01
+MAX_ROUNDS = 6
+HAND_MARGIN = 0.02
+
+
+@dataclass
+class Alignment:
+    """A rigid fit of a moving map onto a reference (see the module docstring).
+
+    rotation: 3x3 proper rotation R, acting on (x, y, z) about the moving ball centre
+    (after the inversion when ``hand`` is "mirrored"); shift: (3,) Å, where the moving
+    ball centre lands relative to the reference ball centre; matrix: 3x4 [A | t], Å, from
+    the moving map's voxel-[0, 0, 0] frame to the reference's; euler_zyz_deg: R as ZYZ
+    Euler angles (alpha, beta, gamma) in degrees, R = Rz(alpha) Ry(beta) Rz(gamma);
+    correlation, mirror_correlation: Pearson correlation over the ball of the aligned
+    expansions, for the best fit of each hand; hand: "same" or "mirrored"; order: the
+    order of the expansions compared; volume: the name of the volume aligned.
+    moving_center, reference_center: ball centres (x, y, z) Å; moving_origin,
+    reference_origin: MRC origins (x, y, z) Å; reference_geometry: box, voxel_size,
+    radius of the reference (for :func:`express_in_reference_frame`).
+    """
+
+    rotation: np.ndarray
+    shift: np.ndarray
+    matrix: np.ndarray
+    euler_zyz_deg: tuple
+    correlation: float
+    mirror_correlation: float
+    hand: str
+    order: int
+    volume: str = ""
+    moving_center: tuple = (0.0, 0.0, 0.0)
+    reference_center: tuple = (0.0, 0.0, 0.0)
+    moving_origin: tuple = (0.0, 0.0, 0.0)
+    reference_origin: tuple = (0.0, 0.0, 0.0)
+    reference_geometry: dict = None
+
+    @property
+    def linear(self):
+        """The 3x3 part A of ``matrix``: R, or -R for a mirrored fit."""
+        return self.rotation if self.hand == "same" else -self.rotation
+
+    def apply(self, points):
+        """Points (..., 3) of the moving map, (x, y, z) Å from its voxel [0, 0, 0] -> the
+        same points of the molecule in the reference map's frame."""
+        points = np.asarray(points, dtype=np.float64)
+        return points @ self.matrix[:, :3].T + self.matrix[:, 3]
+
+    def chimerax_command(self, model="#2"):
+        """``view matrix models #2,<12 numbers>``: places the moving map (opened as model
+        ``model``) on the reference (at its default, identity position). ChimeraX puts
+        voxel [0, 0, 0] of a map at its MRC origin, so the translation here includes the
+        two origins: t' = t + origin_ref - A origin_mov. A mirrored fit's matrix includes
+        the reflection (det -1)."""
+        linear = self.matrix[:, :3]
+        translation = self.matrix[:, 3] + np.asarray(self.reference_origin) - linear @ np.asarray(self.moving_origin)
+        numbers = np.column_stack([linear, translation]).ravel()
+        return f"view matrix models {model}," + ",".join(f"{v:.6g}" for v in numbers)
+
+    def to_json(self):
+        """A JSON-ready dict: every field above, plus ``chimerax``."""
+        return {
+            "matrix": np.round(self.matrix, 10).tolist(),
+            "rotation": np.round(self.rotation, 12).tolist(),
+            "shift": [float(v) for v in self.shift],
+            "euler_zyz_deg": [float(v) for v in self.euler_zyz_deg],
+            "correlation": float(self.correlation),
+            "mirror_correlation": float(self.mirror_correlation),
+            "hand": self.hand,
+            "order": int(self.order),
+            "volume": self.volume,
+            "moving_center": [float(v) for v in self.moving_center],
+            "reference_center": [float(v) for v in self.reference_center],
+            "moving_origin": [float(v) for v in self.moving_origin],
+            "reference_origin": [float(v) for v in self.reference_origin],
+            "reference_geometry": self.reference_geometry,
+            "chimerax": self.chimerax_command(),
+            "chimerax_note": "open the reference as #1 and the moving map as #2, then run this command",
+            "convention": "matrix maps (x, y, z) in Å from the centre of voxel [0,0,0] of the moving map "
+            "to the reference map's frame; MRC origins not included (the ChimeraX command includes them)",
+        }
+
+
+def align(moving, reference, volume=0, order=None):
+    """The rigid transform that best superimposes one volume of ``moving`` (a
+    :class:`~zernike3d.moments.Moments`) on the same volume of ``reference``.
+
+    volume: a name or an index, as :meth:`Moments.volume`. order: the expansions compared
+    (default: the lower of the two stored orders). Raises ValueError when the ball radii
+    (Å) differ or the order is not stored in both.
+    """
+    _check_compatible(moving, reference)
+    order = min(moving.order, reference.order) if order is None else int(order)
+    if not 1 <= order <= min(moving.order, reference.order):
+        raise ValueError(f"order {order} must be between 1 and {min(moving.order, reference.order)} (stored in both files)")
+    mov = moving.volume(volume).truncate(order)
+    ref = reference.volume(volume).truncate(order)
+    nlm = nlm_table(order)
+    radius = ref.radius
+    com_mov = _centre_of_mass_or_zero(mov.moments[0], nlm) * radius
+    com_ref = _centre_of_mass_or_zero(ref.moments[0], nlm) * radius
+    centred_mov = rot.translate_moments(mov.moments, mov.geometry, order, -com_mov)[0]
+    centred_ref = rot.translate_moments(ref.moments, ref.geometry, order, -com_ref)[0]
+
+    starts = _search(centred_mov, centred_ref, nlm, min(order, SEARCH_ORDER))
+    fits = {}
+    for hand, start in starts.items():
+        parity = 1.0 if hand == "same" else -1.0
+        # r0 = rot_R P h0 with both centred on their centres of mass => shift = c_ref - R P c_mov
+        shift = com_ref - parity * start @ com_mov
+        fits[hand] = _refine(mov, ref.moments[0], nlm, start, shift, parity)
+    same, mirrored = fits["same"], fits["mirrored"]
+    hand = "mirrored" if mirrored[2] > same[2] + HAND_MARGIN else "same"
+    if hand == "mirrored":
+        warnings.warn(
+            f"the mirror image fits better (correlation {mirrored[2]:.3f} against {same[2]:.3f}): "
+            "one of the maps has the wrong hand"
+        )
+    elif abs(mirrored[2] - same[2]) <= HAND_MARGIN:
+        warnings.warn(
+            f"the hand cannot be told apart (correlation {same[2]:.3f}, mirror image {mirrored[2]:.3f})"
+        )
+    rotation_matrix, shift, correlation = fits[hand]
+    linear = rotation_matrix if hand == "same" else -rotation_matrix
+    c_mov, c_ref = np.asarray(mov.center), np.asarray(ref.center)
+    matrix = np.column_stack([linear, c_ref + shift - linear @ c_mov])
+    return Alignment(
+        rotation=rotation_matrix,
+        shift=np.asarray(shift),
+        matrix=matrix,
+        euler_zyz_deg=tuple(float(np.degrees(a)) for a in rot.euler_zyz(rotation_matrix)),
+        correlation=float(correlation),
+        mirror_correlation=float(mirrored[2]),
+        hand=hand,
+        order=order,
+        volume=mov.names[0],
+        moving_center=tuple(mov.center),
+        reference_center=tuple(ref.center),
+        moving_origin=tuple(moving.origin),
+        reference_origin=tuple(reference.origin),
+        reference_geometry={"box": ref.box, "voxel_size": ref.voxel_size, "radius": ref.radius},
+    )
+
+
+def express_in_reference_frame(moving, alignment):
+    """All volumes (base and components) of ``moving`` as they sit in the reference
+    frame: shifted, mirrored if ``alignment.hand`` is "mirrored", rotated; a
+    :class:`~zernike3d.moments.Moments` with the reference's geometry (box, voxel size,
+    centre, origin) and the moving map's names and stored order.
+
+    The translation is a re-expansion on the moving map's grid
+    (:func:`~zernike3d.maths.rotation.translate_moments`); mirror and rotation are exact.
+    """
+    geometry = alignment.reference_geometry
+    if geometry is None or not np.isclose(geometry["radius"], moving.radius, rtol=1e-6):
+        raise ValueError("the alignment was made for a ball of another radius")
+    parity = 1.0 if alignment.hand == "same" else -1.0
+    nlm = moving.nlm
+    own_shift = parity * alignment.rotation.T @ alignment.shift  # u = P R^T shift
+    moments = rot.translate_moments(moving.moments, moving.geometry, moving.order, own_shift)
+    if parity < 0:
+        moments = rot.mirror_moments(moments, nlm)
+    moments = rot.rotate_moments(moments, nlm, alignment.rotation)
+    return replace(
+        moving,
+        moments=moments,
+        box=int(geometry["box"]),
+        voxel_size=float(geometry["voxel_size"]),
+        radius=float(geometry["radius"]),
+        center=tuple(alignment.reference_center),
+        origin=tuple(alignment.reference_origin),
+    )
+
+
+def pearson(a, b, nlm):
+    """Pearson correlation over the unit ball of two real expansions (K,) (or (..., K)):
+    the Omega_000 terms (the ball means) removed, then the normalised inner product."""
+    a = np.array(a, dtype=np.complex128)
+    b = np.array(b, dtype=np.complex128)
+    a[..., 0] = 0.0
+    b[..., 0] = 0.0
+    norms = np.sqrt(rot.inner_product(a, a, nlm) * rot.inner_product(b, b, nlm))
+    return rot.inner_product(a, b, nlm) / np.where(norms > 0, norms, 1.0)
+
+
+def _check_compatible(moving, reference):
+    if not np.isclose(moving.radius, reference.radius, rtol=1e-6):
+        raise ValueError(
+            f"ball radii differ ({moving.radius:g} Å and {reference.radius:g} Å): "
+            "decompose both maps with the same --radius in Å"
+        )
+
+
+def _centre_of_mass_or_zero(moments, nlm):
+    """Centre of mass (x, y, z) in unit-ball units relative to the ball centre, or 0 when
+    the map's mass is not positive or its centre lies outside half the ball (a map of
+    mostly negative or zero-mean density has no meaningful centre of mass)."""
+    mass, centre = rot.centre_of_mass(moments, nlm)
+    if not mass > 0 or np.linalg.norm(centre) > 0.5:
+        return np.zeros(3)
+    return centre
+
+
+def _search(moving, reference, nlm, search_order):
+    """Global rotation search for both hands: {"same": R, "mirrored": R} (see step 2)."""
+    from scipy.ndimage import maximum_filter
+
+    small = nlm_table(search_order)
+    a = truncate(moving, nlm[-1, 0], search_order)
+    b = truncate(reference, nlm[-1, 0], search_order)
+    parity = np.where(small[:, 1] % 2 == 0, 1.0, -1.0)
+    grid = rot.correlation_grid(a, b, small, SEARCH_ANGLES, weights=np.stack([np.ones_like(parity), parity]))
+    starts = {}
+    for index, hand in enumerate(("same", "mirrored")):
+        values = grid[index]
+        # local maxima: periodic in alpha and gamma, not in beta
+        peaks = values == maximum_filter(values, size=3, mode=("nearest", "wrap", "wrap"))
+        candidates = np.argsort(np.where(peaks, values, -np.inf), axis=None)[::-1][:PEAKS]
+        best = None
+        for flat in candidates:
+            start = rot.grid_rotation(SEARCH_ANGLES, *np.unravel_index(flat, values.shape))
+            moved = rot.mirror_moments(a, small) if hand == "mirrored" else a
+            rotation_matrix, value = _refine_rotation(moved, b, small, start)
+            if best is None or value > best[1]:
+                best = (rotation_matrix, value)
+        starts[hand] = best[0]
+    return starts
+
+
+def _refine_rotation(moving, reference, nlm, start):
+    """Local maximum of the correlation of rot_R(moving) with reference, from ``start``
+    (rotation only). Returns (R, correlation)."""
+    objective = _Objective(reference, moving[None, :], nlm, start)
+    x = objective.maximise(np.zeros(3))
+    return objective.rotation(x), objective.correlation(x)
+
+
+def _refine(mov, reference, nlm, rotation_matrix, shift, parity):
+    """Step 3 for one hand: joint refinement of the rotation and the shift at the full
+    order. Returns (R, shift (Å), correlation).
+
+    Each round re-expands the moving map about its current shift u (in its own frame,
+    u = P R^T shift) with the first and second derivatives of the expansion with respect
+    to u (:func:`~zernike3d.maths.rotation.translate_with_derivatives`), and maximises the
+    correlation over the rotation (exact, ducc0) and a shift step d (second-order Taylor
+    model; a step longer than a quarter of the finest detail, pi R / order, is shortened
+    to it). The rounds stop when the step is below ``SHIFT_TOLERANCE`` Å; the correlation
+    reported is then the exact one at the last expansion.
+    """
+    order = int(nlm[-1, 0])
+    limit = 0.25 * np.pi * mov.radius / order
+    own_shift = parity * rotation_matrix.T @ shift
+    for _ in range(MAX_ROUNDS):
+        taylor = rot.translate_with_derivatives(mov.moments, mov.geometry, order, own_shift)[:, 0]
+        if parity < 0:
+            taylor = rot.mirror_moments(taylor, nlm)
+        objective = _Objective(reference, taylor, nlm, rotation_matrix)
+        x = objective.maximise(np.zeros(6))
+        rotation_matrix = objective.rotation(x)
+        step = x[3:] * min(1.0, limit / max(np.linalg.norm(x[3:]), 1e-300))
+        if np.linalg.norm(step) < SHIFT_TOLERANCE:
+            value = objective.correlation(np.concatenate([x[:3], np.zeros(3)]))
+            break
+        own_shift = own_shift + step
+    else:
+        value = objective.correlation(x)
+    return rotation_matrix, parity * rotation_matrix @ own_shift, float(value)
+
+
+class _Objective:
+    """Pearson correlation of the reference with the moving expansion h(d) rotated by
+    R = exp([w]) start, and its exact gradient in x = (w, d).
+
+    ``taylor``: h at d = 0 alone (rotation only, x = w), or with its 3 first and 6 second
+    derivatives (:func:`~zernike3d.maths.rotation.translate_with_derivatives`), so that
+    h(d) = h + d.grad h + d^T H d / 2 (x = (w, d)).
+
+    <ref, D(R) h> = <D(R^T) ref, h>, so one rotation of the reference per evaluation;
+    the rotation gradient uses the generators L_a (d/de D(exp(e J_a)) at 0): L_z
+    multiplies Omega_nlm by -i m, L_x and L_y are L_z conjugated by the quarter turns
+    that carry z to x and to y; <ref, L_a g> = -<L_a ref, g>, and the left Jacobian of
+    the exponential map turns the derivative in e into one in w.
+    """
+
+    def __init__(self, reference, taylor, nlm, start):
+        self.nlm = nlm
+        self.start = start
+        reference = np.array(reference)
+        reference[0] = 0.0  # Pearson: the ball means (Omega_000, Z_000 is constant) removed
+        self.taylor = np.array(taylor)
+        self.taylor[:, 0] = 0.0
+        quarter_turns = (rot.rotation_from_euler_zyz(0, np.pi / 2, 0), _turn_x(-np.pi / 2))  # z -> x, z -> y
+        minus_i_m = -1j * nlm[:, 2]
+        generators = [rot.rotate_moments(minus_i_m * rot.rotate_moments(reference, nlm, q.T), nlm, q) for q in quarter_turns]
+        self.stack = np.stack([reference, *generators, minus_i_m * reference])  # ref, L_x ref, L_y ref, L_z ref
+        self.reference_norm = np.sqrt(rot.inner_product(reference, reference, nlm))
+        self.pair_weight = np.array([0.5 if a == b else 1.0 for a, b in rot.SECOND_DERIVATIVES])
+
+    def rotation(self, x):
+        from scipy.spatial.transform import Rotation
+
+        return Rotation.from_rotvec(x[:3]).as_matrix() @ self.start
+
+    def correlation(self, x):
+        return -self(x)[0]
+
+    def maximise(self, x0):
+        from scipy.optimize import minimize
+
+        return minimize(self, x0, jac=True, method="BFGS", options={"gtol": 1e-9}).x
+
+    def __call__(self, x):
+        """(-correlation, -gradient) at x."""
+        w, d = x[:3], x[3:]
+        h, dh = self.taylor[0], None
+        if d.size:
+            first, second = self.taylor[1:4], self.taylor[4:10]
+            quadratic = np.array([d[a] * d[b] for a, b in rot.SECOND_DERIVATIVES]) * self.pair_weight
+            h = h + d @ first + quadratic @ second
+            hessian = np.zeros((3, 3, second.shape[1]), dtype=np.complex128)
+            for (a, b), term in zip(rot.SECOND_DERIVATIVES, second):
+                hessian[a, b] = hessian[b, a] = term
+            dh = first + np.einsum("b,abk->ak", d, hessian)  # dh/dd_a
+        rotated = rot.rotate_moments(self.stack, self.nlm, self.rotation(x).T)
+        h_norm = np.sqrt(rot.inner_product(h, h, self.nlm))
+        scale = 1.0 / (h_norm * self.reference_norm)
+        value = rot.inner_product(rotated[0], h, self.nlm) * scale
+        gradient_e = -rot.inner_product(rotated[1:4], h, self.nlm) * scale
+        gradient = [_left_jacobian(w).T @ gradient_e]
+        if dh is not None:
+            gradient.append(
+                rot.inner_product(rotated[0], dh, self.nlm) * scale
+                - value * rot.inner_product(h, dh, self.nlm) / h_norm**2
+            )
+        return -value, -np.concatenate(gradient)
+
+
+def _turn_x(angle):
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+
+
+def _left_jacobian(w):
+    """J with exp([w + dw]) = exp([J dw]) exp([w]) to first order (SO(3) left Jacobian)."""
+    theta = np.linalg.norm(w)
+    cross = np.array([[0.0, -w[2], w[1]], [w[2], 0.0, -w[0]], [-w[1], w[0], 0.0]])
+    if theta < 1e-8:
+        return np.eye(3) + cross / 2
+    return np.eye(3) + (1 - np.cos(theta)) / theta**2 * cross + (theta - np.sin(theta)) / theta**3 * cross @ cross
