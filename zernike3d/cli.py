@@ -33,6 +33,7 @@ STAGES = {
     "cluster": ("cluster", "Cluster a 3D Variability job's particles and write subsets that cryoSPARC imports."),
     "path": ("path", "Paths between states of a 3D Variability job through the particles' density."),
     "qc": ("qc", 'Quality control: how well the moments reproduce the maps, with figures.'),
+    "compare": ("compare", 'Compare 3D Variability jobs: volumes, latent spaces and particle landscapes, after alignment onto the first.'),
     "info": ("info", 'Summary of a moments file: volumes, coefficients, order, geometry, size, Parseval norms.'),
     "hardware": ("hardware", 'Describe this machine: GPUs, CUDA, CuPy, CPU cores, free RAM and disk.'),
     "plan": ("plan", 'Predict memory and time of each placement of a transform and pick the fastest that fits.'),

@@ -1,0 +1,135 @@
+# Comparisons of datasets (config `compare:`): one `zernike3d compare` job per named
+# comparison, reading each member's results folder; the first member is the reference.
+
+COMPARISONS = config.get("compare") or {}
+#: the figures of a comparison, each in the report with its caption
+COMPARE_FIGURES = {
+    "volume_distances": "volume distances",
+    "order_correlation": "correlation per order",
+    "latent_overlap": "latent spaces",
+    "landscape_1d": "landscape (1-D)",
+    "landscape_2d": "landscape (2-D)",
+    "cluster_populations": "cluster populations",
+}
+
+
+def _check_comparisons():
+    if COMPARISONS and "compare" in DATASETS:
+        raise WorkflowError(
+            "datasets.compare: rename this dataset; results/compare/ holds the comparisons"
+        )
+    for name, members in COMPARISONS.items():
+        for member in members:
+            if member not in DATASETS:
+                raise WorkflowError(
+                    f"compare.{name}: no dataset {member!r} (datasets: {', '.join(DATASETS)})"
+                )
+            if not has_particles(member):
+                raise WorkflowError(
+                    f"compare.{name}: {member} is not a 3D Variability job with per-particle "
+                    "invariants (compare reads each job's particle_invariants.zarr)"
+                )
+
+
+_check_comparisons()
+
+
+wildcard_constraints:
+    comparison=_names_regex(list(COMPARISONS)),
+
+
+def compare_inputs(wildcards):
+    return [
+        f"results/{member}/{name}"
+        for member in COMPARISONS[wildcards.comparison]
+        for name in (
+            "preprocessed.npz",
+            "moments.npz",
+            "particle_invariants.zarr/zarr.json",
+        )
+    ]
+
+
+def compare_folders(wildcards):
+    return " ".join(
+        shlex.quote(f"results/{member}") for member in COMPARISONS[wildcards.comparison]
+    )
+
+
+def compare_threads(wildcards):
+    override = (config["resources"].get("compare") or {}).get("threads")
+    return override or config["threads"]
+
+
+def compare_resources(key):
+    """mem_mb / runtime of a compare job: the joint landscape holds about 100 bytes per
+    particle, plus one job's sample of descriptors for the axes (50,000 x n_nl float32
+    twice) and the libraries; run time about a minute per million particles."""
+
+    def estimate(wildcards, input, attempt):
+        override = (config["resources"].get("compare") or {}).get(key)
+        if override:
+            return override
+        from zernike3d.resources import bundle_shape
+
+        bundles = [f for f in input if f.endswith("preprocessed.npz")]
+        particles = sum(bundle_shape(f).n_particles for f in bundles)
+        if key == "mem_mb":
+            return int(
+                (800 + particles * 100 / 1e6 + 2 * 50_000 * 2_000 * 4 / 1e6) * attempt
+            )
+        return int((10 + particles / 1e6) * attempt)
+
+    return estimate
+
+
+rule compare:
+    """Align each member onto the first, compare volumes and latent spaces, and build the
+    joint landscape of all their particles."""
+    input:
+        compare_inputs,
+    output:
+        **{
+            figure: report(
+                f"results/compare/{{comparison}}/{figure}.png",
+                caption=f"../report/compare_{figure}.rst",
+                category="Comparison",
+                subcategory="{comparison}",
+                labels={"comparison": "{comparison}", "figure": label},
+            )
+            for figure, label in COMPARE_FIGURES.items()
+        },
+        landscape="results/compare/{comparison}/landscape.npz",
+        populations=report(
+            "results/compare/{comparison}/cluster_populations.csv",
+            caption="../report/compare_cluster_populations.rst",
+            category="Comparison",
+            subcategory="{comparison}",
+            labels={
+                "comparison": "{comparison}",
+                "figure": "cluster populations table",
+            },
+        ),
+    log:
+        "logs/compare/{comparison}.log",
+    benchmark:
+        "logs/compare/{comparison}.benchmark.tsv"
+    conda:
+        str(REPO / "envs" / "zernike3d-cpu.yaml")
+    threads: compare_threads
+    resources:
+        mem_mb=compare_resources("mem_mb"),
+        runtime=compare_resources("runtime"),
+    params:
+        folders=compare_folders,
+    shell:
+        "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d compare {params.folders} "
+        "--out-dir results/compare/{wildcards.comparison} > {log} 2>&1"
+
+
+def compare_targets():
+    return [f"results/compare/{name}/landscape.npz" for name in COMPARISONS] + [
+        f"results/compare/{name}/{figure}.png"
+        for name in COMPARISONS
+        for figure in COMPARE_FIGURES
+    ]

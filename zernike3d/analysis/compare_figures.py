@@ -1,0 +1,124 @@
+"""Figures of `zernike3d compare`, drawn with matplotlib's Agg canvas (no display needed).
+
+Every function takes arrays already computed and writes one PNG to ``path`` (the stage
+writes into a temporary folder that is renamed as a whole, so no file here needs its own
+temporary name).
+"""
+
+import numpy as np
+from matplotlib.colors import LogNorm
+
+from zernike3d.plots import _figure
+
+
+def _save(fig, path):
+    fig.savefig(path, dpi=120)
+
+
+def plot_distance_matrix(path, matrix, labels, title, colour_label):
+    """Heat map of a symmetric (V, V) matrix with each cell's value written in it."""
+    size = max(4.5, 0.55 * len(labels) + 2.5)
+    fig, (ax,) = _figure(1, 1, (size + 1.2, size))
+    image = ax.imshow(matrix, cmap="viridis_r", vmin=0)
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    if len(labels) <= 16:
+        for (i, j), value in np.ndenumerate(matrix):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value > 0.5 * matrix.max() else "black")
+    fig.colorbar(image, ax=ax, label=colour_label)
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def plot_order_curves(path, curves, order, title):
+    """Per-order curves: ``curves`` {panel title: [(label, values (order+1,), style)]}."""
+    panels = len(curves)
+    fig, axes = _figure(1, panels, (5.5 * panels, 4.2))
+    n = np.arange(order + 1)
+    for ax, (panel, lines) in zip(axes, curves.items()):
+        for label, values, style in lines:
+            ax.plot(n, values, style, label=label, marker=".", markersize=3)
+        ax.axhline(0, color="grey", linewidth=0.6)
+        ax.set_ylim(-0.1 if all(np.nanmin(v) >= -0.1 for _, v, _ in lines) else -1.05, 1.05)
+        ax.set_xlim(0, order)
+        ax.set_xlabel("order n (detail about π R / n Å)")
+        ax.set_ylabel("correlation within order n")
+        ax.set_title(panel, fontsize=9)
+        ax.legend(fontsize=7, loc="lower left")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_overlaps(path, overlaps, reference_name):
+    """One panel per job: the (K_B, K_A) cosines between its aligned components and the
+    reference's, ``overlaps`` {job name: matrix}."""
+    panels = len(overlaps)
+    fig, axes = _figure(1, panels, (4.2 * panels, 3.8))
+    for ax, (name, overlap) in zip(axes, overlaps.items()):
+        image = ax.imshow(overlap, cmap="coolwarm", vmin=-1, vmax=1)
+        for (j, i), value in np.ndenumerate(overlap):
+            ax.text(i, j, f"{value:+.2f}", ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(overlap.shape[1]), [f"{reference_name} c{i}" for i in range(overlap.shape[1])], fontsize=8)
+        ax.set_yticks(range(overlap.shape[0]), [f"{name} c{j}" for j in range(overlap.shape[0])], fontsize=8)
+        ax.set_title(f"{name} onto {reference_name}", fontsize=9)
+        fig.colorbar(image, ax=ax, label="cosine of components (after alignment)")
+    fig.suptitle("3DVA components: inner products over the ball, normalised")
+    _save(fig, path)
+
+
+def plot_landscape_1d(path, coords, dataset, names, explained, bins=100):
+    """One panel per joint axis: each job's density of particles along it."""
+    axes_count = coords.shape[1]
+    fig, axes = _figure(axes_count, 1, (7.0, 2.1 * axes_count + 0.6))
+    for a, ax in enumerate(axes):
+        low, high = np.percentile(coords[:, a], [0.1, 99.9])
+        edges = np.linspace(low, high, bins + 1) if high > low else bins
+        for index, name in enumerate(names):
+            values = coords[dataset == index, a]
+            density, edge = np.histogram(values, bins=edges, density=True)
+            ax.stairs(density, edge, label=f"{name} ({len(values):,})", linewidth=1.2)
+        ax.set_xlabel(f"joint axis {a + 1} ({100 * explained[a]:.1f}% of variance)")
+        ax.set_ylabel("density")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Particles of each job along the joint principal axes of their invariants")
+    _save(fig, path)
+
+
+def plot_landscape_2d(path, coords, dataset, names, explained, bins=80):
+    """One panel per job: 2-D histogram of its particles on joint axes 1 and 2, on the
+    same ranges and the same logarithmic colour scale."""
+    panels = len(names)
+    fig, axes = _figure(1, panels, (4.3 * panels, 4.0))
+    ranges = [np.percentile(coords[:, a], [0.1, 99.9]) for a in (0, 1)]
+    ranges = [r if r[1] > r[0] else (r[0] - 1, r[0] + 1) for r in ranges]
+    histograms = [np.histogram2d(coords[dataset == i, 0], coords[dataset == i, 1], bins=bins, range=ranges, density=True)[0]
+                  for i in range(panels)]
+    positive = np.concatenate([h[h > 0] for h in histograms]) if any((h > 0).any() for h in histograms) else np.ones(1)
+    norm = LogNorm(positive.min(), positive.max())
+    for ax, name, histogram in zip(axes, names, histograms):
+        image = ax.imshow(np.where(histogram > 0, histogram, np.nan).T, origin="lower", aspect="auto",
+                          extent=[*ranges[0], *ranges[1]], cmap="magma", norm=norm)
+        ax.set_title(name)
+        ax.set_xlabel(f"joint axis 1 ({100 * explained[0]:.1f}%)")
+        ax.set_ylabel(f"joint axis 2 ({100 * explained[1]:.1f}%)")
+    fig.colorbar(image, ax=axes, label="particle density")
+    fig.suptitle("Joint landscape of the particles' invariants")
+    _save(fig, path)
+
+
+def plot_populations(path, populations, names):
+    """Bars: each job's share of particles in each joint cluster, 95% bootstrap interval."""
+    clusters = populations.fractions.shape[1]
+    fig, (ax,) = _figure(1, 1, (max(5.0, 1.2 * clusters * len(names) / 2 + 3), 4.0))
+    width = 0.8 / len(names)
+    x = np.arange(clusters)
+    for index, name in enumerate(names):
+        values = populations.fractions[index]
+        errors = np.clip([values - populations.bootstrap_low[index], populations.bootstrap_high[index] - values], 0, None)
+        ax.bar(x + (index - (len(names) - 1) / 2) * width, values, width, yerr=errors, capsize=3, label=name)
+    ax.set_xticks(x, [f"cluster {c}" for c in range(clusters)])
+    ax.set_ylabel("share of the job's particles")
+    ax.set_title("Populations of the joint clusters (95% bootstrap interval)")
+    ax.legend(fontsize=8)
+    _save(fig, path)

@@ -1,0 +1,304 @@
+"""Compare 3D Variability jobs: volumes, latent spaces and particle landscapes, after alignment onto the first.
+
+Each RESULTS folder is one dataset as the workflow writes it (results/<name>/:
+preprocessed.npz, or dataset.npz without preprocessing; moments.npz;
+particle_invariants.zarr); the folder name is the dataset's name and the first is the
+reference. All must share the ball radius in Å; they are compared up to their common
+order. Every other job's base map is aligned onto the reference's (rotation, shift and
+hand, as `zernike3d align`) and all its volumes are expressed in the reference's frame,
+about the reference's centre. Files written into --out-dir (the folder is written as a
+whole, replacing only an earlier output of this stage):
+
+* alignment_<name>.json: the alignment of each other job (as `zernike3d align`).
+* volume_distances.csv (volume_a, volume_b, invariant_distance, shape_distance) and
+  volume_distances.png: every volume (base, components) of every job against every
+  other in invariant space (rotation-free; shape: each volume scaled to unit norm).
+* order_correlation.csv (dataset, pair, n, correlation, zcc) and order_correlation.png:
+  per order n, the correlation of the aligned expansions (base with base, and each
+  component with its best-matching reference component, sign fixed), and the original
+  tool's ZCC (magnitudes only, m != 0 counted over m = -l..l).
+* latent_<name>.json and latent_overlap.png: overlap of the aligned components with the
+  reference's (K_B x K_A cosines, principal angles, captured share) and the least-squares
+  map z_ref = matrix @ z + offset of the job's latents into the reference's latent space.
+* landscape.npz: coords (P_total, --axes) float32 on the joint principal axes of the
+  particles' raw invariants, dataset (int32, index into names), uid (uint64), names,
+  explained (variance share per axis), cluster (int16), nearest_reference_uid (uint64)
+  and nearest_reference_distance (float32), reference_latents (P_total, K_ref) float32:
+  each particle placed in the reference's latent space; landscape_1d.png and
+  landscape_2d.png: each job's density along the joint axes.
+* cluster_populations.csv (dataset, cluster, particles, fraction, bootstrap_std,
+  bootstrap_low_95, bootstrap_high_95) and cluster_populations.png: joint k-means
+  clusters and each job's share in each, with bootstrap uncertainty.
+* nearest_neighbours.csv (dataset, particles, median_distance_to_reference,
+  share_beyond_reference_p99): how close each job's particles come to the reference's
+  (for the reference: its particles' nearest other reference particle; the share of
+  particles farther than the reference's own 99th percentile flags states the reference
+  lacks).
+"""
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from zernike3d.errors import InputError
+from zernike3d.stages import common
+
+#: an aligned job whose centre is closer than this (in voxels of the reference) to the
+#: reference's keeps its stored per-particle invariants; farther, they are recomputed
+#: about the reference's centre
+RECENTRE_TOLERANCE_VOXELS = 0.05
+
+
+def add_arguments(parser):
+    parser.add_argument("results", nargs="+", type=Path, metavar="RESULTS", help="results folders of the datasets (first: the reference)")
+    parser.add_argument("--out-dir", required=True, type=Path, help="folder for the tables, figures and landscape")
+    parser.add_argument("--axes", type=int, default=4, help="joint principal axes of the landscape")
+    parser.add_argument("--clusters", type=int, default=3, help="joint k-means clusters")
+    parser.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamplings of the cluster populations")
+    parser.add_argument("--fit-particles", type=int, default=50000, help="particles per dataset used to fit the joint axes")
+    parser.add_argument("--align-order", type=int, default=None, help="order of the alignment search and fit (default: align's)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the samples, k-means and bootstrap")
+
+
+@dataclass(frozen=True)
+class Results:
+    """One dataset's results folder: its name, moments, latents and particle store."""
+
+    name: str
+    moments: object  # Moments
+    latents: np.ndarray
+    uid: np.ndarray
+    store: object  # ParticleInvariants
+
+
+def read_results(folder):
+    """The :class:`Results` of ``folder``; :class:`InputError` naming what is missing."""
+    from zernike3d.io.dataset import Dataset
+    from zernike3d.io.particle_invariants import read_particle_invariants
+    from zernike3d.latents import check_job
+    from zernike3d.moments import Moments
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "not a results folder (no such directory)")
+    bundle = next((folder / f for f in ("preprocessed.npz", "dataset.npz") if (folder / f).is_file()), None)
+    if bundle is None:
+        raise InputError(folder, "has neither preprocessed.npz nor dataset.npz")
+    for required in ("moments.npz", "particle_invariants.zarr"):
+        if not (folder / required).exists():
+            raise InputError(folder, f"has no {required} (compare needs 3D Variability jobs with per-particle invariants; "
+                             "align single maps with `zernike3d align`)")
+    moments = Moments.load(folder / "moments.npz")
+    dataset = Dataset.load(bundle)
+    if dataset.n_components == 0:
+        raise InputError(bundle, "is a single map; compare needs 3D Variability jobs")
+    check_job(moments, folder / "moments.npz", dataset, bundle)
+    store = read_particle_invariants(folder / "particle_invariants.zarr")
+    if not np.array_equal(store.uid, dataset.uid):
+        raise InputError(folder / "particle_invariants.zarr", f"its particles (uid) are not those of {bundle}")
+    return Results(folder.resolve().name, moments, dataset.latents, dataset.uid, store)
+
+
+def run(args):
+    from zernike3d.io.atomic import atomic_path, folder_kind
+
+    check_options(args)
+    results = [read_results(folder) for folder in args.results]
+    check_comparable(results, args.results)
+    comparison = compare(results, args)
+    with atomic_path(args.out_dir, folder_kind("compare")) as tmp:
+        write_outputs(Path(tmp), results, comparison, args)
+    print(f"wrote alignments, volume distances, order correlations, latent maps, landscape.npz, "
+          f"cluster populations and nearest neighbours of {len(results)} datasets into {args.out_dir}")
+    return 0
+
+
+def check_options(args):
+    if len(args.results) < 2:
+        raise InputError("RESULTS", "give at least two results folders (the first is the reference)")
+    for option, value, least in (("--axes", args.axes, 2), ("--clusters", args.clusters, 1),
+                                 ("--bootstrap", args.bootstrap, 1), ("--fit-particles", args.fit_particles, 10)):
+        if value < least:
+            raise InputError(option, f"must be at least {least}, got {value}")
+    if args.align_order is not None:
+        common.parse_order(args.align_order, "--align-order")
+
+
+def check_comparable(results, folders):
+    names = [r.name for r in results]
+    if len(set(names)) != len(names):
+        raise InputError("RESULTS", f"dataset names (folder names) must differ: {', '.join(names)}")
+    reference = results[0].moments
+    for result, folder in zip(results[1:], folders[1:]):
+        if not np.isclose(result.moments.radius, reference.radius, rtol=1e-6):
+            raise InputError(folder / "moments.npz", f"ball radius {result.moments.radius:g} Å differs from the reference's "
+                             f"{reference.radius:g} Å; decompose both with the same --radius")
+
+
+@dataclass
+class Comparison:
+    order: int
+    alignments: dict  # name -> Alignment
+    aligned: list  # Moments of each job in the reference frame, truncated to order
+    distances: object
+    volume_labels: list
+    curves: list  # (dataset, pair, correlation (order+1,), zcc (order+1,))
+    relations: dict  # name -> LatentRelation
+    landscape: dict
+    populations: object
+    neighbours: object
+
+
+def compare(results, args):
+    """Every analysis of the stage, in memory (the landscape is built chunk by chunk)."""
+    from zernike3d.analysis import compare as analysis
+    from zernike3d.analysis.alignment import align, express_in_reference_frame
+
+    order = min(r.moments.order for r in results)
+    reference = results[0].moments.truncate(order)
+    alignments, aligned = {}, [reference]
+    for result in results[1:]:
+        alignment = align(result.moments, results[0].moments, volume=0, order=args.align_order)
+        alignments[result.name] = alignment
+        moved = in_reference_frame(result.moments, alignment, express_in_reference_frame)
+        aligned.append(moved.truncate(min(order, moved.order)))
+        print(f"{result.name}: aligned onto {results[0].name}: correlation {alignment.correlation:.4f}, "
+              f"hand {alignment.hand}, shift {np.linalg.norm(alignment.shift):.2f} Å")
+
+    stacked = np.concatenate([m.moments for m in aligned])
+    labels = [f"{r.name}:{volume}" for r, m in zip(results, aligned) for volume in m.names]
+    distances = analysis.invariant_distances(stacked, order)
+
+    curves, relations = [], {}
+    for result, moved in zip(results[1:], aligned[1:]):
+        curves.append((result.name, "base~base", analysis.order_correlation(moved.moments[0], reference.moments[0], order),
+                       analysis.zcc_curve(moved.moments[0], reference.moments[0], order)))
+        relation = analysis.latent_relation(reference.moments, moved.moments, order)
+        relations[result.name] = relation
+        for j, row in enumerate(relation.overlap):
+            i = int(np.argmax(np.abs(row)))
+            sign = 1.0 if row[i] >= 0 else -1.0
+            mine, theirs = sign * moved.moments[1 + j], reference.moments[1 + i]
+            curves.append((result.name, f"{'-' if sign < 0 else ''}component_{j}~component_{i}",
+                           analysis.order_correlation(mine, theirs, order), analysis.zcc_curve(mine, theirs, order)))
+
+    landscape, populations, neighbours = particle_landscape(results, aligned, alignments, relations, order, args)
+    return Comparison(order, alignments, aligned, distances, labels, curves, relations, landscape, populations, neighbours)
+
+
+def needs_recentring(alignment, reference):
+    """Whether an aligned job's ball centre lands farther than
+    :data:`RECENTRE_TOLERANCE_VOXELS` from the reference's (a Moments)."""
+    return np.linalg.norm(alignment.shift) > RECENTRE_TOLERANCE_VOXELS * reference.voxel_size
+
+
+def in_reference_frame(moving, alignment, express_in_reference_frame):
+    """All volumes of ``moving`` in the reference frame. When the shift is negligible
+    (:func:`needs_recentring` false) only the exact operations are applied (mirror,
+    rotation): the re-expansion that a shift needs is a grid round trip whose own error
+    (about 1e-2 of a small component at order 10 on a 24^3 grid) would exceed the shift's
+    effect."""
+    from dataclasses import replace
+
+    from zernike3d.maths.rotation import mirror_moments, rotate_moments
+
+    geometry = alignment.reference_geometry
+    if needs_recentring(alignment, replace(moving, voxel_size=geometry["voxel_size"])):
+        return express_in_reference_frame(moving, alignment)
+    moments = mirror_moments(moving.moments, moving.nlm) if alignment.hand == "mirrored" else moving.moments
+    return replace(moving, moments=rotate_moments(moments, moving.nlm, alignment.rotation), box=int(geometry["box"]),
+                   voxel_size=float(geometry["voxel_size"]), center=tuple(alignment.reference_center),
+                   origin=tuple(alignment.reference_origin))
+
+
+def particle_landscape(results, aligned, alignments, relations, order, args):
+    """The joint landscape (dict of landscape.npz arrays), its clusters and neighbours."""
+    from zernike3d.analysis import landscape as joint
+    from zernike3d.maths.indexing import nl_table
+    from zernike3d.maths.invariants import particle_invariant_forms
+
+    columns = len(nl_table(order))
+    sources = [joint.StoreSource(results[0].store, columns)]
+    for result, moved in zip(results[1:], aligned[1:]):
+        if not needs_recentring(alignments[result.name], results[0].moments):
+            sources.append(joint.StoreSource(result.store, columns))
+        else:
+            forms = particle_invariant_forms(moved.moments, order)
+            sources.append(joint.ComputedSource(forms, result.latents, result.uid))
+    axes = joint.fit_joint_axes(sources, args.axes, args.fit_particles, seed=args.seed)
+    coords, dataset, uid = joint.project_sources(sources, axes)
+    populations = joint.cluster_populations(coords, dataset, len(results), args.clusters, args.bootstrap, seed=args.seed)
+    neighbours = joint.nearest_reference_particles(coords, dataset)
+    reference_latents = np.concatenate(
+        [results[0].latents] + [relations[r.name].map_latents(r.latents) for r in results[1:]]
+    ).astype(np.float32)
+    landscape = {
+        "coords": coords, "dataset": dataset, "uid": uid, "names": np.array([r.name for r in results]),
+        "explained": axes.explained, "cluster": populations.labels,
+        "nearest_reference_uid": uid[neighbours.reference_row], "nearest_reference_distance": neighbours.distance,
+        "reference_latents": reference_latents,
+    }
+    return landscape, populations, neighbours
+
+
+def write_outputs(folder, results, comparison, args):
+    from zernike3d.analysis import compare_figures as figures
+
+    names = [r.name for r in results]
+    for name, alignment in comparison.alignments.items():
+        _write_json(folder / f"alignment_{name}.json", alignment.to_json())
+    d = comparison.distances
+    labels = comparison.volume_labels
+    _write_csv(folder / "volume_distances.csv", ["volume_a", "volume_b", "invariant_distance", "shape_distance"],
+               [[labels[i], labels[j], d.euclidean[i, j], d.shape[i, j]] for i in range(len(labels)) for j in range(len(labels))])
+    figures.plot_distance_matrix(folder / "volume_distances.png", d.shape, labels,
+                                 f"Invariant distances of all volumes (each scaled to unit norm), order {comparison.order}",
+                                 "shape distance ||F_a/|F_a| - F_b/|F_b|||")
+    rows = [[dataset, pair, n, c, z] for dataset, pair, correlation, zcc in comparison.curves
+            for n, (c, z) in enumerate(zip(correlation, zcc))]
+    _write_csv(folder / "order_correlation.csv", ["dataset", "pair", "n", "correlation", "zcc"], rows)
+    panels = {}
+    for dataset, pair, correlation, zcc in comparison.curves:
+        panel = panels.setdefault(f"{dataset} onto {names[0]} (aligned)", [])
+        panel.append((f"{pair} correlation", correlation, "-"))
+        if pair == "base~base":
+            panel.append((f"{pair} ZCC (original, no phases)", zcc, "--"))
+    figures.plot_order_curves(folder / "order_correlation.png", panels, comparison.order,
+                              "Correlation per Zernike order of the aligned expansions")
+    for name, relation in comparison.relations.items():
+        _write_json(folder / f"latent_{name}.json", {"reference": names[0], "dataset": name, **relation.to_json()})
+    figures.plot_overlaps(folder / "latent_overlap.png", {n: r.overlap for n, r in comparison.relations.items()}, names[0])
+
+    landscape = comparison.landscape
+    with open(folder / "landscape.npz", "wb") as f:
+        np.savez(f, **landscape)
+    coords, dataset = landscape["coords"], landscape["dataset"]
+    figures.plot_landscape_1d(folder / "landscape_1d.png", coords, dataset, names, landscape["explained"])
+    figures.plot_landscape_2d(folder / "landscape_2d.png", coords, dataset, names, landscape["explained"])
+    p = comparison.populations
+    counts = [np.bincount(p.labels[dataset == i], minlength=p.fractions.shape[1]) for i in range(len(names))]
+    _write_csv(folder / "cluster_populations.csv",
+               ["dataset", "cluster", "particles", "fraction", "bootstrap_std", "bootstrap_low_95", "bootstrap_high_95"],
+               [[name, c, counts[i][c], p.fractions[i, c], p.bootstrap_std[i, c], p.bootstrap_low[i, c], p.bootstrap_high[i, c]]
+                for i, name in enumerate(names) for c in range(p.fractions.shape[1])])
+    figures.plot_populations(folder / "cluster_populations.png", p, names)
+    nn = comparison.neighbours
+    _write_csv(folder / "nearest_neighbours.csv", ["dataset", "particles", "median_distance_to_reference", "share_beyond_reference_p99"],
+               [[name, int(np.sum(dataset == i)), float(np.median(nn.distance[dataset == i])),
+                 float(np.mean(nn.distance[dataset == i] > nn.self_p99))] for i, name in enumerate(names)])
+
+
+def _write_json(path, record):
+    with open(path, "w") as f:
+        json.dump(record, f, indent=1)
+        f.write("\n")
+
+
+def _write_csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
