@@ -323,6 +323,7 @@ def reconstruct_args(wildcards):
     if r.get("latents"):
         # --latent=z0,z1: a first value that is negative must not read as an option
         args.extend(shlex.quote("--latent=" + ",".join(map(str, z))) for z in r["latents"])
+    args.append(map_extra_args(wildcards))  # --mapspace, --movie: rules/clusters.smk
     return " ".join(filter(None, args))
 
 

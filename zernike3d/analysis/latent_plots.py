@@ -2,7 +2,8 @@
 
 Each panel is a hexbin of the particles' density (log counts), with overlays: particles
 coloured by cluster (a random sample of at most :data:`SCATTER_SAMPLE`), cluster centres
-(labelled stars), series points (small dots) and paths (lines through their points). A job
+(labelled stars), the points of reconstructed maps such as the series (black crosses)
+and paths (lines through their points). A job
 with a single component gets one histogram of z_0 with the overlays as vertical marks.
 Latents are unitless (cryoSPARC ``components_mode_{k}/value``).
 """
@@ -43,7 +44,7 @@ def plot_latent_pairs(path, latents, title, *, labels=None, centres=None, series
             ax.scatter(latents[sample, i], latents[sample, j], c=labels[sample], cmap="tab10",
                        vmin=-0.5, vmax=9.5, s=2, alpha=0.5, linewidths=0)
         if series is not None and len(series):
-            ax.scatter(series[:, i], series[:, j], s=14, c="tab:blue", marker="o", label="series")
+            ax.scatter(series[:, i], series[:, j], s=22, c="black", marker="x", linewidths=1, label="maps")
         for name, track in paths.items():
             ax.plot(track[:, i], track[:, j], "-o", ms=3, lw=1.5, label=name)
         for n, (name, z) in enumerate(centres.items()):
@@ -56,8 +57,24 @@ def plot_latent_pairs(path, latents, title, *, labels=None, centres=None, series
             ax.legend(fontsize=7, loc="best")
     for ax in axes[len(pairs):]:
         ax.set_visible(False)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=110, metadata={"Software": SOFTWARE})
+
+
+def index_points(path, n_components):
+    """Latents (S, K) of the points of a `zernike3d reconstruct` index.csv other than the
+    base map (map-space copies counted once), to mark on the figure."""
+    import csv
+
+    from zernike3d.errors import InputError
+
+    try:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("kind") not in ("base", None)
+                    and not r["file"].startswith("mapspace_")]
+        return np.array([[float(r[f"z_{k}"]) for k in range(n_components)] for r in rows]).reshape(-1, n_components)
+    except (OSError, KeyError, ValueError) as err:
+        raise InputError(path, f"--index: not a reconstruct index.csv ({err})") from None
 
 
 def _histogram_panel(ax, values, labels, centres, series, paths):
@@ -70,7 +87,7 @@ def _histogram_panel(ax, values, labels, centres, series, paths):
         ax.axvline(z[0], color=_colour(n), ls="--", label=name)
     if series is not None:
         for z in series:
-            ax.axvline(z[0], color="tab:blue", lw=0.5)
+            ax.axvline(z[0], color="black", lw=0.5)
     for name, track in paths.items():
         ax.plot(track[:, 0], np.zeros(len(track)), "-o", ms=3, label=name)
     ax.set_xlabel("z_0")

@@ -75,7 +75,7 @@ def rows_of_uids(table_uid, uid, source):
 def csg_document(name, cs_filename, prefixes, count, description):
     """The ``.csg`` group (a dict, see the module docstring) of one subset."""
     return {
-        "created": datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f"),
+        "created": datetime.datetime.now(),  # YAML timestamp, as cryoSPARC writes it
         "group": {
             "name": name,
             "title": f"{name} ({count} particles)",

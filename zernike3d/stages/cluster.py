@@ -11,7 +11,8 @@ down; each centre is snapped to the nearest real particle. Into --out-dir:
   centres.csv       name, kind, uid, z_0, z_1, ..: the snapped centres (a --points file
                     for `zernike3d reconstruct` and `zernike3d path`)
   selections.csv    name, kind, count, fraction, description: every subset
-  latents.png       z_i against z_j, particles coloured by cluster, centres marked
+  latents.png       z_i against z_j, particles coloured by cluster, centres marked (and
+                    the points of a reconstruct index.csv given with --index)
   subsets/NAME.cs   the job's original particle rows of each subset, every field unchanged,
   subsets/NAME.csg  and the group file that cryoSPARC's "Import Result Group" job reads
 
@@ -43,11 +44,12 @@ def add_arguments(parser):
     parser.add_argument("--range", nargs="+", action="extend", default=[], metavar="NAME=LOW:HIGH[,..]",
                         help="subsets: particles with z_K (or F_n_l) in [LOW, HIGH]; a bound may be left empty")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the clustering")
+    parser.add_argument("--index", metavar="index.csv", help="points to mark on the figure (a reconstruct index.csv, e.g. the series)")
 
 
 def run(args):
     from zernike3d.analysis import clusters as cl
-    from zernike3d.analysis.latent_plots import plot_latent_pairs
+    from zernike3d.analysis.latent_plots import index_points, plot_latent_pairs
     from zernike3d.io.atomic import atomic_path, check_replaceable, folder_kind
     from zernike3d.io.dataset import Dataset
 
@@ -96,9 +98,10 @@ def run(args):
         _write_csv(out / "selections.csv", ["name", "kind", "count", "fraction", "description"], lines)
         centres = ({f"cluster_{c:02d}": latents[row] for c, row in enumerate(clustering.snapped)}
                    if clustering is not None else None)
-        plot_latent_pairs(out / "latents.png", latents, f"{Path(args.dataset).name}: {len(latents)} particles"
-                          + (f", {args.k} {args.method} clusters on the {args.space}" if clustering else ""),
-                          labels=None if clustering is None else clustering.labels, centres=centres)
+        plot_latent_pairs(out / "latents.png", latents, f"{args.dataset}: {len(latents)} particles"
+                          + (f"\n{args.k} {args.method} clusters on the {args.space}" if clustering else ""),
+                          labels=None if clustering is None else clustering.labels, centres=centres,
+                          series=index_points(args.index, dataset.n_components) if args.index else None)
     exported = sum(1 for _, _, mask, export in subsets if export and mask.any())
     print(f"wrote {args.out_dir}: {len(subsets)} subsets of {len(dataset.uid)} particles"
           + (f" ({exported} as cryoSPARC .cs/.csg in subsets/)" if exported else ""))

@@ -35,7 +35,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from zernike3d.analysis.latent_plots import plot_latent_pairs
+    from zernike3d.analysis.latent_plots import index_points, plot_latent_pairs
     from zernike3d.analysis.paths import particle_path, resample
     from zernike3d.io.atomic import atomic_paths, csv_kind
     from zernike3d.io.dataset import Dataset
@@ -62,14 +62,14 @@ def run(args):
         rows += [[f"{name}_f{f:0{width}d}", "path", name, f, *z.tolist()] for f, z in enumerate(along)]
     if len(tracks) != len(args.between):
         raise InputError("--between", "the same path is asked for twice")
-    series = _index_points(args.index, dataset.n_components) if args.index else None
+    series = index_points(args.index, dataset.n_components) if args.index else None
     with atomic_paths(outputs) as tmps:
         with open(tmps[0], "w", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(columns)
             writer.writerows(rows)
         if args.plot:
-            plot_latent_pairs(tmps[1], latents, f"{Path(args.dataset).name}: paths through the particles",
+            plot_latent_pairs(tmps[1], latents, f"{args.dataset}:\npaths through the particles",
                               centres=centres, series=series, paths=tracks)
     print(f"wrote {args.out}: {len(tracks)} path(s) of {args.frames} frames" + (f", and {args.plot}" if args.plot else ""))
     return 0
@@ -112,15 +112,4 @@ def _label(text):
     """A state as part of a file name: cluster_02 -> cluster_02, uid:5 -> uid5,
     z:0.5,-1 -> z0.5_-1."""
     return text.replace(":", "").replace(",", "_")
-
-
-def _index_points(path, n_components):
-    """Latents of the non-base points of a reconstruct index.csv -> (S, K)."""
-    try:
-        with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("kind") not in ("base", None)
-                    and not r["file"].startswith("mapspace_")]
-        return np.array([[float(r[f"z_{k}"]) for k in range(n_components)] for r in rows]).reshape(-1, n_components)
-    except (OSError, KeyError, ValueError) as err:
-        raise InputError(path, f"--index: not a reconstruct index.csv ({err})") from None
 
