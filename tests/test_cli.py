@@ -192,7 +192,7 @@ def test_example_writes_everything(capsys, tmp_path):
     out = tmp_path / "example"
     assert cli("example", "--out", out, "--box", 32, "--order", 16) == 0
     names = ["example.mrc", "example_moments.npz", "example_reconstructed.mrc", "example_invariants.csv"]
-    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*names, ".zernike3d-output"])  # the folder's owner marker
     printed = capsys.readouterr().out
     assert str(out.resolve()) in printed
     correlation = float(re.search(r"correlation (\d\.\d+)", printed).group(1))
@@ -206,7 +206,7 @@ def test_example_writes_a_3dva_job_for_the_workflow(capsys, tmp_path, shared_dat
     argv = ["example", "--job-dir", job, "--box", 16, "--components", 2, "--particles-cs", particles]
     assert cli(*argv) == 0
     assert sorted(p.name for p in job.iterdir()) == sorted(
-        ["J1_map.mrc", "J1_component_0.mrc", "J1_component_1.mrc", "J1_particles.cs"]
+        ["J1_map.mrc", "J1_component_0.mrc", "J1_component_1.mrc", "J1_particles.cs", ".zernike3d-output"]
     )
     assert read_map(job / "J1_map.mrc").data.shape == (16, 16, 16)
     assert_refused(capsys, argv[:-1] + [tmp_path / "none.cs"], str(tmp_path / "none.cs"), "file not found", tmp_path / "other")

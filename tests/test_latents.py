@@ -167,7 +167,7 @@ def test_reconstruct_of_a_single_map_dataset_writes_the_base(capsys, tmp_path):
     moments.volume("base").save(base)
     out = tmp_path / "maps"
     assert cli("reconstruct", base, "--particles", single, "--out-dir", out) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["base.mrc", "index.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".zernike3d-output", "base.mrc", "index.csv"]
     assert (out / "index.csv").read_text() == "file,kind\nbase.mrc,base\n"
     assert cli("reconstruct", base, "--particles", single, "--out-dir", tmp_path / "x", "--particle", 0) == 2
     assert f"{single}: has no particles (a single map)" in capsys.readouterr().err

@@ -104,8 +104,8 @@ def test_qc_writes_tables_and_figures(tmp_path):
     argv = ["qc", "--dataset", paths.dataset, "--moments", paths.moments, "--particle-invariants", store,
             "--out-dir", out, "--pca-sample", 150]
     assert main([str(a) for a in argv]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [
-        "fsc.csv", "fsc.png", "fsc_resolution.csv", "invariants.png", "particle_invariants_pca.png"]
+    assert sorted(p.name for p in out.iterdir()) == [  # and the marker naming the stage that owns the folder
+        ".zernike3d-output", "fsc.csv", "fsc.png", "fsc_resolution.csv", "invariants.png", "particle_invariants_pca.png"]
     with open(out / "fsc.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["shell", "frequency_per_A", "resolution_A", "base", "component_0", "component_1"]
@@ -139,4 +139,4 @@ def test_qc_of_a_single_map_has_no_particle_plot(tmp_path):
     moments.volume("base").save(base)
     out = tmp_path / "qc"
     assert main(["qc", "--dataset", str(single), "--moments", str(base), "--out-dir", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["fsc.csv", "fsc.png", "fsc_resolution.csv", "invariants.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".zernike3d-output", "fsc.csv", "fsc.png", "fsc_resolution.csv", "invariants.png"]

@@ -56,9 +56,10 @@ def calibrate(path=RATES_FILE, repeats=3):
     radial_eval, zarr_read, zarr_rate = _in_fresh_process("time_radial_tables", None)
     rates = CpuRates(**dict(zip(names, map(float, costs))), radial_eval=radial_eval,
                      zarr_read_seconds=zarr_read, zarr_bytes_per_s=zarr_rate, cpu_model=cpu_model())
-    from zernike3d.io.atomic import atomic_path
+    from zernike3d.io.atomic import atomic_path, json_kind
 
-    with atomic_path(path) as tmp:
+    fields = [field.name for field in dataclasses.fields(CpuRates)]
+    with atomic_path(path, json_kind(fields, "a zernike3d CPU rates file")) as tmp:
         Path(tmp).write_text(json.dumps(dataclasses.asdict(rates), indent=2) + "\n")
     return rates, error
 

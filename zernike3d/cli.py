@@ -83,8 +83,8 @@ def _one_line_warning(message, category, filename, lineno, line=None):
 def _os_error_line(err):
     """One line for a fault of the machine, naming the path and what to do."""
     where = err.filename or "output"
-    if err.errno == errno.ENOSPC:
-        return f"{where}: no space left on the device; free some space or write elsewhere"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return f"{where}: no space left for it ({err.strerror}); free some space or write elsewhere"
     if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return f"{where}: cannot write here ({err.strerror}); choose a writable folder"
     return f"{where}: {err.strerror or err}"

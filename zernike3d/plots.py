@@ -8,7 +8,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from zernike3d.io.atomic import atomic_path
+from zernike3d import __version__
+from zernike3d.io.atomic import OutputKind, atomic_path
 from zernike3d.maths.fsc import FSC_THRESHOLDS
 
 
@@ -96,9 +97,21 @@ def _figure(rows, columns, size):
     return fig, list(axes)
 
 
+#: the PNG "Software" text of every figure we write; only such a PNG is replaced
+SOFTWARE = f"zernike3d {__version__}"
+
+
+def _ours(path):
+    with open(path, "rb") as f:
+        return b"Software\x00zernike3d " in f.read(64 * 1024)
+
+
+FIGURE_OUTPUT = OutputKind("a PNG figure written by zernike3d", _ours)
+
+
 def _save(fig, path):
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
+    with atomic_path(path, FIGURE_OUTPUT) as tmp:
+        fig.savefig(tmp, dpi=120, metadata={"Software": SOFTWARE})
 
 
 def resolution_text(resolution):

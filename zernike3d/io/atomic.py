@@ -1,35 +1,291 @@
-"""Write outputs under a temporary name and rename them when complete.
+"""Write outputs under a temporary name, rename them when complete, and never replace
+anything that is not an earlier output of the same kind.
 
-A crash, an exception or a killed job therefore never leaves a half-written file
-under the final name: either the old file (or nothing) is there, or the new one.
+Rules every stage follows through :func:`atomic_path` / :func:`atomic_paths`:
+
+* **Only our own earlier output is replaced.** Each writer says what it writes (an
+  :class:`OutputKind`); whatever already sits at the output path must be recognised as
+  that kind, written by zernike3d, or the write is refused with
+  :class:`~zernike3d.errors.InputError` naming the path (one line, exit 2), before any
+  work is done and again just before the rename. Recognition reads a few bytes: the
+  ``format`` entry of our ``.npz`` files, a ``zernike3d`` label in an MRC header, the
+  attributes in a zarr store's ``zarr.json``, the header row of a CSV, the keys of a JSON
+  record, the ``Software`` text of a PNG, and for a folder written as a whole (``--out-dir``,
+  ``--job-dir``) the marker file ``.zernike3d-output`` naming the stage that wrote it.
+  Nothing at the path, or an empty folder, may always be replaced.
+* **All or none.** Each output is written to a temporary sibling
+  ``.<stem>.tmp-<host>-<pid><suffix>`` (the suffix is kept, so libraries that pick a
+  format by suffix still do the right thing). Only when every output of the call is
+  complete is each earlier output moved aside (``.<stem>.old-<host>-<pid><suffix>``) and
+  the new one renamed into place; if a rename fails, the ones already done are undone
+  and the earlier outputs restored. A single file replaces its predecessor with one
+  atomic ``os.replace``. On any error the temporaries are removed.
+* **Leftovers of killed runs are removed by the next write of the same output**:
+  temporaries of that output whose process is gone (same host, pid no longer alive), or,
+  from another host, untouched for :data:`STALE_SECONDS`. Temporaries of jobs still
+  running are left alone, so concurrent jobs never break each other.
+
+A full disk or a read-only folder while writing raises ``OSError`` naming the final
+output path (not the hidden temporary); :mod:`zernike3d.cli` prints it as one line.
 """
 
 import contextlib
+import glob
+import io
+import json
 import os
+import re
 import shutil
+import socket
+import time
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+from zernike3d.errors import InputError
+
+#: the file inside a folder written as a whole that names the stage which wrote it
+MARKER = ".zernike3d-output"
+#: a temporary from another host counts as abandoned after this long untouched (s)
+STALE_SECONDS = 24 * 3600
+#: recognition reads at most this many bytes of a small entry (format string, CSV header)
+_SMALL = 64 * 1024
+#: ... and of a JSON record (basis.json, a zarr store's root zarr.json)
+_JSON_LIMIT = 2**20
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """What a writer writes, and how to recognise an earlier output of that kind.
+
+    ``description`` completes "is not ..." in the refusal message; ``recognise(path)``
+    returns True for an earlier output of this kind (it never raises); ``marker`` (folders
+    only) is written into the folder as :data:`MARKER`.
+    """
+
+    description: str
+    recognise: Callable[[Path], bool]
+    marker: str | None = None
+
+
+def npz_kind(format_name, description):
+    """An ``.npz`` whose ``format`` entry is ``format_name``."""
+    return OutputKind(description, lambda path: _npz_format(path) == format_name)
+
+
+def zarr_kind(description, attributes_match, arrays):
+    """A zarr (v3) store whose root attributes satisfy ``attributes_match(dict)``; or, if
+    its root ``zarr.json`` is missing or unreadable (Snakemake deletes a declared
+    ``store/zarr.json`` output before re-running its job; a damaged store), a folder that
+    holds nothing but some of our member names ``arrays`` (and ``zarr.json``)."""
+
+    def recognise(path):
+        try:
+            attributes = _small_json(path / "zarr.json").get("attributes")
+        except (OSError, ValueError):
+            attributes = None
+        if isinstance(attributes, dict):
+            return bool(attributes_match(attributes))
+        entries = {entry.name for entry in path.iterdir()}
+        return bool(entries & set(arrays)) and entries <= {*arrays, "zarr.json"}
+
+    return OutputKind(description, recognise)
+
+
+def json_kind(keys, description):
+    """A JSON object holding every one of ``keys``."""
+    return OutputKind(description, lambda path: set(keys) <= set(_small_json(path)))
+
+
+def csv_kind(columns, description):
+    """A CSV whose header row starts with ``columns``."""
+    prefix = ",".join(columns)
+
+    def recognise(path):
+        with open(path, newline="") as f:
+            header = f.readline(_SMALL).rstrip("\r\n")
+        return header == prefix or header.startswith(prefix + ",")
+
+    return OutputKind(description, recognise)
+
+
+def folder_kind(stage):
+    """A folder written as a whole by ``stage``: it holds :data:`MARKER` naming ``stage``."""
+
+    def recognise(path):
+        with open(path / MARKER) as f:
+            return f.read(_SMALL).strip() == stage
+
+    return OutputKind(f"a folder written by `zernike3d {stage}` (it has no {MARKER} naming {stage!r})",
+                      recognise, marker=stage)
+
+
+def is_replaceable(path, kind):
+    """True if nothing is at ``path``, an empty folder, or an earlier output of ``kind``."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return True
+    try:
+        if path.is_dir() and not any(path.iterdir()):
+            return True
+        return bool(kind.recognise(path))
+    except Exception:  # unreadable, not ours, damaged: not recognised
+        return False
+
+
+def check_replaceable(path, kind):
+    """Raise :class:`InputError` naming ``path`` unless :func:`is_replaceable`."""
+    if not is_replaceable(path, kind):
+        what = "folder" if Path(path).is_dir() else "file"
+        raise InputError(path, f"a {what} is already there and is not {kind.description}; refusing to "
+                               "replace it (move it away or choose another output path)")
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, kind):
     """Yield a temporary path beside ``path``; rename it to ``path`` on success.
 
-    Works for files and for directories (e.g. zarr stores). The temporary name keeps
-    the final suffix (``.foo.tmp-1234.npz``) so that libraries which pick a format
-    from the suffix still do the right thing. On error the temporary is removed.
+    ``kind`` (:class:`OutputKind`): what is written, so that only an earlier output of
+    that kind is replaced (see the module docstring). Works for files and folders.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    _remove(tmp)
-    try:
+    with atomic_paths([(path, kind)]) as (tmp,):
         yield tmp
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_paths(outputs):
+    """Several outputs, all or none: ``outputs`` is a list of ``(path, kind)``; yields
+    their temporary paths in the same order. A folder kind gets its temporary folder
+    created, and its marker written on success."""
+    items = [(Path(path), kind) for path, kind in outputs]
+    for path, kind in items:
+        check_replaceable(path, kind)
+    tmps = []
+    try:
+        for path, kind in items:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(path)
+            tmp = _sibling(path, "tmp")
+            _remove(tmp)
+            tmps.append(tmp)
+            if kind.marker is not None:
+                tmp.mkdir()
+        try:
+            yield list(tmps)
+        except OSError as err:
+            raise _naming_output(err, items, tmps) from None
+        for (path, kind), tmp in zip(items, tmps):
+            if kind.marker is not None:
+                (tmp / MARKER).write_text(kind.marker + "\n")
+            check_replaceable(path, kind)  # something may have appeared meanwhile
+        _commit([path for path, _ in items], tmps)
     except BaseException:
-        _remove(tmp)
+        for tmp in tmps:
+            _remove(tmp)
         raise
+
+
+def remove_stale_temporaries(path):
+    """Remove the temporaries (``.tmp-`` and ``.old-``) of ``path`` left by runs that are
+    gone: on this host, a pid no longer alive; from another host, untouched for
+    :data:`STALE_SECONDS`. Returns the paths removed."""
+    path = Path(path)
+    pattern = re.compile(rf"^\.{re.escape(path.stem)}\.(?:tmp|old)-(?P<host>.+)-(?P<pid>\d+){re.escape(path.suffix)}$")
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for candidate in path.parent.glob(f".{glob.escape(path.stem)}.*-*{glob.escape(path.suffix)}"):
+        found = pattern.match(candidate.name)
+        if found and _abandoned(candidate, found["host"], int(found["pid"])):
+            _remove(candidate)
+            removed.append(candidate)
+    return removed
+
+
+def _abandoned(candidate, host, pid):
+    if host != socket.gethostname():
+        try:
+            return time.time() - candidate.lstat().st_mtime > STALE_SECONDS
+        except FileNotFoundError:
+            return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
+
+
+def _sibling(path, tag):
+    return path.with_name(f".{path.stem}.{tag}-{socket.gethostname()}-{os.getpid()}{path.suffix}")
+
+
+def _commit(paths, tmps):
+    """Rename every temporary into place; undo all of it if one rename fails."""
+    if len(paths) == 1 and not paths[0].is_dir():
+        os.replace(tmps[0], paths[0])  # one file: atomic, no moment without it
+        return
+    done = []  # (path, where the earlier output was moved, or None)
+    try:
+        for path, tmp in zip(paths, tmps):
+            aside = None
+            if path.exists() or path.is_symlink():
+                aside = _sibling(path, "old")
+                _remove(aside)
+                os.rename(path, aside)
+            try:
+                os.rename(tmp, path)
+            except BaseException:
+                if aside is not None:
+                    os.rename(aside, path)
+                raise
+            done.append((path, aside))
+    except BaseException:
+        for path, aside in reversed(done):
+            _remove(path)
+            if aside is not None:
+                os.rename(aside, path)
+        raise
+    for _, aside in done:
+        if aside is not None:
+            _remove(aside)
+
+
+def _naming_output(err, items, tmps):
+    """The OSError ``err`` with its file name made the final output path when it was a
+    temporary (or unnamed): the user should read ``results/moments.npz``, not a hidden name."""
+    if not err.filename:
+        return OSError(err.errno, err.strerror or str(err), " and ".join(str(path) for path, _ in items))
+    name = str(err.filename)
+    for (path, _), tmp in zip(items, tmps):
+        if name == str(tmp) or name.startswith(str(tmp) + os.sep):
+            return OSError(err.errno, err.strerror or str(err), str(path))
+    return err
+
+
+def _npz_format(path):
+    """The ``format`` string of an .npz, read alone (its declared size checked first)."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("format.npy")
+        if info.file_size > _SMALL:
+            return None
+        import numpy as np
+
+        value = np.lib.format.read_array(io.BytesIO(archive.read(info)), allow_pickle=False)
+    return str(value) if value.shape == () else None
+
+
+def _small_json(path):
+    with open(path) as f:
+        text = f.read(_JSON_LIMIT + 1)
+    if len(text) > _JSON_LIMIT:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
 
 
 def _remove(p):

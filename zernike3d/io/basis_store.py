@@ -28,7 +28,8 @@ Guarantees. A store is built under a temporary name and renamed when complete
 nothing. Opening verifies the key, geometry, order, formats and every checksum; any
 mismatch is logged in one line and the store is rebuilt, never trusted. Builds hold an
 exclusive ``fcntl.flock`` on ``DIR/<key>.zarr.lock``: a second job asking for the same
-store waits, then reuses the first job's store.
+store waits, then reuses the first job's store. The temporaries of a killed build are
+removed by the next build (:func:`zernike3d.io.atomic.remove_stale_temporaries`).
 """
 
 import contextlib
@@ -38,13 +39,12 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
 import zarr
 
-from zernike3d.io.atomic import atomic_path
+from zernike3d.io.atomic import atomic_path, zarr_kind
 from zernike3d.maths.basis import RADIAL_TABLE_LIMIT, TABLE_FORMAT, Basis, radial_table_bytes
 from zernike3d.maths.geometry import BallGeometry, GridTables
 from zernike3d.maths.indexing import nl_table
@@ -55,6 +55,9 @@ STORE_FORMAT = 1
 GRID_CHUNK_BYTES = 8 * 2**20
 #: how :func:`load_basis` holds the radial table
 RADIAL_MODES = ("memory", "stream", "recompute")
+#: what write_store may replace: an earlier (stale or damaged) basis store
+STORE_OUTPUT = zarr_kind("a zernike3d basis store", lambda attrs: "store_format" in attrs and "key" in attrs,
+                         arrays=("grid", "radial_by_l"))
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +99,13 @@ def ensure_store(cache_dir, geometry, order):
             return StoreResult(path, built=False)
         if reason != "missing":
             log.warning("basis store %s: %s; rebuilding", path, reason)
-        _remove_leftovers(path)
         write_store(path, Basis.build(geometry, order, radial_table=False))
         return StoreResult(path, built=True, reason=reason)
 
 
 def write_store(path, basis):
     """Write ``basis`` (grid tables + radial table) to ``path`` atomically."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, STORE_OUTPUT) as tmp:
         group = zarr.open_group(tmp, mode="w", zarr_format=3)
         records = {}
         for name, values in basis.grid.arrays().items():
@@ -334,12 +336,6 @@ def _build_lock(path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _remove_leftovers(path):
-    """Temporaries of killed builds of this store (only called under the build lock)."""
-    for leftover in path.parent.glob(f".{path.stem}.tmp-*{path.suffix}"):
-        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _geometry_args(record):

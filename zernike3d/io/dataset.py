@@ -41,10 +41,12 @@ from pathlib import Path
 import numpy as np
 
 from zernike3d.errors import InputError
-from zernike3d.io.atomic import atomic_path
+from zernike3d.io.atomic import atomic_path, npz_kind
 
 FORMAT = "zernike3d-dataset"
 FORMAT_VERSION = 1
+#: what save may replace: an earlier dataset bundle
+OUTPUT = npz_kind(FORMAT, f"a zernike3d dataset bundle (format {FORMAT!r})")
 KEYS = ("format", "format_version", "maps", "names", "latents", "uid", "voxel_size",
         "origin", "provenance")
 
@@ -162,7 +164,7 @@ class Dataset:
             "origin": np.array(self.origin, dtype=np.float64),
             "provenance": np.array(json.dumps(self.provenance, indent=1)),
         }
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        with atomic_path(path, OUTPUT) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
     @classmethod

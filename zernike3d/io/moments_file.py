@@ -30,11 +30,13 @@ import zipfile
 import numpy as np
 
 from zernike3d.errors import InputError
-from zernike3d.io.atomic import atomic_path
+from zernike3d.io.atomic import atomic_path, npz_kind
 from zernike3d.maths.indexing import nlm_table
 
 FORMAT = "zernike3d-moments"
 FORMAT_VERSION = 1
+#: what save_moments may replace: an earlier moments file
+OUTPUT = npz_kind(FORMAT, f"a zernike3d moments file (format {FORMAT!r})")
 KEYS = ("moments", "nlm", "order", "box", "voxel_size", "radius", "center", "origin", "names")
 
 
@@ -55,7 +57,7 @@ def save_moments(path, *, moments, order, box, voxel_size, radius, center, origi
         "names": np.asarray(names, dtype=str),
     }
     _check(path, arrays)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez adds no suffix
+    with atomic_path(path, OUTPUT) as tmp, open(tmp, "wb") as f:  # a file object: np.savez adds no suffix
         np.savez(f, **arrays)
 
 

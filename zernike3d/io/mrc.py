@@ -17,8 +17,13 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
+from zernike3d import __version__
 from zernike3d.errors import InputError
-from zernike3d.io.atomic import atomic_path
+from zernike3d.io.atomic import OutputKind, atomic_path
+
+#: every map we write carries a header label starting with this; only such a map is
+#: ever replaced by a later write (see zernike3d/io/atomic.py)
+LABEL = "zernike3d"
 
 
 @dataclass(frozen=True)
@@ -89,16 +94,29 @@ def _header_floats(values):
     return tuple(float(f"{v:.6g}") for v in values)
 
 
+def written_by_zernike3d(path):
+    """True if the MRC header of ``path`` (read alone) has a label starting with :data:`LABEL`."""
+    with mrcfile.open(path, mode="r", header_only=True, permissive=True) as mrc:
+        count = min(int(mrc.header.nlabl), len(mrc.header.label))
+        return any(bytes(label).startswith(LABEL.encode()) for label in mrc.header.label[:count])
+
+
+MAP_OUTPUT = OutputKind("an MRC map written by zernike3d (no 'zernike3d' header label)", written_by_zernike3d)
+
+
 def write_map(path, data, voxel_size, origin=(0.0, 0.0, 0.0)):
-    """Write ``data[z, y, x]`` as a float32 MRC map, atomically.
+    """Write ``data[z, y, x]`` as a float32 MRC map, atomically, labelled
+    ``zernike3d <version>`` in the header; an existing file at ``path`` is replaced only
+    if it is such a map.
 
     voxel_size: Å (isotropic); origin: (x, y, z) Å, stored in the header's origin field.
     """
     data = np.asarray(data, dtype=np.float32)
     if data.ndim != 3:
         raise ValueError(f"a map must be 3D, got shape {data.shape}")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, MAP_OUTPUT) as tmp:
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(data)
+            mrc.add_label(f"{LABEL} {__version__}")
             mrc.voxel_size = float(voxel_size)
             mrc.header.origin = tuple(float(v) for v in origin)

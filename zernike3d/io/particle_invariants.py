@@ -39,10 +39,13 @@ from tqdm import tqdm
 from zarr.codecs import BloscCodec
 
 from zernike3d.errors import InputError
-from zernike3d.io.atomic import atomic_path
+from zernike3d.io.atomic import atomic_path, zarr_kind
 
 FORMAT = "zernike3d-particle-invariants"
 FORMAT_VERSION = 1
+#: what write_particle_invariants may replace: an earlier store of this format
+OUTPUT = zarr_kind(f"a zernike3d particle invariants store (format {FORMAT!r})",
+                   lambda attrs: attrs.get("format") == FORMAT, arrays=("uid", "nl", "invariants"))
 #: particles per zarr chunk (and per computed block)
 DEFAULT_CHUNK = 4096
 #: byte-shuffled lz4: fast enough not to slow the write, some gain on float32
@@ -106,7 +109,7 @@ def write_particle_invariants(path, forms, latents, uid, nl, *, order, names, ch
         )
     norms = _norms_function(backend, _packed_forms(forms))
     block = np.empty((chunk, n_nl), dtype=np.float32)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, OUTPUT) as tmp:
         group = zarr.open_group(tmp, mode="w", zarr_format=3)
         group.attrs.update(
             format=FORMAT, format_version=FORMAT_VERSION, order=int(order), names=list(names)

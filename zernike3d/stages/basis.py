@@ -12,10 +12,13 @@ import json
 from pathlib import Path
 
 from zernike3d.errors import InputError
-from zernike3d.io.atomic import atomic_path
+from zernike3d.io.atomic import atomic_path, json_kind
 from zernike3d.io.basis_store import basis_record, ensure_store
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.stages import common
+
+#: what --out may replace: an earlier basis.json
+RECORD_OUTPUT = json_kind(("key", "store", "geometry", "order"), "a basis.json written by `zernike3d basis`")
 
 
 def add_arguments(parser):
@@ -28,12 +31,13 @@ def add_arguments(parser):
 
 def run(args):
     order = common.parse_order(args.order)
+    common.check_outputs([args.input], [(args.out, RECORD_OUTPUT)])
     box, voxel_size = input_box(args.input)
     geometry = BallGeometry.for_box(
         box, voxel_size, radius=common.parse_radius(args.radius), center=common.parse_center(args.center)
     )
     result = ensure_store(args.cache, geometry, order)
-    with atomic_path(args.out) as tmp:
+    with atomic_path(args.out, RECORD_OUTPUT) as tmp:
         Path(tmp).write_text(json.dumps(basis_record(result, geometry, order), indent=2) + "\n")
     action = "built" if result.built else "reused"
     print(f"{action} {result.path} (box {box}, voxel {voxel_size:g} Å, order {order}); wrote {args.out}")

@@ -5,6 +5,52 @@ import sys
 from zernike3d.errors import InputError
 
 
+def check_outputs(inputs, outputs):
+    """Refuse, before any work, outputs that would destroy an input or a stranger's file.
+
+    inputs: the paths the stage reads (None entries are skipped); outputs: ``(path,
+    kind)`` pairs (:class:`zernike3d.io.atomic.OutputKind`; None paths are skipped). An
+    output may not be an input (also through a symbolic or hard link) nor a folder that
+    holds one, since writing it replaces that path; and whatever is at an output path
+    must be an earlier output of its kind (:func:`zernike3d.io.atomic.check_replaceable`).
+    Raises :class:`InputError` naming the output path.
+    """
+    import os
+    from pathlib import Path
+
+    from zernike3d.io.atomic import check_replaceable
+
+    read = [(str(p), Path(p).resolve()) for p in inputs if p is not None]
+    for path, kind in outputs:
+        if path is None:
+            continue
+        target = Path(path).resolve()
+        for name, source in read:
+            if source == target or (source.exists() and target.exists() and os.path.samefile(source, target)):
+                raise InputError(path, f"is the input {name}; writing it would destroy the input (choose another output path)")
+            if source.is_relative_to(target):
+                raise InputError(path, f"holds the input {name}; writing it would replace it (choose another output path)")
+        check_replaceable(path, kind)
+
+
+def require_memory(option, nbytes, what):
+    """Raise :class:`InputError` naming ``option`` if ``nbytes`` exceed the memory this
+    machine has available now (psutil), before anything is allocated."""
+    import psutil
+
+    available = psutil.virtual_memory().available
+    if nbytes > available:
+        raise InputError(option, f"{what} needs at least {nbytes / 2**30:.3g} GiB of memory, and "
+                                 f"{available / 2**30:.3g} GiB is available; ask for less")
+
+
+def require_box_memory(option, box, maps=1):
+    """:func:`require_memory` for ``maps`` float64 maps of ``box``³ voxels plus the grid
+    tables of the box (at least 32 bytes per voxel of one plane while they are built)."""
+    require_memory(option, maps * 8 * box**3 + 32 * box**2,
+                   f"a {box}-voxel box ({maps} map(s) and the grid tables)" if maps else f"the grid tables of a {box}-voxel box")
+
+
 def add_geometry_arguments(parser):
     """``--radius`` and ``--center``: where the unit ball sits in the box."""
     parser.add_argument(

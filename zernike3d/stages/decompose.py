@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from zernike3d.errors import InputError
+from zernike3d.io import moments_file
 from zernike3d.io.dataset import Dataset
 from zernike3d.io.mrc import read_map
 from zernike3d.maths.geometry import BallGeometry
@@ -51,6 +52,7 @@ def add_arguments(parser):
 def run(args):
     order = common.parse_order(args.order)
     radius, center = common.parse_radius(args.radius), common.parse_center(args.center)
+    common.check_outputs([*args.maps, args.basis], [(args.out, moments_file.OUTPUT)])
     volumes, voxel_size, origin, names = read_inputs(args.maps, args.voxel_size)
     if args.names is not None:
         names = args.names.split(",")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from zernike3d.errors import InputError
-from zernike3d.io.atomic import atomic_path
+from zernike3d.io.atomic import atomic_path, folder_kind
 from zernike3d.io.mrc import write_map
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.moments import Moments
@@ -29,6 +29,9 @@ from zernike3d.stages.invariants import write_invariants
 from zernike3d.synthetic import chiral_phantom, write_3dva_job
 
 VOXEL_SIZE = 1.0
+#: what --out and --job-dir may replace: folders written by earlier runs of the same mode
+EXAMPLE_FOLDER = folder_kind("example")
+JOB_FOLDER = folder_kind("example --job-dir")
 
 
 def add_arguments(parser):
@@ -46,24 +49,27 @@ def add_arguments(parser):
 def run(args):
     if args.box < 1:
         raise InputError("--box", f"must be a positive number of voxels, got {args.box}")
+    common.require_box_memory("--box", args.box, maps=3)
     if args.job_dir is not None:
         return write_job(args)
     order = common.parse_order(args.order)
     out = Path(args.out)
+    common.check_outputs([], [(out, EXAMPLE_FOLDER)])
     phantom_path = out / "example.mrc"
     moments_path = out / "example_moments.npz"
     reconstruction_path = out / "example_reconstructed.mrc"
     invariants_path = out / "example_invariants.csv"
 
     phantom = chiral_phantom(args.box, VOXEL_SIZE)
-    write_map(phantom_path, phantom, VOXEL_SIZE)
     geometry = BallGeometry.for_box(args.box, VOXEL_SIZE)
     report_outside(geometry, phantom, [phantom_path])
     moments = Moments.from_maps(phantom, geometry, order, names=["example"], threads=args.threads, progress=True)
-    moments.save(moments_path)
     (reconstruction,) = moments.reconstruct(threads=args.threads, progress=True)
-    write_map(reconstruction_path, reconstruction.data, reconstruction.voxel_size, reconstruction.origin)
-    write_invariants(invariants_path, moments.invariants(), moments.nl, moments.names)
+    with atomic_path(out, EXAMPLE_FOLDER) as folder:  # all four files, or none
+        write_map(folder / phantom_path.name, phantom, VOXEL_SIZE)
+        moments.save(folder / moments_path.name)
+        write_map(folder / reconstruction_path.name, reconstruction.data, reconstruction.voxel_size, reconstruction.origin)
+        write_invariants(folder / invariants_path.name, moments.invariants(), moments.nl, moments.names)
 
     inside = geometry.inside()
     reference, rebuilt = phantom[inside].astype(np.float64), reconstruction.data[inside].astype(np.float64)
@@ -91,7 +97,8 @@ def write_job(args):
         raise InputError(args.particles_cs, "file not found")
     if args.components < 1:
         raise InputError("--components", f"must be at least 1, got {args.components}")
-    with atomic_path(args.job_dir) as tmp:
+    common.check_outputs([args.particles_cs], [(args.job_dir, JOB_FOLDER)])
+    with atomic_path(args.job_dir, JOB_FOLDER) as tmp:
         write_3dva_job(tmp, box=args.box, n_components=args.components, particles_cs=args.particles_cs, seed=args.seed)
     source = "synthetic particles" if args.particles_cs is None else f"the particles of {args.particles_cs}"
     print(f"wrote a synthetic 3DVA job into {args.job_dir}: J1_map.mrc, {args.components} components, "

@@ -27,8 +27,10 @@ import numpy as np
 
 from zernike3d.errors import InputError
 from zernike3d.io.cryosparc import particles_from_table, read_particles
+from zernike3d.io import dataset as dataset_file
 from zernike3d.io.dataset import Dataset, input_record, provenance_step
 from zernike3d.io.mrc import read_map
+from zernike3d.stages import common
 
 _JOB_FILE = re.compile(r"^(J\d+)_(?:(map)\.mrc|component_(\d+)\.mrc|(particles)\.cs)$")
 
@@ -49,6 +51,8 @@ def add_arguments(parser):
 
 def run(args):
     apix = _check_apix(args.apix)
+    common.check_outputs([args.job_dir, args.map, *(args.components or []), args.particles, args.wiggle],
+                         [(args.out, dataset_file.OUTPUT)])
     if (args.components is None) != (args.particles is None) or (
         args.components is not None and args.map is None
     ):

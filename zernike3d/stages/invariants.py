@@ -4,7 +4,10 @@ F_nl = sqrt(sum over m = -l..l of |Omega_nlm|^2) does not change when the map is
 about the ball's centre. Output by suffix:
 
 * .csv: header ``n,l,<name>...``, one row per (n, l) ordered by n then l;
-* .npz: ``invariants`` (volumes, n_nl) float64, ``nl`` (n_nl, 2) int, ``names`` (volumes,).
+* .npz: ``format`` ("zernike3d-invariants"), ``invariants`` (volumes, n_nl) float64, ``nl``
+  (n_nl, 2) int, ``names`` (volumes,).
+
+The table and the store are written together: both, or (on any failure) neither.
 
 With --particles (a dataset of a 3D Variability job, moments of base, component_0, ..)
 the invariants of every particle's map, F_nl(z) for its latents z, are also written to
@@ -17,13 +20,26 @@ from pathlib import Path
 import numpy as np
 
 from zernike3d.errors import InputError
-from zernike3d.io.atomic import atomic_path
+from zernike3d.io import particle_invariants
+from zernike3d.io.atomic import atomic_path, atomic_paths, csv_kind, npz_kind
 from zernike3d.io.dataset import Dataset
 from zernike3d.io.particle_invariants import write_particle_invariants
 from zernike3d.maths.backends import BackendUnavailable, import_cupy
 from zernike3d.latents import check_job
 from zernike3d.maths.invariants import particle_invariant_forms
 from zernike3d.moments import Moments
+from zernike3d.stages import common
+
+
+#: the ``format`` entry of an invariants .npz
+NPZ_FORMAT = "zernike3d-invariants"
+
+
+def table_kind(path):
+    """What the invariants table at ``path`` (.csv or .npz by suffix) may replace."""
+    if Path(path).suffix.lower() == ".csv":
+        return csv_kind(["n", "l"], "an invariants CSV written by zernike3d (header n,l,...)")
+    return npz_kind(NPZ_FORMAT, f"an invariants file written by zernike3d (format {NPZ_FORMAT!r})")
 
 
 def add_arguments(parser):
@@ -44,6 +60,10 @@ def run(args):
         raise InputError(args.out, "output must end in .csv or .npz")
     if (args.particles is None) != (args.particles_out is None):
         raise InputError("--particles", "give both --particles dataset.npz and --particles-out P.zarr")
+    outputs = [(args.out, table_kind(args.out))]
+    if args.particles_out is not None:
+        outputs.append((args.particles_out, particle_invariants.OUTPUT))
+    common.check_outputs([args.moments, args.particles], outputs)
     backend = "cupy" if args.device == "gpu" else "numba"
     if backend == "cupy":
         try:
@@ -57,22 +77,24 @@ def run(args):
         if len(dataset.uid) == 0:
             raise InputError(args.particles, "has no particles (a single map)")
         check_job(moments, args.moments, dataset, args.particles)
-    write_invariants(args.out, moments.invariants(), moments.nl, moments.names)
+    with atomic_paths(outputs) as temporaries:  # the table and the store: both or neither
+        write_invariants(temporaries[0], moments.invariants(), moments.nl, moments.names)
+        if dataset is not None:
+            forms = particle_invariant_forms(moments.moments, moments.order)
+            write_particle_invariants(
+                temporaries[1], forms, dataset.latents, dataset.uid, moments.nl, order=moments.order,
+                names=moments.names, backend=backend, progress=True,
+            )
     print(f"wrote {args.out}: {moments.nl.shape[0]} invariants (n, l) for {len(moments.names)} volume(s)")
     if dataset is not None:
-        forms = particle_invariant_forms(moments.moments, moments.order)
-        write_particle_invariants(
-            args.particles_out, forms, dataset.latents, dataset.uid, moments.nl, order=moments.order, names=moments.names,
-            backend=backend, progress=True,
-        )
         print(f"wrote {args.particles_out}: {moments.nl.shape[0]} invariants for each of {len(dataset.uid)} particles")
     return 0
 
 
 def write_invariants(path, invariants, nl, names):
     """Write invariants (V, n_nl) as CSV (one row per (n, l), full float precision) or as
-    .npz, by the suffix of ``path``; atomically."""
-    with atomic_path(path) as tmp:
+    .npz (with ``format`` = :data:`NPZ_FORMAT`), by the suffix of ``path``; atomically."""
+    with atomic_path(path, table_kind(path)) as tmp:
         if Path(path).suffix.lower() == ".csv":
             with open(tmp, "w", newline="") as f:
                 writer = csv.writer(f, lineterminator="\n")
@@ -81,4 +103,4 @@ def write_invariants(path, invariants, nl, names):
                     writer.writerow([n, l, *values])  # str(float) round-trips exactly
         else:
             with open(tmp, "wb") as f:
-                np.savez(f, invariants=invariants, nl=nl, names=np.asarray(names, dtype=str))
+                np.savez(f, format=np.array(NPZ_FORMAT), invariants=invariants, nl=nl, names=np.asarray(names, dtype=str))

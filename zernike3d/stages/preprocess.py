@@ -24,11 +24,13 @@ import numpy as np
 
 from zernike3d.errors import InputError
 from zernike3d.io.cmm import read_single_marker
+from zernike3d.io import dataset as dataset_file
 from zernike3d.io.dataset import Dataset, input_record, provenance_step
 from zernike3d.io.mrc import read_map
 from zernike3d.maths.preprocessing import (
     center_of_mass, crop_box, fourier_bin, soft_sphere_mask, soften_mask,
 )
+from zernike3d.stages import common
 from zernike3d.stages.common import parse_center
 
 DEFAULT_EDGE_VOXELS = 3
@@ -51,9 +53,15 @@ def add_arguments(parser):
 
 
 def run(args):
+    inputs = [args.dataset, _is_file_mask(args.mask) and args.mask or None,
+              args.center if args.center and args.center.lower().endswith(".cmm") else None]
+    common.check_outputs(inputs, [(args.out, dataset_file.OUTPUT)])
     dataset = Dataset.load(args.dataset)
     source = input_record(args.dataset)
     _check_options(args, dataset.box)
+    if args.crop is not None:
+        common.require_memory("--crop", len(dataset.maps) * 4 * args.crop**3,
+                              f"cropping {len(dataset.maps)} map(s) to {args.crop}³ voxels (float32)")
     crop = args.crop if args.crop is not None else (dataset.box if args.center else None)
     final_box = (crop or dataset.box) // (args.bin or 1)
     mask_file = _read_mask_file(args.mask, final_box) if _is_file_mask(args.mask) else None

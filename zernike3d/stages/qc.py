@@ -12,6 +12,9 @@ sphere) and compared by Fourier shell correlation. Files written into --out-dir:
 * with --particle-invariants: particle_invariants_pca.png, the per-particle invariants
   (standardised, a random subsample if there are many) on their first two principal
   components, coloured by each latent coordinate.
+
+All are written into a temporary folder that replaces --out-dir only when every one is
+complete: all or none.
 """
 
 import csv
@@ -21,13 +24,16 @@ import numpy as np
 
 from zernike3d import plots
 from zernike3d.errors import InputError
-from zernike3d.io.atomic import atomic_path
+from zernike3d.io.atomic import atomic_path, csv_kind, folder_kind
 from zernike3d.io.dataset import Dataset
 from zernike3d.io.particle_invariants import read_particle_invariants
 from zernike3d.maths.fsc import FSC_THRESHOLDS, ball_mask, fourier_shell_correlation
 from zernike3d.maths.transform import reconstruct
 from zernike3d.moments import Moments
 from zernike3d.stages import common
+
+#: what --out-dir may replace: a folder written by an earlier `qc`
+QC_FOLDER = folder_kind("qc")
 
 
 def add_arguments(parser):
@@ -41,6 +47,7 @@ def add_arguments(parser):
 
 
 def run(args):
+    common.check_outputs([args.dataset, args.moments, args.particle_invariants], [(args.out_dir, QC_FOLDER)])
     dataset = Dataset.load(args.dataset)
     moments = Moments.load(args.moments)
     check_same_maps(dataset, args.dataset, moments, args.moments)
@@ -51,24 +58,25 @@ def run(args):
             raise InputError(args.particle_invariants, f"its particles (uid) are not those of {args.dataset}")
 
     curves = map_fsc(dataset, moments, args.mask_edge, args.threads)
-    write_fsc_tables(args.out_dir, curves)
-    title = f"{Path(args.moments).name}: maps against their order-{moments.order} expansions (ball-masked)"
-    plots.plot_fsc(args.out_dir / "fsc.png", curves, title)
-    plots.plot_invariant_maps(
-        args.out_dir / "invariants.png", moments.invariants(), moments.nl, moments.names,
-        f"Zernike invariants F_nl of {Path(args.moments).name}",
-    )
+    with atomic_path(args.out_dir, QC_FOLDER) as folder:
+        write_fsc_tables(folder, curves)
+        title = f"{Path(args.moments).name}: maps against their order-{moments.order} expansions (ball-masked)"
+        plots.plot_fsc(folder / "fsc.png", curves, title)
+        plots.plot_invariant_maps(
+            folder / "invariants.png", moments.invariants(), moments.nl, moments.names,
+            f"Zernike invariants F_nl of {Path(args.moments).name}",
+        )
+        if store is not None:
+            rows, values = store.sample(args.pca_sample)
+            scores, explained = principal_components(values, args.particle_invariants)
+            plots.plot_invariant_pca(
+                folder / "particle_invariants_pca.png", scores, explained, dataset.latents[rows],
+                [f"latent z_{k} (component_{k})" for k in range(dataset.n_components)],
+                f"Per-particle invariants (standardised) on their first two principal components, "
+                f"{len(rows):,} of {len(store.uid):,} particles",
+            )
     for name, curve in curves.items():
         print(f"{name}: " + ", ".join(f"FSC {t:g} at {plots.resolution_text(curve.resolution(t))}" for t in FSC_THRESHOLDS))
-    if store is not None:
-        rows, values = store.sample(args.pca_sample)
-        scores, explained = principal_components(values, args.particle_invariants)
-        plots.plot_invariant_pca(
-            args.out_dir / "particle_invariants_pca.png", scores, explained, dataset.latents[rows],
-            [f"latent z_{k} (component_{k})" for k in range(dataset.n_components)],
-            f"Per-particle invariants (standardised) on their first two principal components, "
-            f"{len(rows):,} of {len(store.uid):,} particles",
-        )
     print(f"wrote fsc.csv, fsc_resolution.csv, fsc.png, invariants.png{', particle_invariants_pca.png' if store else ''} "
           f"into {args.out_dir}")
     return 0
@@ -132,7 +140,8 @@ def _crossing_text(resolution):
 
 
 def _write_csv(path, header, rows):
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+    kind = csv_kind(header[:3], "a QC table written by zernike3d")  # the columns before the volume names
+    with atomic_path(path, kind) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(rows)

@@ -19,15 +19,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from zernike3d.errors import InputError
-from zernike3d.io.atomic import atomic_path
+from zernike3d.io.atomic import atomic_path, folder_kind
 from zernike3d.io.dataset import Dataset
-from zernike3d.io.mrc import write_map
+from zernike3d.io.mrc import MAP_OUTPUT, write_map
 from zernike3d.latents import check_job, moments_at, select_points
 from zernike3d.moments import Moments
 from zernike3d.stages import common
 
 #: maps reconstructed together hold at most this many bytes (float64 work copies)
 MAPS_BUDGET = 2**30
+#: what --out-dir may replace: a folder written by an earlier `reconstruct --out-dir`
+MAPS_FOLDER = folder_kind("reconstruct --out-dir")
 
 
 def add_arguments(parser):
@@ -50,6 +52,8 @@ def add_arguments(parser):
 
 
 def run(args):
+    outputs = [(args.out_dir, MAPS_FOLDER)] if args.particles is not None else [(args.out, MAP_OUTPUT)]
+    common.check_outputs([args.moments, args.particles], outputs)
     moments = Moments.load(args.moments)
     if args.order is not None:
         order = common.parse_order(args.order)
@@ -58,6 +62,8 @@ def run(args):
         moments = moments.truncate(order)
     if args.box is not None and args.box < 1:
         raise InputError("--box", f"must be a positive number of voxels, got {args.box}")
+    if args.box is not None:
+        common.require_box_memory("--box", args.box)
     if args.voxel_size is not None and not args.voxel_size > 0:
         raise InputError("--voxel-size", f"must be a positive number of Å, got {args.voxel_size}")
     if args.particles is not None:
@@ -80,7 +86,8 @@ def run(args):
 
 
 def write_latent_maps(args, moments):
-    """The --particles mode: every chosen latent point's map, then index.csv."""
+    """The --particles mode: every chosen latent point's map and index.csv, written into
+    a temporary folder that replaces --out-dir when all are complete."""
     if args.out_dir is None:
         raise InputError("--out-dir", "give the folder for the maps (with --particles)")
     dataset = Dataset.load(args.particles)
@@ -93,15 +100,16 @@ def write_latent_maps(args, moments):
     geometry = at_points.output_geometry(args.box, args.voxel_size)
     batch = max(1, min(len(points), MAPS_BUDGET // (8 * geometry.box**3)))
     options = common.transform_options(args, geometry, at_points.order, batch, "reconstruct")
-    for start in range(0, len(points), batch):
-        chunk = replace(at_points, moments=at_points.moments[start : start + batch], names=at_points.names[start : start + batch])
-        results = chunk.reconstruct(box=args.box, voxel_size=args.voxel_size, progress=True, **options)
-        for point, result in zip(points[start : start + batch], results):
-            write_map(args.out_dir / f"{point.name}.mrc", result.data, result.voxel_size, result.origin)
-    with atomic_path(args.out_dir / "index.csv") as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["file", "kind", *(f"z_{k}" for k in range(dataset.n_components))])
-        writer.writerows([f"{p.name}.mrc", p.kind, *p.z.tolist()] for p in points)
+    with atomic_path(args.out_dir, MAPS_FOLDER) as folder:
+        for start in range(0, len(points), batch):
+            chunk = replace(at_points, moments=at_points.moments[start : start + batch], names=at_points.names[start : start + batch])
+            results = chunk.reconstruct(box=args.box, voxel_size=args.voxel_size, progress=True, **options)
+            for point, result in zip(points[start : start + batch], results):
+                write_map(folder / f"{point.name}.mrc", result.data, result.voxel_size, result.origin)
+        with open(folder / "index.csv", "w", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["file", "kind", *(f"z_{k}" for k in range(dataset.n_components))])
+            writer.writerows([f"{p.name}.mrc", p.kind, *p.z.tolist()] for p in points)
     print(
         f"wrote {len(points)} maps and index.csv into {args.out_dir}: order {moments.order}, "
         f"box {results[0].data.shape[0]} at {results[0].voxel_size:g} Å"
