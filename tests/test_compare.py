@@ -14,12 +14,17 @@ The results folders are written as the workflow writes them (dataset.npz, moment
 particle_invariants.zarr) by the library's own writers.
 """
 
+import copy
 import csv
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from zernike3d.analysis.compare import (
     ball_coordinates,
@@ -28,9 +33,17 @@ from zernike3d.analysis.compare import (
     order_correlation,
     zcc_curve,
 )
+from zernike3d.analysis.landscape import (
+    ComputedSource,
+    StoreSource,
+    cluster_populations,
+    fit_joint_axes,
+    nearest_reference_particles,
+    project_sources,
+)
 from zernike3d.cli import main
 from zernike3d.io.dataset import Dataset
-from zernike3d.io.particle_invariants import write_particle_invariants
+from zernike3d.io.particle_invariants import read_particle_invariants, write_particle_invariants
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.indexing import coefficient_count, nlm_table
 from zernike3d.maths.invariants import particle_invariant_forms
@@ -148,6 +161,74 @@ def test_latent_relation_recovers_a_known_linear_map():
     orthogonal = orthogonal - coefficients @ reference[1:]
     relation = latent_relation(reference, np.stack([reference[0], reference[1], orthogonal]), ORDER)
     assert relation.captured[1] < 1e-20 and relation.principal_angles_deg[-1] == pytest.approx(90.0)
+
+
+class ArraySource:
+    """Descriptors held in memory, in blocks of 100, with the sources' interface."""
+
+    def __init__(self, values):
+        self.values, self.count = values.astype(np.float32), len(values)
+        self.uid = np.arange(self.count, dtype=np.uint64)
+
+    def blocks(self):
+        for start in range(0, self.count, 100):
+            yield start, self.values[start : start + 100]
+
+    def fit_sample(self, count, rng):
+        return self.values[rng.permutation(self.count)[:count]]
+
+
+def test_joint_axes_weigh_each_job_the_same_and_follow_the_raw_spread():
+    rng = np.random.default_rng(4)
+    # job 0: 5000 points spread along (1, 1, 0, ...); job 1: 500 points spread along (1, -1, 0, ...),
+    # centred elsewhere; a tiny column 3 with noise 1e-4 that standardisation would blow up
+    direction_0, direction_1 = np.array([1, 1, 0, 0]) / np.sqrt(2), np.array([1, -1, 0, 0]) / np.sqrt(2)
+    job_0 = 3.0 * rng.normal(size=(5000, 1)) * direction_0 + [10, 10, 0, 1]
+    job_1 = 3.0 * rng.normal(size=(500, 1)) * direction_1 + [10, 10, 2, 1]
+    job_0[:, 3] += 1e-4 * rng.normal(size=5000)
+    job_1[:, 3] += 1e-4 * rng.normal(size=500)
+    axes = fit_joint_axes([ArraySource(job_0), ArraySource(job_1)], n_axes=3, fit_particles=10_000)
+    assert np.allclose(axes.centre, [10, 10, 1, 1], atol=0.2)  # the mean of the two jobs' means
+    # equal weights: both spreads (variance 9 each, halved: 4.5) beat the offset between the jobs (variance 1)
+    assert np.allclose(np.abs(axes.axes[:, :2].T @ np.stack([direction_0, direction_1]).T), np.eye(2), atol=0.05) or \
+        np.allclose(np.abs(axes.axes[:, :2].T @ np.stack([direction_1, direction_0]).T), np.eye(2), atol=0.05)
+    assert np.abs(axes.axes[2, 2]) > 0.99 and np.abs(axes.axes[3, :]).max() < 1e-3  # the tiny column does not count
+    assert axes.explained[:2].sum() == pytest.approx(9.0 / (9.0 + 1.0), abs=0.03)
+    coords, dataset, uid = project_sources([ArraySource(job_0), ArraySource(job_1)], axes)
+    assert coords.shape == (5500, 3) and coords.dtype == np.float32 and np.bincount(dataset).tolist() == [5000, 500]
+    assert np.allclose(coords, (np.concatenate([job_0, job_1]) - axes.centre) @ axes.axes, atol=1e-3)
+
+
+def test_store_and_computed_sources_give_the_same_descriptors(tmp_path):
+    rng = np.random.default_rng(6)
+    maps = job_maps()
+    folder = write_results(tmp_path / "job", maps, rng.normal(size=(300, 2)), rng.integers(0, 2**63, 300, dtype=np.uint64))
+    store = read_particle_invariants(folder / "particle_invariants.zarr")
+    dataset = Dataset.load(folder / "dataset.npz")
+    forms = particle_invariant_forms(Moments.load(folder / "moments.npz").moments, ORDER)
+    stored = np.concatenate([values for _, values in StoreSource(store, 20).blocks()])
+    computed = np.concatenate([values for _, values in ComputedSource(forms, dataset.latents, dataset.uid).blocks()])
+    assert stored.shape == (300, 20) and np.allclose(stored, computed[:, :20], rtol=1e-6, atol=1e-7 * stored.max())
+    sample = StoreSource(store, 20).fit_sample(100, np.random.default_rng(0))
+    assert sample.shape == (100, 20) and all((stored == row).all(axis=1).any() for row in sample)
+
+
+def test_cluster_populations_and_nearest_neighbours_of_known_points():
+    rng = np.random.default_rng(8)
+    # two well separated groups; job 0 puts 25% in group A, job 1 puts 80%
+    group = np.concatenate([rng.random(4000) < 0.25, rng.random(2000) < 0.8])
+    dataset = np.repeat([0, 1], [4000, 2000]).astype(np.int32)
+    coords = (np.where(group[:, None], [-5.0, 0.0], [5.0, 0.0]) + rng.normal(size=(6000, 2))).astype(np.float32)
+    populations = cluster_populations(coords, dataset, 2, 2, bootstrap=50, sample=3000)
+    assert populations.centres[0, 0] < 0 < populations.centres[1, 0]  # ordered along the first axis
+    for job in (0, 1):
+        assert populations.fractions[job, 0] == pytest.approx(group[dataset == job].mean(), abs=1e-3)
+        binomial = np.sqrt(group[dataset == job].mean() * (1 - group[dataset == job].mean()) / np.sum(dataset == job))
+        assert 0.5 * binomial < populations.bootstrap_std[job, 0] < 3 * binomial
+    points = np.array([[0, 0], [1, 0], [5, 5], [0.9, 0.1], [5, 4.5]], dtype=np.float32)
+    neighbours = nearest_reference_particles(points, np.array([0, 0, 0, 1, 1]))
+    assert neighbours.reference_row.tolist() == [1, 0, 1, 1, 2]
+    assert np.allclose(neighbours.distance, [1, 1, np.hypot(4, 5), np.hypot(0.1, 0.1), 0.5], atol=1e-6)
 
 
 # --- a rotated twin -------------------------------------------------------------------
@@ -282,3 +363,51 @@ def test_bad_inputs_stop_with_one_line_and_write_nothing(tmp_path, capsys):
     assert main(["compare", str(good), str(good), "--out-dir", str(out), "--clusters", "0"]) == 2
     assert "--clusters: must be at least 1" in capsys.readouterr().err
     assert not out.exists()
+
+
+# --- the workflow ------------------------------------------------------------------------
+
+WORKFLOW_CONFIG = {
+    "datasets": {
+        name: {"example": {"box": 16, "n_components": 2, "seed": seed}, "order": 6, "reconstruct": {"series": 0}}
+        for name, seed in (("first", 0), ("second", 1))
+    },
+    "compare": {"pair": ["first", "second"]},
+    "threads": 1,
+}
+
+
+def snakemake(workdir, *args):
+    snakefile = Path(__file__).resolve().parents[1] / "workflow" / "Snakefile"
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir), *args],
+                            capture_output=True, text=True, timeout=600)
+    return result.returncode, result.stdout + result.stderr
+
+
+def write_workflow_config(workdir, config):
+    (workdir / "config").mkdir(parents=True, exist_ok=True)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def test_workflow_refuses_a_comparison_of_an_unknown_dataset(tmp_path):
+    config = copy.deepcopy(WORKFLOW_CONFIG)
+    config["compare"]["pair"] = ["first", "thrid"]
+    write_workflow_config(tmp_path, config)
+    code, output = snakemake(tmp_path, "-n")
+    assert code != 0 and "compare.pair: no dataset 'thrid' (datasets: first, second)" in output
+
+
+@pytest.mark.slow
+def test_workflow_runs_the_compare_rule_and_reports_it(tmp_path):
+    write_workflow_config(tmp_path, WORKFLOW_CONFIG)
+    code, output = snakemake(tmp_path, "-n", "results/compare/pair/landscape.npz")
+    assert code == 0 and "rule compare:" in output and "zernike3d compare results/first results/second" in output
+    code, output = snakemake(tmp_path, "--cores", "2", "results/compare/pair/landscape.npz")
+    assert code == 0, output[-4000:]
+    out = tmp_path / "results" / "compare" / "pair"
+    with np.load(out / "landscape.npz") as landscape:
+        assert list(landscape["names"]) == ["first", "second"] and len(landscape["uid"]) == 4000
+    assert json.loads((out / "alignment_second.json").read_text())["hand"] == "same"
+    code, output = snakemake(tmp_path, "--report", "report.html", "results/compare/pair/landscape.npz")
+    assert code == 0, output[-4000:]
+    assert "Comparison" in (tmp_path / "report.html").read_text(errors="replace")
