@@ -8,6 +8,7 @@ cluster centre (cluster mode). Each point carries a name that says what it shows
 the stem of the file reconstructed from it.
 """
 
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -26,7 +27,10 @@ class LatentPoint:
 
 def check_job(moments, moments_source, dataset, dataset_source):
     """Raise :class:`InputError` unless ``moments`` (a Moments) are those of the 3DVA job
-    in ``dataset`` (a Dataset): volumes base, component_0.. with one per latent component."""
+    in ``dataset`` (a Dataset): volumes base, component_0.. with one per latent component,
+    decomposed from the dataset's own maps (the fingerprints
+    :func:`zernike3d.io.dataset.maps_fingerprint` agree). Moments that record no
+    fingerprint (written by an older zernike3d) get a one-line warning instead."""
     names = list(moments.names)
     if names != map_names(len(names) - 1):
         raise InputError(
@@ -38,6 +42,18 @@ def check_job(moments, moments_source, dataset, dataset_source):
         raise InputError(
             moments_source,
             f"has {len(names) - 1} components but {dataset_source} has latents for {dataset.n_components}",
+        )
+    if moments.maps_sha256 is None:
+        warnings.warn(
+            f"{moments_source} records no fingerprint of the maps it was decomposed from (an older zernike3d "
+            f"wrote it), so it is not checked against {dataset_source}; decompose again to check"
+        )
+    elif list(moments.maps_sha256) != dataset.maps_sha256:
+        differ = [name for name, ours, theirs in zip(names, moments.maps_sha256, dataset.maps_sha256) if ours != theirs]
+        raise InputError(
+            moments_source,
+            f"was decomposed from other maps than those of {dataset_source} ({', '.join(differ)} differ by "
+            f"fingerprint): another job, or other preprocessing; decompose {dataset_source} itself",
         )
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from zernike3d.io.dataset import maps_fingerprint
 from zernike3d.io.moments_file import load_moments, save_moments
 from zernike3d.io.mrc import MapFile
 from zernike3d.maths import indexing
@@ -33,7 +34,10 @@ class Moments:
     moments: complex128 (V, K), columns in :attr:`nlm` order; order: highest n;
     box: voxels per edge; voxel_size, radius: Å; center: ball centre (x, y, z) in Å from
     the centre of voxel [0, 0, 0]; origin: MRC header origin (x, y, z) in Å of the maps
-    (so that reconstructions overlay them); names: one label per volume.
+    (so that reconstructions overlay them); names: one label per volume; maps_sha256:
+    one fingerprint per volume of the map decomposed
+    (:func:`zernike3d.io.dataset.maps_fingerprint`), or None when unknown (a file
+    written before it was recorded, or a copy with another number of volumes).
     """
 
     moments: np.ndarray
@@ -44,6 +48,14 @@ class Moments:
     center: tuple
     names: list
     origin: tuple = field(default=(0.0, 0.0, 0.0))
+    maps_sha256: list | None = None
+
+    def __post_init__(self):
+        # a copy with other volumes (dataclasses.replace) keeps no fingerprints that
+        # cannot be theirs: one per volume or none
+        if self.maps_sha256 is not None and len(self.maps_sha256) != len(self.moments):
+            object.__setattr__(self, "maps_sha256", None)
+
 
     @classmethod
     def from_maps(cls, maps, geometry, order, names=None, origin=(0.0, 0.0, 0.0), **transform):
@@ -53,6 +65,7 @@ class Moments:
         (basis, backend, threads, gpu_id, progress, max_workspace, ...).
         """
         moments = decompose(maps, geometry, order, **transform)
+        maps_sha256 = maps_fingerprint(maps, geometry.voxel_size)
         if names is None:
             names = [str(i) for i in range(len(moments))]
         return cls(
@@ -64,6 +77,7 @@ class Moments:
             center=tuple(geometry.center),
             names=list(names),
             origin=tuple(origin),
+            maps_sha256=maps_sha256,
         )
 
     @classmethod
@@ -83,6 +97,7 @@ class Moments:
             center=self.center,
             origin=self.origin,
             names=self.names,
+            maps_sha256=self.maps_sha256,
         )
 
     @property
@@ -135,7 +150,8 @@ class Moments:
                     f"no volume {which!r}: give a name ({', '.join(self.names)}) "
                     f"or an index 0..{len(self.names) - 1}"
                 )
-        return replace(self, moments=self.moments[index : index + 1], names=[self.names[index]])
+        fingerprint = None if self.maps_sha256 is None else self.maps_sha256[index : index + 1]
+        return replace(self, moments=self.moments[index : index + 1], names=[self.names[index]], maps_sha256=fingerprint)
 
     def output_geometry(self, box=None, voxel_size=None):
         """The geometry of a reconstruction: the stored one, or, with box (voxels) or

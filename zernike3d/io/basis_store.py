@@ -151,9 +151,9 @@ def load_basis(path_or_json, geometry=None, order=None, radial=None):
     """
     path = Path(path_or_json)
     if path.suffix == ".json":
-        record = json.loads(path.read_text())
-        path = Path(record["store"])
-        geometry = geometry or BallGeometry(**_geometry_args(record["geometry"]))
+        record = read_basis_record(path)
+        path = record["store"]
+        geometry = geometry or record["geometry"]
         order = record["order"] if order is None else order
     elif path.suffix == ".zarr" and (geometry is None or order is None):
         attrs = zarr.open_group(path, mode="r").attrs
@@ -172,6 +172,46 @@ def load_basis(path_or_json, geometry=None, order=None, radial=None):
                 log.warning("basis store %s: %s; rebuilding", path, err)
             ensure_store(cache_dir, geometry, order)
     raise StaleStore(f"{path}: still invalid after rebuilding")
+
+
+def read_basis_record(path):
+    """The ``basis.json`` at ``path`` as ``{"store": Path, "geometry": BallGeometry,
+    "order": int}``; :class:`~zernike3d.errors.InputError` naming ``path`` if it is not
+    readable JSON of the form :func:`basis_record` writes."""
+    from zernike3d.errors import InputError
+    from zernike3d.maths.geometry import GeometryError
+
+    try:
+        record = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(path, f"cannot read the file ({getattr(err, 'strerror', None) or err})") from None
+    except json.JSONDecodeError as err:
+        raise InputError(path, f"not a basis.json written by `zernike3d basis` (not JSON: {err})") from None
+    if not isinstance(record, dict):
+        raise InputError(path, f"not a basis.json written by `zernike3d basis` (a JSON {type(record).__name__})")
+    missing = [key for key in ("store", "geometry", "order") if key not in record]
+    if missing:
+        raise InputError(path, f"basis.json lacks {', '.join(missing)} (write it with `zernike3d basis`)")
+    store, geometry, order = record["store"], record["geometry"], record["order"]
+    if not isinstance(store, str) or not store:
+        raise InputError(path, f"store must be a path, got {store!r}")
+    if not isinstance(order, int) or isinstance(order, bool) or order < 0:
+        raise InputError(path, f"order must be an integer >= 0, got {order!r}")
+    fields = ("box", "voxel_size", "radius", "center")
+    if not isinstance(geometry, dict) or sorted(geometry) != sorted(fields):
+        raise InputError(path, f"geometry must be an object with {', '.join(fields)}, got {geometry!r}")
+    numbers = [geometry[key] for key in fields[:3]] + (geometry["center"] if isinstance(geometry["center"], list) else [None])
+    if not isinstance(geometry["box"], int) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                        for v in numbers) or len(numbers) != 6:
+        raise InputError(path, f"geometry needs an integer box, numbers voxel_size and radius and a "
+                         f"center [x, y, z], got {geometry!r}")
+    try:
+        geometry = BallGeometry(**_geometry_args(geometry))
+    except GeometryError as err:
+        raise InputError(path, f"geometry {err.field}: {err}") from None
+    return {"store": Path(store), "geometry": geometry, "order": order}
 
 
 def basis_record(result, geometry, order):

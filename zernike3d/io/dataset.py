@@ -21,6 +21,11 @@ key                 dtype, shape               meaning
 ``origin``          float64, (3,)              (x, y, z) in Å: where the centre of voxel
                                                [0, 0, 0] lies in viewer (ChimeraX)
                                                coordinates, as the MRC header origin
+``maps_sha256``     str, (1+K,)                fingerprint of each map with ``voxel_size``
+                                               (:func:`maps_fingerprint`): moments decomposed
+                                               from these maps carry them; checked on reading
+                                               when present (bundles written before it was
+                                               recorded lack it)
 ``provenance``      str, ()                    JSON list of steps, oldest first; each step
                                                is {"stage", "parameters", "inputs"} (plus
                                                "operation" for preprocess steps), "inputs"
@@ -35,18 +40,20 @@ A density sample ``maps[i, z, y, x]`` sits at viewer position
 import dataclasses
 import hashlib
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from zernike3d.errors import InputError
+from zernike3d.io.npz import expect_shape, open_npz
 from zernike3d.io.atomic import atomic_path, npz_kind
 
 FORMAT = "zernike3d-dataset"
 FORMAT_VERSION = 1
 #: what save may replace: an earlier dataset bundle
 OUTPUT = npz_kind(FORMAT, f"a zernike3d dataset bundle (format {FORMAT!r})")
+#: cap on the provenance JSON (bytes of its UTF-32 NumPy string)
+PROVENANCE_BYTES = 256 * 2**20
 KEYS = ("format", "format_version", "maps", "names", "latents", "uid", "voxel_size",
         "origin", "provenance")
 
@@ -54,6 +61,29 @@ KEYS = ("format", "format_version", "maps", "names", "latents", "uid", "voxel_si
 def map_names(n_components):
     """``["base", "component_0", ..., "component_{K-1}"]``."""
     return ["base"] + [f"component_{k}" for k in range(n_components)]
+
+
+def maps_fingerprint(maps, voxel_size):
+    """One hex SHA-256 per map that identifies it, a list: of the bytes
+    ``zernike3d-map``, NUL, the shape (N, N, N) as little-endian int64, the voxel size in
+    Å as little-endian float64, then the map as little-endian float32 in C order
+    (``[z, y, x]``). ``maps`` is (V, N, N, N) or one map (N, N, N).
+
+    A dataset bundle records them of its own maps (base, component_0, ..., after any
+    preprocessing) as ``maps_sha256``; a moments file records them of the maps decomposed
+    (:meth:`zernike3d.moments.Moments.from_maps`), so moments of the same maps, read from
+    the bundle or from the MRC files it was imported from, carry the same fingerprints.
+    """
+    maps = np.asarray(maps)
+    maps = maps.reshape((-1,) + maps.shape[-3:])
+    prefix = b"zernike3d-map\0" + np.asarray(maps.shape[1:], dtype="<i8").tobytes()
+    prefix += np.asarray(float(voxel_size), dtype="<f8").tobytes()
+    fingerprints = []
+    for volume in maps:
+        digest = hashlib.sha256(prefix)
+        digest.update(np.ascontiguousarray(volume, dtype="<f4").reshape(-1).view(np.uint8))
+        fingerprints.append(digest.hexdigest())
+    return fingerprints
 
 
 def sha256_of(path):
@@ -121,6 +151,11 @@ class Dataset:
     def names(self):
         return map_names(self.n_components)
 
+    @property
+    def maps_sha256(self):
+        """:func:`maps_fingerprint` of the maps (computed on each call: one pass over them)."""
+        return maps_fingerprint(self.maps, self.voxel_size)
+
     def with_step(self, step, **changes):
         """A copy with field ``changes`` applied and ``step`` (:func:`provenance_step`) appended."""
         return dataclasses.replace(self, provenance=self.provenance + [step], **changes)
@@ -149,6 +184,9 @@ class Dataset:
                              f"got {self.voxel_size}")
         if len(self.origin) != 3 or not np.isfinite(self.origin).all():
             raise InputError(source, f"origin must be finite (x, y, z) in Å, got {self.origin}")
+        bad = maps.size - int(np.count_nonzero(np.isfinite(maps)))
+        if bad:
+            raise InputError(source, f"{bad} map voxels are NaN or infinite")
 
     def save(self, path):
         """Write the bundle atomically (see the module docstring for the format)."""
@@ -163,6 +201,7 @@ class Dataset:
             "voxel_size": np.array(self.voxel_size, dtype=np.float64),
             "origin": np.array(self.origin, dtype=np.float64),
             "provenance": np.array(json.dumps(self.provenance, indent=1)),
+            "maps_sha256": np.array(self.maps_sha256),
         }
         with atomic_path(path, OUTPUT) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
@@ -171,31 +210,44 @@ class Dataset:
     def load(cls, path):
         """Read and validate a bundle; :class:`InputError` naming ``path`` if it is not one."""
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise InputError(path, "dataset file not found")
+        with open_npz(path, "a zernike3d dataset (.npz) file") as npz:
+            if "format" not in npz or npz.scalar("format", "US") != FORMAT:
+                raise InputError(path, f"not a zernike3d dataset: no format={FORMAT!r} entry "
+                                 "(write one with `zernike3d import`)")
+            version = npz.scalar("format_version", "iu") if "format_version" in npz else -1
+            if version != FORMAT_VERSION:
+                raise InputError(path, f"dataset format_version {version}; this version of "
+                                 f"zernike3d reads version {FORMAT_VERSION}")
+            missing = [key for key in KEYS if key not in npz]
+            if missing:
+                raise InputError(path, f"dataset lacks {', '.join(missing)}")
+            # each array's declared shape is checked against the others before it is read
+            names_shape, _ = npz.header("names")
+            expect_shape(path, "names", names_shape, (None,))
+            n_components = names_shape[0] - 1
+            latents_shape, _ = npz.header("latents")
+            expect_shape(path, "latents", latents_shape, (None, n_components))
+            voxel_size = npz.scalar("voxel_size", "iuf")
+            origin = npz.read("origin", shape=(3,), kinds="iuf")
+            names = npz.read("names", kinds="U")
+            uid = npz.read("uid", shape=latents_shape[:1], kinds="iu")
+            latents = npz.read("latents", kinds="f")
+            maps = npz.read("maps", shape=(n_components + 1, None, None, None), kinds="f")
+            provenance_text = npz.read("provenance", shape=(), kinds="U", max_bytes=PROVENANCE_BYTES).item()
+            recorded = None
+            if "maps_sha256" in npz:
+                recorded = npz.read("maps_sha256", shape=names_shape, kinds="U", max_bytes=names_shape[0] * 4 * 64).tolist()
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {key: npz[key] for key in npz.files}
-        except (OSError, ValueError, zipfile.BadZipFile) as err:
-            raise InputError(path, f"not a zernike3d dataset (.npz) file: {err}") from None
-        if str(arrays.get("format", "")) != FORMAT:
-            raise InputError(path, f"not a zernike3d dataset: no format={FORMAT!r} entry "
-                             "(write one with `zernike3d import`)")
-        version = int(arrays.get("format_version", -1))
-        if version != FORMAT_VERSION:
-            raise InputError(path, f"dataset format_version {version}; this version of "
-                             f"zernike3d reads version {FORMAT_VERSION}")
-        missing = [key for key in KEYS if key not in arrays]
-        if missing:
-            raise InputError(path, f"dataset lacks {', '.join(missing)}")
-        try:
-            provenance = json.loads(str(arrays["provenance"]))
+            provenance = json.loads(provenance_text)
         except json.JSONDecodeError as err:
             raise InputError(path, f"provenance is not valid JSON: {err}") from None
-        dataset = cls(arrays["maps"], arrays["latents"], arrays["uid"], arrays["voxel_size"],
-                      arrays["origin"], provenance)
+        dataset = cls(maps, latents, uid, voxel_size, origin, provenance)
         dataset.check(path)
-        if list(arrays["names"]) != dataset.names:
-            raise InputError(path, f"names {list(arrays['names'])} do not match "
-                             f"{dataset.names}")
+        if list(names) != dataset.names:
+            raise InputError(path, f"names {list(names)} do not match {dataset.names}")
+        if recorded is not None and recorded != dataset.maps_sha256:
+            raise InputError(path, "maps_sha256 does not match the maps (the bundle was edited "
+                             "after it was written); import it again")
         return dataset

@@ -11,6 +11,7 @@ values with a known, isotropic voxel size. Anything else raises
 :class:`~zernike3d.errors.InputError` naming the file and the problem.
 """
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,10 +42,22 @@ def read_map(path, voxel_size=None):
 
     voxel_size: Å, overrides the header (needed when the header says 0).
     Raises InputError for a missing or unreadable file, a file that is not MRC, data
-    that is not 3D or not a cubic box, complex data, NaN or infinite voxels, and a
-    zero or anisotropic header voxel size without an override.
+    that is not 3D, empty or not a cubic box, complex data, NaN or infinite voxels or
+    origin, a voxel size that is not finite and positive, and a zero or anisotropic
+    header voxel size without an override. Warnings of mrcfile (e.g. a file longer than
+    its header says) are passed on, naming the file, only for a map that is accepted:
+    a refused one gets its one-line error alone.
     """
-    path = Path(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mapfile = _read_checked(Path(path), voxel_size)
+    for warning in caught:
+        warnings.warn(f"{path}: {warning.message}", warning.category, stacklevel=2)
+    return mapfile
+
+
+def _read_checked(path, voxel_size):
+    """:func:`read_map` without the handling of warnings."""
     if not path.is_file():
         raise InputError(path, "file not found" if not path.exists() else "not a file")
     try:
@@ -61,6 +74,8 @@ def read_map(path, voxel_size=None):
 
     if data.ndim != 3:
         raise InputError(path, f"not a 3D map (data shape {data.shape})")
+    if data.size == 0:
+        raise InputError(path, f"the header gives 0 voxels along an axis (data shape {data.shape})")
     if len(set(data.shape)) != 1:
         z, y, x = data.shape
         raise InputError(path, f"box is not cubic (x, y, z = {x}, {y}, {z} voxels)")
@@ -77,14 +92,19 @@ def read_map(path, voxel_size=None):
         raise InputError(path, f"{bad} of {data.size} voxels are NaN or infinite")
 
     if voxel_size is None:
+        if not np.isfinite(header_voxel).all():
+            raise InputError(path, f"voxel size in the header is not finite (x, y, z = {header_voxel} Å); "
+                             "give it explicitly (--voxel-size)")
         if max(header_voxel) <= 0:
             raise InputError(path, "voxel size in the header is 0; give it explicitly (--voxel-size)")
         if not np.allclose(header_voxel, header_voxel[0], rtol=1e-4):
             raise InputError(path, f"voxel size differs between axes (x, y, z = {header_voxel} Å)")
         voxel_size = header_voxel[0]
     voxel_size = float(voxel_size)
-    if not voxel_size > 0:
-        raise InputError(path, f"voxel size must be positive, got {voxel_size} Å")
+    if not (np.isfinite(voxel_size) and voxel_size > 0):
+        raise InputError(path, f"voxel size must be a finite positive number of Å, got {voxel_size}")
+    if not np.isfinite(origin).all():
+        raise InputError(path, f"origin in the header is not finite (x, y, z = {origin} Å)")
     return MapFile(data=data, voxel_size=voxel_size, origin=origin)
 
 

@@ -37,18 +37,57 @@ import numpy as np
 INSIDE_TOLERANCE = 1e-9
 
 
+class GeometryError(ValueError):
+    """A geometry the transforms cannot use; ``field`` names the offending field
+    (``"box"``, ``"voxel_size"``, ``"radius"`` or ``"center"``)."""
+
+    def __init__(self, field, problem):
+        self.field = field
+        super().__init__(problem)
+
+
 @dataclass(frozen=True)
 class BallGeometry:
     """The unit ball in a cubic box.
 
     box: voxels per edge; voxel_size: Å; radius: Å; center: (x, y, z) in Å from the
     centre of voxel [0, 0, 0].
+
+    Construction raises :class:`GeometryError` unless box >= 1, the voxel size and the
+    radius are finite and positive, the centre is finite and inside the box (within half
+    a voxel of the outermost voxel centres) and at least one voxel centre lies inside
+    the ball: a geometry with nothing or an infinity in it gives all-zero moments.
     """
 
     box: int
     voxel_size: float
     radius: float
     center: tuple
+
+    def __post_init__(self):
+        if not self.box >= 1:
+            raise GeometryError("box", f"the box must have at least 1 voxel, got {self.box}")
+        if not (np.isfinite(self.voxel_size) and self.voxel_size > 0):
+            raise GeometryError("voxel_size", f"must be a finite positive number of Å, got {self.voxel_size}")
+        center = np.asarray(self.center, dtype=np.float64)
+        if center.shape != (3,) or not np.isfinite(center).all():
+            raise GeometryError("center", f"must be three finite numbers x, y, z in Å, got {self.center}")
+        edge = (self.box - 0.5) * self.voxel_size
+        if ((center < -0.5 * self.voxel_size) | (center > edge)).any():
+            raise GeometryError(
+                "center",
+                f"({', '.join(f'{c:g}' for c in center)}) Å is outside the box, which spans "
+                f"{-0.5 * self.voxel_size:g} to {edge:g} Å on each axis (from the centre of voxel [0, 0, 0])",
+            )
+        if not (np.isfinite(self.radius) and self.radius > 0):
+            raise GeometryError("radius", f"must be a finite positive number of Å, got {self.radius}")
+        nearest = np.clip(np.rint(center / self.voxel_size), 0, self.box - 1) * self.voxel_size
+        if np.linalg.norm(nearest - center) > self.radius * (1.0 + INSIDE_TOLERANCE):
+            raise GeometryError(
+                "radius",
+                f"{self.radius:g} Å is smaller than the distance from the centre to the nearest voxel "
+                f"centre ({np.linalg.norm(nearest - center):.3g} Å): no voxel lies inside the ball",
+            )
 
     @classmethod
     def for_box(cls, box, voxel_size, radius=None, center=None):
@@ -61,8 +100,10 @@ class BallGeometry:
         """
         box = int(box)
         voxel_size = float(voxel_size)
-        if box < 1 or not voxel_size > 0:
-            raise ValueError(f"box {box} and voxel size {voxel_size} must be positive")
+        if box < 1:
+            raise GeometryError("box", f"the box must have at least 1 voxel, got {box}")
+        if not (np.isfinite(voxel_size) and voxel_size > 0):
+            raise GeometryError("voxel_size", f"must be a finite positive number of Å, got {voxel_size}")
         if center is None:
             center = ((box // 2) * voxel_size,) * 3
         center = tuple(float(c) for c in center)
@@ -71,10 +112,7 @@ class BallGeometry:
         elif radius == "circumscribed":
             far = [max(c / voxel_size, box - 1 - c / voxel_size) for c in center]
             radius = float(np.sqrt(np.sum(np.square(far)))) * voxel_size
-        radius = float(radius)
-        if not radius > 0:
-            raise ValueError(f"radius must be positive, got {radius}")
-        return cls(box, voxel_size, radius, center)
+        return cls(box, voxel_size, float(radius), center)
 
     @property
     def center_voxels(self):

@@ -14,7 +14,6 @@ from pathlib import Path
 from zernike3d.errors import InputError
 from zernike3d.io.atomic import atomic_path, json_kind
 from zernike3d.io.basis_store import basis_record, ensure_store
-from zernike3d.maths.geometry import BallGeometry
 from zernike3d.stages import common
 
 #: what --out may replace: an earlier basis.json
@@ -33,8 +32,9 @@ def run(args):
     order = common.parse_order(args.order)
     common.check_outputs([args.input], [(args.out, RECORD_OUTPUT)])
     box, voxel_size = input_box(args.input)
-    geometry = BallGeometry.for_box(
-        box, voxel_size, radius=common.parse_radius(args.radius), center=common.parse_center(args.center)
+    geometry = common.ball_geometry(
+        box, voxel_size, common.parse_radius(args.radius), common.parse_center(args.center),
+        sources={"voxel_size": args.input},
     )
     result = ensure_store(args.cache, geometry, order)
     with atomic_path(args.out, RECORD_OUTPUT) as tmp:

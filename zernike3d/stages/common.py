@@ -1,5 +1,6 @@
 """Options shared by several stages, parsed the same way everywhere."""
 
+import math
 import sys
 
 from zernike3d.errors import InputError
@@ -11,9 +12,8 @@ def check_outputs(inputs, outputs):
     inputs: the paths the stage reads (None entries are skipped); outputs: ``(path,
     kind)`` pairs (:class:`zernike3d.io.atomic.OutputKind`; None paths are skipped). An
     output may not be an input (also through a symbolic or hard link) nor a folder that
-    holds one, since writing it replaces that path; whatever is at an output path must be
-    an earlier output of its kind (:func:`zernike3d.io.atomic.check_replaceable`); and
-    the folder it goes into (or its nearest existing parent) must be writable.
+    holds one, since writing it replaces that path; and whatever is at an output path
+    must be an earlier output of its kind (:func:`zernike3d.io.atomic.check_replaceable`).
     Raises :class:`InputError` naming the output path.
     """
     import os
@@ -32,12 +32,6 @@ def check_outputs(inputs, outputs):
             if source.is_relative_to(target):
                 raise InputError(path, f"holds the input {name}; writing it would replace it (choose another output path)")
         check_replaceable(path, kind)
-        folder = target.parent
-        while not folder.exists() and folder != folder.parent:
-            folder = folder.parent
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise InputError(path, f"cannot write into {folder} (a read-only file system or no permission); "
-                                   "choose a writable folder")
 
 
 def require_memory(option, nbytes, what):
@@ -88,13 +82,13 @@ def parse_radius(text):
         value = float(text)
     except ValueError:
         raise InputError("--radius", f"expected Å, 'inscribed' or 'circumscribed', got {text!r}")
-    if not value > 0:
-        raise InputError("--radius", f"must be positive, got {text!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise InputError("--radius", f"must be a finite positive number of Å, got {text!r}")
     return value
 
 
 def parse_center(text):
-    """'x,y,z' in Å -> (x, y, z) floats, or None."""
+    """'x,y,z' in Å -> (x, y, z) finite floats, or None."""
     if text is None:
         return None
     parts = text.split(",")
@@ -104,7 +98,36 @@ def parse_center(text):
         values = ()
     if len(values) != 3:
         raise InputError("--center", f"expected x,y,z in Å, got {text!r}")
+    if not all(math.isfinite(v) for v in values):
+        raise InputError("--center", f"x, y and z must be finite numbers of Å, got {text!r}")
     return values
+
+
+def parse_voxel_size(value, source="--voxel-size"):
+    """A voxel size option in Å: None (not given) or a finite positive number."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise InputError(source, f"must be a finite positive number of Å, got {value}")
+    return value
+
+
+def ball_geometry(box, voxel_size, radius=None, center=None, sources=None):
+    """:meth:`BallGeometry.for_box`, with a geometry that has no voxel in its ball, or an
+    infinity, refused as :class:`InputError` naming the option (``--radius``,
+    ``--center``) or what ``sources`` maps the field to (e.g. ``{"voxel_size": path}``)."""
+    from zernike3d.maths.geometry import BallGeometry, GeometryError
+
+    names = {"box": "--box", "voxel_size": "--voxel-size", "radius": "--radius", "center": "--center"}
+    names.update(sources or {})
+    try:
+        return BallGeometry.for_box(box, voxel_size, radius=radius, center=center)
+    except GeometryError as err:
+        raise InputError(names[err.field], str(err)) from None
+
+
+def parse_order(value, source="--order"):
+    if value < 0:
+        raise InputError(source, f"order must be >= 0, got {value}")
+    return value
 
 
 def parse_order(value, source="--order"):

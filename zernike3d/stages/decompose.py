@@ -23,7 +23,6 @@ from zernike3d.errors import InputError
 from zernike3d.io import moments_file
 from zernike3d.io.dataset import Dataset
 from zernike3d.io.mrc import read_map
-from zernike3d.maths.geometry import BallGeometry
 from zernike3d.moments import Moments
 from zernike3d.stages import common
 
@@ -53,15 +52,17 @@ def run(args):
     order = common.parse_order(args.order)
     radius, center = common.parse_radius(args.radius), common.parse_center(args.center)
     common.check_outputs([*args.maps, args.basis], [(args.out, moments_file.OUTPUT)])
-    volumes, voxel_size, origin, names = read_inputs(args.maps, args.voxel_size)
+    volumes, voxel_size, origin, names = read_inputs(args.maps, common.parse_voxel_size(args.voxel_size))
     if args.names is not None:
         names = args.names.split(",")
         if len(names) != len(volumes):
             raise InputError("--names", f"{len(names)} names for {len(volumes)} volumes")
 
-    geometry = BallGeometry.for_box(volumes.shape[-1], voxel_size, radius=radius, center=center)
-    if args.basis is not None and not Path(args.basis).is_file():
-        raise InputError(args.basis, "file not found")
+    geometry = common.ball_geometry(volumes.shape[-1], voxel_size, radius, center, sources={"voxel_size": args.maps[0]})
+    if args.basis is not None:
+        from zernike3d.io.basis_store import read_basis_record
+
+        read_basis_record(args.basis)  # a missing or malformed record fails here, before any work
     options = common.transform_options(args, geometry, order, len(volumes), "decompose", args.basis)
     report_outside(geometry, volumes, names)
     useful = math.pi * geometry.radius / geometry.voxel_size

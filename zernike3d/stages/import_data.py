@@ -20,7 +20,6 @@ before the output is written, and it is written atomically: see zernike3d/io/dat
 
 import re
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -200,21 +199,14 @@ def _wiggle_voxel_size(path, apix, stored, particles, box):
 
 def _read_npz(path, required, optional):
     """The named arrays of an .npz (no pickles); InputError naming what is missing."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [key for key in required if key not in npz.files]
-            if missing:
-                raise InputError(path, f"not a WIGGLE 3DVA bundle: lacks {', '.join(missing)} "
-                                 f"(has {', '.join(npz.files)}; expected {', '.join(required)})")
-            return {key: npz[key] for key in (*required, *optional) if key in npz.files}
-    except (OSError, zipfile.BadZipFile) as err:
-        raise InputError(path, f"not a readable .npz bundle ({err})") from None
-    except ValueError as err:
-        raise InputError(path, f"holds Python objects, which are not read for safety (maps of "
-                         f"different boxes?): {err}") from None
+    from zernike3d.io.npz import open_npz
+
+    with open_npz(path, "a readable .npz bundle") as npz:
+        missing = [key for key in required if key not in npz]
+        if missing:
+            raise InputError(path, f"not a WIGGLE 3DVA bundle: lacks {', '.join(missing)} "
+                             f"(has {', '.join(sorted(npz.keys))}; expected {', '.join(required)})")
+        return {key: npz.read(key) for key in (*required, *optional) if key in npz}
 
 
 def _check_sampling(particles_path, particles, voxel_size, box, voxel_source):

@@ -64,8 +64,7 @@ def run(args):
         raise InputError("--box", f"must be a positive number of voxels, got {args.box}")
     if args.box is not None:
         common.require_box_memory("--box", args.box)
-    if args.voxel_size is not None and not args.voxel_size > 0:
-        raise InputError("--voxel-size", f"must be a positive number of Å, got {args.voxel_size}")
+    common.parse_voxel_size(args.voxel_size)
     if args.particles is not None:
         return write_latent_maps(args, moments)
     if args.out is None:
