@@ -12,8 +12,9 @@ def check_outputs(inputs, outputs):
     inputs: the paths the stage reads (None entries are skipped); outputs: ``(path,
     kind)`` pairs (:class:`zernike3d.io.atomic.OutputKind`; None paths are skipped). An
     output may not be an input (also through a symbolic or hard link) nor a folder that
-    holds one, since writing it replaces that path; and whatever is at an output path
-    must be an earlier output of its kind (:func:`zernike3d.io.atomic.check_replaceable`).
+    holds one, since writing it replaces that path; whatever is at an output path must be
+    an earlier output of its kind (:func:`zernike3d.io.atomic.check_replaceable`); and
+    the folder it goes into (or its nearest existing parent) must be writable.
     Raises :class:`InputError` naming the output path.
     """
     import os
@@ -32,6 +33,12 @@ def check_outputs(inputs, outputs):
             if source.is_relative_to(target):
                 raise InputError(path, f"holds the input {name}; writing it would replace it (choose another output path)")
         check_replaceable(path, kind)
+        folder = target.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InputError(path, f"cannot write into {folder} (a read-only file system or no permission); "
+                                   "choose a writable folder")
 
 
 def require_memory(option, nbytes, what):
@@ -122,12 +129,6 @@ def ball_geometry(box, voxel_size, radius=None, center=None, sources=None):
         return BallGeometry.for_box(box, voxel_size, radius=radius, center=center)
     except GeometryError as err:
         raise InputError(names[err.field], str(err)) from None
-
-
-def parse_order(value, source="--order"):
-    if value < 0:
-        raise InputError(source, f"order must be >= 0, got {value}")
-    return value
 
 
 def parse_order(value, source="--order"):
