@@ -207,6 +207,15 @@ def test_geometry_options_of_basis(capsys, work):
                            "--out", work / "basis.json", "--center=-40,0,0"], "--center")
 
 
+@pytest.mark.parametrize("options, source", [
+    (["--center=1000,0,0"], "--center"),
+    (["--voxel-size", "inf"], "--voxel-size"),
+    (["--radius", "0.01", "--center=0.5,0.5,0.5"], "--radius"),
+], ids=["center-outside", "voxel-inf", "empty-ball"])
+def test_geometry_options_of_plan(capsys, tmp_path, options, source):
+    refused(capsys, tmp_path, ["plan", "--box", 32, "--order", 6, *options], source)
+
+
 def test_reconstruct_voxel_size_inf(capsys, work):
     refused(capsys, work, ["reconstruct", work / "moments.npz", "--voxel-size", "inf", "--out", work / "r.mrc"],
             "--voxel-size")

@@ -50,11 +50,13 @@ def run(args):
         if value < least:
             raise InputError(option, f"must be at least {least}, got {value}")
     common.require_box_memory("--box", args.box, maps=0)  # the planner tabulates the box's grid
+    radius, center = common.parse_radius(args.radius), common.parse_center(args.center)
+    common.ball_geometry(args.box, args.voxel_size, radius, center)  # one line for a ball with nothing in it
     machine = probe(args.cache)
     max_memory = None if args.max_memory is None else int(args.max_memory * 2**30)
     plan = plan_for(
         args.box, common.parse_order(args.order), n_volumes=args.volumes, voxel_size=args.voxel_size,
-        radius=common.parse_radius(args.radius), center=common.parse_center(args.center), stage=args.transform,
+        radius=radius, center=center, stage=args.transform,
         machine=machine, device=args.device, gpu_id=args.gpu_id, threads=args.threads,
         max_memory_bytes=max_memory,
     )
