@@ -135,6 +135,14 @@ def test_a_decompression_bomb_in_an_ignored_key_is_never_inflated(work, job):
     assert peak < 16 * 2**20, f"peak {peak / 2**20:.0f} MiB while reading"
 
 
+def test_a_member_larger_than_the_free_memory_is_refused_before_reading(capsys, work, monkeypatch):
+    from zernike3d.io import npz
+
+    monkeypatch.setattr(npz, "available_memory", lambda: 1000)
+    line = refused(capsys, work, ["invariants", work / "moments.npz", "--out", work / "F.csv"], work / "moments.npz")
+    assert "needs" in line and "MiB of memory to read" in line
+
+
 def test_dataset_bundle_damaged_or_with_a_bomb(capsys, work, job):
     dataset = work / "dataset.npz"
     out = work / "m.npz"

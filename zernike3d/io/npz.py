@@ -8,7 +8,8 @@ against the shape and dtype kinds the reader expects (which the reader derives f
 members it has already read, e.g. the number of names gives the number of rows of the
 moments), against an optional byte cap for small keys, and against the size the zip
 directory declares for the member (the bytes it can inflate to: zipfile never reads past
-it). Only then is the array read. Pickled (object) arrays are never read.
+it), and against the memory available. Only then is the array read. Pickled (object)
+arrays are never read.
 
 Every problem raises :class:`~zernike3d.errors.InputError` naming the file and the key.
 """
@@ -81,6 +82,10 @@ class NpzMembers:
         nbytes = int(np.prod(found_shape, dtype=object)) * dtype.itemsize
         if max_bytes is not None and nbytes > max_bytes:
             raise InputError(self.path, f"{key}: {nbytes} bytes where at most {max_bytes} are expected")
+        free = available_memory()
+        if nbytes > free:
+            raise InputError(self.path, f"{key}: needs {_size(nbytes)} of memory to read, {_size(free)} "
+                             "are available; use a machine with more memory")
         try:
             with self._archive.open(self._info(key)) as f:
                 return np.lib.format.read_array(f, allow_pickle=False)
@@ -134,6 +139,13 @@ class open_npz:
         return False
 
 
+def available_memory():
+    """Bytes of memory available to this process now (psutil)."""
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
 def expect_shape(path, key, found, expected):
     """InputError unless ``found`` matches ``expected`` (None entries match anything)."""
     if expected is None:
@@ -141,6 +153,10 @@ def expect_shape(path, key, found, expected):
     if len(found) != len(expected) or any(e is not None and e != f for f, e in zip(found, expected)):
         text = "(" + ", ".join("any" if e is None else str(e) for e in expected) + ("," if len(expected) == 1 else "") + ")"
         raise InputError(path, f"{key}: has shape {tuple(found)}, expected {text}")
+
+
+def _size(nbytes):
+    return f"{nbytes / 2**30:.3g} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.3g} MiB"
 
 
 def _kind_names(kinds):
