@@ -2,6 +2,7 @@
 
     python benchmarks/bench_placements.py [--threads 1] [--volumes 1] [--max-seconds 300]
         [--cases 128x50,256x50,64x150,128x100] [--stage decompose] [--out results.json]
+        [--placements gpu-resident,cpu-ram]
 
 Every (case, placement) runs in a fresh Python process, so that its peak resident memory
 (``VmHWM``, which unlike ``ru_maxrss`` does not inherit the parent's) is its own: the process imports zernike3d, compiles the kernels on a tiny
@@ -91,7 +92,10 @@ def main(argv=None):
     parser.add_argument("--max-seconds", type=float, default=300.0, help="skip cases predicted to take longer")
     parser.add_argument("--repeats", type=int, default=2, help="fresh runs per placement; the fastest counts")
     parser.add_argument("--out", default=None, help="write the results as JSON")
+    parser.add_argument("--placements", default=None,
+                        help="comma-separated placements to run (default: all); the others are skipped")
     args = parser.parse_args(argv)
+    chosen = None if args.placements is None else set(args.placements.split(","))
 
     from zernike3d.hardware import probe
     from zernike3d.planning import plan_for
@@ -116,7 +120,9 @@ def main(argv=None):
                 runnable = estimate.fits and (gpu_ready or not estimate.placement.startswith("gpu"))
                 if estimate.placement == "gpu-streamed":
                     runnable = False
-                if runnable and estimate.seconds > args.max_seconds:
+                if chosen is not None and estimate.placement not in chosen:
+                    row["skipped"] = "not in --placements"
+                elif runnable and estimate.seconds > args.max_seconds:
                     row["skipped"] = f"predicted {estimate.seconds:.0f} s > --max-seconds"
                 elif runnable:
                     runs = [measure(case, estimate.placement, args.stage, args.volumes, args.threads,

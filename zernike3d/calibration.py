@@ -5,6 +5,10 @@ process, as a job would run it (first touches of fresh work arrays included); th
 per-op costs of :class:`zernike3d.planning.CpuRates` are then fitted by non-negative least
 squares on relative error over the op counts of :class:`zernike3d.planning.Sizes`. The
 radial-table rates (recompute, read from a zarr store) are timed directly.
+
+:func:`calibrate_gpu` measures a GPU's rates with CuPy (``benchmarks/gpu_check.sh`` runs
+it): the raw rates of :class:`zernike3d.planning.GpuRates` by micro-benchmarks, then the
+efficiency of the CuPy backend's kernels fitted to real decompositions on that GPU.
 """
 
 import dataclasses
@@ -18,7 +22,7 @@ import numpy as np
 
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.transform import workspace_bytes
-from zernike3d.planning import RATES_FILE, CpuRates, Sizes, cpu_model
+from zernike3d.planning import RATES_FILE, CpuRates, GpuRates, Sizes, cpu_model
 
 
 #: (box, order, volumes, m_block or None for all at once): chosen so that each op count
@@ -124,3 +128,138 @@ def time_radial_tables(_=None):
     latency = seconds[8] / (order + 1)
     slab_bytes = (order + 1) * (order // 2 + 1) * shells.size * 8
     return eval_seconds / evaluated, latency, slab_bytes / max(seconds[128] - seconds[8], 1e-9)
+
+
+#: (box, order) of the real CuPy decompositions that fit the kernel efficiency: one
+#: ring-heavy, one polar-heavy; each takes well under a second on an H100-class GPU
+GPU_FIT_CASES = ((128, 50), (96, 100))
+
+
+def calibrate_gpu(path=None, gpu_id=None):
+    """Measure GPU ``gpu_id``'s rates with CuPy and store them in ``path`` (default
+    :data:`zernike3d.planning.GPU_RATES_FILE`) under the GPU's name (read back by :func:`zernike3d.planning.gpu_rates`); return (rates, details).
+
+    Raw rates (best of several, timed with CUDA events, float64): device memory bandwidth
+    (a 512 MiB copy, bytes read + written), FP64 vector FLOP/s (an elementwise kernel of
+    dependent FMAs), FP64 matrix FLOP/s (8192² @ 8192²), pinned host-to-device bandwidth
+    (256 MiB) and seconds per kernel launch from Python (a 1-element kernel, wall clock).
+    Then each :data:`GPU_FIT_CASES` decomposition is run on the GPU and on the CPU (numba):
+    ``kernel_efficiency`` is fitted so that the planner's model
+    (:func:`zernike3d.planning.gpu_time_parts`) reproduces the GPU times, and
+    ``details["max_relative_error"]`` is the largest difference between the two backends'
+    moments relative to the largest moment. Raises
+    :class:`zernike3d.maths.backends.BackendUnavailable` where CuPy cannot use a GPU.
+    """
+    import time
+
+    from zernike3d.maths.backends import import_cupy
+    from zernike3d.maths.basis import Basis
+    from zernike3d.maths.transform import DEFAULT_WORKSPACE, decompose, m_block_size
+    from zernike3d.planning import gpu_time_parts
+
+    cupy, _ = import_cupy(gpu_id)
+    device = cupy.cuda.Device()
+    name = cupy.cuda.runtime.getDeviceProperties(device.id)["name"]
+    name = name.decode() if isinstance(name, bytes) else str(name)
+
+    def best_seconds(function, repeats=5):
+        function()  # warm-up: compilation, allocation
+        times = []
+        for _ in range(repeats):
+            start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+            start.record()
+            function()
+            stop.record()
+            stop.synchronize()
+            times.append(cupy.cuda.get_elapsed_time(start, stop) / 1e3)
+        return min(times)
+
+    source = cupy.empty(2**26, dtype=cupy.float64)  # 512 MiB
+    source.fill(1.0)
+    target = cupy.empty_like(source)
+    memory = 2 * source.nbytes / best_seconds(lambda: cupy.copyto(target, source))
+    del source, target
+
+    fma_steps = 512
+    fma = cupy.ElementwiseKernel(
+        "float64 x", "float64 y",
+        f"double a = x; for (int i = 0; i < {fma_steps}; ++i) a = fma(a, 0.999999, 1e-7); y = a;",
+        "zernike3d_fma_rate")
+    values = cupy.ones(2**24, dtype=cupy.float64)
+    output = cupy.empty_like(values)
+    fp64 = 2 * fma_steps * values.size / best_seconds(lambda: fma(values, output))
+    del values, output
+
+    size = 8192
+    a = cupy.random.random((size, size))
+    b = cupy.random.random((size, size))
+    matmul = 2 * size**3 / best_seconds(lambda: a @ b, repeats=3)
+    del a, b
+
+    import cupyx
+
+    host = cupyx.empty_pinned(2**25, dtype=np.float64)  # 256 MiB of page-locked host memory
+    host.fill(1.0)
+    on_device = cupy.empty(host.size, dtype=cupy.float64)
+    pcie = host.nbytes / best_seconds(lambda: on_device.set(host))
+    del on_device, host
+
+    one = cupy.zeros(1)
+    cupy.cuda.Device().synchronize()
+    launches = 2000
+    start = time.perf_counter()
+    for _ in range(launches):
+        one += 1.0
+    cupy.cuda.Device().synchronize()
+    launch = (time.perf_counter() - start) / launches
+    cupy.get_default_memory_pool().free_all_blocks()
+
+    raw = GpuRates(name, fp64, matmul, memory, pcie, launch_seconds=launch)
+    cases, efficiencies, worst_error = [], [], 0.0
+    for box, order in GPU_FIT_CASES:
+        geometry = BallGeometry.for_box(box, 1.0)
+        basis = Basis.build(geometry, order, radial_table=True)
+        maps = np.random.default_rng(0).standard_normal((1, box, box, box), dtype=np.float32)
+        expected = decompose(maps, geometry, order, basis=basis)
+        seconds = []
+        for _ in range(3):  # the first run includes CuPy's kernel compilation
+            start = time.perf_counter()
+            moments = decompose(maps, geometry, order, basis=basis, backend="cupy", gpu_id=gpu_id)
+            seconds.append(time.perf_counter() - start)
+        error = float(np.max(np.abs(moments - expected)) / np.max(np.abs(expected)))
+        worst_error = max(worst_error, error)
+        sizes = Sizes.of(geometry, order, 1, "decompose")
+        parts = gpu_time_parts(sizes, m_block_size(geometry.grid, order, 1, DEFAULT_WORKSPACE), raw)
+        rest = parts["matmul"] + parts["launches"] + parts["transfers"]
+        measured = min(seconds)
+        efficiency = parts["kernels"] / max(measured - rest, 1e-9)
+        efficiencies.append(efficiency)
+        cases.append({"box": box, "order": order, "seconds": measured, "model_parts": parts,
+                      "kernel_efficiency": efficiency, "max_relative_error": error})
+    # the slower of the fitted cases sets the efficiency: never an optimistic plan
+    efficiency = float(min(1.0, max(1e-3, min(efficiencies))))
+    stamp = time.strftime("%Y-%m-%d", time.gmtime())
+    rates = dataclasses.replace(raw, kernel_efficiency=efficiency,
+                                measured=f"calibrate_gpu on {stamp} (CuPy {cupy.__version__})")
+    store_gpu_rates(rates, path)
+    return rates, {"cases": cases, "max_relative_error": worst_error}
+
+
+def store_gpu_rates(rates, path=None):
+    """Add or replace ``rates`` (a :class:`GpuRates`) under its name in the JSON file
+    ``path`` (default :data:`zernike3d.planning.GPU_RATES_FILE`; GPU name -> fields),
+    keeping the other GPUs' entries."""
+    from zernike3d import planning
+    from zernike3d.io.atomic import atomic_path, json_kind
+
+    path = Path(planning.GPU_RATES_FILE if path is None else path)
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        stored = {}
+    if not isinstance(stored, dict):
+        stored = {}
+    kind = json_kind(list(stored), "a zernike3d GPU rates file")  # replaces only such a file
+    stored[rates.name] = dataclasses.asdict(rates)
+    with atomic_path(path, kind) as tmp:
+        Path(tmp).write_text(json.dumps(stored, indent=2) + "\n")

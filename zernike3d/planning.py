@@ -20,8 +20,10 @@ of m values that fits the budget, plus the transients each block allocates (the 
 backend's dense (fold, ring) layout is modelled from its own array shapes). Time is op
 counts of each step of the transform times per-op costs: CPU costs are measured on a
 real machine (:data:`CPU_RATES`, or this machine's after ``zernike3d plan --calibrate``);
-GPU costs are datasheet leads, *not* calibrated (no GPU was available when this was
-written). The choice is the fastest placement whose peak fits in ``HEADROOM`` of the free
+GPU costs are datasheet leads (:data:`GPU_DATASHEETS`) until
+:func:`zernike3d.calibration.calibrate_gpu` (run by ``benchmarks/gpu_check.sh``) has
+measured them on the GPU model in question and stored them in :data:`GPU_RATES_FILE`.
+The choice is the fastest placement whose peak fits in ``HEADROOM`` of the free
 memory (and, for cpu-zarr, of the free disk); predicted times within ``TIME_TOLERANCE``
 are ties, won by the placement (or block of m values) that needs less memory.
 """
@@ -53,6 +55,8 @@ PARALLEL_EFFICIENCY = 0.8
 TIME_TOLERANCE = 0.05
 #: where `zernike3d plan --calibrate` stores this machine's rates
 RATES_FILE = Path.home() / ".cache" / "zernike3d" / "cpu-rates.json"
+#: where :func:`zernike3d.calibration.calibrate_gpu` stores measured GPU rates, by GPU name
+GPU_RATES_FILE = RATES_FILE.with_name("gpu-rates.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,13 +104,24 @@ CPU_RATES = CpuRates(
 )
 
 
+#: fraction of the bandwidth/FLOP rate that CuPy's elementwise and sparse kernels reach
+#: (assumed; measured by calibrate_gpu), and that cuBLAS reaches on the radial products
+GPU_KERNEL_EFFICIENCY = 0.3
+GPU_MATMUL_EFFICIENCY = 0.6
+#: seconds per CuPy kernel launch (typical Python + launch overhead; measured by calibrate_gpu)
+GPU_LAUNCH_SECONDS = 1e-5
+
+
 @dataclasses.dataclass(frozen=True)
 class GpuRates:
-    """Datasheet figures of one GPU model (uncalibrated leads).
+    """Figures of one GPU model: datasheet leads, or measured by
+    :func:`zernike3d.calibration.calibrate_gpu` (then ``measured`` says when and how).
 
     fp64_flops: FP64 vector FLOP/s; fp64_matmul_flops: FP64 (tensor core where present)
     matrix FLOP/s; memory_bytes_per_s: device memory bandwidth; pcie_bytes_per_s: host
-    transfer bandwidth as usually achieved (pinned memory).
+    transfer bandwidth as usually achieved (pinned memory); kernel_efficiency: fraction of
+    the bandwidth/FLOP rates the CuPy backend's elementwise and sparse kernels reach;
+    launch_seconds: wall time per kernel launch from Python.
     """
 
     name: str
@@ -114,6 +129,9 @@ class GpuRates:
     fp64_matmul_flops: float
     memory_bytes_per_s: float
     pcie_bytes_per_s: float
+    kernel_efficiency: float = GPU_KERNEL_EFFICIENCY
+    launch_seconds: float = GPU_LAUNCH_SECONDS
+    measured: str = ""
 
 
 #: by NVML name fragment; the first match wins. Consumer and workstation cards run FP64
@@ -128,13 +146,6 @@ GPU_DATASHEETS = (
 )
 #: any other GPU: a workstation-class card
 GPU_FALLBACK = GpuRates("unknown GPU", 0.5e12, 0.5e12, 0.5e12, 12e9)
-#: fraction of the datasheet bandwidth/FLOP rate that CuPy's elementwise and sparse
-#: kernels reach, and that cuBLAS reaches on the radial products (assumptions until
-#: measured on a GPU)
-GPU_KERNEL_EFFICIENCY = 0.3
-GPU_MATMUL_EFFICIENCY = 0.6
-#: seconds per CuPy kernel launch (typical Python + launch overhead)
-GPU_LAUNCH_SECONDS = 1e-5
 #: kernel launches of the CuPy backend per (l, m) of the polar step and per (m block, l)
 #: of the radial step (counted in zernike3d/maths/backends.py and transform.py)
 GPU_LAUNCHES_PER_LM = 8
@@ -459,14 +470,8 @@ def _gpu_estimate(placement, sizes, machine, gpu, gpu_id, host_budget):
     gpu_budget = HEADROOM * gpu.free_bytes if gpu is not None else 0
 
     def seconds_for(m_block):
-        counts = sizes.gpu_op_counts(m_block)
-        seconds = (counts["bytes"] / rates.memory_bytes_per_s
-                   + counts["flops"] / rates.fp64_flops) / GPU_KERNEL_EFFICIENCY
-        seconds += counts["matmul_flops"] / (rates.fp64_matmul_flops * GPU_MATMUL_EFFICIENCY)
-        seconds += counts["launches"] * GPU_LAUNCH_SECONDS
-        sent = sizes.data_bytes + (sizes.radial_bytes if resident else
-                                   sizes.radial_rows_read(m_block) * g.n_shells * 8)
-        return seconds + sent / rates.pcie_bytes_per_s
+        parts = gpu_time_parts(sizes, m_block, rates, resident)
+        return parts["kernels"] / rates.kernel_efficiency + parts["matmul"] + parts["launches"] + parts["transfers"]
 
     m_block, work, seconds = _choose_block(sizes.gpu_block_sizes(), fixed_gpu, gpu_budget, seconds_for)
     why_not = ""
@@ -482,8 +487,31 @@ def _gpu_estimate(placement, sizes, machine, gpu, gpu_id, host_budget):
                     workspace_bytes(g, sizes.order, v, max(m_block, 1)), not why_not, why_not)
 
 
-def gpu_rates(name):
-    """The datasheet entry whose name fragment occurs in ``name``, else GPU_FALLBACK."""
+def gpu_time_parts(sizes, m_block, rates, resident=True):
+    """Predicted seconds of the CuPy backend by part: ``kernels`` (elementwise and sparse
+    kernels at the full bandwidth/FLOP rates: divide by ``rates.kernel_efficiency``),
+    ``matmul`` (the radial products), ``launches`` and ``transfers`` (host to GPU: maps,
+    radial table whole or the rows each block reads)."""
+    counts = sizes.gpu_op_counts(m_block)
+    sent = sizes.data_bytes + (sizes.radial_bytes if resident else
+                               sizes.radial_rows_read(m_block) * sizes.grid.n_shells * 8)
+    return {
+        "kernels": counts["bytes"] / rates.memory_bytes_per_s + counts["flops"] / rates.fp64_flops,
+        "matmul": counts["matmul_flops"] / (rates.fp64_matmul_flops * GPU_MATMUL_EFFICIENCY),
+        "launches": counts["launches"] * rates.launch_seconds,
+        "transfers": sent / rates.pcie_bytes_per_s,
+    }
+
+
+def gpu_rates(name, path=None):
+    """Rates measured for the GPU model ``name`` (stored in ``path``, default
+    :data:`GPU_RATES_FILE`, by :func:`zernike3d.calibration.calibrate_gpu`), else the
+    datasheet entry whose name fragment occurs in ``name``, else GPU_FALLBACK."""
+    try:
+        measured = json.loads(Path(GPU_RATES_FILE if path is None else path).read_text())
+        return GpuRates(**measured[name])
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
     for rates in GPU_DATASHEETS:
         if rates.name.lower() in name.lower():
             return rates
