@@ -178,3 +178,51 @@ def test_invariants_space_needs_the_store(real_job, tmp_path, capsys):
     dataset_path, _ = real_job
     assert main(["cluster", str(dataset_path), "--k", "2", "--space", "invariants", "--out-dir", str(tmp_path / "o")]) == 2
     assert "needs --particle-invariants" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_workflow_clusters_subsets_paths_and_report(tmp_path, shared_data):
+    """A real Snakemake run of a tiny 3DVA job (the real .cs rows) with clusters, subsets
+    and a path, then the report: every rule of rules/clusters.smk runs."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    config = {
+        "datasets": {"job": {
+            "example": {"box": 16, "n_components": 2, "seed": 0,
+                        "particles_cs": str(shared_data / "cryosparc_P12_J24_001_particles.cs")},
+            "order": 6, "qc": False, "particle_invariants": False,
+            "reconstruct": {"series": 2, "mapspace": True},
+            "clusters": {"k": 2, "method": "gmm", "bins": ["1:2"], "paths": [["cluster_00", "cluster_01"]], "path_frames": 3},
+        }},
+        "threads": 1, "basis_cache": None,
+    }
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+
+    def snakemake(*args):
+        run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo / "workflow" / "Snakefile"),
+                              "-d", str(tmp_path), *args], capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
+
+    snakemake("--cores", "2")
+    results = tmp_path / "results" / "job"
+    original = np.load(shared_data / "cryosparc_P12_J24_001_particles.cs")
+    uids = [np.load(results / "clusters" / "subsets" / f"cluster_{c:02d}.cs")["uid"] for c in range(2)]
+    assert sorted(np.concatenate(uids).tolist()) == sorted(original["uid"].tolist())
+    assert (results / "clusters" / "subsets" / "bin_c1_01.csg").is_file()
+    assert (results / "cluster_maps" / "clusters.cxc").is_file() and (results / "cluster_maps" / "mapspace_clusters.cxc").is_file()
+    assert len(list((results / "path_maps").glob("path_cluster_00_cluster_01_f*.mrc"))) == 3
+    assert (results / "maps" / "series_c0.cxc").is_file()
+    snakemake("--report", str(tmp_path / "report.html"))
+    assert "latent space, paths" in (tmp_path / "report.html").read_text(errors="replace")
+
+
+def test_fit_on_a_sample_still_labels_every_particle(monkeypatch):
+    points, truth = blobs([3000, 2000], [(0, 0, 0), (5, 5, 0)], 0.7, seed=4)
+    monkeypatch.setattr(cl, "FIT_SAMPLE", 500)
+    for method in cl.METHODS:
+        result = cl.cluster(points, 2, method)
+        assert result.counts.tolist() == [3000, 2000] and len(result.labels) == 5000
+        assert (result.labels == truth).all()

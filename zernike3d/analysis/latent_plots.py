@@ -1,7 +1,8 @@
 """Figures of a 3D Variability latent space: z_i against z_j for every pair of components.
 
-Each panel is a hexbin of the particles' density (log counts), with overlays: particles
-coloured by cluster (a random sample of at most :data:`SCATTER_SAMPLE`), cluster centres
+Each panel is a hexbin of the particles' density (log counts; of a random sample of at
+most :data:`DENSITY_SAMPLE`), with overlays: particles coloured by cluster (a random
+sample of at most :data:`SCATTER_SAMPLE`), cluster centres
 (labelled stars), the points of reconstructed maps such as the series (black crosses)
 and paths (lines through their points). A job
 with a single component gets one histogram of z_0 with the overlays as vertical marks.
@@ -10,7 +11,9 @@ Latents are unitless (cryoSPARC ``components_mode_{k}/value``).
 
 import numpy as np
 
-SCATTER_SAMPLE = 20000
+SCATTER_SAMPLE = 10_000
+#: the density (hexbin) is drawn from at most this many particles (a fixed random sample)
+DENSITY_SAMPLE = 200_000
 
 
 def plot_latent_pairs(path, latents, title, *, labels=None, centres=None, series=None, paths=None):
@@ -34,12 +37,13 @@ def plot_latent_pairs(path, latents, title, *, labels=None, centres=None, series
     fig = Figure(figsize=(4.2 * columns, 4.0 * rows), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
-    sample = np.random.default_rng(0).permutation(len(latents))[:SCATTER_SAMPLE]
+    order = np.random.default_rng(0).permutation(len(latents))
+    sample, dense = order[:SCATTER_SAMPLE], np.sort(order[:DENSITY_SAMPLE])
     for ax, (i, j) in zip(axes, pairs):
         if j is None:
             _histogram_panel(ax, latents[:, 0], labels, centres, series, paths)
             continue
-        ax.hexbin(latents[:, i], latents[:, j], gridsize=60, bins="log", cmap="Greys", mincnt=1)
+        ax.hexbin(latents[dense, i], latents[dense, j], gridsize=60, bins="log", cmap="Greys", mincnt=1)
         if labels is not None:
             ax.scatter(latents[sample, i], latents[sample, j], c=labels[sample], cmap="tab10",
                        vmin=-0.5, vmax=9.5, s=2, alpha=0.5, linewidths=0)

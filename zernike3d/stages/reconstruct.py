@@ -11,18 +11,28 @@ one MRC each named by what it shows, with DIR/index.csv (file, kind, z_0, z_1, .
 base.mrc (z = 0) always, and
 --particle IDX or uid:UID (particle_index_IDX / particle_uid_UID), --latent z0,z1,..
 (latent_NN), --series N (N frames along each component between the --percentiles of its
-latents, others at 0: series_cK_fNN) and --kmeans K (cluster centres: cluster_NN).
+latents, others at 0: series_cK_fNN), --kmeans K (cluster centres: cluster_NN) and
+--points CSV (name, kind, z_0, ..: e.g. cluster centres or a path, named as listed).
+These maps are Zernike expansions to --order: base + sum_k z_k component_k of the
+moments. The job's volumes are reconstructed once and combined per point, so many
+points cost about one reconstruction. With --mapspace, each point also gets
+mapspace_NAME.mrc, the dataset's own (full-resolution, unfiltered) maps combined the same
+way, as 3DVA Display's simple mode does, at the dataset's box and voxel size.
+Every series (series_cK_*, path frames NAME_fNN, the cluster centres) gets a ChimeraX
+script GROUP.cxc (mapspace_GROUP.cxc): `open DIR/series_c0.cxc` plays it as a volume
+series over base.mrc (zernike3d/io/chimerax.py); --movie records GROUP.mp4 where ChimeraX
+is installed, and says in one line where it is not.
 """
 
 import csv
-from dataclasses import replace
 from pathlib import Path
 
 from zernike3d.errors import InputError
+from zernike3d.io import chimerax
 from zernike3d.io.atomic import atomic_path, folder_kind
 from zernike3d.io.dataset import Dataset
 from zernike3d.io.mrc import MAP_OUTPUT, write_map
-from zernike3d.latents import check_job, moments_at, select_points
+from zernike3d.latents import check_job, mapspace_maps, maps_at_points, select_points, transforms_needed
 from zernike3d.moments import Moments
 from zernike3d.stages import common
 
@@ -47,6 +57,11 @@ def add_arguments(parser):
     latent.add_argument("--series", type=int, metavar="N", help="N frames along each component")
     latent.add_argument("--percentiles", default="5,95", help="range of the series, in %% of the latents (default 5,95)")
     latent.add_argument("--kmeans", type=int, metavar="K", help="maps at K k-means centres of the latents")
+    latent.add_argument("--points", metavar="POINTS.csv", help="maps at the points of a CSV (name, kind, z_0, ..): "
+                        "centres.csv of `zernike3d cluster`, path.csv of `zernike3d path`")
+    latent.add_argument("--mapspace", action="store_true", help="also mapspace_NAME.mrc: the dataset's own maps combined "
+                        "(full resolution, not Zernike-filtered)")
+    latent.add_argument("--movie", action="store_true", help="record NAME.mp4 of each series with ChimeraX, where installed")
     common.add_threads_argument(parser)
     common.add_device_arguments(parser)
 
@@ -62,9 +77,10 @@ def run(args):
         moments = moments.truncate(order)
     if args.box is not None and args.box < 1:
         raise InputError("--box", f"must be a positive number of voxels, got {args.box}")
-    if args.box is not None:
-        common.require_box_memory("--box", args.box)
     common.parse_voxel_size(args.voxel_size)
+    if args.box is not None or args.voxel_size is not None:
+        option = "--box" if args.box is not None else "--voxel-size"
+        common.require_box_memory(option, moments.output_geometry(args.box, args.voxel_size))
     if args.particles is not None:
         return write_latent_maps(args, moments)
     if args.out is None:
@@ -93,24 +109,40 @@ def write_latent_maps(args, moments):
     check_job(moments, args.moments, dataset, args.particles)
     points = select_points(
         dataset, args.particles, particles=args.particle, latents=args.latent, series=args.series,
-        percentiles=args.percentiles, kmeans=args.kmeans,
+        percentiles=args.percentiles, kmeans=args.kmeans, points_csv=args.points,
     )
-    at_points = replace(moments, moments=moments_at(moments.moments, points), names=[p.name for p in points])
-    geometry = at_points.output_geometry(args.box, args.voxel_size)
-    batch = max(1, min(len(points), MAPS_BUDGET // (8 * geometry.box**3)))
-    options = common.transform_options(args, geometry, at_points.order, batch, "reconstruct")
+    geometry = moments.output_geometry(args.box, args.voxel_size)
+    batch = max(1, min(transforms_needed(moments, points), MAPS_BUDGET // (8 * geometry.box**3)))
+    options = common.transform_options(args, geometry, moments.order, batch, "reconstruct")
+    rows = []
     with atomic_path(args.out_dir, MAPS_FOLDER) as folder:
-        for start in range(0, len(points), batch):
-            chunk = replace(at_points, moments=at_points.moments[start : start + batch], names=at_points.names[start : start + batch])
-            results = chunk.reconstruct(box=args.box, voxel_size=args.voxel_size, progress=True, **options)
-            for point, result in zip(points[start : start + batch], results):
-                write_map(folder / f"{point.name}.mrc", result.data, result.voxel_size, result.origin)
+        def transform(volumes):
+            return volumes.reconstruct(box=args.box, voxel_size=args.voxel_size, progress=True, **options)
+
+        for point, result in maps_at_points(moments, points, transform, batch):
+            write_map(folder / f"{point.name}.mrc", result.data, result.voxel_size, result.origin)
+            rows.append([f"{point.name}.mrc", point.kind, *point.z.tolist()])
+            if point.kind == "base":
+                base, level = result, chimerax.contour_level(result.data)
+        scripts = chimerax.write_scripts(folder, [p.name for p in points], [p.kind for p in points], "base.mrc", level)
+        if args.mapspace:
+            for point, data in mapspace_maps(dataset, points):
+                write_map(folder / f"mapspace_{point.name}.mrc", data, dataset.voxel_size, dataset.origin)
+                rows.append([f"mapspace_{point.name}.mrc", point.kind, *point.z.tolist()])
+            scripts += chimerax.write_scripts(folder, [p.name for p in points], [p.kind for p in points],
+                                              "mapspace_base.mrc", chimerax.contour_level(dataset.maps[0]), prefix="mapspace_")
         with open(folder / "index.csv", "w", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(["file", "kind", *(f"z_{k}" for k in range(dataset.n_components))])
-            writer.writerows([f"{p.name}.mrc", p.kind, *p.z.tolist()] for p in points)
+            writer.writerows(rows)
+        if args.movie:
+            for script in scripts:
+                why_not = chimerax.record_movie(folder / script.replace(".cxc", "_movie.cxc"))
+                if why_not:
+                    print(f"zernike3d reconstruct: {why_not}")
     print(
-        f"wrote {len(points)} maps and index.csv into {args.out_dir}: order {moments.order}, "
-        f"box {results[0].data.shape[0]} at {results[0].voxel_size:g} Å"
+        f"wrote {len(rows)} maps, index.csv and {len(scripts)} ChimeraX scripts into {args.out_dir}: "
+        f"order {moments.order}, box {base.data.shape[0]} at {base.voxel_size:g} Å"
+        + (f"; mapspace_*.mrc: the dataset's maps combined, box {dataset.box} at {dataset.voxel_size:g} Å" if args.mapspace else "")
     )
     return 0
