@@ -99,7 +99,7 @@ def test_decompose_reports_outside_density_and_unresolvable_order(capsys, tmp_pa
     warnings = captured.err.strip().splitlines()
     assert len(warnings) == 2
     assert re.search(r"warning: \d+\.\d% of the absolute density of phantom lies outside", warnings[0])
-    assert "warning: order 60 exceeds what the sampling resolves (about pi R / voxel = 19" in warnings[1]
+    assert "warning: order 60 exceeds what the sampling resolves (order 15 already reaches Nyquist" in warnings[1]
     assert Moments.load(out).radius == 9.0
 
 

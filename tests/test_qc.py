@@ -4,7 +4,7 @@ import csv
 
 import numpy as np
 import pytest
-from small_job import BOX, VOXEL_SIZE, write_small_job
+from small_job import BOX, ORDER, VOXEL_SIZE, write_small_job
 
 from zernike3d.cli import main
 from zernike3d.io.dataset import Dataset
@@ -15,7 +15,11 @@ from zernike3d.maths.fsc import (
     crossing_resolution,
     fourier_shell_correlation,
 )
+from zernike3d.io.mrc import write_map
 from zernike3d.maths.invariants import particle_invariant_forms
+from zernike3d.maths.resolution import expected_resolution
+from zernike3d.maths.transform import reconstruct
+from zernike3d.stages.qc import latent_correlations, principal_components
 
 
 def _white(rng, box=32):
@@ -101,23 +105,33 @@ def test_qc_writes_tables_and_figures(tmp_path):
     write_particle_invariants(store, forms, dataset.latents, dataset.uid, moments.nl, order=moments.order,
                               names=moments.names)
     out = tmp_path / "qc"
+    index = _write_maps_index(tmp_path / "maps", moments)
     argv = ["qc", "--dataset", paths.dataset, "--moments", paths.moments, "--particle-invariants", store,
-            "--out-dir", out, "--pca-sample", 150]
+            "--maps-index", index, "--name", "my_job", "--out-dir", out, "--pca-sample", 150]
     assert main([str(a) for a in argv]) == 0
     assert sorted(p.name for p in out.iterdir()) == [  # and the marker naming the stage that owns the folder
-        ".zernike3d-output", "fsc.csv", "fsc.png", "fsc_resolution.csv", "invariants.png", "particle_invariants_pca.png"]
+        ".zernike3d-output", "fsc.csv", "fsc.png", "fsc_resolution.csv", "invariants.png", "maps.png",
+        "particle_invariants_pca.png", "series_maps.png"]
     with open(out / "fsc.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["shell", "frequency_per_A", "resolution_A", "base", "component_0", "component_1"]
-    assert len(rows) == BOX // 2 + 1
+    # zero-padded to at least 64 shells (box 24 -> 4 x 24 = 96 voxels, 49 shells up to Nyquist)
+    assert len(rows) == 4 * BOX // 2 + 1
     assert float(rows[-1]["resolution_A"]) == pytest.approx(2 * VOXEL_SIZE)
     # An order-8 expansion reproduces the coarse shape well.
     assert all(float(rows[1][name]) > 0.9 for name in moments.names)
     with open(out / "fsc_resolution.csv") as f:
         crossings = list(csv.DictReader(f))
+    # 0.5 only: 0.143 is a half-map criterion, meaningless for a map against its expansion
+    assert list(crossings[0]) == ["map", "resolution_at_0.5_A", "expected_resolution_A", "order"]
     assert [r["map"] for r in crossings] == moments.names
     assert all(r["resolution_at_0.5_A"] == "not reached" or float(r["resolution_at_0.5_A"]) > 2 * VOXEL_SIZE
                for r in crossings)
+    assert float(crossings[0]["expected_resolution_A"]) == pytest.approx(
+        expected_resolution(ORDER, BOX * VOXEL_SIZE / 2), abs=1e-4)
+    # the base map has detail at every scale: its crossing is near what the order is expected to reach
+    assert float(crossings[0]["resolution_at_0.5_A"]) == pytest.approx(
+        float(crossings[0]["expected_resolution_A"]), rel=0.25)
 
 
 def test_qc_refuses_particles_of_another_dataset(capsys, tmp_path):
@@ -139,4 +153,64 @@ def test_qc_of_a_single_map_has_no_particle_plot(tmp_path):
     moments.volume("base").save(base)
     out = tmp_path / "qc"
     assert main(["qc", "--dataset", str(single), "--moments", str(base), "--out-dir", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [".zernike3d-output", "fsc.csv", "fsc.png", "fsc_resolution.csv", "invariants.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".zernike3d-output", "fsc.csv", "fsc.png", "fsc_resolution.csv", "invariants.png",
+                                                     "maps.png"]
+
+
+def _write_maps_index(folder, moments):
+    """A reconstruct-like maps folder: base and a 2-frame series, listed in index.csv."""
+    folder.mkdir()
+    maps = reconstruct(moments.moments[:2], moments.geometry, moments.order)
+    files = {"base.mrc": maps[0], "series_c0_f00.mrc": maps[0] - maps[1], "series_c0_f01.mrc": maps[0] + maps[1]}
+    for name, data in files.items():
+        write_map(folder / name, data, moments.voxel_size)
+    kinds = ["base", "series", "series"]
+    (folder / "index.csv").write_text("file,kind\n" + "".join(f"{f},{k}\n" for f, k in zip(files, kinds)))
+    return folder / "index.csv"
+
+
+def _latent_driven_invariants(seed=0, particles=2000):
+    """Per-particle "invariants" with a known answer: the conformation z_0 drives 4 large
+    low-order columns (amplitude ~1); 300 tiny high-order columns (spread ~0.01) follow a
+    nuisance z_1 plus their own noise, as tiny, noisy high-l invariants do."""
+    rng = np.random.default_rng(seed)
+    latents = rng.standard_normal((particles, 2))
+    signal = 5.0 + latents[:, :1] * np.array([1.0, 0.8, -0.6, 0.5]) + 0.05 * rng.standard_normal((particles, 4))
+    weights = rng.uniform(0.5, 1.0, 300)
+    noise = 0.02 + 0.01 * (latents[:, 1:] * weights + 0.5 * rng.standard_normal((particles, 300)))
+    return np.hstack([signal, noise]), latents
+
+
+def test_pca_follows_the_latent_that_drives_the_large_invariants():
+    values, latents = _latent_driven_invariants()
+    scores, explained = principal_components(values, "P.zarr")
+    correlations = latent_correlations(scores, latents)
+    assert abs(correlations[0, 0]) > 0.95  # PC 1 is the conformation z_0
+    assert abs(correlations[0, 1]) < 0.1
+    assert explained[0] > 0.9
+    # Standardising every column (the old choice) lets the 300 tiny columns set PC 1:
+    standardised = (values - values.mean(axis=0)) / values.std(axis=0)
+    old_scores, _ = principal_components(standardised, "P.zarr")
+    old = latent_correlations(old_scores, latents)
+    assert abs(old[0, 0]) < 0.3 and abs(old[0, 1]) > 0.9
+
+
+def test_latent_correlations_are_rank_correlations():
+    x = np.linspace(-1, 1, 101)
+    scores = np.column_stack([x**3, -x])  # monotonic in x, and decreasing
+    latents = np.column_stack([x, np.zeros_like(x)])
+    np.testing.assert_allclose(latent_correlations(scores, latents), [[1.0, 0.0], [-1.0, 0.0]], atol=1e-12)
+
+
+def test_fsc_oversampling_gives_finer_shells_of_the_same_curve():
+    rng = np.random.default_rng(3)
+    geometry = BallGeometry.for_box(24, 1.0)
+    mask = ball_mask(geometry, 3)
+    a = mask * rng.standard_normal((24,) * 3)
+    b = a + 0.5 * mask * rng.standard_normal((24,) * 3)
+    coarse = fourier_shell_correlation(a, b, 1.0)
+    fine = fourier_shell_correlation(a, b, 1.0, oversample=2)
+    assert len(fine.frequency) == 2 * (len(coarse.frequency) - 1) + 1
+    assert fine.frequency[-1] == pytest.approx(coarse.frequency[-1])
+    # every other fine shell sits at a coarse shell's frequency and agrees with it closely
+    np.testing.assert_allclose(fine.fsc[2::2], coarse.fsc[1:], atol=0.1)

@@ -111,3 +111,36 @@ def write_3dva_job(directory, box=32, voxel_size=None, n_components=3, *, partic
     with open(particles_path, "wb") as f:
         np.save(f, table)
     return map_path, component_paths, particles_path
+
+
+def protein_like(box, voxel_size, seed, blur=0.8, step=1.5, fill=0.75, atoms_per_A3=0.045):
+    """A globular "protein" (box, box, box) [z, y, x] float64: a random chain of atoms
+    ``step`` Å apart confined to a ball of ``fill`` × the inscribed radius about voxel
+    box // 2, ``atoms_per_A3`` atoms per Å³ of that ball (about a protein's heavy-atom
+    density), each a Gaussian of ``blur`` Å (atomic size and B-factor together). Atoms are
+    spread to the grid trilinearly and the Gaussian is applied in Fourier space, so the
+    map has detail up to Nyquist, decaying as in a real map."""
+    rng = np.random.default_rng(seed)
+    centre = (box // 2) * voxel_size
+    limit = fill * box * voxel_size / 2
+    count = int(atoms_per_A3 * 4 / 3 * np.pi * limit**3)
+    atoms = np.empty((count, 3))
+    position = np.zeros(3)
+    for i in range(count):
+        while True:
+            direction = rng.standard_normal(3)
+            trial = position + step * direction / np.linalg.norm(direction)
+            if np.linalg.norm(trial) <= limit:
+                break
+        atoms[i] = position = trial
+    grid = np.zeros((box,) * 3)
+    index = (atoms[:, ::-1] + centre) / voxel_size  # (z, y, x) in voxels
+    base = np.floor(index).astype(int)
+    frac = index - base
+    for corner in np.ndindex(2, 2, 2):
+        weight = np.prod(np.where(corner, frac, 1 - frac), axis=1)
+        np.add.at(grid, tuple((base + corner).T), weight)
+    fz = np.fft.fftfreq(box, voxel_size)[:, None, None]
+    fx = np.fft.rfftfreq(box, voxel_size)[None, None, :]
+    transfer = np.exp(-2 * np.pi**2 * blur**2 * (fz**2 + np.swapaxes(fz, 0, 1) ** 2 + fx**2))
+    return np.fft.irfftn(np.fft.rfftn(grid) * transfer, s=grid.shape, axes=(0, 1, 2))

@@ -64,6 +64,10 @@ def _check_sources():
             raise WorkflowError(f"datasets.{name}: components/particles go with map")
         if bool(d.get("components")) != bool(d.get("particles")):
             raise WorkflowError(f"datasets.{name}: give both components and particles, or neither")
+        if d.get("order") is not None and d.get("resolution") is not None:
+            raise WorkflowError(f"datasets.{name}: give order or resolution, not both")
+        if d.get("order") is None and d.get("resolution") is None:
+            d["order"] = 20
 
 
 _check_sources()
@@ -146,6 +150,31 @@ def opt(flag, value):
     return f"{flag} {shlex.quote(str(value))}"
 
 
+def order_args(wildcards):
+    """``--order N``, or ``--resolution Å`` (the stage picks the order from the geometry)."""
+    d = settings(wildcards)
+    return opt("--resolution", d["resolution"]) or opt("--order", d["order"])
+
+
+def dataset_order(d, path):
+    """The dataset's order: ``order``, or the one ``resolution`` needs in the ball of the
+    bundle at ``path``, chosen as `zernike3d decompose --resolution` chooses it (raises
+    FileNotFoundError before the bundle exists)."""
+    if d["resolution"] is None:
+        return d["order"]
+    from zernike3d.maths.geometry import BallGeometry
+    from zernike3d.maths.resolution import order_for_resolution
+    from zernike3d.resources import bundle_shape
+    from zernike3d.stages.common import parse_center, parse_radius
+
+    shape = bundle_shape(path)
+    center = d["center"]
+    center = parse_center(",".join(map(str, center)) if isinstance(center, list) else center)
+    radius = parse_radius(str(d["radius"]))
+    geometry = BallGeometry.for_box(shape.box, shape.voxel_size, radius=radius, center=center)
+    return order_for_resolution(d["resolution"], geometry.radius)
+
+
 def geometry_args(wildcards):
     d = settings(wildcards)
     return " ".join(filter(None, [opt("--radius", d["radius"]), opt("--center", d["center"])]))
@@ -173,7 +202,7 @@ def _estimate(stage, wildcards, path, attempt):
     d["threads"] = rule_threads(stage)(wildcards)
     d["gpu_memory_gb"] = config.get("gpu_memory_gb")
     d["slurm_gpu_model"] = config.get("slurm_gpu_model")
-    order = d["order"]
+    order = d["order"] if stage in ("example", "import", "preprocess") else dataset_order(d, path)
     if stage == "reconstruct" and d["reconstruct"].get("order") is not None:
         order = d["reconstruct"]["order"]
     override = config["resources"].get(stage) or {}
@@ -329,7 +358,10 @@ def reconstruct_args(wildcards):
 
 def qc_particle_args(wildcards, input):
     if "particle_invariants" in input.keys():
-        return opt("--particle-invariants", os.path.dirname(input.particle_invariants))
+        return " ".join([
+            opt("--particle-invariants", os.path.dirname(input.particle_invariants)),
+            opt("--maps-index", os.path.join(input.maps, "index.csv")),
+        ])
     return ""
 
 
@@ -340,6 +372,7 @@ def qc_inputs(wildcards):
     }
     if has_particles(wildcards.dataset):
         files["particle_invariants"] = f"results/{wildcards.dataset}/particle_invariants.zarr/zarr.json"
+        files["maps"] = f"results/{wildcards.dataset}/maps"
     return files
 
 
@@ -358,9 +391,10 @@ def dataset_targets(name):
 
 
 def qc_files(name):
-    files = [f"results/{name}/qc/{f}" for f in ("fsc.csv", "fsc_resolution.csv", "fsc.png", "invariants.png")]
+    names = ("fsc.csv", "fsc_resolution.csv", "fsc.png", "maps.png", "invariants.png")
+    files = [f"results/{name}/qc/{f}" for f in names]
     if has_particles(name):
-        files.append(f"results/{name}/qc/particle_invariants_pca.png")
+        files += [f"results/{name}/qc/particle_invariants_pca.png", f"results/{name}/qc/series_maps.png"]
     return files
 
 

@@ -1,97 +1,65 @@
-# Quality control: FSC of the reconstruction against the input, invariant plots.
+# Quality control: FSC of the reconstruction against the input, map slices, invariant
+# plots. Every figure is in the report under its dataset; the landing page
+# (report/workflow.rst) shows each dataset's key figures and resolution table.
+
+
+def qc_report(path, caption, figure):
+    return report(
+        f"results/{{dataset}}/qc/{path}",
+        caption=f"../report/{caption}",
+        category="{dataset}",
+        labels={"dataset": "{dataset}", "figure": figure},
+    )
 
 
 rule qc:
-    """FSC between each map and its reconstruction; invariant and per-particle PCA plots."""
+    """FSC between each map and its reconstruction; map slices, invariant and per-particle PCA plots."""
     input:
         unpack(qc_inputs),
     output:
-        fsc_table=report(
-            "results/{dataset}/qc/fsc.csv",
-            caption="../report/fsc_table.rst",
-            category="Quality control",
-            subcategory="{dataset}",
-            labels={"dataset": "{dataset}", "figure": "FSC table"},
+        fsc_table=qc_report("fsc.csv", "fsc_table.rst", "FSC table"),
+        fsc_resolution=qc_report(
+            "fsc_resolution.csv", "fsc_resolution.rst", "FSC resolution"
         ),
-        fsc_resolution=report(
-            "results/{dataset}/qc/fsc_resolution.csv",
-            caption="../report/fsc_resolution.rst",
-            category="Quality control",
-            subcategory="{dataset}",
-            labels={"dataset": "{dataset}", "figure": "FSC resolution"},
+        fsc=qc_report("fsc.png", "fsc.rst", "1. FSC against the expansion"),
+        maps=qc_report("maps.png", "maps.rst", "2. map slices"),
+        invariants=qc_report("invariants.png", "invariants.rst", "3. invariants"),
+        pca=qc_report(
+            "particle_invariants_pca.png",
+            "particle_invariants_pca.rst",
+            "4. particle invariants PCA",
         ),
-        fsc=report(
-            "results/{dataset}/qc/fsc.png",
-            caption="../report/fsc.rst",
-            category="Quality control",
-            subcategory="{dataset}",
-            labels={"dataset": "{dataset}", "figure": "FSC"},
-        ),
-        invariants=report(
-            "results/{dataset}/qc/invariants.png",
-            caption="../report/invariants.rst",
-            category="Quality control",
-            subcategory="{dataset}",
-            labels={"dataset": "{dataset}", "figure": "invariants"},
-        ),
-        pca=report(
-            "results/{dataset}/qc/particle_invariants_pca.png",
-            caption="../report/particle_invariants_pca.rst",
-            category="Quality control",
-            subcategory="{dataset}",
-            labels={"dataset": "{dataset}", "figure": "particle invariants PCA"},
-        ),
-    wildcard_constraints:
-        dataset=_names_regex(PARTICLE_DATASETS),
-    params:
-        particles=qc_particle_args,
+        series=qc_report("series_maps.png", "series_maps.rst", "5. series maps"),
     log:
         "logs/{dataset}/qc.log",
     benchmark:
         "logs/{dataset}/qc.benchmark.tsv"
+    wildcard_constraints:
+        dataset=_names_regex(PARTICLE_DATASETS),
+    conda:
+        conda_env()
     threads: rule_threads("qc")
     resources:
         **rule_resources_for("qc", "data"),
-    conda:
-        conda_env()
+    params:
+        particles=qc_particle_args,
     shell:
         "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d qc --dataset {input.data} --moments {input.moments} {params.particles} "
-        "--out-dir results/{wildcards.dataset}/qc --threads {threads} > {log} 2>&1"
+        "--name {wildcards.dataset} --out-dir results/{wildcards.dataset}/qc --threads {threads} > {log} 2>&1"
 
 
 use rule qc as qc_single with:
     output:
-        fsc_table=report(
-            "results/{dataset}/qc/fsc.csv",
-            caption="../report/fsc_table.rst",
-            category="Quality control",
-            subcategory="{dataset}",
-            labels={"dataset": "{dataset}", "figure": "FSC table"},
+        fsc_table=qc_report("fsc.csv", "fsc_table.rst", "FSC table"),
+        fsc_resolution=qc_report(
+            "fsc_resolution.csv", "fsc_resolution.rst", "FSC resolution"
         ),
-        fsc_resolution=report(
-            "results/{dataset}/qc/fsc_resolution.csv",
-            caption="../report/fsc_resolution.rst",
-            category="Quality control",
-            subcategory="{dataset}",
-            labels={"dataset": "{dataset}", "figure": "FSC resolution"},
-        ),
-        fsc=report(
-            "results/{dataset}/qc/fsc.png",
-            caption="../report/fsc.rst",
-            category="Quality control",
-            subcategory="{dataset}",
-            labels={"dataset": "{dataset}", "figure": "FSC"},
-        ),
-        invariants=report(
-            "results/{dataset}/qc/invariants.png",
-            caption="../report/invariants.rst",
-            category="Quality control",
-            subcategory="{dataset}",
-            labels={"dataset": "{dataset}", "figure": "invariants"},
-        ),
-    wildcard_constraints:
-        dataset=_names_regex(MAP_DATASETS),
+        fsc=qc_report("fsc.png", "fsc.rst", "1. FSC against the expansion"),
+        maps=qc_report("maps.png", "maps.rst", "2. map slices"),
+        invariants=qc_report("invariants.png", "invariants.rst", "3. invariants"),
     log:
         "logs/{dataset}/qc.log",
     benchmark:
         "logs/{dataset}/qc.benchmark.tsv"
+    wildcard_constraints:
+        dataset=_names_regex(MAP_DATASETS),

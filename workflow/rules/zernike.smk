@@ -8,7 +8,7 @@ rule basis:
     output:
         "results/{dataset}/basis.json",
     params:
-        order=lambda wc: settings(wc)["order"],
+        order=order_args,
         geometry=geometry_args,
         cache=lambda wc: shlex.quote(str(config["basis_cache"])),
     log:
@@ -21,7 +21,7 @@ rule basis:
     conda:
         conda_env()
     shell:
-        "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d basis {input.data} --order {params.order} {params.geometry} "
+        "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d basis {input.data} {params.order} {params.geometry} "
         "--cache {params.cache} --out {output} > {log} 2>&1"
 
 
@@ -33,7 +33,7 @@ rule decompose:
     output:
         "results/{dataset}/moments.npz",
     params:
-        order=lambda wc: settings(wc)["order"],
+        order=order_args,
         geometry=geometry_args,
         basis=lambda wc, input: opt("--basis", input.get("basis")),
         max_memory=max_memory_arg,
@@ -47,7 +47,7 @@ rule decompose:
     conda:
         conda_env(gpu_capable=True)
     shell:
-        "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d decompose {input.data} --order {params.order} {params.geometry} {params.basis} "
+        "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d decompose {input.data} {params.order} {params.geometry} {params.basis} "
         "--threads {threads} {params.max_memory} --out {output} > {log} 2>&1"
 
 

@@ -2,8 +2,10 @@
 
 Maps are real (N, N, N) arrays indexed [z, y, x] with cubic voxels of ``voxel_size`` Å.
 Shell k holds the Fourier voxels whose frequency, rounded to the nearest integer multiple
-of 1/(N·voxel_size), is k; shells run from 0 (the mean) to N//2 (Nyquist, 1/(2·voxel_size)),
-and the corners beyond Nyquist are left out. Sums over the half spectrum of ``rfftn`` count
+of 1/(M·voxel_size), is k, where M = N × ``oversample`` (the maps zero-padded to M voxels:
+finer shells for maps that are zero outside a ball, as masked maps are); shells run from
+0 (the mean) to M//2 (Nyquist, 1/(2·voxel_size)), and the corners beyond Nyquist are left
+out. Sums over the half spectrum of ``rfftn`` count
 every plane except x = 0 (and x = Nyquist for even N) twice, so each shell is summed over
 the whole sphere exactly as with a full FFT.
 """
@@ -12,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: the usual thresholds: 0.5 (model against map) and 0.143 (half maps, Rosenthal & Henderson)
-FSC_THRESHOLDS = (0.5, 0.143)
+#: the threshold for a map against a model of it (here its expansion). The 0.143 of half
+#: maps (Rosenthal & Henderson) does not apply: the expansion is not an independent half.
+MODEL_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -22,26 +25,28 @@ class FscCurve:
 
     frequency: np.ndarray  # spatial frequency of the shell, 1/Å
     fsc: np.ndarray  # correlation in [-1, 1]; NaN where either map has no power
-    voxels: np.ndarray  # Fourier voxels in the shell (whole sphere)
+    voxels: np.ndarray  # Fourier voxels in the shell (whole sphere, of the padded maps)
 
     def resolution(self, threshold):
         """Resolution in Å where the curve first drops below ``threshold``, or None."""
         return crossing_resolution(self.frequency, self.fsc, threshold)
 
 
-def fourier_shell_correlation(map1, map2, voxel_size):
-    """FSC of two real maps of the same cubic shape; ``voxel_size`` in Å."""
+def fourier_shell_correlation(map1, map2, voxel_size, oversample=1):
+    """FSC of two real maps of the same cubic shape; ``voxel_size`` in Å. ``oversample``
+    (integer >= 1): zero-pad both maps to ``oversample`` × the box first, for that many
+    times more (correlated) shells."""
     map1 = np.asarray(map1, dtype=np.float64)
     map2 = np.asarray(map2, dtype=np.float64)
     if map1.shape != map2.shape or map1.ndim != 3 or len(set(map1.shape)) != 1:
         raise ValueError(f"need two cubic maps of one shape, got {map1.shape} and {map2.shape}")
-    box = map1.shape[0]
+    box = map1.shape[0] * int(oversample)
     shells, weights = _shells(box)
     n_shells = box // 2 + 1
     keep = shells < n_shells
     shells, weights = shells[keep], weights[keep]
-    f1 = np.fft.rfftn(map1)[keep]
-    f2 = np.fft.rfftn(map2)[keep]
+    f1 = np.fft.rfftn(map1, s=(box,) * 3, axes=(0, 1, 2))[keep]
+    f2 = np.fft.rfftn(map2, s=(box,) * 3, axes=(0, 1, 2))[keep]
 
     def shell_sum(values):
         return np.bincount(shells, weights=weights * values, minlength=n_shells)
@@ -91,6 +96,20 @@ def ball_mask(geometry, edge_width=3.0):
     r = np.sqrt((k[:, None, None] - cz) ** 2 + (k[None, :, None] - cy) ** 2 + (k[None, None, :] - cx) ** 2)
     t = np.clip((r - (geometry.radius_voxels - edge_width)) / edge_width, 0.0, 1.0)
     return 0.5 * (1.0 + np.cos(np.pi * t))
+
+
+def masked_fsc(original, expansion, geometry, edge_width=3.0, oversample=1):
+    """FSC of ``original`` against ``expansion`` (its Zernike expansion), both (N, N, N)
+    [z, y, x] maps on ``geometry``'s grid, after multiplying each by :func:`ball_mask`
+    (``edge_width`` voxels): the comparison is made inside the ball, where the expansion
+    lives. ``oversample``: as :func:`fourier_shell_correlation`."""
+    mask = ball_mask(geometry, edge_width)
+    return fourier_shell_correlation(mask * original, mask * expansion, geometry.voxel_size, oversample)
+
+
+def oversampling_for(box, shells=64):
+    """The zero-padding factor (1-4) that gives a box^3 map at least ``shells`` FSC shells."""
+    return int(min(4, max(1, -(-2 * shells // box))))
 
 
 def _shells(box):

@@ -2,7 +2,8 @@
 
 The store ``CACHE/<key>.zarr`` holds the grid tables and the radial table of the ball
 that INPUT (a dataset bundle .npz, or an MRC map) defines with --radius / --center, up
-to --order. A complete, checked store is reused; a missing, damaged or stale one is
+to --order (or the order that --resolution Å needs, chosen as `zernike3d decompose`
+chooses it, so both stages agree). A complete, checked store is reused; a missing, damaged or stale one is
 rebuilt. --out records the key, the store path and the geometry in a small JSON file for
 the stages that follow. Several jobs may ask for the same store at once: one builds it,
 the others wait and reuse it.
@@ -22,20 +23,20 @@ RECORD_OUTPUT = json_kind(("key", "store", "geometry", "order"), "a basis.json w
 
 def add_arguments(parser):
     parser.add_argument("input", metavar="INPUT", help="dataset bundle (.npz) or map (.mrc)")
-    parser.add_argument("--order", type=int, required=True, help="highest Zernike order n")
+    common.add_order_arguments(parser)
     parser.add_argument("--cache", required=True, metavar="DIR", help="directory of the basis stores")
     parser.add_argument("--out", required=True, metavar="basis.json", help="record of the store to write")
     common.add_geometry_arguments(parser)
 
 
 def run(args):
-    order = common.parse_order(args.order)
     common.check_outputs([args.input], [(args.out, RECORD_OUTPUT)])
     box, voxel_size = input_box(args.input)
     geometry = common.ball_geometry(
         box, voxel_size, common.parse_radius(args.radius), common.parse_center(args.center),
         sources={"voxel_size": args.input},
     )
+    order = common.order_for(args, geometry)
     result = ensure_store(args.cache, geometry, order)
     with atomic_path(args.out, RECORD_OUTPUT) as tmp:
         Path(tmp).write_text(json.dumps(basis_record(result, geometry, order), indent=2) + "\n")

@@ -137,6 +137,55 @@ def parse_order(value, source="--order"):
     return value
 
 
+def add_order_arguments(parser):
+    """``--order`` or ``--resolution`` (exactly one): how far the expansion goes."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument(
+        "--order", type=int, default=None,
+        help="highest Zernike order n; it reaches about 1.81 pi R / (n + 2.5) Å (FSC 0.5 against the map)",
+    )
+    group.add_argument(
+        "--resolution", type=float, default=None, metavar="Å",
+        help="the smallest order whose expansion reaches this resolution (FSC 0.5 against the map "
+        "inside the ball), chosen from the geometry; at least 2 voxels (Nyquist)",
+    )
+
+
+def order_for(args, geometry):
+    """The order that ``--order`` or ``--resolution`` asks for in ``geometry``'s ball.
+
+    Prints the order and the resolution it is expected to reach (the relation of
+    :mod:`zernike3d.maths.resolution`), and warns on stderr when the order exceeds what
+    the voxels resolve. A resolution finer than Nyquist (two voxels) is refused.
+    """
+    from zernike3d.maths.resolution import expected_resolution, max_useful_order, nyquist, order_for_resolution
+
+    radius, voxel_size = geometry.radius, geometry.voxel_size
+    if args.resolution is None:
+        order = parse_order(args.order)
+        why = f"order {order}"
+    else:
+        finest = nyquist(voxel_size)
+        if not (math.isfinite(args.resolution) and args.resolution >= finest):
+            raise InputError("--resolution", f"{args.resolution:g} Å is finer than the voxels resolve "
+                                             f"(Nyquist: 2 × {voxel_size:g} Å = {finest:g} Å)")
+        order = order_for_resolution(args.resolution, radius)
+        why = f"order {order} chosen for --resolution {args.resolution:g} Å"
+    useful = max_useful_order(radius, voxel_size)
+    if order <= useful:
+        print(f"{why}: expected resolution {expected_resolution(order, radius):.2f} Å "
+              f"(FSC 0.5 against the map inside the ball, R = {radius:g} Å)")
+    else:
+        print(f"{why}: expected resolution {nyquist(voxel_size):g} Å, the voxels' Nyquist limit")
+        print(
+            f"warning: order {order} exceeds what the sampling resolves (order {useful} already reaches "
+            f"Nyquist, {nyquist(voxel_size):g} Å, for R = {radius:g} Å and {voxel_size:g} Å voxels); "
+            "the highest orders fit noise",
+            file=sys.stderr,
+        )
+    return order
+
+
 def add_device_arguments(parser):
     """``--device``, ``--gpu-id``, ``--max-memory``: where the transform runs."""
     group = parser.add_argument_group("hardware (default: the planner's choice; see `zernike3d plan`)")

@@ -7,13 +7,14 @@ components become the volumes base, component_0, ... With --basis (the basis.jso
 `zernike3d basis`) the cached basis tables are used instead of being rebuilt. Density outside the ball
 is ignored: its share of the absolute density is reported, with a warning above 1%.
 
-Order rule of thumb: the finest feature of order n is about pi R / n Å across, so an
-order above pi R / voxel_size (e.g. 100 for R = 32 Å, 1 Å voxels) exceeds what the
-voxels resolve and only fits noise and interpolation artefacts: it is allowed, with a
-warning.
+Choosing the order: an expansion up to order n reaches a resolution (FSC 0.5 against the
+map inside the ball) of about 1.81 π R / (n + 2.5) Å (:mod:`zernike3d.maths.resolution`,
+fitted on real-like maps), e.g. 6.8 Å for R = 51.2 Å and n = 40. --resolution Å picks
+the smallest order that reaches it. An order past the one that reaches Nyquist (two
+voxels; e.g. 89 for R = 32 Å, 1 Å voxels) only fits noise and interpolation artefacts:
+it is allowed, with a warning.
 """
 
-import math
 import sys
 from pathlib import Path
 
@@ -34,9 +35,7 @@ def add_arguments(parser):
     parser.add_argument(
         "maps", nargs="+", metavar="MAP.mrc", help="input maps (same box and voxel size), or one dataset bundle .npz"
     )
-    parser.add_argument(
-        "--order", type=int, required=True, help="highest Zernike order n (useful up to about pi R / voxel size)"
-    )
+    common.add_order_arguments(parser)
     parser.add_argument("--out", required=True, metavar="M.npz", help="moments file to write")
     parser.add_argument("--names", default=None, help="comma-separated volume names (default: file names)")
     parser.add_argument(
@@ -49,7 +48,6 @@ def add_arguments(parser):
 
 
 def run(args):
-    order = common.parse_order(args.order)
     radius, center = common.parse_radius(args.radius), common.parse_center(args.center)
     common.check_outputs([*args.maps, args.basis], [(args.out, moments_file.OUTPUT)])
     volumes, voxel_size, origin, names = read_inputs(args.maps, common.parse_voxel_size(args.voxel_size))
@@ -63,15 +61,9 @@ def run(args):
         from zernike3d.io.basis_store import read_basis_record
 
         read_basis_record(args.basis)  # a missing or malformed record fails here, before any work
-    options = common.transform_options(args, geometry, order, len(volumes), "decompose", args.basis)
     report_outside(geometry, volumes, names)
-    useful = math.pi * geometry.radius / geometry.voxel_size
-    if order > useful:
-        print(
-            f"warning: order {order} exceeds what the sampling resolves (about pi R / voxel = {useful:.0f} "
-            f"for R = {geometry.radius:g} Å, voxel {geometry.voxel_size:g} Å); the highest orders fit noise",
-            file=sys.stderr,
-        )
+    order = common.order_for(args, geometry)
+    options = common.transform_options(args, geometry, order, len(volumes), "decompose", args.basis)
 
     moments = Moments.from_maps(volumes, geometry, order, names=names, origin=origin, progress=True, **options)
     moments.save(args.out)

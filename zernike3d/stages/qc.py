@@ -2,16 +2,27 @@
 
 Each map of the dataset and its reconstruction from the moments (all stored orders) are
 multiplied by the ball's mask (raised-cosine edge --mask-edge voxels wide, inside the
-sphere) and compared by Fourier shell correlation. Files written into --out-dir:
+sphere) and compared by Fourier shell correlation, zero-padded for at least 64 shells.
+The threshold is 0.5 (a map against a model of it; 0.143 is for independent half maps
+and does not apply). Figures are titled with --name (the dataset). Files written into
+--out-dir:
 
 * fsc.csv: one row per shell: shell, frequency_per_A (1/Å), resolution_A (Å), then the
   FSC of each map (columns named as the volumes);
-* fsc_resolution.csv: map, resolution_at_0.5_A, resolution_at_0.143_A (interpolated
-  crossing in Å; "not reached" when the FSC stays above the threshold up to Nyquist);
-* fsc.png: the curves; invariants.png: F_nl of each volume, n against l, log scale;
+* fsc_resolution.csv: map, resolution_at_0.5_A (interpolated crossing in Å; "not
+  reached" when the FSC stays above 0.5 up to Nyquist), expected_resolution_A (what the
+  order reaches on a map with detail to Nyquist, :mod:`zernike3d.maths.resolution`), order;
+* fsc.png: the curves, the expected resolution marked, faint beyond what the order holds;
+* maps.png: central xy/xz/yz slices of each map beside its expansion;
+* invariants.png: F_nl of each volume, n against l, on one log scale for all volumes;
 * with --particle-invariants: particle_invariants_pca.png, the per-particle invariants
-  (standardised, a random subsample if there are many) on their first two principal
-  components, coloured by each latent coordinate.
+  (centred, not standardised: every invariant keeps its own size, so the many small,
+  noisy high-order ones do not outweigh the large ones; a random subsample if there are
+  many) on their first two principal components, coloured by each latent coordinate,
+  with the rank (Spearman) correlation of each PC with each latent;
+* with --maps-index (the index.csv of `zernike3d reconstruct`): series_maps.png, the
+  central xy slice of every listed map (series, clusters, particles, points) and its
+  difference from the base map.
 
 All are written into a temporary folder that replaces --out-dir only when every one is
 complete: all or none.
@@ -27,7 +38,8 @@ from zernike3d.errors import InputError
 from zernike3d.io.atomic import atomic_path, csv_kind, folder_kind
 from zernike3d.io.dataset import Dataset
 from zernike3d.io.particle_invariants import read_particle_invariants
-from zernike3d.maths.fsc import FSC_THRESHOLDS, ball_mask, fourier_shell_correlation
+from zernike3d.maths.fsc import MODEL_THRESHOLD, ball_mask, masked_fsc, oversampling_for
+from zernike3d.maths.resolution import expected_resolution
 from zernike3d.maths.transform import reconstruct
 from zernike3d.moments import Moments
 from zernike3d.stages import common
@@ -40,6 +52,8 @@ def add_arguments(parser):
     parser.add_argument("--dataset", required=True, metavar="prep.npz", help="dataset the moments were taken of")
     parser.add_argument("--moments", required=True, metavar="M.npz", help="moments of the dataset's maps")
     parser.add_argument("--particle-invariants", metavar="P.zarr", help="per-particle invariants (optional)")
+    parser.add_argument("--maps-index", metavar="index.csv", help="maps of `zernike3d reconstruct` to show (optional)")
+    parser.add_argument("--name", default=None, help="dataset name for the figure titles (default: the --dataset file name)")
     parser.add_argument("--out-dir", required=True, type=Path, help="folder for the tables and figures")
     parser.add_argument("--mask-edge", type=float, default=3.0, help="soft edge of the ball mask, voxels (0: hard)")
     parser.add_argument("--pca-sample", type=int, default=20000, help="particles drawn for the PCA plot")
@@ -57,28 +71,51 @@ def run(args):
         if not np.array_equal(store.uid, dataset.uid):
             raise InputError(args.particle_invariants, f"its particles (uid) are not those of {args.dataset}")
 
-    curves = map_fsc(dataset, moments, args.mask_edge, args.threads)
+    name = args.name or Path(args.dataset).stem
+    index = read_maps_index(args.maps_index) if args.maps_index else None
+    geometry = moments.geometry
+    expansions = reconstruct(moments.moments, geometry, moments.order, threads=args.threads)
+    curves = map_fsc(dataset.maps, expansions, geometry, moments.names, args.mask_edge)
+    expected = expected_resolution(moments.order, geometry.radius)
+    written = ["fsc.csv", "fsc_resolution.csv", "fsc.png", "maps.png", "invariants.png"]
     with atomic_path(args.out_dir, QC_FOLDER) as folder:
-        write_fsc_tables(folder, curves)
-        title = f"{Path(args.moments).name}: maps against their order-{moments.order} expansions (ball-masked)"
-        plots.plot_fsc(folder / "fsc.png", curves, title)
+        write_fsc_tables(folder, curves, moments.order, expected)
+        plots.plot_fsc(folder / "fsc.png", curves,
+                       f"{name}: maps against their order-{moments.order} expansions (ball-masked)",
+                       moments.order, expected)
+        plots.plot_map_slices(
+            folder / "maps.png",
+            [(volume, [("map", original), (f"order {moments.order}", expansion)])
+             for volume, original, expansion in zip(moments.names, dataset.maps, expansions)],
+            f"{name}: central slices of each map and of its expansion (zero outside the ball)",
+        )
         plots.plot_invariant_maps(
             folder / "invariants.png", moments.invariants(), moments.nl, moments.names,
-            f"Zernike invariants F_nl of {Path(args.moments).name}",
+            f"{name}: Zernike invariants F_nl (order {moments.order})",
         )
         if store is not None:
             rows, values = store.sample(args.pca_sample)
             scores, explained = principal_components(values, args.particle_invariants)
+            correlations = latent_correlations(scores, dataset.latents[rows])
             plots.plot_invariant_pca(
                 folder / "particle_invariants_pca.png", scores, explained, dataset.latents[rows],
-                [f"latent z_{k} (component_{k})" for k in range(dataset.n_components)],
-                f"Per-particle invariants (standardised) on their first two principal components, "
+                [f"latent z_{k} (component_{k})" for k in range(dataset.n_components)], correlations,
+                f"{name}: per-particle invariants (centred) on their first two principal components, "
                 f"{len(rows):,} of {len(store.uid):,} particles",
             )
-    for name, curve in curves.items():
-        print(f"{name}: " + ", ".join(f"FSC {t:g} at {plots.resolution_text(curve.resolution(t))}" for t in FSC_THRESHOLDS))
-    print(f"wrote fsc.csv, fsc_resolution.csv, fsc.png, invariants.png{', particle_invariants_pca.png' if store else ''} "
-          f"into {args.out_dir}")
+            written.append("particle_invariants_pca.png")
+        if index is not None:
+            plots.plot_map_slices(folder / "series_maps.png", series_rows(index),
+                                  f"{name}: maps rebuilt from the moments (xy slice) and their difference from base",
+                                  planes=("xy",))
+            written.append("series_maps.png")
+    for volume, curve in curves.items():
+        print(f"{volume}: FSC {MODEL_THRESHOLD:g} at {plots.resolution_text(curve.resolution(MODEL_THRESHOLD))} "
+              f"(expected for order {moments.order}: {expected:.2f} Å)")
+    if store is not None:
+        for k, (pc1, pc2) in enumerate(correlations.T):
+            print(f"latent z_{k}: Spearman correlation with PC 1 {pc1:+.2f}, PC 2 {pc2:+.2f}")
+    print(f"wrote {', '.join(written)} into {args.out_dir}")
     return 0
 
 
@@ -94,19 +131,19 @@ def check_same_maps(dataset, dataset_source, moments, moments_source):
         )
 
 
-def map_fsc(dataset, moments, mask_edge, threads):
-    """{volume name: FscCurve} of each ball-masked map against its expansion."""
-    geometry = moments.geometry
-    expansions = reconstruct(moments.moments, geometry, moments.order, threads=threads)
-    mask = ball_mask(geometry, mask_edge)
+def map_fsc(maps, expansions, geometry, names, mask_edge):
+    """{volume name: FscCurve} of each ball-masked map against its expansion, zero-padded
+    to at least 64 shells."""
+    oversample = oversampling_for(geometry.box)
     return {
-        name: fourier_shell_correlation(mask * original, mask * expansion, geometry.voxel_size)
-        for name, original, expansion in zip(moments.names, dataset.maps, expansions)
+        name: masked_fsc(original, expansion, geometry, mask_edge, oversample)
+        for name, original, expansion in zip(names, maps, expansions)
     }
 
 
-def write_fsc_tables(directory, curves):
-    """fsc.csv (curves) and fsc_resolution.csv (crossings) into ``directory``."""
+def write_fsc_tables(directory, curves, order, expected):
+    """fsc.csv (curves) and fsc_resolution.csv (crossings of 0.5, and the resolution that
+    ``order`` is expected to reach, ``expected`` Å) into ``directory``."""
     first = next(iter(curves.values()))
     with np.errstate(divide="ignore"):
         resolution = 1.0 / first.frequency
@@ -116,23 +153,91 @@ def write_fsc_tables(directory, curves):
     ]
     _write_csv(directory / "fsc.csv", ["shell", "frequency_per_A", "resolution_A", *curves], shells)
     crossings = [
-        [name, *(_crossing_text(curve.resolution(t)) for t in FSC_THRESHOLDS)] for name, curve in curves.items()
+        [name, _crossing_text(curve.resolution(MODEL_THRESHOLD)), f"{expected:.4f}", order]
+        for name, curve in curves.items()
     ]
-    header = ["map", *(f"resolution_at_{t:g}_A" for t in FSC_THRESHOLDS)]
+    header = ["map", f"resolution_at_{MODEL_THRESHOLD:g}_A", "expected_resolution_A", "order"]
     _write_csv(directory / "fsc_resolution.csv", header, crossings)
 
 
 def principal_components(values, source):
-    """Scores on the first two principal components of the standardised columns of
-    ``values`` (S, n): (scores (S, 2), explained variance fractions (2,))."""
+    """Scores on the first two principal components of the centred columns of ``values``
+    (S, n): (scores (S, 2), explained variance fractions (2,)).
+
+    The columns are not standardised: dividing each invariant by its spread would give
+    the many small, noisy high-order invariants the weight of the large low-order ones,
+    so that noise, not conformation, sets the components.
+    """
     x = np.asarray(values, dtype=np.float64)
-    spread = x.std(axis=0)
-    varying = spread > 0
-    if varying.sum() < 2 or len(x) < 3:
+    if np.count_nonzero(x.std(axis=0) > 0) < 2 or len(x) < 3:
         raise InputError(source, "a PCA needs at least 3 particles and 2 invariants that vary between them")
-    x = (x[:, varying] - x[:, varying].mean(axis=0)) / spread[varying]
+    x = x - x.mean(axis=0)
     u, s, _ = np.linalg.svd(x, full_matrices=False)
     return u[:, :2] * s[:2], s[:2] ** 2 / np.sum(s**2)
+
+
+def latent_correlations(scores, latents):
+    """Spearman rank correlation (2, K) of each principal component score (S, 2) with each
+    latent coordinate (S, K); 0 where either does not vary."""
+    ranks = [_ranks(column) for column in np.column_stack([scores, latents]).T]
+    pcs, coordinates = ranks[:2], ranks[2:]
+    return np.array([[_correlation(pc, z) for z in coordinates] for pc in pcs])
+
+
+def _ranks(values):
+    """Ranks 0..S-1 of ``values``, ties sharing their mean rank."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values))
+    unique, inverse = np.unique(values, return_inverse=True)
+    if len(unique) < len(values):
+        ranks = (np.bincount(inverse, ranks) / np.bincount(inverse))[inverse]
+    return ranks
+
+
+def _correlation(a, b):
+    a, b = a - a.mean(), b - b.mean()
+    norm = np.sqrt(np.sum(a * a) * np.sum(b * b))
+    return float(np.sum(a * b) / norm) if norm > 0 else 0.0
+
+
+def read_maps_index(path):
+    """[(kind, group, map (N, N, N))] of the maps listed in an index.csv of `zernike3d
+    reconstruct` (columns file, kind, ...; files relative to the index's folder). The
+    group is the file name without its frame suffix (series_c0_f03 -> series_c0)."""
+    import re
+
+    from zernike3d.io.mrc import read_map
+
+    folder = Path(path).parent
+    try:
+        with open(path, newline="") as f:
+            entries = list(csv.DictReader(f))
+    except OSError as err:
+        raise InputError(path, f"cannot be read: {err.strerror}") from None
+    if not entries or not {"file", "kind"} <= set(entries[0]):
+        raise InputError(path, "is not an index.csv of `zernike3d reconstruct` (columns file, kind, ...)")
+    return [
+        (entry["kind"], re.sub(r"_f\d+$", "", Path(entry["file"]).stem), read_map(folder / entry["file"]).data)
+        for entry in entries
+    ]
+
+
+def series_rows(index):
+    """Rows for :func:`zernike3d.plots.plot_map_slices` from :func:`read_maps_index`: the
+    base map, then per group of maps (each series, the clusters, ...) one row of the maps
+    and one of their differences from the base map (when the index lists one)."""
+    bases = [data for kind, _, data in index if kind == "base"]
+    groups = {}
+    for kind, group, data in index:
+        if kind != "base":
+            groups.setdefault(group if kind == "series" else kind, []).append(data)
+    rows = [("base", [("", bases[0])])] if bases else []
+    for group, maps in groups.items():
+        rows.append((group, [(f"#{i}", m) for i, m in enumerate(maps)]))
+        if bases:
+            rows.append((f"{group} − base", [(f"#{i}", m - bases[0]) for i, m in enumerate(maps)]))
+    return rows
 
 
 def _crossing_text(resolution):
