@@ -1,0 +1,97 @@
+"""Rigid alignment of two maps from their moments: rotation, shift and hand, as JSON.
+
+Finds the rotation about the moving map's ball centre, the shift (Å) and the hand that
+best superimpose one volume of MOVING.npz on the same volume of REFERENCE.npz (two
+moments files with the same ball radius in Å; box and voxel size may differ). The search
+is global: a grid of rotations at low order, then a joint refinement of rotation and
+shift at the full order; the mirror image is fitted too (see
+:mod:`zernike3d.analysis.alignment`).
+
+The JSON holds ``matrix`` (3x4 [A | t], row-major: it takes (x, y, z) in Å from the
+centre of voxel [0, 0, 0] of the moving map to the same point in the reference map's
+frame, as ChimeraX reports a fit), ``rotation``, ``shift`` (Å), ``euler_zyz_deg`` (ZYZ,
+R = Rz(alpha) Ry(beta) Rz(gamma), degrees), ``correlation`` and ``mirror_correlation``
+(Pearson, over the ball, of the aligned expansions), ``hand`` ("same" or "mirrored":
+then a warning), ``order``, and ``chimerax``: the command that places the moving map
+(model #2) on the reference (model #1) in ChimeraX, MRC origins included.
+
+--rotated-out writes every volume of MOVING (base and components) expressed in the
+reference's frame and geometry, as a moments file.
+"""
+
+import json
+
+from zernike3d.errors import InputError
+from zernike3d.stages import common
+
+
+def add_arguments(parser):
+    parser.add_argument("moving", metavar="MOVING.npz", help="moments file of the map to move")
+    parser.add_argument("reference", metavar="REFERENCE.npz", help="moments file of the reference map")
+    parser.add_argument("--out", required=True, metavar="alignment.json", help="alignment to write (JSON)")
+    parser.add_argument(
+        "--volume", default="0", metavar="NAME|INDEX",
+        help="the volume aligned, in both files: a name or an index (0: the first, the base map of a 3DVA job)",
+    )
+    parser.add_argument(
+        "--order", type=int, default=None,
+        help="order of the expansions compared (default: the lower of the two stored orders)",
+    )
+    parser.add_argument(
+        "--rotated-out", metavar="M.npz", default=None,
+        help="also write every volume of MOVING expressed in the reference frame (moments file)",
+    )
+
+
+def run(args):
+    from zernike3d.analysis.alignment import align, express_in_reference_frame
+    from zernike3d.io import moments_file
+    from zernike3d.io.atomic import atomic_paths, json_kind
+    from zernike3d.moments import Moments
+
+    if not args.out.lower().endswith(".json"):
+        raise InputError(args.out, "output must end in .json")
+    if args.rotated_out is not None and not args.rotated_out.lower().endswith(".npz"):
+        raise InputError(args.rotated_out, "--rotated-out must end in .npz")
+    outputs = [(args.out, json_kind(("matrix", "euler_zyz_deg", "hand"), "an alignment written by `zernike3d align`"))]
+    if args.rotated_out is not None:
+        outputs.append((args.rotated_out, moments_file.OUTPUT))
+    common.check_outputs([args.moving, args.reference], outputs)
+    moving = Moments.load(args.moving)
+    reference = Moments.load(args.reference)
+    if abs(moving.radius - reference.radius) > 1e-6 * reference.radius:
+        raise InputError(
+            args.moving,
+            f"ball radius {moving.radius:g} Å differs from {reference.radius:g} Å of {args.reference}; "
+            "decompose both maps with the same --radius in Å",
+        )
+    for path, moments in ((args.moving, moving), (args.reference, reference)):
+        try:
+            moments.volume(args.volume)
+        except ValueError as err:
+            raise InputError(f"--volume {args.volume}", f"{path}: {err}") from None
+    highest = min(moving.order, reference.order)
+    if args.order is not None and not 1 <= args.order <= highest:
+        raise InputError("--order", f"must be between 1 and {highest}, the lower of the two stored orders")
+    if highest < 1:
+        raise InputError(args.moving, "needs moments up to order 1 at least")
+
+    alignment = align(moving, reference, volume=args.volume, order=args.order)
+    rotated = express_in_reference_frame(moving, alignment) if args.rotated_out is not None else None
+    with atomic_paths(outputs) as temporaries:  # the JSON and the rotated moments: both or neither
+        with open(temporaries[0], "w") as f:
+            json.dump(alignment.to_json(), f, indent=2)
+            f.write("\n")
+        if rotated is not None:
+            rotated.save(temporaries[1])
+    alpha, beta, gamma = alignment.euler_zyz_deg
+    print(
+        f"wrote {args.out}: hand {alignment.hand}, correlation {alignment.correlation:.4f} "
+        f"(mirror image {alignment.mirror_correlation:.4f}) at order {alignment.order}; "
+        f"Euler ZYZ ({alpha:.2f}, {beta:.2f}, {gamma:.2f})°, shift "
+        + ", ".join(f"{v:.2f}" for v in alignment.shift) + " Å"
+    )
+    if rotated is not None:
+        print(f"wrote {args.rotated_out}: {len(rotated.names)} volume(s) in the reference frame")
+    print(f"ChimeraX (reference as #1, moving as #2): {alignment.to_json()['chimerax']}")
+    return 0
