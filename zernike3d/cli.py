@@ -29,6 +29,7 @@ STAGES = {
     "basis": ("basis", "Build (or reuse) the cached basis of an input's geometry in a zarr store."),
     "decompose": ("decompose", 'Zernike moments of one or more MRC maps, saved as a moments file (.npz).'),
     "invariants": ("invariants", 'Rotation-invariant descriptors F_nl of every volume in a moments file.'),
+    "align": ("align", 'Rigid alignment of two maps from their moments: rotation, shift and hand, as JSON.'),
     "reconstruct": ("reconstruct", 'A map from a moments file: the Zernike expansion of one volume, written as MRC.'),
     "cluster": ("cluster", "Cluster a 3D Variability job's particles and write subsets that cryoSPARC imports."),
     "path": ("path", "Paths between states of a 3D Variability job through the particles' density."),
