@@ -192,7 +192,7 @@ def test_workflow_clusters_subsets_paths_and_report(tmp_path, shared_data):
         "datasets": {"job": {
             "example": {"box": 16, "n_components": 2, "seed": 0,
                         "particles_cs": str(shared_data / "cryosparc_P12_J24_001_particles.cs")},
-            "order": 6, "qc": False, "particle_invariants": False,
+            "order": 6, "qc": False,
             "reconstruct": {"series": 2, "mapspace": True},
             "clusters": {"k": 2, "method": "gmm", "bins": ["1:2"], "paths": [["cluster_00", "cluster_01"]], "path_frames": 3},
         }},

@@ -2,17 +2,26 @@
 # cluster centres, paths between states (datasets.<name>.clusters, see config/README.md).
 
 
+def is_3dva(name):
+    """Does the dataset have particles (a 3DVA job), whether or not per-particle
+    invariants are computed?"""
+    d = DATASETS[name]
+    return any(
+        d.get(key) is not None for key in ("job_dir", "wiggle", "example", "particles")
+    )
+
+
 def clusters_of(name):
     """The dataset's clusters section; {} for a dataset without particles."""
-    return DATASETS[name].get("clusters") or {} if has_particles(name) else {}
+    return (DATASETS[name].get("clusters") or {}) if is_3dva(name) else {}
 
 
 def cluster_datasets():
-    return [n for n in PARTICLE_DATASETS if clusters_of(n).get("k")]
+    return [n for n in DATASETS if clusters_of(n).get("k")]
 
 
 def path_datasets():
-    return [n for n in PARTICLE_DATASETS if clusters_of(n).get("paths")]
+    return [n for n in DATASETS if clusters_of(n).get("paths")]
 
 
 def cluster_inputs(wildcards):
