@@ -188,6 +188,27 @@ def test_info_prints_stats(capsys, moments_file):
     assert capsys.readouterr().out == Moments.load(moments_file).stats() + "\n"
 
 
+def test_info_describes_a_dataset_bundle(capsys, tmp_path):
+    from small_job import PARTICLES, write_small_job
+
+    paths, dataset, _ = write_small_job(tmp_path)
+    capsys.readouterr()
+    assert cli("info", paths.dataset) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Dataset of 3 volume(s): base, component_0, component_1")
+    assert f"particles     {PARTICLES} with 2 latents each" in out
+    low, median, high = np.percentile(dataset.latents[:, 1], [5, 50, 95])
+    assert f"component_1: 5%/50%/95% at {low:.4g} / {median:.4g} / {high:.4g}" in out
+
+
+def test_info_of_a_file_that_is_not_npz_is_one_line(capsys, tmp_path):
+    bad = tmp_path / "notes.npz"
+    bad.write_text("not a zip")
+    assert cli("info", bad) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(bad) in err and "not a .npz file" in err
+
+
 def test_example_writes_everything(capsys, tmp_path):
     out = tmp_path / "example"
     assert cli("example", "--out", out, "--box", 32, "--order", 16) == 0

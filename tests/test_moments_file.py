@@ -150,3 +150,14 @@ def test_text_summaries(phantom_moments):
     assert moments.display(nlm=(3, 3, -2)) == f"{moments.get(3, 3, -2):.6g}"
     assert moments.display_invariants(nl=(2, 2)) == f"{moments.invariants()[0, 3]:.6g}"
     assert moments.display_invariants(n_max=3).splitlines()[3].startswith("(2, 2) ")
+
+
+def test_a_finer_voxel_size_alone_keeps_the_field_of_view():
+    """reconstruct --voxel-size without --box must not cut the ball: the box grows."""
+    geometry = BallGeometry.for_box(24, 2.0)
+    m = Moments(np.zeros((1, 1), complex), 0, 24, 2.0, geometry.radius, tuple(geometry.center), ["v"])
+    finer = m.output_geometry(voxel_size=0.8)
+    assert finer.box == 60 and finer.voxel_size == 0.8 and finer.radius == geometry.radius
+    assert m.output_geometry(voxel_size=0.7).box == 69  # ceil(48 / 0.7)
+    assert m.output_geometry(box=30, voxel_size=0.8).box == 30
+    assert m.output_geometry() == geometry

@@ -14,17 +14,19 @@ Only m >= 0 coefficients are stored, ordered by n, then l, then m; the others fo
 from Omega_{n,l,-m} = (-1)^m conj(Omega_nlm). Conventions: docs/conventions.md.
 """
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from zernike3d.io.dataset import maps_fingerprint
 from zernike3d.io.moments_file import load_moments, save_moments
-from zernike3d.io.mrc import MapFile
 from zernike3d.maths import indexing
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.invariants import invariants as invariants_of
-from zernike3d.maths.transform import decompose, reconstruct
+
+# The transforms (numba kernels) and mrcfile are imported where they are used, so that
+# reading a moments file (``zernike3d info``, invariants) starts instantly.
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,7 +58,6 @@ class Moments:
         if self.maps_sha256 is not None and len(self.maps_sha256) != len(self.moments):
             object.__setattr__(self, "maps_sha256", None)
 
-
     @classmethod
     def from_maps(cls, maps, geometry, order, names=None, origin=(0.0, 0.0, 0.0), **transform):
         """Decompose maps (N, N, N) or (V, N, N, N), indexed [z, y, x], up to ``order``.
@@ -64,6 +65,8 @@ class Moments:
         ``transform``: keyword arguments of :func:`zernike3d.maths.transform.decompose`
         (basis, backend, threads, gpu_id, progress, max_workspace, ...).
         """
+        from zernike3d.maths.transform import decompose
+
         moments = decompose(maps, geometry, order, **transform)
         maps_sha256 = maps_fingerprint(maps, geometry.voxel_size)
         if names is None:
@@ -155,9 +158,16 @@ class Moments:
 
     def output_geometry(self, box=None, voxel_size=None):
         """The geometry of a reconstruction: the stored one, or, with box (voxels) or
-        voxel_size (Å) changed, the same ball radius (Å) centred on voxel ``box // 2``."""
-        box = self.box if box is None else int(box)
+        voxel_size (Å) changed, the same ball radius (Å) centred on voxel ``box // 2``.
+
+        A new voxel size without a box keeps the field of view in Å: the box becomes
+        ``ceil(stored box × stored voxel size / voxel_size)`` voxels (so that a finer grid
+        does not cut the ball).
+        """
         voxel_size = self.voxel_size if voxel_size is None else float(voxel_size)
+        if box is None:
+            box = self.box if voxel_size == self.voxel_size else math.ceil(self.box * self.voxel_size / voxel_size - 1e-9)
+        box = int(box)
         if (box, voxel_size) == (self.box, self.voxel_size):
             return self.geometry
         return BallGeometry.for_box(box, voxel_size, radius=self.radius)
@@ -169,6 +179,9 @@ class Moments:
         where it was in space. ``transform``: keyword arguments of
         :func:`zernike3d.maths.transform.reconstruct` (backend, threads, progress, ...).
         """
+        from zernike3d.io.mrc import MapFile
+        from zernike3d.maths.transform import reconstruct
+
         geometry = self.output_geometry(box, voxel_size)
         maps = reconstruct(self.moments, geometry, self.order, **transform)
         origin = tuple(float(v) for v in np.add(self.origin, self.center) - geometry.center)
