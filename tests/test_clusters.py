@@ -226,3 +226,20 @@ def test_fit_on_a_sample_still_labels_every_particle(monkeypatch):
         result = cl.cluster(points, 2, method)
         assert result.counts.tolist() == [3000, 2000] and len(result.labels) == 5000
         assert (result.labels == truth).all()
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["numpy", "csdat"])
+def test_truncated_particles_file_is_one_line(real_job, tmp_path, capsys, compressed):
+    dataset_path, cs = real_job
+    whole = tmp_path / "whole.cs"
+    if compressed:
+        CsDataset.load(cs).save(whole, format=CSDAT_FORMAT)
+    else:
+        whole.write_bytes(cs.read_bytes())
+    cut = tmp_path / "cut.cs"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    out = tmp_path / "out"
+    assert main(["cluster", str(dataset_path), "--bins", "0:2", "--particles-cs", str(cut), "--out-dir", str(out)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert str(cut) in line and "truncated" in line
+    assert not out.exists()

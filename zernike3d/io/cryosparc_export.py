@@ -33,24 +33,35 @@ from zernike3d.errors import InputError
 
 
 def read_table(path):
-    """The particles table of ``path`` (cryosparc-tools Dataset) and its save format
-    (``NUMPY_FORMAT`` or ``CSDAT_FORMAT``). :class:`InputError` if it is not a .cs table."""
-    from cryosparc.dataset import CSDAT_FORMAT, FORMAT_MAGIC_PREFIXES, NUMPY_FORMAT
+    """The particles table of ``path`` (cryosparc-tools Dataset, every field) and its save
+    format (``NUMPY_FORMAT`` or ``CSDAT_FORMAT``). :class:`InputError` if it is not a
+    readable .cs table with uids; a compressed file's framing is checked before it is
+    decoded (:func:`zernike3d.io.cryosparc.check_csdat_framing`)."""
+    from cryosparc.dataset import CSDAT_FORMAT, NUMPY_FORMAT
     from cryosparc.dataset import Dataset as CsDataset
     from cryosparc.dataset import DatasetLoadError
+
+    from zernike3d.io.cryosparc import CSDAT_MAGIC, check_csdat_framing
 
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "particles file not found")
+    try:
+        header = CsDataset.inspect(path)
+    except (DatasetLoadError, ValueError, OSError) as err:
+        cause = str(err.__cause__ or err).splitlines()[0][:120]
+        raise InputError(path, f"not a readable cryoSPARC .cs file, or a truncated one ({cause})") from None
+    if "uid" not in [field[0] for field in header["dtype"]]:
+        raise InputError(path, "particles table has no uid field: subsets are selected by uid")
     with open(path, "rb") as f:
-        prefix = f.read(6)
-    fmt = CSDAT_FORMAT if prefix == FORMAT_MAGIC_PREFIXES[CSDAT_FORMAT] else NUMPY_FORMAT
+        fmt = CSDAT_FORMAT if f.read(len(CSDAT_MAGIC)) == CSDAT_MAGIC else NUMPY_FORMAT
+    if fmt == CSDAT_FORMAT:
+        check_csdat_framing(path, header)
     try:
         table = CsDataset.load(path)
-    except DatasetLoadError as err:
-        raise InputError(path, f"not a readable cryoSPARC .cs file ({err.__cause__ or err})") from None
-    if "uid" not in table.fields():
-        raise InputError(path, "particles table has no uid field")
+    except (DatasetLoadError, ValueError, OSError) as err:
+        cause = str(err.__cause__ or err).splitlines()[0][:120]
+        raise InputError(path, f"not a readable cryoSPARC .cs file, or a truncated one ({cause})") from None
     return table, fmt
 
 
