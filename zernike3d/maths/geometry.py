@@ -270,3 +270,24 @@ class GridTables:
 @lru_cache(maxsize=4)
 def _grid_tables(geometry):
     return GridTables.build(geometry)
+
+
+def grid_build_bytes(geometry):
+    """A lower bound of the peak memory (bytes) of :meth:`GridTables.build` for
+    ``geometry``, found without building anything (so that an impossible box is refused
+    before it is tried).
+
+    The build holds (fold, ring) tables: ``min(box//2 + 1, R + 1)`` folds by the rings,
+    the distinct dx² + dy² <= R² (R in voxels, at most box/2 counted), about
+    0.764 R² / sqrt(ln R²) by the Landau-Ramanujan estimate of the sums of two squares,
+    which undercounts them by about 6% for boxes of 400-1200. The peak is 77-107 bytes
+    per (fold, ring) for boxes 200-1200 (``python benchmarks/bench_grid_memory.py``: the
+    measured peak is 1.26-2.98 times this bound); 64 are counted, plus 32 bytes per voxel
+    of one plane. It grows as box³: box 1000 needs about 2 GiB.
+    """
+    box = geometry.box
+    radius = min(geometry.radius_voxels, box / 2.0)
+    radius2 = max(radius * radius, 2.0)
+    rings = 0.7642 * radius2 / np.sqrt(np.log(radius2))
+    folds = min(box // 2 + 1, int(radius) + 1)
+    return int(64 * folds * rings + 32 * box * box)

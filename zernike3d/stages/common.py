@@ -48,14 +48,17 @@ def require_memory(option, nbytes, what):
 
     available = psutil.virtual_memory().available
     if nbytes > available:
-        raise InputError(option, f"{what} needs at least {nbytes / 2**30:.3g} GiB of memory, and "
-                                 f"{available / 2**30:.3g} GiB is available; ask for less")
+        raise InputError(option, f"{what}: at least {nbytes / 2**30:.3g} GiB of memory needed, "
+                                 f"{available / 2**30:.3g} GiB available; ask for less")
 
 
-def require_box_memory(option, box, maps=1):
-    """:func:`require_memory` for ``maps`` float64 maps of ``box``³ voxels plus the grid
-    tables of the box (at least 32 bytes per voxel of one plane while they are built)."""
-    require_memory(option, maps * 8 * box**3 + 32 * box**2,
+def require_box_memory(option, geometry, maps=1):
+    """:func:`require_memory` for ``maps`` float64 maps of the box of ``geometry`` plus
+    building its grid tables (:func:`zernike3d.maths.geometry.grid_build_bytes`)."""
+    from zernike3d.maths.geometry import grid_build_bytes
+
+    box = geometry.box
+    require_memory(option, maps * 8 * box**3 + grid_build_bytes(geometry),
                    f"a {box}-voxel box ({maps} map(s) and the grid tables)" if maps else f"the grid tables of a {box}-voxel box")
 
 

@@ -49,7 +49,7 @@ def add_arguments(parser):
 def run(args):
     if args.box < 1:
         raise InputError("--box", f"must be a positive number of voxels, got {args.box}")
-    common.require_box_memory("--box", args.box, maps=3)
+    common.require_box_memory("--box", BallGeometry.for_box(args.box, VOXEL_SIZE), maps=3)
     if args.job_dir is not None:
         return write_job(args)
     order = common.parse_order(args.order)

@@ -49,9 +49,9 @@ def run(args):
     for option, value, least in (("--box", args.box, 1), ("--volumes", args.volumes, 1), ("--particles", args.particles, 0)):
         if value < least:
             raise InputError(option, f"must be at least {least}, got {value}")
-    common.require_box_memory("--box", args.box, maps=0)  # the planner tabulates the box's grid
     radius, center = common.parse_radius(args.radius), common.parse_center(args.center)
-    common.ball_geometry(args.box, args.voxel_size, radius, center)  # one line for a ball with nothing in it
+    geometry = common.ball_geometry(args.box, args.voxel_size, radius, center)  # one line for a ball with nothing in it
+    common.require_box_memory("--box", geometry, maps=0)  # the planner tabulates the box's grid
     machine = probe(args.cache)
     max_memory = None if args.max_memory is None else int(args.max_memory * 2**30)
     plan = plan_for(
