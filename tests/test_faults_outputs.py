@@ -137,7 +137,7 @@ def test_decompose_out_onto_a_users_map_or_onto_its_input_is_refused(capsys, tmp
     assert "is the input" in err
 
 
-def test_output_equal_to_an_input_is_refused_by_every_stage(capsys, tmp_path, job):
+def test_output_equal_to_an_input_or_another_output_is_refused_by_every_stage(capsys, tmp_path, job):
     d, m = job.dataset, job.moments
     for argv, named in [
         (["reconstruct", m, "--out", m], m),
@@ -145,12 +145,14 @@ def test_output_equal_to_an_input_is_refused_by_every_stage(capsys, tmp_path, jo
         (["preprocess", d, "--out", d], d),
         (["invariants", m, "--out", m], m),
         (["invariants", m, "--out", tmp_path / "i.csv", "--particles", d, "--particles-out", d], d),
+        (["invariants", m, "--out", tmp_path / "i.npz", "--particles", d, "--particles-out", tmp_path / "i.npz"],
+         "the other output"),
         (["qc", "--dataset", d, "--moments", m, "--out-dir", tmp_path / "job"], tmp_path / "job"),
         (["import", "--map", m, "--out", m], m),
         (["basis", d, "--order", 4, "--cache", tmp_path / "cache", "--out", d], d),
     ]:
         err = refused(capsys, tmp_path, argv, named)
-        assert "the input" in err, (argv, err)
+        assert "the input" in err or "the other output" in err, (argv, err)
 
 
 def test_an_earlier_output_of_another_kind_is_not_replaced(capsys, tmp_path, job):

@@ -12,7 +12,8 @@ def check_outputs(inputs, outputs):
     inputs: the paths the stage reads (None entries are skipped); outputs: ``(path,
     kind)`` pairs (:class:`zernike3d.io.atomic.OutputKind`; None paths are skipped). An
     output may not be an input (also through a symbolic or hard link) nor a folder that
-    holds one, since writing it replaces that path; whatever is at an output path must be
+    holds one, since writing it replaces that path; outputs may not overlap each other;
+    whatever is at an output path must be
     an earlier output of its kind (:func:`zernike3d.io.atomic.check_replaceable`); and
     the folder it goes into (or its nearest existing parent) must be writable.
     Raises :class:`InputError` naming the output path.
@@ -23,6 +24,7 @@ def check_outputs(inputs, outputs):
     from zernike3d.io.atomic import check_replaceable
 
     read = [(str(p), Path(p).resolve()) for p in inputs if p is not None]
+    written = []
     for path, kind in outputs:
         if path is None:
             continue
@@ -32,6 +34,10 @@ def check_outputs(inputs, outputs):
                 raise InputError(path, f"is the input {name}; writing it would destroy the input (choose another output path)")
             if source.is_relative_to(target):
                 raise InputError(path, f"holds the input {name}; writing it would replace it (choose another output path)")
+        for name, other in written:
+            if other.is_relative_to(target) or target.is_relative_to(other):
+                raise InputError(path, f"overlaps the other output {name}; give each output its own path")
+        written.append((str(path), target))
         check_replaceable(path, kind)
         folder = target.parent
         while not folder.exists() and folder != folder.parent:
