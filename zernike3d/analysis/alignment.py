@@ -31,7 +31,8 @@ The search, global (no starting guess), in the manner of molecular replacement:
 3. Joint refinement at the full order, for each hand: rotation and shift together, from
    re-expansions of the moving map about its current shift with their first and second
    derivatives (:func:`zernike3d.maths.rotation.translate_with_derivatives`); see
-   :func:`_refine`.
+   :func:`_refine`. After one round of each, a hand whose misfit (1 - correlation) is
+   more than ``CONTENDER`` times the other's is not refined further: it cannot win.
 
 The correlation reported is Pearson's over the ball between the two aligned expansions:
 the inner product over the unit ball with the ball means (the Omega_000 terms, Z_000 is
@@ -57,6 +58,7 @@ SEARCH_ANGLES = 64
 PEAKS = 3
 SHIFT_TOLERANCE = 0.05
 MAX_ROUNDS = 6
+CONTENDER = 4.0
 HAND_RATIO = 0.5
 
 
@@ -164,7 +166,14 @@ def align(moving, reference, volume=0, order=None):
         if parity < 0:
             moved = rot.mirror_moments(moved, nlm_table(search_order))
         start, shift = _best_placement(translation, moved, search_order, rotations)
-        fits[hand] = _refine(mov, ref.moments[0], nlm, start, shift, parity)
+        fits[hand] = _refine(mov, ref.moments[0], nlm, start, shift, parity, rounds=1)
+    # only a hand that may still compete is refined to the end (a clearly wrong hand
+    # keeps the correlation of its first round, a lower bound of its best)
+    best_misfit = min(1.0 - fit[2] for fit in fits.values())
+    for hand, parity in (("same", 1.0), ("mirrored", -1.0)):
+        rotation_matrix, shift, correlation, converged = fits[hand]
+        if not converged and 1.0 - correlation < CONTENDER * best_misfit:
+            fits[hand] = _refine(mov, ref.moments[0], nlm, rotation_matrix, shift, parity, rounds=MAX_ROUNDS - 1)
     same, mirrored = fits["same"], fits["mirrored"]
     misfit_same, misfit_mirrored = 1.0 - same[2], 1.0 - mirrored[2]
     hand = "mirrored" if misfit_mirrored < HAND_RATIO * misfit_same else "same"
@@ -177,7 +186,7 @@ def align(moving, reference, volume=0, order=None):
         warnings.warn(
             f"the hand cannot be told (correlation {same[2]:.4f}, mirror image {mirrored[2]:.4f})"
         )
-    rotation_matrix, shift, _ = fits[hand]
+    rotation_matrix, shift, _, _ = fits[hand]
     linear = rotation_matrix if hand == "same" else -rotation_matrix
     c_mov, c_ref = np.asarray(mov.center), np.asarray(ref.center)
     matrix = np.column_stack([linear, c_ref + shift - linear @ c_mov])
@@ -334,9 +343,9 @@ def _refine_rotation(moving, reference, nlm, start):
     return objective.rotation(x), objective.correlation(x)
 
 
-def _refine(mov, reference, nlm, rotation_matrix, shift, parity):
+def _refine(mov, reference, nlm, rotation_matrix, shift, parity, rounds):
     """Step 3 for one hand: joint refinement of the rotation and the shift at the full
-    order. Returns (R, shift (Å), correlation).
+    order, at most ``rounds`` rounds. Returns (R, shift (Å), correlation, converged).
 
     Each round re-expands the moving map about its current shift u (in its own frame,
     u = P R^T shift) with the first and second derivatives of the expansion with respect
@@ -355,7 +364,7 @@ def _refine(mov, reference, nlm, rotation_matrix, shift, parity):
     limit = 0.25 * np.pi * mov.radius / order
     taper = np.cos(0.5 * np.pi * nlm[:, 0] / (order + 1))
     own_shift = parity * rotation_matrix.T @ shift
-    for _ in range(MAX_ROUNDS):
+    for _ in range(rounds):
         taylor = rot.translate_with_derivatives(mov.moments, mov.geometry, order, own_shift)[:, 0]
         if parity < 0:
             taylor = rot.mirror_moments(taylor, nlm)
@@ -364,10 +373,11 @@ def _refine(mov, reference, nlm, rotation_matrix, shift, parity):
         rotation_matrix = objective.rotation(x)
         step = x[3:] * min(1.0, limit / max(np.linalg.norm(x[3:]), 1e-300))
         own_shift = own_shift + step
-        if np.linalg.norm(step) < SHIFT_TOLERANCE:
+        converged = np.linalg.norm(step) < SHIFT_TOLERANCE
+        if converged:
             break
     plain = _Objective(reference, taylor, nlm, objective.start)
-    return rotation_matrix, parity * rotation_matrix @ own_shift, plain.correlation(x)
+    return rotation_matrix, parity * rotation_matrix @ own_shift, plain.correlation(x), converged
 
 
 class _Objective:
