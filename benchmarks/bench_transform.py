@@ -8,6 +8,25 @@ empty numba cache.
 
     python benchmarks/bench_transform.py                 # the issue's table
     python benchmarks/bench_transform.py --cases 64:50 128:50 --threads 2
+    python benchmarks/bench_transform.py --cases 512:100 --max-memory 6   # large maps, as planned
+    python benchmarks/bench_transform.py --cases 128:50 256:50 64:150 --compare-to 09efea0 --repeats 3
+    python benchmarks/bench_transform.py --cases 128:50 --steps            # GFLOP/s of each step
+
+With --max-memory GB each case runs as a job with that memory limit would run it: the
+planner (:func:`zernike3d.planning.plan_for`, CPU placements, this machine's free RAM
+capped at GB) chooses the placement and the block of m values, and decompose and
+reconstruct each run once, in their own process, so that each peak RSS (``VmHWM``) is
+that stage's alone; the table sets it beside the planner's prediction. The float32 map
+is generated as float32 (no float64 copy of it is ever made).
+
+With --compare-to COMMIT the zernike3d package of that commit (``git archive``, in a
+temporary folder with its own numba cache) runs each case alternately with this
+checkout's, --repeats times each; the best warm time of each counts (shared machines are
+noisy: alternating exposes both to the same load). --steps times the three steps of one
+decomposition separately (same blocks of m as the transform) and reports GFLOP/s
+against the float64 matrix-product rate of NumPy's BLAS on the same threads: ring step 8
+flops per (voxel visit, m, volume); polar step 4 flops per (pair, l, m) for the Legendre
+recurrence plus 4 per volume; radial step 4 per (shell, coefficient, volume).
 """
 
 import argparse
@@ -29,7 +48,7 @@ def run_case(box, order, threads):
     from zernike3d.maths.transform import decompose, reconstruct
 
     geometry = BallGeometry.for_box(box, 1.0, "circumscribed")
-    maps = np.random.default_rng(0).standard_normal((box, box, box)).astype(np.float32)
+    maps = np.random.default_rng(0).standard_normal((box, box, box), dtype=np.float32)
     times = {}
     for call in ("first", "warm"):
         start = time.perf_counter()
@@ -42,23 +61,206 @@ def run_case(box, order, threads):
     return times
 
 
-def child(case, threads, env=None):
+def step_rates(box, order, threads):
+    """Seconds and GFLOP/s of the ring, polar and radial steps of one decomposition
+    (this checkout's kernels, the transform's own blocks of m), and the BLAS peak."""
+    import numba
+    import numpy as np
+
+    from zernike3d.maths import _kernels
+    from zernike3d.maths.backends import NumbaBackend
+    from zernike3d.maths.geometry import BallGeometry
+    from zernike3d.maths.indexing import coefficient_count
+    from zernike3d.maths.transform import DEFAULT_WORKSPACE, _Plan, _real_view, decompose
+
+    if threads:
+        numba.set_num_threads(threads)
+    geometry = BallGeometry.for_box(box, 1.0, "circumscribed")
+    maps = np.random.default_rng(0).standard_normal((1, box, box, box), dtype=np.float32)
+    decompose(maps, geometry, order, threads=threads)  # compiled, tables cached
+    plan = _Plan(geometry, order, None, 1, DEFAULT_WORKSPACE)
+    engine = NumbaBackend(plan, 1, threads)
+    engine.load_maps(maps)
+    g = plan.grid
+    seconds = {"ring": 0.0, "polar": 0.0, "radial": 0.0}
+    for m0, m1 in plan.iterate(False, ""):
+        rings = np.zeros((g.n_pairs, 1, 2, m1 - m0), dtype=np.complex128)
+        shells = np.zeros((g.n_shells, plan.lm_count(m0, m1), 1), dtype=np.complex128)
+        phase = plan.phase(m0, m1)
+        start = time.perf_counter()
+        _kernels.ring_sums(engine._flat, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, phase, rings)
+        seconds["ring"] += time.perf_counter() - start
+        start = time.perf_counter()
+        engine._polar(rings, shells, m0, adjoint=False)
+        seconds["polar"] += time.perf_counter() - start
+        start = time.perf_counter()
+        for l in range(m0, order + 1):
+            _, _, lm = plan.columns(l, m0, m1)
+            engine.radial(l) @ _real_view(np.ascontiguousarray(shells[:, lm, :]))
+        seconds["radial"] += time.perf_counter() - start
+    ring_size = np.bincount(g.point_ring, minlength=g.pair_of.shape[1])
+    visits = int(ring_size[g.pair_ring].sum())
+    n_lm = (order + 1) * (order + 2) // 2
+    flops = {"ring": 8.0 * visits * (order + 1), "polar": 8.0 * g.n_pairs * n_lm,
+             "radial": 4.0 * g.n_shells * coefficient_count(order)}
+    a = np.random.default_rng(1).standard_normal((2048, 2048))
+    a @ a
+    start = time.perf_counter()
+    for _ in range(3):
+        a @ a
+    peak = 3 * 2 * 2048**3 / (time.perf_counter() - start)
+    return {"seconds": seconds, "gflops": {k: flops[k] / seconds[k] / 1e9 for k in seconds},
+            "blas_gflops": peak / 1e9}
+
+
+def run_planned(box, order, stage, threads, max_memory_gb):
+    """One ``stage`` call on random data, placed by the planner within ``max_memory_gb``:
+    seconds (basis preparation included), peak RSS and the planner's prediction."""
+    import numpy as np
+
+    from zernike3d.maths.basis import Basis
+    from zernike3d.maths.geometry import BallGeometry
+    from zernike3d.maths.indexing import coefficient_count
+    from zernike3d.maths.transform import decompose, reconstruct
+    from zernike3d.planning import plan_for
+
+    tiny = BallGeometry.for_box(8, 1.0)
+    reconstruct(decompose(np.ones((8, 8, 8), np.float32), tiny, 4), tiny, 4)  # compiled/cached kernels
+    plan = plan_for(box, order, radius="circumscribed", stage=stage, device="cpu", threads=threads,
+                    max_memory_bytes=int(max_memory_gb * 2**30))
+    if plan.choice is None:
+        return {"stage": stage, "error": plan.why_nothing_fits()}
+    options = plan.choice.transform_options()
+    geometry = BallGeometry.for_box(box, 1.0, "circumscribed")
+    rng = np.random.default_rng(0)
+    if stage == "decompose":
+        data = rng.standard_normal((box, box, box), dtype=np.float32)
+    else:
+        data = rng.standard_normal(coefficient_count(order)) * (1 + 0j)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as cache:
+        if options["radial"] == "stream":
+            from zernike3d.io.basis_store import load_basis
+
+            basis = load_basis(cache, geometry, order, radial="stream")
+        else:
+            basis = Basis.build(geometry, order, radial_table=options["radial"] == "memory")
+        transform = decompose if stage == "decompose" else reconstruct
+        transform(data, geometry, order, basis=basis, threads=threads, max_workspace=options["max_workspace"])
+    return {"stage": stage, "placement": plan.choice.placement, "m_block": plan.choice.m_block,
+            "seconds": time.perf_counter() - start, "peak_rss_bytes": peak_rss(),
+            "predicted_seconds": plan.choice.seconds, "predicted_bytes": plan.choice.host_bytes}
+
+
+def peak_rss():
+    """This process's peak resident memory (bytes), from VmHWM."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def child(case, threads, env=None, extra=()):
     out = subprocess.run(
-        [sys.executable, __file__, "--child", case] + (["--threads", str(threads)] if threads else []),
+        [sys.executable, __file__, "--child", case, *extra] + (["--threads", str(threads)] if threads else []),
         check=True, capture_output=True, text=True, env=env,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compare_table(cases, threads, commit, repeats):
+    """Old (``commit``) against new (this checkout), alternating, best warm time of each."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    print(f"cores: {os.cpu_count()}, threads: {threads or 'all'}; old = {commit}, new = this checkout; "
+          f"best of {repeats} alternating runs each (warm: kernels compiled and cached)")
+    print("| box | order | decompose old / new (s) | speed-up | reconstruct old / new (s) | speed-up |")
+    print("|---|---|---|---|---|---|")
+    results = []
+    with tempfile.TemporaryDirectory() as old:
+        archive = subprocess.run(["git", "-C", root, "archive", commit, "zernike3d"], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", old], input=archive.stdout, check=True)
+        envs = {"old": {**os.environ, "PYTHONPATH": old}, "new": {**os.environ, "PYTHONPATH": root}}
+        for env in envs.values():
+            child("8:4", threads, env=env)  # compile each version's kernels into its cache
+        for case in cases:
+            box, order = map(int, case.split(":"))
+            best = {}
+            for _ in range(repeats):
+                for version, env in envs.items():
+                    t = child(case, threads, env=env)
+                    for stage in ("decompose", "reconstruct"):
+                        key = (version, stage)
+                        best[key] = min(best.get(key, float("inf")), t[f"{stage}_warm"])
+            row = {"box": box, "order": order, **{f"{v}_{s}": t for (v, s), t in best.items()}}
+            results.append(row)
+            print(f"| {box} | {order} | {best['old', 'decompose']:.3f} / {best['new', 'decompose']:.3f} "
+                  f"| {best['old', 'decompose'] / best['new', 'decompose']:.2f}x "
+                  f"| {best['old', 'reconstruct']:.3f} / {best['new', 'reconstruct']:.3f} "
+                  f"| {best['old', 'reconstruct'] / best['new', 'reconstruct']:.2f}x |", flush=True)
+    return results
+
+
+def planned_table(cases, threads, max_memory_gb):
+    print(f"cores: {os.cpu_count()}, threads: {threads or 'all'}, memory cap: {max_memory_gb:g} GiB (planner's choice)")
+    print("| box | order | stage | placement (m-block) | seconds (predicted) | peak RSS MiB (predicted) |")
+    print("|---|---|---|---|---|---|")
+    results = []
+    for case in cases:
+        box, order = map(int, case.split(":"))
+        for stage in ("decompose", "reconstruct"):
+            t = child(case, threads, extra=["--stage", stage, "--max-memory", str(max_memory_gb)])
+            results.append({"box": box, "order": order, **t})
+            if "error" in t:
+                print(f"| {box} | {order} | {stage} | nothing fits: {t['error']} | | |", flush=True)
+                continue
+            print(f"| {box} | {order} | {stage} | {t['placement']} ({t['m_block']}) | {t['seconds']:.1f} "
+                  f"({t['predicted_seconds']:.1f}) | {t['peak_rss_bytes'] / 2**20:.0f} "
+                  f"({t['predicted_bytes'] / 2**20:.0f}) |", flush=True)
+    return results
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", default=["64:50", "128:50", "256:50", "64:150", "64:200"])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--max-memory", type=float, default=None, metavar="GB",
+                        help="run each case as planned within this many GiB (see above)")
+    parser.add_argument("--compare-to", metavar="COMMIT", help="time that commit's zernike3d against this one")
+    parser.add_argument("--repeats", type=int, default=3, help="with --compare-to: alternating runs of each")
+    parser.add_argument("--steps", action="store_true", help="GFLOP/s of each step of decompose")
+    parser.add_argument("--out", default=None, help="also write the results as JSON (--max-memory, --compare-to, --steps)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--stage", choices=("decompose", "reconstruct"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         box, order = map(int, args.child.split(":"))
-        print(json.dumps(run_case(box, order, args.threads)))
+        if args.max_memory is not None:
+            print(json.dumps(run_planned(box, order, args.stage, args.threads, args.max_memory)))
+        elif args.steps:
+            print(json.dumps(step_rates(box, order, args.threads)))
+        else:
+            print(json.dumps(run_case(box, order, args.threads)))
+        return
+    results = None
+    if args.max_memory is not None:
+        results = planned_table(args.cases, args.threads, args.max_memory)
+    elif args.compare_to:
+        results = compare_table(args.cases, args.threads, args.compare_to, args.repeats)
+    elif args.steps:
+        results = []
+        print("| box | order | ring s (GFLOP/s) | polar s (GFLOP/s) | radial s (GFLOP/s) | BLAS dgemm GFLOP/s |")
+        print("|---|---|---|---|---|---|")
+        for case in args.cases:
+            box, order = map(int, case.split(":"))
+            t = child(case, args.threads, extra=["--steps"])
+            results.append({"box": box, "order": order, **t})
+            cells = " | ".join(f"{t['seconds'][k]:.3f} ({t['gflops'][k]:.2f})" for k in ("ring", "polar", "radial"))
+            print(f"| {box} | {order} | {cells} | {t['blas_gflops']:.1f} |", flush=True)
+    if results is not None:
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=1)
         return
 
     with tempfile.TemporaryDirectory() as cache:

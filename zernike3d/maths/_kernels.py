@@ -13,8 +13,6 @@ import numba
 import numpy as np
 from numba import prange
 
-from zernike3d.maths.legendre import legendre_column
-
 
 @numba.njit(parallel=True, cache=True)
 def ring_sums(maps, fold_plus, fold_minus, point_index, point_ring, pair_of, phase, out):
@@ -75,44 +73,97 @@ def ring_sums_adjoint(ring_values, fold_plus, fold_minus, point_index, point_rin
                     out[v, minus, idx] += even - odd
 
 
-@numba.njit(cache=True)
-def _diagonal_start(st, m0, diag):
-    """Pbar_{m0,m0}(theta) from Pbar_00 by the diagonal recurrence."""
-    pmm = 1.0 / np.sqrt(4.0 * np.pi)
-    for m in range(1, m0 + 1):
-        pmm *= diag[m] * st
-    return pmm
-
-
 @numba.njit(parallel=True, cache=True)
-def shell_transform(ring_values, shell_values, shell_start, pair_cos, pair_sin, m0, lmax, a, b, diag, lm_offset, adjoint):
+def shell_transform(ring_values, shell_values, shell_start, chunk_start, pair_cos, pair_sin, m0, lmax, a, b, diag, lm_offset, adjoint):
     """The polar step and its adjoint, over the pairs of each shell.
 
     forward: shell_values[s, lm, v] += sum_{pairs p in s} Pbar_lm(cos theta_p) ring_values[p, v, (l+m)%2, j]
     adjoint: ring_values[p, v, (l+m)%2, j] += sum_l Pbar_lm(cos theta_p) shell_values[s, lm, v]
+
+    Threads take chunks of whole shells (``chunk_start``: shell offsets, see
+    :func:`shell_chunks`). Within a chunk the l-recurrence of Pbar_lm runs for all its
+    pairs at once: the recurrence is sequential in l but the pairs are independent, so the
+    innermost loops run over pairs (SIMD lanes, no dependency chain), on the chunk's ring
+    values copied once per m into contiguous real/imaginary rows.
     """
-    n_shells = shell_start.size - 1
     n_vol = ring_values.shape[1]
     mb = ring_values.shape[3]
-    for s in prange(n_shells):
-        column = np.empty(lmax + 1)
-        for p in range(shell_start[s], shell_start[s + 1]):
-            st = pair_sin[p]
-            pmm = _diagonal_start(st, m0, diag)
-            for j in range(mb):
-                m = m0 + j
-                if m > lmax:
-                    break
-                if j > 0:
-                    pmm *= diag[m] * st
-                legendre_column(pair_cos[p], pmm, m, lmax, a, b, column)
-                base = lm_offset[j] - m
-                for l in range(m, lmax + 1):
-                    plm = column[l - m]
-                    parity = (l + m) & 1
-                    if adjoint:
-                        for v in range(n_vol):
-                            ring_values[p, v, parity, j] += plm * shell_values[s, base + l, v]
-                    else:
-                        for v in range(n_vol):
-                            shell_values[s, base + l, v] += plm * ring_values[p, v, parity, j]
+    norm = 1.0 / np.sqrt(4.0 * np.pi)
+    for c in prange(chunk_start.size - 1):
+        s0 = chunk_start[c]
+        s1 = chunk_start[c + 1]
+        p0 = shell_start[s0]
+        n = shell_start[s1] - p0
+        ct = pair_cos[p0 : p0 + n]
+        st = pair_sin[p0 : p0 + n]
+        pmm = np.empty(n)
+        older = np.empty(n)
+        current = np.empty(n)
+        real = np.empty((2, n_vol, n))
+        imag = np.empty((2, n_vol, n))
+        for i in range(n):
+            pmm[i] = norm
+        for m in range(1, m0 + 1):
+            for i in range(n):
+                pmm[i] *= diag[m] * st[i]
+        for j in range(mb):
+            m = m0 + j
+            if m > lmax:
+                break
+            if j > 0:
+                for i in range(n):
+                    pmm[i] *= diag[m] * st[i]
+            for parity in range(2):
+                for v in range(n_vol):
+                    for i in range(n):
+                        if adjoint:
+                            real[parity, v, i] = 0.0
+                            imag[parity, v, i] = 0.0
+                        else:
+                            value = ring_values[p0 + i, v, parity, j]
+                            real[parity, v, i] = value.real
+                            imag[parity, v, i] = value.imag
+            for i in range(n):
+                current[i] = pmm[i]
+                older[i] = 0.0
+            base = lm_offset[j] - m
+            for l in range(m, lmax + 1):
+                parity = (l + m) & 1
+                if l > m:
+                    al = a[l, m]
+                    bl = b[l, m]
+                    for i in range(n):
+                        value = al * (ct[i] * current[i] - bl * older[i])
+                        older[i] = current[i]
+                        current[i] = value
+                for s in range(s0, s1):
+                    q0 = shell_start[s] - p0
+                    q1 = shell_start[s + 1] - p0
+                    for v in range(n_vol):
+                        if adjoint:
+                            wr = shell_values[s, base + l, v].real
+                            wi = shell_values[s, base + l, v].imag
+                            for i in range(q0, q1):
+                                real[parity, v, i] += current[i] * wr
+                                imag[parity, v, i] += current[i] * wi
+                        else:
+                            sr = 0.0
+                            si = 0.0
+                            for i in range(q0, q1):
+                                sr += current[i] * real[parity, v, i]
+                                si += current[i] * imag[parity, v, i]
+                            shell_values[s, base + l, v] += complex(sr, si)
+            if adjoint:
+                for i in range(n):
+                    for v in range(n_vol):
+                        for parity in range(2):
+                            ring_values[p0 + i, v, parity, j] += complex(real[parity, v, i], imag[parity, v, i])
+
+
+def shell_chunks(shell_start, pairs_per_chunk=512):
+    """Shell offsets cutting the shells into runs of about ``pairs_per_chunk`` pairs (a
+    shell is never split): the units of work of :func:`shell_transform`."""
+    shell_start = np.asarray(shell_start)
+    targets = np.arange(0, shell_start[-1], pairs_per_chunk)
+    cuts = np.unique(np.searchsorted(shell_start, targets, side="left"))
+    return np.unique(np.concatenate([cuts, [shell_start.size - 1]])).astype(np.int64)

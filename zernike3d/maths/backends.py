@@ -71,6 +71,7 @@ class NumbaBackend:
         self.n_volumes = n_volumes
         self.threads = threads
         self._box = plan.basis.geometry.box
+        self._chunks = _kernels.shell_chunks(self.grid.shell_start)
         self._out = None
 
     def radial(self, l):
@@ -106,7 +107,7 @@ class NumbaBackend:
     def _polar(self, rings, shells, m0, adjoint):
         g, p = self.grid, self.plan
         lm_offset = p.lm_offset(m0, m0 + rings.shape[3])
-        _kernels.shell_transform(rings, shells, g.shell_start, g.pair_cos, g.pair_sin, m0, p.order, p.a, p.b, p.diag, lm_offset, adjoint)
+        _kernels.shell_transform(rings, shells, g.shell_start, self._chunks, g.pair_cos, g.pair_sin, m0, p.order, p.a, p.b, p.diag, lm_offset, adjoint)
 
     @contextlib.contextmanager
     def _threads(self):
