@@ -243,3 +243,41 @@ def test_truncated_particles_file_is_one_line(real_job, tmp_path, capsys, compre
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert str(cut) in line and "truncated" in line
     assert not out.exists()
+
+
+def test_clusters_on_per_particle_invariants_find_two_states(tmp_path):
+    """Two groups of particles at z_0 = -2 and +2 have different maps, hence different
+    invariants: clustering the invariants (read from a real zarr store) separates them,
+    and an invariant range selects by F_n_l."""
+    from small_job import write_small_job
+
+    paths, dataset, _ = write_small_job(tmp_path)
+    rng = np.random.default_rng(5)
+    group = np.arange(len(dataset.uid)) % 3 == 0  # a third of the particles in the second state
+    latents = np.stack([np.where(group, 2.0, -2.0) + 0.1 * rng.normal(size=group.size),
+                        0.1 * rng.normal(size=group.size)], axis=1)
+    shuffled = rng.permutation(group.size)  # the store's particle order differs from the dataset's
+    Dataset(dataset.maps, latents, dataset.uid, dataset.voxel_size, dataset.origin, []).save(paths.dataset)
+    other = Dataset(dataset.maps, latents[shuffled], dataset.uid[shuffled], dataset.voxel_size, dataset.origin, [])
+    other.save(tmp_path / "shuffled.npz")
+    store = tmp_path / "p.zarr"
+    assert main(["invariants", str(paths.moments), "--out", str(tmp_path / "F.csv"), "--particles",
+                 str(tmp_path / "shuffled.npz"), "--particles-out", str(store)]) == 0
+    table = np.zeros(group.size, dtype=[("uid", "<u8"), ("blob/idx", "<u4")])  # the job's particles .cs
+    table["uid"], table["blob/idx"] = dataset.uid, np.arange(group.size)
+    with open(tmp_path / "P.cs", "wb") as f:
+        np.save(f, table)
+    from zernike3d.io.particle_invariants import read_particle_invariants
+
+    stored = read_particle_invariants(store)
+    column = [i for i, (n, l) in enumerate(stored.nl) if (n, l) == (2, 0)][0]
+    f20 = np.asarray(stored.invariants[:, column])
+    threshold = float(np.median(f20))
+    out = tmp_path / "clusters"
+    assert main(["cluster", str(paths.dataset), "--k", "2", "--space", "invariants", "--particle-invariants", str(store),
+                 "--range", f"F_2_0={threshold!r}:", "--particles-cs", str(tmp_path / "P.cs"), "--out-dir", str(out)]) == 0
+    labels = np.array([int(r["cluster"]) for r in read_csv(out / "labels.csv")])
+    assert [int(r["uid"]) for r in read_csv(out / "labels.csv")] == dataset.uid.tolist()
+    np.testing.assert_array_equal(labels, group.astype(int))  # cluster_00 = the larger state
+    selected = np.load(out / "subsets" / "range_00.cs")
+    assert set(selected["uid"].tolist()) == set(stored.uid[f20 >= threshold].tolist())

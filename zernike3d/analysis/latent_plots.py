@@ -1,12 +1,11 @@
 """Figures of a 3D Variability latent space: z_i against z_j for every pair of components.
 
-Each panel is a hexbin of the particles' density (log counts; of a random sample of at
-most :data:`DENSITY_SAMPLE`), with overlays: particles coloured by cluster (a random
-sample of at most :data:`SCATTER_SAMPLE`), cluster centres
-(labelled stars), the points of reconstructed maps such as the series (black crosses)
-and paths (lines through their points). A job
-with a single component gets one histogram of z_0 with the overlays as vertical marks.
-Latents are unitless (cryoSPARC ``components_mode_{k}/value``).
+Each panel is a hexbin of the particles' density (log counts, from a random sample of at
+most :data:`DENSITY_SAMPLE` particles), with overlays: particles coloured by cluster (a
+random sample of at most :data:`SCATTER_SAMPLE`), cluster centres (labelled stars), the
+points of reconstructed maps such as the series (black crosses) and paths (lines through
+their frames). A job with a single component gets one histogram of z_0 with the overlays
+as vertical marks. Latents are unitless (cryoSPARC ``components_mode_{k}/value``).
 """
 
 import numpy as np
