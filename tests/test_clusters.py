@@ -281,3 +281,15 @@ def test_clusters_on_per_particle_invariants_find_two_states(tmp_path):
     np.testing.assert_array_equal(labels, group.astype(int))  # cluster_00 = the larger state
     selected = np.load(out / "subsets" / "range_00.cs")
     assert set(selected["uid"].tolist()) == set(stored.uid[f20 >= threshold].tolist())
+
+
+@pytest.mark.parametrize("components", [1, 3])
+def test_latent_figure_for_one_or_several_components(tmp_path, components):
+    from zernike3d.analysis.latent_plots import plot_latent_pairs
+
+    latents, labels = blobs([300, 200], [(0,) * components, (4,) * components], 0.5)
+    centres = {"cluster_00": latents[0], "cluster_01": latents[-1]}
+    path = tmp_path / "latents.png"
+    plot_latent_pairs(path, latents, "test", labels=labels, centres=centres, series=latents[:5],
+                      paths={"path_a_b": latents[[0, 100, 400]]})
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

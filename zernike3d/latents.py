@@ -195,10 +195,11 @@ def maps_at_points(moments, points, reconstruct, batch):
         for start in range(0, moments.moments.shape[0], batch):
             volumes += reconstruct(_rows(moments, slice(start, start + batch)))
         stack = np.stack([v.data for v in volumes])
+        template = replace(volumes[0], data=None)  # voxel size and origin; the maps live in stack
+        del volumes
         for point in points:
             weights = np.concatenate([[1.0], point.z]).astype(np.float32)
-            data = np.tensordot(weights, stack, axes=1)
-            yield point, replace(volumes[0], data=data)
+            yield point, replace(template, data=np.tensordot(weights, stack, axes=1))
         return
     at_points = replace(moments, moments=moments_at(moments.moments, points), names=[p.name for p in points])
     for start in range(0, len(points), batch):
