@@ -305,11 +305,9 @@ def test_qc_is_all_or_none(capsys, monkeypatch, tmp_path, job):
 
     out = tmp_path / "qc"
     argv = ["qc", "--dataset", job.dataset, "--moments", job.moments, "--out-dir", out]
-    monkeypatch.setattr(plots, "plot_invariant_maps", fail_on_call(1)(plots.plot_invariant_maps))
-    refused(capsys, tmp_path, argv, out, "no space")
-    assert not out.exists()
-    monkeypatch.undo()
     assert cli(*argv) == 0
+    # the disk fills at the invariants figure, after the tables and fsc.png: the earlier
+    # folder stays exactly as it was, and nothing of the new one is left
     monkeypatch.setattr(plots, "plot_invariant_maps", fail_on_call(1)(plots.plot_invariant_maps))
     refused(capsys, tmp_path, argv, out, "no space")
 
