@@ -159,6 +159,14 @@ def test_an_earlier_output_of_another_kind_is_not_replaced(capsys, tmp_path, job
     # a moments file where the invariants .npz or a dataset is to go, a dataset where moments go
     refused(capsys, tmp_path, ["invariants", job.moments, "--out", job.dataset], job.dataset, "invariants file")
     refused(capsys, tmp_path, ["preprocess", job.dataset, "--out", job.moments], job.moments, "dataset bundle")
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"my": "notes"}\n')
+    refused(capsys, tmp_path, ["basis", job.dataset, "--order", 4, "--cache", tmp_path / "c", "--out", notes], notes)
+    theirs = tmp_path / "P.zarr"
+    theirs.mkdir()
+    (theirs / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {"mine": 1}}\n')
+    refused(capsys, tmp_path, ["invariants", job.moments, "--out", tmp_path / "i.csv", "--particles", job.dataset,
+                               "--particles-out", theirs], theirs, "particle invariants store")
     other = tmp_path / "other.npz"
     other.write_bytes(job.moments.read_bytes())
     err = refused(capsys, tmp_path, ["qc", "--dataset", job.dataset, "--moments", job.moments, "--out-dir", other], other)
