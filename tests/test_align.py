@@ -305,12 +305,14 @@ def test_chimerax_command_includes_the_map_origins(twin_fit):
 def test_align_command_errors_are_one_line_and_write_nothing(tmp_path, capsys, helix_moments):
     helix_moments.save(tmp_path / "ref.npz")
     Moments.from_maps(helix(), BallGeometry.for_box(BOX, 1.0), 6).save(tmp_path / "small_ball.npz")
+    Moments.from_maps(np.zeros((BOX,) * 3), GEOMETRY, 16).save(tmp_path / "blank.npz")
     out = tmp_path / "alignment.json"
     cases = [
         (["small_ball.npz", "ref.npz"], "ball radius"),
         (["ref.npz", "ref.npz", "--volume", "nope"], "--volume nope"),
         (["ref.npz", "ref.npz", "--order", "17"], "--order"),
         (["ref.npz", "missing.npz"], "missing.npz"),
+        (["blank.npz", "ref.npz"], "no structure in the ball"),
     ]
     for arguments, expected in cases:
         paths = [str(tmp_path / a) if a.endswith(".npz") else a for a in arguments]

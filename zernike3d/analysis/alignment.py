@@ -148,7 +148,7 @@ def align(moving, reference, volume=0, order=None):
 
     volume: a name or an index, as :meth:`Moments.volume`. order: the expansions compared
     (default: the lower of the two stored orders). Raises ValueError when the ball radii
-    (Å) differ or the order is not stored in both.
+    (Å) differ, the order is not stored in both, or a volume has no structure (only a mean).
     """
     _check_compatible(moving, reference)
     order = min(moving.order, reference.order) if order is None else int(order)
@@ -156,6 +156,10 @@ def align(moving, reference, volume=0, order=None):
         raise ValueError(f"order {order} must be between 1 and {min(moving.order, reference.order)} (stored in both files)")
     mov = moving.volume(volume).truncate(order)
     ref = reference.volume(volume).truncate(order)
+    for what, moments in (("moving", mov), ("reference", ref)):
+        if not np.any(moments.moments[0, 1:]):
+            raise ValueError(f"the {what} volume {moments.names[0]!r} has no structure in the ball (all its moments "
+                             "but the mean are zero): nothing to align")
     nlm = nlm_table(order)
     search_order = min(order, SEARCH_ORDER)
     rotations = _rotation_candidates(_patterson(mov, search_order), _patterson(ref, search_order), search_order)

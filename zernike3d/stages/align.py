@@ -76,7 +76,10 @@ def run(args):
     if highest < 1:
         raise InputError(args.moving, "needs moments up to order 1 at least")
 
-    alignment = align(moving, reference, volume=args.volume, order=args.order)
+    try:
+        alignment = align(moving, reference, volume=args.volume, order=args.order)
+    except ValueError as err:  # what is left after the checks above: a blank volume
+        raise InputError(f"{args.moving} and {args.reference}", str(err)) from None
     rotated = express_in_reference_frame(moving, alignment) if args.rotated_out is not None else None
     with atomic_paths(outputs) as temporaries:  # the JSON and the rotated moments: both or neither
         with open(temporaries[0], "w") as f:
