@@ -204,6 +204,14 @@ def test_rerunning_a_stage_replaces_its_own_earlier_output(capsys, tmp_path, inp
     assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name or ".old-" in p.name]
 
 
+def test_the_current_folder_is_never_an_output(capsys, monkeypatch, tmp_path):
+    empty = tmp_path / "here"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    refused(capsys, tmp_path, ["example", "--out", ".", "--box", BOX, "--order", 2], "current folder")
+    refused(capsys, tmp_path, ["example", "--out", "..", "--box", BOX, "--order", 2], "current folder")
+
+
 def test_an_empty_folder_may_be_replaced(tmp_path, inputs):
     map_path, _ = inputs
     out = tmp_path / "empty.npz"

@@ -34,6 +34,8 @@ def check_outputs(inputs, outputs):
                 raise InputError(path, f"is the input {name}; writing it would destroy the input (choose another output path)")
             if source.is_relative_to(target):
                 raise InputError(path, f"holds the input {name}; writing it would replace it (choose another output path)")
+        if Path.cwd().resolve().is_relative_to(target):
+            raise InputError(path, "is the current folder or holds it; choose another output path")
         for name, other in written:
             if other.is_relative_to(target) or target.is_relative_to(other):
                 raise InputError(path, f"overlaps the other output {name}; give each output its own path")
