@@ -237,6 +237,21 @@ def test_align_flags_the_mirror_image(helix_moments):
     assert np.abs(fit.apply(in_moving) - points).max() < 0.05
 
 
+def test_align_says_when_the_hand_cannot_be_told():
+    """Three blobs in the plane z = centre: the object is its own mirror image (through
+    that plane), so both hands fit and a warning says so."""
+    half = BOX * VOXEL / 2
+    centers = [(CENTRE + 0.3 * half, CENTRE, CENTRE), (CENTRE - 0.2 * half, CENTRE + 0.25 * half, CENTRE),
+               (CENTRE - 0.1 * half, CENTRE - 0.3 * half, CENTRE)]
+    flat = gaussian_blobs(BOX, VOXEL, centers, [0.12 * half, 0.15 * half, 0.1 * half], [1.0, 1.3, 0.8])
+    reference = Moments.from_maps(flat.astype(np.float64), GEOMETRY, 10)
+    moving = Moments.from_maps(moved(flat.astype(np.float64), MOTION, SHIFT), GEOMETRY, 10)
+    with pytest.warns(UserWarning, match="hand cannot be told"):
+        fit = align(moving, reference)
+    assert fit.hand == "same"
+    assert fit.correlation > 0.99 and fit.mirror_correlation == pytest.approx(fit.correlation, abs=1e-6)
+
+
 def test_express_in_reference_frame_gives_the_reference_moments(helix_moments, twin_moments, twin_fit):
     aligned = express_in_reference_frame(twin_moments, twin_fit)
     assert aligned.names == twin_moments.names and aligned.order == twin_moments.order
