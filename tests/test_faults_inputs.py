@@ -224,6 +224,13 @@ def test_geometry_options_of_plan(capsys, tmp_path, options, source):
     refused(capsys, tmp_path, ["plan", "--box", 32, "--order", 6, *options], source)
 
 
+@pytest.mark.parametrize("center", ["1e9,0,0", "-20,24,24", "nan,0,0"])
+def test_preprocess_crop_wholly_outside_the_input(capsys, work, center):
+    """A crop box that does not meet the input would hold only zeros (box 24 of 2 Å voxels)."""
+    refused(capsys, work, ["preprocess", work / "dataset.npz", "--crop", 16, f"--center={center}",
+                           "--out", work / "p.npz"], "--center")
+
+
 def test_reconstruct_voxel_size_inf(capsys, work):
     refused(capsys, work, ["reconstruct", work / "moments.npz", "--voxel-size", "inf", "--out", work / "r.mrc"],
             "--voxel-size")

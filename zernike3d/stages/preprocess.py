@@ -102,6 +102,10 @@ def crop_dataset(dataset, box, center_text, source):
     else:
         center_A = parse_center(center_text)
     center_zyx = tuple(int(np.rint(c / dataset.voxel_size)) for c in center_A[::-1])
+    if not all(-box < c - box // 2 < dataset.box for c in center_zyx):
+        raise InputError(center_text if center_text.lower().endswith(".cmm") else "--center",
+                         f"a {box}-voxel box around ({', '.join(f'{c:g}' for c in center_A)}) Å lies wholly "
+                         f"outside the {dataset.box}-voxel input: it would hold only zeros")
     maps, start_zyx, padded = crop_box(dataset.maps, center_zyx, box)
     if padded:
         warnings.warn(f"crop: a {box}-voxel box around voxel (z, y, x) = {center_zyx} reaches "
