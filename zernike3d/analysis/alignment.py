@@ -74,7 +74,9 @@ class Alignment:
     correlation: Pearson correlation over the ball of the aligned expansions for the best
     fit of the moving map as it is; mirror_correlation: the same for its mirror image
     (both are always reported; ``hand`` says which fit ``rotation``, ``shift`` and
-    ``matrix`` describe); hand: "same" or "mirrored"; order: the
+    ``matrix`` describe; a hand that cannot win, its misfit 1 - correlation above
+    ``CONTENDER`` times the other's after one refinement round, is not refined further,
+    so its correlation is a lower bound); hand: "same" or "mirrored"; order: the
     order of the expansions compared; volume: the name of the volume aligned.
     moving_center, reference_center: ball centres (x, y, z) Å; moving_origin,
     reference_origin: MRC origins (x, y, z) Å; reference_geometry: box, voxel_size,

@@ -82,9 +82,8 @@ def run(args):
         raise InputError(f"{args.moving} and {args.reference}", str(err)) from None
     rotated = express_in_reference_frame(moving, alignment) if args.rotated_out is not None else None
     with atomic_paths(outputs) as temporaries:  # the JSON and the rotated moments: both or neither
-        with open(temporaries[0], "w") as f:
-            json.dump(alignment.to_json(), f, indent=2)
-            f.write("\n")
+        with open(temporaries[0], "w", encoding="utf-8") as f:
+            f.write(_json_text(alignment.to_json()))
         if rotated is not None:
             rotated.save(temporaries[1])
     alpha, beta, gamma = alignment.euler_zyz_deg
@@ -98,3 +97,8 @@ def run(args):
         print(f"wrote {args.rotated_out}: {len(rotated.names)} volume(s) in the reference frame")
     print(f"ChimeraX (reference as #1, moving as #2): {alignment.to_json()['chimerax']}")
     return 0
+
+
+def _json_text(record):
+    """A JSON object with one key per line, each value (a matrix too) on its line."""
+    return "{\n" + ",\n".join(f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}" for key, value in record.items()) + "\n}\n"
