@@ -101,23 +101,44 @@ def test_killed_build_leaves_no_store_and_the_next_build_cleans_up(tmp_path, geo
 
 def test_damaged_chunk_is_detected_and_rebuilt(tmp_path, geometry, caplog):
     path = ensure_store(tmp_path, geometry, ORDER).path
-    chunk = path / "radial_by_l" / "c" / "3" / "0" / "0"
+    chunk = path / "radial" / "c" / "0" / "0"
     chunk.write_bytes(b"\x00garbage" + chunk.read_bytes()[8:])
-    with pytest.raises(StaleStore, match="radial_by_l"):
+    with pytest.raises(StaleStore, match="radial"):
         open_store(path, geometry, ORDER)
     with caplog.at_level(logging.WARNING, logger="zernike3d.io.basis_store"):
         result = ensure_store(tmp_path, geometry, ORDER)
-    assert result.built and "radial_by_l" in result.reason
+    assert result.built and result.reason == "checksum of radial does not match"
     assert len(caplog.records) == 1 and "rebuilding" in caplog.records[0].getMessage()
     assert arrays_equal(open_store(path, geometry, ORDER), Basis.build(geometry, ORDER, radial_table=True))
 
 
 def test_changed_values_fail_the_checksum(tmp_path, geometry):
     path = ensure_store(tmp_path, geometry, ORDER).path
-    table = zarr.open_group(path, mode="r+")["grid/shell_radius"]
-    table[5] = table[5] * (1 + 1e-12)  # decodes fine, but is not what was written
+    chunk = path / "grid" / "shell_radius" / "c" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[40] ^= 0x01  # one bit of one value: still a valid float64, not what was written
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(StaleStore, match="checksum of grid/shell_radius does not match"):
+        open_store(path, geometry, ORDER)
+    # a caller that holds the grid tables reads only the radial table, which is intact
+    assert arrays_equal(open_store(path, geometry, ORDER, grid=geometry.grid),
+                        Basis.build(geometry, ORDER, radial_table=True))
     result = ensure_store(tmp_path, geometry, ORDER)
     assert result.built and result.reason == "checksum of grid/shell_radius does not match"
+
+
+def test_missing_chunk_is_detected(tmp_path, geometry):
+    path = ensure_store(tmp_path, geometry, ORDER).path
+    (path / "radial" / "c" / "0" / "0").unlink()
+    result = ensure_store(tmp_path, geometry, ORDER)
+    assert result.built and result.reason == "array radial lacks 1 of its chunks"
+
+
+def test_key_needs_no_tables(geometry, monkeypatch):
+    from zernike3d.maths import geometry as geometry_module
+
+    monkeypatch.setattr(geometry_module, "_grid_tables", lambda g: pytest.fail("grid tables were built"))
+    assert basis_store.basis_key(geometry, ORDER) == f"{geometry.key()}-n{ORDER}-t1"
 
 
 def test_changed_attributes_are_detected(tmp_path, geometry):
@@ -184,3 +205,29 @@ def test_basis_stage_reads_the_geometry_of_a_dataset_bundle(tmp_path):
     expected = BallGeometry.for_box(BOX, 1.5, radius="circumscribed")
     assert load_basis(out).geometry == expected
     assert cli_main(["basis", str(tmp_path / "data.txt"), "--order", "3", "--cache", str(tmp_path), "--out", str(out)]) == 2
+
+
+def test_the_radial_table_is_read_only_when_reading_is_predicted_faster(geometry):
+    from dataclasses import replace
+
+    from zernike3d.planning import CPU_RATES, radial_table_source
+
+    fast_disk = replace(CPU_RATES, zarr_read_seconds=0.0, zarr_bytes_per_s=1e12)
+    slow_disk = replace(CPU_RATES, zarr_read_seconds=1.0)
+    read, why = radial_table_source(geometry.grid, ORDER, fast_disk)
+    assert read and why.startswith("reading (")
+    read, why = radial_table_source(geometry.grid, ORDER, slow_disk)
+    # order 12 has 49 (n, l) rows, stored ORDER // 2 + 1 = 7 a chunk: 7 chunks at 1 s each
+    assert not read and why.endswith("faster than reading the store (7 s)")
+
+
+def test_decompose_with_basis_says_where_the_radial_table_came_from(tmp_path, geometry, capsys):
+    write_map(tmp_path / "map.mrc", chiral_phantom(BOX, 1.5), 1.5)
+    record = tmp_path / "basis.json"
+    assert cli_main(["basis", str(tmp_path / "map.mrc"), "--order", str(ORDER), "--cache", str(tmp_path / "cache"),
+                     "--out", str(record)]) == 0
+    assert cli_main(["decompose", str(tmp_path / "map.mrc"), "--order", str(ORDER), "--basis", str(record),
+                     "--out", str(tmp_path / "m.npz")]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("basis: radial table"))
+    assert ("read from" in line and "is faster than recomputing" in line) or (
+        "recomputed" in line and ("is faster than reading the store" in line or "not read" in line))

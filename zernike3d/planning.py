@@ -536,3 +536,22 @@ def cpu_model():
     except OSError:
         pass
     return ""
+
+
+def radial_table_source(grid, order, rates=None):
+    """``(read, why)``: whether a radial table to be held in memory is predicted faster to
+    read from the basis store (``read`` True) than to recompute, and a phrase saying why.
+
+    Reading costs one chunk per radial index (``order // 2 + 1`` rows a chunk, see
+    :mod:`zernike3d.io.basis_store`) at ``zarr_read_seconds`` each, plus the bytes at
+    ``zarr_bytes_per_s``; recomputing costs ``radial_eval`` per value. The grid tables are
+    not part of the choice: the planner has built them already.
+    """
+    rates = rates or load_rates()
+    rows = len(nl_table(order))
+    chunks = -(-rows // (order // 2 + 1))
+    read = chunks * rates.zarr_read_seconds + rows * grid.n_shells * 8 / rates.zarr_bytes_per_s
+    build = rates.radial_eval * rows * grid.n_shells
+    if read < build:
+        return True, f"reading ({read:.2g} s predicted) is faster than recomputing ({build:.2g} s)"
+    return False, f"recomputing ({build:.2g} s predicted) is faster than reading the store ({read:.2g} s)"

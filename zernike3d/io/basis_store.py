@@ -1,6 +1,7 @@
 """The zarr basis cache: ``DIR/<basis.key>.zarr``, one store per geometry and order.
 
-Layout (zarr format 3, default zstd compression):
+Layout (zarr format 3; chunks uncompressed, each followed by its CRC32C checksum, zarr's
+``crc32c`` codec, which zarr checks on every read):
 
 ==========================  =======================  ======================================
 array                       dtype, shape             meaning
@@ -8,25 +9,34 @@ array                       dtype, shape             meaning
 ``grid/<name>``             as in ``GridTables``     every table of
                                                      :class:`zernike3d.maths.geometry.GridTables`,
                                                      chunked along axis 0 (<= 8 MiB a chunk)
-``radial_by_l``             float64,                 R_nl at every shell radius, l-major:
-                            (order+1, kmax+1,        ``[l, k, shell]`` = R_{l+2k, l}; zero
-                            n_shells)                where l + 2k > order. One chunk per l,
-                                                     so the rows a transform needs for one l
-                                                     are one read (kmax = order // 2).
+``radial``                  float64,                 R_nl at every shell radius, rows l-major:
+                            (n_nl, n_shells)         for l = 0, 1, ..., order the rows
+                                                     n = l, l + 2, ... <= order, so the rows a
+                                                     transform needs for one l are one slice.
+                                                     order // 2 + 1 rows a chunk, so one l's
+                                                     rows lie in at most two chunks.
 ==========================  =======================  ======================================
+
+Chunks are not compressed: the tables are float64 values that hardly compress, so
+decompression would only add time to every read. Whether `decompose` reads the radial
+table or recomputes it is the planner's choice
+(:func:`zernike3d.planning.radial_table_source`); ``benchmarks/bench_basis_cache.py``
+measures both.
 
 No angular table is stored: the transforms recompute Pbar_lm(cos theta) per pair, which
 the planner measures to be cheaper than reading it back (see :mod:`zernike3d.planning`).
 
-Group attributes: ``store_format``, ``key`` (the ``Basis.key``), ``geometry``
+Group attributes: ``store_format``, ``key`` (the ``Basis.key``, computed from the
+geometry's parameters and the order, never from the tables), ``geometry``
 (``BallGeometry.to_dict()``), ``order``, ``table_format``, ``arrays`` ({name: {dtype,
-shape, sha256}}), ``sha256`` (of the sorted ``name:dtype:shape:sha256`` lines, i.e. of all
-array bytes in C order) and ``versions`` (zernike3d, numpy, zarr that wrote it).
+shape}}) and ``versions`` (zernike3d, numpy, zarr that wrote it).
 
 Guarantees. A store is built under a temporary name and renamed when complete
 (:func:`zernike3d.io.atomic.atomic_path`), so the final name holds a complete store or
-nothing. Opening verifies the key, geometry, order, formats and every checksum; any
-mismatch is logged in one line and the store is rebuilt, never trusted. Builds hold an
+nothing. Opening verifies the key, geometry, order, formats, dtypes and shapes, and every
+chunk read is checked against its CRC32C; any mismatch is logged in one line and the store
+is rebuilt, never trusted. A reader that already holds the grid tables (the planner built
+them) reads only the radial table. Builds hold an
 exclusive ``fcntl.flock`` on ``DIR/<key>.zarr.lock``: a second job asking for the same
 store waits, then reuses the first job's store. The temporaries of a killed build are
 removed by the next build (:func:`zernike3d.io.atomic.remove_stale_temporaries`).
@@ -35,7 +45,6 @@ removed by the next build (:func:`zernike3d.io.atomic.remove_stale_temporaries`)
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -43,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 import zarr
+from zarr.codecs import Crc32cCodec
 
 from zernike3d.io.atomic import atomic_path, zarr_kind
 from zernike3d.maths.basis import RADIAL_TABLE_LIMIT, TABLE_FORMAT, Basis, radial_table_bytes
@@ -50,14 +60,16 @@ from zernike3d.maths.geometry import BallGeometry, GridTables
 from zernike3d.maths.indexing import nl_table
 
 #: bump when the layout above changes, so that older stores are rebuilt
-STORE_FORMAT = 1
+STORE_FORMAT = 2
 #: target size of one chunk of a grid table (bytes)
-GRID_CHUNK_BYTES = 8 * 2**20
+CHUNK_BYTES = 8 * 2**20
+#: no compression; a CRC32C after each chunk, checked by zarr on every read
+CHUNK_CODECS = (Crc32cCodec(),)
 #: how :func:`load_basis` holds the radial table
 RADIAL_MODES = ("memory", "stream", "recompute")
 #: what write_store may replace: an earlier (stale or damaged) basis store
 STORE_OUTPUT = zarr_kind("a zernike3d basis store", lambda attrs: "store_format" in attrs and "key" in attrs,
-                         arrays=("grid", "radial_by_l"))
+                         arrays=("grid", "radial"))
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +92,8 @@ def store_path(cache_dir, key):
 
 
 def basis_key(geometry, order):
-    """``Basis.key`` of (geometry, order), without computing the radial table."""
-    return Basis(geometry, order, geometry.grid).key
+    """``Basis.key`` of (geometry, order), from their values alone (no table is built)."""
+    return Basis.key_for(geometry, order)
 
 
 def ensure_store(cache_dir, geometry, order):
@@ -110,43 +122,42 @@ def write_store(path, basis):
         records = {}
         for name, values in basis.grid.arrays().items():
             records[f"grid/{name}"] = _write_array(group, f"grid/{name}", values)
-        records["radial_by_l"] = _write_radial(group, basis)
+        records["radial"] = _write_radial(group, basis)
         group.attrs.update(_attributes(basis, records))
 
 
-def open_store(path, geometry, order, radial="memory"):
+def open_store(path, geometry, order, radial="memory", grid=None):
     """The :class:`Basis` in the store at ``path``, checked while it is read.
 
-    Raises :class:`StaleStore` (saying why) if the attributes or any checksum do not
-    match. radial: 'memory' (read the table into RAM), 'stream' (read one l at a time
-    from the store while transforming; the table is still read once, to check it) or
-    'recompute' (ignore the stored table).
+    Raises :class:`StaleStore` (saying why) if the attributes do not match or a chunk
+    fails its checksum. radial: 'memory' (read the table into RAM), 'stream' (read one l
+    at a time from the store while transforming; the table is read once first, to check
+    it) or 'recompute' (ignore the stored table). grid: the geometry's
+    :class:`GridTables` when the caller already has them (they are then not read).
     """
     if radial not in RADIAL_MODES:
         raise ValueError(f"radial must be one of {RADIAL_MODES}, got {radial!r}")
     group = _open_checked(Path(path), geometry, order)
     records = group.attrs["arrays"]
-    grid = GridTables(**{
-        name: np.concatenate(list(_checked_slabs(group, f"grid/{name}", records)))
-        for name in GridTables.__dataclass_fields__
-    })
-    radial_by_l = group["radial_by_l"]
-    slabs = _checked_slabs(group, "radial_by_l", records)
-    if radial == "memory":
-        return Basis(geometry, order, grid, _radial_table(slabs, order))
-    for _ in slabs:
-        pass
+    if grid is None:
+        grid = GridTables(**{name: _read_checked(group, f"grid/{name}", records)
+                             for name in GridTables.__dataclass_fields__})
+    if radial == "recompute":
+        return Basis(geometry, order, grid)
+    stored = _read_checked(group, "radial", records)
     if radial == "stream":
-        return StreamedBasis(geometry, order, grid, radial_by_l)
-    return Basis(geometry, order, grid)
+        return StreamedBasis(geometry, order, grid, group["radial"])
+    table = np.empty_like(stored)
+    table[_l_major_rows(order)] = stored
+    return Basis(geometry, order, grid, table)
 
 
-def load_basis(path_or_json, geometry=None, order=None, radial=None):
+def load_basis(path_or_json, geometry=None, order=None, radial=None, grid=None):
     """A :class:`Basis` from a store, a ``basis.json`` or a cache directory.
 
     geometry, order: what the caller needs (default: those recorded in the json/store).
-    A missing, stale or mismatched store is rebuilt in its cache directory. radial: see
-    :func:`open_store`; None keeps the table in memory up to
+    A missing, stale or mismatched store is rebuilt in its cache directory. radial, grid:
+    see :func:`open_store`; radial None keeps the table in memory up to
     ``zernike3d.maths.basis.RADIAL_TABLE_LIMIT`` bytes and streams it above.
     """
     path = Path(path_or_json)
@@ -166,7 +177,7 @@ def load_basis(path_or_json, geometry=None, order=None, radial=None):
     path = store_path(cache_dir, basis_key(geometry, order))
     for attempt in range(3):
         try:
-            return open_store(path, geometry, order, radial)
+            return open_store(path, geometry, order, radial, grid)
         except StaleStore as err:
             if str(err) != "missing":
                 log.warning("basis store %s: %s; rebuilding", path, err)
@@ -229,12 +240,13 @@ def basis_record(result, geometry, order):
 class StreamedBasis(Basis):
     """A :class:`Basis` whose radial rows are read from the store, one l at a time."""
 
-    def __init__(self, geometry, order, grid, radial_by_l):
+    def __init__(self, geometry, order, grid, radial):
         super().__init__(geometry, order, grid, radial_table=None)
-        self._radial_by_l = radial_by_l
+        self._radial = radial
+        self._start = np.concatenate([[0], np.cumsum([(order - l) // 2 + 1 for l in range(order + 1)])])
 
     def radial(self, l):
-        return self._radial_by_l[l, : (self.order - l) // 2 + 1]
+        return self._radial[self._start[l] : self._start[l + 1]]
 
 
 def _problem(path, geometry, order):
@@ -242,8 +254,7 @@ def _problem(path, geometry, order):
     try:
         group = _open_checked(path, geometry, order)
         for name in group.attrs["arrays"]:
-            for _ in _checked_slabs(group, name, group.attrs["arrays"]):
-                pass
+            _read_checked(group, name, group.attrs["arrays"])
     except StaleStore as err:
         return str(err)
     return None
@@ -269,32 +280,30 @@ def _open_checked(path, geometry, order):
         if attrs.get(name) != value:
             raise StaleStore(f"attribute {name} is {attrs.get(name)!r}, expected {value!r}")
     records = attrs.get("arrays")
-    if not isinstance(records, dict) or _combined_digest(records) != attrs.get("sha256"):
-        raise StaleStore("attribute sha256 does not match the array checksums")
+    names = {f"grid/{name}" for name in GridTables.__dataclass_fields__} | {"radial"}
+    if not isinstance(records, dict) or set(records) != names:
+        raise StaleStore(f"attribute arrays does not list {', '.join(sorted(names))}")
     return group
 
 
-def _checked_slabs(group, name, records):
-    """Yield ``group[name]`` chunk by chunk along axis 0; :class:`StaleStore` at the end
-    if its dtype, shape or sha256 differ from ``records[name]``."""
+def _read_checked(group, name, records):
+    """``group[name]`` read whole; :class:`StaleStore` if its dtype or shape differ from
+    ``records[name]`` or a chunk is missing or fails its CRC32C."""
     record = records[name]
     try:
         array = group[name]
         if [array.dtype.str, list(array.shape)] != [record["dtype"], record["shape"]]:
             raise StaleStore(f"array {name} is {array.dtype} {array.shape}, expected "
                              f"{record['dtype']} {tuple(record['shape'])}")
-        digest = hashlib.sha256()
-        step = max(array.chunks[0], 1)
-        for start in range(0, max(array.shape[0], 1), step):
-            slab = np.ascontiguousarray(array[start : start + step])
-            digest.update(slab.tobytes())
-            yield slab
+        if array.nchunks_initialized != array.nchunks:
+            raise StaleStore(f"array {name} lacks {array.nchunks - array.nchunks_initialized} of its chunks")
+        return array[...]
     except StaleStore:
         raise
-    except Exception as err:  # a damaged chunk fails to decode
+    except Exception as err:  # a damaged chunk fails its checksum or does not decode
+        if "checksum" in str(err):
+            raise StaleStore(f"checksum of {name} does not match") from None
         raise StaleStore(f"array {name} {_unreadable(err)}") from None
-    if digest.hexdigest() != record["sha256"]:
-        raise StaleStore(f"checksum of {name} does not match")
 
 
 def _unreadable(err):
@@ -309,7 +318,6 @@ def _attributes(basis, records):
         "geometry": basis.geometry.to_dict(),
         "order": basis.order,
         "arrays": records,
-        "sha256": _combined_digest(records),
         "versions": {
             "zernike3d": _version("zernike3d"),
             "numpy": np.__version__,
@@ -318,52 +326,43 @@ def _attributes(basis, records):
     }
 
 
+def _create(group, name, shape, dtype, rows=None):
+    """An uncompressed, CRC32C-checked array chunked along axis 0: ``rows`` rows a chunk,
+    or as many as fit in CHUNK_BYTES."""
+    row_bytes = max(int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize, 1)
+    rows = rows or max(1, CHUNK_BYTES // row_bytes)
+    chunks = (max(1, min(shape[0], rows)),) + tuple(max(c, 1) for c in shape[1:])
+    return group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, compressors=CHUNK_CODECS)
+
+
 def _write_array(group, name, values):
     values = np.ascontiguousarray(values)
-    row_bytes = max(values[:1].nbytes, 1)
-    chunks = (max(1, min(values.shape[0], GRID_CHUNK_BYTES // row_bytes)),) + values.shape[1:]
-    chunks = tuple(max(c, 1) for c in chunks)
-    array = group.create_array(name, shape=values.shape, dtype=values.dtype, chunks=chunks)
-    array[...] = values
-    return _record(values.dtype, values.shape, hashlib.sha256(values.tobytes()))
+    _create(group, name, values.shape, values.dtype)[...] = values
+    return _record(values.dtype, values.shape)
 
 
 def _write_radial(group, basis):
-    """``radial_by_l`` written one l (= one chunk) at a time; returns its record."""
+    """The radial table, rows l-major (see the module docstring), written one l at a time;
+    returns its record."""
     order, n_shells = basis.order, basis.grid.n_shells
-    shape = (order + 1, order // 2 + 1, n_shells)
-    array = group.create_array("radial_by_l", shape=shape, dtype="float64", chunks=(1,) + shape[1:])
-    digest = hashlib.sha256()
+    shape = (len(nl_table(order)), n_shells)
+    array = _create(group, "radial", shape, "float64", rows=order // 2 + 1)
+    start = 0
     for l in range(order + 1):
-        slab = np.zeros(shape[1:])
         rows = basis.radial(l)
-        slab[: rows.shape[0]] = rows
-        array[l] = slab
-        digest.update(slab.tobytes())
-    return _record(np.dtype("float64"), shape, digest)
+        array[start : start + rows.shape[0]] = rows
+        start += rows.shape[0]
+    return _record(np.dtype("float64"), shape)
 
 
-def _radial_table(slabs, order):
-    """The radial table in ``nl_table(order)`` row order from the ``radial_by_l`` slabs."""
+def _l_major_rows(order):
+    """Row of ``nl_table(order)`` of each row of the stored (l-major) radial table."""
     nl = nl_table(order)
-    rows_by_l = [np.flatnonzero(nl[:, 1] == l) for l in range(order + 1)]
-    table = None
-    for l, slab in enumerate(slabs):
-        if table is None:
-            table = np.empty((len(nl), slab.shape[-1]))
-        table[rows_by_l[l]] = slab[0, : rows_by_l[l].size]
-    return table
+    return np.lexsort((nl[:, 0], nl[:, 1]))
 
 
-def _record(dtype, shape, digest):
-    return {"dtype": np.dtype(dtype).str, "shape": list(shape), "sha256": digest.hexdigest()}
-
-
-def _combined_digest(records):
-    lines = "".join(
-        f"{name}:{r['dtype']}:{r['shape']}:{r['sha256']}\n" for name, r in sorted(records.items())
-    )
-    return hashlib.sha256(lines.encode()).hexdigest()
+def _record(dtype, shape):
+    return {"dtype": np.dtype(dtype).str, "shape": list(shape)}
 
 
 @contextlib.contextmanager

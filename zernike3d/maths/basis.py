@@ -37,9 +37,14 @@ class Basis:
         table = radial_polynomials(order, grid.shell_radius) if radial_table else None
         return cls(geometry, order, grid, table)
 
+    @staticmethod
+    def key_for(geometry, order):
+        """The cache key of (geometry, order), from their values alone."""
+        return f"{geometry.key()}-n{int(order)}-t{TABLE_FORMAT}"
+
     @property
     def key(self):
-        return f"{self.geometry.key()}-n{self.order}-t{TABLE_FORMAT}"
+        return self.key_for(self.geometry, self.order)
 
     @property
     def nbytes(self):

@@ -224,7 +224,7 @@ def transform_options(args, geometry, order, n_volumes, stage, basis_path=None):
     from zernike3d.hardware import cuda_ordinal, probe
     from zernike3d.io.basis_store import load_basis
     from zernike3d.maths.basis import Basis
-    from zernike3d.planning import plan_for
+    from zernike3d.planning import plan_for, radial_table_source
 
     machine = probe()
     device = None if args.device == "auto" else args.device
@@ -246,8 +246,16 @@ def transform_options(args, geometry, order, n_volumes, stage, basis_path=None):
     print(f"plan: {choice.placement} (predicted {choice.seconds:.2g} s, {choice.host_bytes / 2**20:.0f} MiB host"
           + (f", {choice.gpu_bytes / 2**20:.0f} MiB GPU)" if choice.gpu_bytes else ")"))
     options = choice.transform_options()
-    if basis_path is not None:
-        basis = load_basis(basis_path, geometry, order, radial=options["radial"])
+    read = basis_path is not None and options["radial"] != "recompute"
+    if basis_path is not None and not read:
+        print(f"basis: radial table recomputed per block ({choice.placement} is the fastest placement); "
+              f"{basis_path} not read")
+    if read and options["radial"] == "memory":
+        read, why = radial_table_source(geometry.grid, order)
+        print(f"basis: radial table {'read from ' + str(basis_path) if read else 'recomputed'}: {why}")
+    if read:
+        # the planner has built the grid tables: only the radial table is read
+        basis = load_basis(basis_path, geometry, order, radial=options["radial"], grid=geometry.grid)
     else:
         basis = Basis.build(geometry, order, radial_table=options["radial"] == "memory")
     return {
