@@ -21,7 +21,9 @@ key                 dtype, shape      meaning
 ``maps_sha256``     str (V,)          optional: fingerprint of each map decomposed
                                       (:func:`zernike3d.io.dataset.maps_fingerprint`);
                                       ``--particles`` refuses a dataset whose maps
-                                      have others. Files without it are read.
+                                      have others. Files without it are read. A
+                                      rigid motion (``align --rotated-out``) keeps
+                                      it: the job's latents still apply.
 ==================  ================  ==================================================
 
 Conventions of the moments themselves (Z_nlm normalisation, voxel weight) are in
