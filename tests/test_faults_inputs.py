@@ -240,12 +240,16 @@ def test_reconstruct_voxel_size_inf(capsys, work):
     ({"voxel_size": float("inf")}, "not finite"),
     ({"voxel_size": float("nan")}, "not finite"),
     ({"dimensions": 0}, "0 voxels"),
-], ids=["voxel-inf", "voxel-nan", "zero-dims"])
+    ({"origin": float("inf")}, "origin in the header is not finite"),
+], ids=["voxel-inf", "voxel-nan", "zero-dims", "origin-inf"])
 def test_mrc_header_geometry(capsys, work, header, problem):
     path = work / "map.mrc"
     if "voxel_size" in header:
         with mrcfile.open(path, "r+") as mrc:
             mrc.voxel_size = header["voxel_size"]
+    elif "origin" in header:
+        with mrcfile.open(path, "r+") as mrc:
+            mrc.header.origin = (header["origin"], 0.0, 0.0)
     else:
         with open(path, "r+b") as f:
             f.write(np.zeros(3, "<i4").tobytes())
