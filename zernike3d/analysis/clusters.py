@@ -23,8 +23,8 @@ from zernike3d.errors import InputError
 
 METHODS = ("kmeans", "gmm")
 #: models are fitted on at most this many particles (a fixed random sample), then every
-#: particle is labelled: a million particles give the same clusters, 5-10x slower
-FIT_SAMPLE = 200_000
+#: particle is labelled (a million particles give the same clusters, many times slower)
+FIT_SAMPLE = 100_000
 #: principal components of the standardised invariants used for clustering
 INVARIANT_DIMENSIONS = 10
 

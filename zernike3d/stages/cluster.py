@@ -51,6 +51,7 @@ def run(args):
     from zernike3d.analysis import clusters as cl
     from zernike3d.analysis.latent_plots import index_points, plot_latent_pairs
     from zernike3d.io.atomic import atomic_path, check_replaceable, folder_kind
+    from zernike3d.io.cryosparc_export import rows_of_uids, write_subset
     from zernike3d.io.dataset import Dataset
 
     dataset = Dataset.load(args.dataset)
@@ -65,6 +66,7 @@ def run(args):
     invariants = _particle_invariants(args, dataset) if args.particle_invariants else None
     if args.space == "invariants" and invariants is None:
         raise InputError("--space invariants", "needs --particle-invariants P.zarr")
+    marked = index_points(args.index, dataset.n_components) if args.index else None
 
     clustering = None
     if args.k is not None:
@@ -74,7 +76,7 @@ def run(args):
     table = None
     if any(export for _, _, _, export in subsets):
         table, fmt, cs_source = _particle_table(args, dataset)
-        rows = _table_rows(table, dataset.uid, cs_source)
+        rows = rows_of_uids(table["uid"], dataset.uid, cs_source)
 
     with atomic_path(args.out_dir, folder_kind("cluster")) as out:
         if clustering is not None:
@@ -91,8 +93,6 @@ def run(args):
             count = int(mask.sum())
             lines.append([name, kind, count, f"{count / len(mask):.6f}", _describe(args, name)])
             if export and count:
-                from zernike3d.io.cryosparc_export import write_subset
-
                 write_subset(out / "subsets", name, table, fmt, np.sort(rows[mask]),
                              f"zernike3d cluster of {Path(args.dataset).name}: {_describe(args, name)}")
         _write_csv(out / "selections.csv", ["name", "kind", "count", "fraction", "description"], lines)
@@ -101,7 +101,7 @@ def run(args):
         plot_latent_pairs(out / "latents.png", latents, f"{args.dataset}: {len(latents)} particles"
                           + (f"\n{args.k} {args.method} clusters on the {args.space}" if clustering else ""),
                           labels=None if clustering is None else clustering.labels, centres=centres,
-                          series=index_points(args.index, dataset.n_components) if args.index else None)
+                          series=marked)
     exported = sum(1 for _, _, mask, export in subsets if export and mask.any())
     print(f"wrote {args.out_dir}: {len(subsets)} subsets of {len(dataset.uid)} particles"
           + (f" ({exported} as cryoSPARC .cs/.csg in subsets/)" if exported else ""))
@@ -168,12 +168,6 @@ def _particle_table(args, dataset):
         raise InputError(path, f"the particles .cs {args.dataset} was imported from is gone: give it with --particles-cs")
     table, fmt = read_table(path)
     return table, fmt, path
-
-
-def _table_rows(table, uid, source):
-    from zernike3d.io.cryosparc_export import rows_of_uids
-
-    return rows_of_uids(table["uid"], uid, source)
 
 
 def _z_names(dataset):
