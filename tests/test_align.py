@@ -337,3 +337,16 @@ def test_align_command_errors_are_one_line_and_write_nothing(tmp_path, capsys, h
         assert not out.exists() and not (tmp_path / "r.npz").exists()
     assert main(["align", str(tmp_path / "ref.npz"), str(tmp_path / "ref.npz"), "--out", str(tmp_path / "a.txt")]) == 2
     assert ".json" in capsys.readouterr().err
+
+
+def test_align_command_never_overwrites_an_input_or_a_strangers_file(tmp_path, capsys, helix_moments):
+    reference = tmp_path / "ref.npz"
+    helix_moments.save(reference)
+    before = reference.read_bytes()
+    assert main(["align", str(reference), str(reference), "--out", str(tmp_path / "a.json"),
+                 "--rotated-out", str(reference)]) == 2
+    assert "input" in capsys.readouterr().err and reference.read_bytes() == before
+    theirs = tmp_path / "notes.json"
+    theirs.write_text('{"mine": true}\n')
+    assert main(["align", str(reference), str(reference), "--out", str(theirs)]) == 2
+    assert "refusing to replace" in capsys.readouterr().err and theirs.read_text() == '{"mine": true}\n'
