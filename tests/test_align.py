@@ -235,6 +235,9 @@ def test_align_flags_the_mirror_image(helix_moments):
     points = CENTRE + rng.uniform(-10, 10, size=(20, 3))
     in_moving = (points - CENTRE) @ (MOTION @ flip_x).T + CENTRE + SHIFT
     assert np.abs(fit.apply(in_moving) - points).max() < 0.05
+    # and the mirror image expressed in the reference frame is the helix again
+    aligned = express_in_reference_frame(mirror, fit).moments[0]
+    assert np.linalg.norm(aligned - helix_moments.moments[0]) < 0.05 * np.linalg.norm(helix_moments.moments[0])
 
 
 def test_align_says_when_the_hand_cannot_be_told():
