@@ -6,13 +6,16 @@ low-passed), each map is decomposed once at the highest order and rebuilt from t
 up to each order n. The FSC between map and expansion, both multiplied by the ball mask
 (raised-cosine edge 3 voxels, as `zernike3d qc`), gives the resolution at FSC 0.5. Points
 where the crossing is not reached or lies within 1.25× Nyquist (the voxels, not the order,
-limit them) are left out of the fit. The fitted constant c of resolution = c·πR/n is the
-median of the per-point ratios; its spread is their 10th–90th percentile.
+limit them) are left out of the fit. Two forms are fitted: resolution = c·πR/n (c the
+median of the per-point ratios, spread their 10th–90th percentile), and resolution =
+c·πR/(n + b) (least squares on log resolution over a grid of b), which follows the
+measurements better because the ratio to πR/n grows with n.
 
     python benchmarks/fit_resolution.py                      # the table and the fit
     python benchmarks/fit_resolution.py --hand /path/hand-vol.mrc --threads 2
 
-The result is the constant ``RESOLUTION_FACTOR`` of ``zernike3d/maths/resolution.py``.
+The second fit gives ``RESOLUTION_FACTOR`` (c) and ``ORDER_OFFSET`` (b) of
+``zernike3d/maths/resolution.py``.
 """
 
 import argparse

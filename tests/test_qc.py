@@ -214,3 +214,15 @@ def test_fsc_oversampling_gives_finer_shells_of_the_same_curve():
     assert fine.frequency[-1] == pytest.approx(coarse.frequency[-1])
     # every other fine shell sits at a coarse shell's frequency and agrees with it closely
     np.testing.assert_allclose(fine.fsc[2::2], coarse.fsc[1:], atol=0.1)
+
+
+def test_qc_refuses_a_maps_index_that_is_not_one(capsys, tmp_path):
+    paths, _, _ = write_small_job(tmp_path)
+    index = tmp_path / "index.csv"
+    index.write_text("name,value\nbase.mrc,1\n")
+    argv = ["qc", "--dataset", paths.dataset, "--moments", paths.moments, "--maps-index", index,
+            "--out-dir", tmp_path / "qc"]
+    assert main([str(a) for a in argv]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"zernike3d qc: error: {index}: is not an index.csv of `zernike3d reconstruct` (columns file, kind, ...)"]
+    assert not (tmp_path / "qc").exists()

@@ -4,11 +4,12 @@ All maps must share box and voxel size; they are decomposed in the same ball and
 as one volume each, named by --names or by their file names. The input may instead be
 one dataset bundle (.npz, from `zernike3d import` / `preprocess`): its base map and 3DVA
 components become the volumes base, component_0, ... With --basis (the basis.json of
-`zernike3d basis`) the cached basis tables are used instead of being rebuilt. Density outside the ball
+`zernike3d basis`) the radial table is read from the cached store when the planner
+predicts reading faster than recomputing it; the log says which it did and why. Density outside the ball
 is ignored: its share of the absolute density is reported, with a warning above 1%.
 
 Choosing the order: an expansion up to order n reaches a resolution (FSC 0.5 against the
-map inside the ball) of about 1.81 π R / (n + 2.5) Å (:mod:`zernike3d.maths.resolution`,
+map inside the ball) of about 1.81 π R / (n + 2.5) Å (zernike3d/maths/resolution.py,
 fitted on real-like maps), e.g. 6.8 Å for R = 51.2 Å and n = 40. --resolution Å picks
 the smallest order that reaches it. An order past the one that reaches Nyquist (two
 voxels; e.g. 89 for R = 32 Å, 1 Å voxels) only fits noise and interpolation artefacts:
