@@ -43,7 +43,8 @@ def test_install_puts_the_profile_where_snakemake_finds_it(tmp_path, monkeypatch
 
     site = tmp_path / "site.yaml"
     site.write_text(yaml.safe_dump({"partition": "cpu", "gpu_partition": "gpu", "account": "proj42",
-                                    "gpu_model": "a100", "max_runtime": 2880, "max_threads": 32}))
+                                    "gpu_model": "a100", "max_runtime": 2880, "max_threads": 32,
+                                    "query_nodes": False}))
     env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "xdg"))
     run = subprocess.run([sys.executable, "-m", "zernike3d", "profile", "install", "--site", str(site)],
                          cwd=tmp_path, env=env, capture_output=True, text=True)
@@ -68,7 +69,7 @@ def test_install_puts_the_profile_where_snakemake_finds_it(tmp_path, monkeypatch
     found = get_profile_dir("slurm")
     assert found is not None and Path(found[1]).resolve() == installed.resolve()
     # a second install of a different site refuses without --force
-    site.write_text(yaml.safe_dump({"partition": "other"}))
+    site.write_text(yaml.safe_dump({"partition": "other", "query_nodes": False}))
     again = subprocess.run([sys.executable, "-m", "zernike3d", "profile", "install", "--site", str(site)],
                            cwd=tmp_path, env=env, capture_output=True, text=True)
     assert again.returncode == 2 and "--force" in again.stderr
@@ -81,6 +82,41 @@ def test_a_wrong_site_key_is_named(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 2
     assert "unknown key 'partiton'" in run.stderr
+
+
+def test_gpu_count_reads_sinfo_gres():
+    assert profile.gpu_count("(null)") == 0
+    assert profile.gpu_count("gpu:a100:4(S:0-1),shard:8") == 4
+    assert profile.gpu_count("gpu:a100:4,gpu:v100:2", "v100") == 2
+    assert profile.gpu_count("gpu:2") == 2 and profile.gpu_count("gpu:2", "a100") == 0
+
+
+def test_node_types_go_into_the_profile():
+    """The partitions' node types (as install reads them with sinfo) become the workflow's
+    slurm_nodes/slurm_gpu_nodes and, without max_threads, Snakemake's max-threads."""
+    _, site = profile.load_site(REPO / "config" / "slurm-site.yaml")
+    nodes = {"slurm_nodes": [{"cpus": 2, "mem_mb": 7000, "gpus": 0}, {"cpus": 8, "mem_mb": 64000, "gpus": 0}],
+             "slurm_gpu_nodes": [{"cpus": 16, "mem_mb": 128000, "gpus": 4}]}
+    text = yaml.safe_load(profile.render_profile(site, nodes=nodes))
+    assert text["max-threads"] == 16
+    assert text["config"]["slurm_nodes"] == "2:7000:0,8:64000:0"
+    assert text["config"]["slurm_gpu_nodes"] == "16:128000:4"
+
+
+def test_jobs_are_fitted_to_the_nodes():
+    from zernike3d.resources import fit_to_nodes
+
+    nodes = [{"cpus": 2, "mem_mb": 7000, "gpus": 0}, {"cpus": 8, "mem_mb": 4000, "gpus": 1}]
+    assert fit_to_nodes(2, 6000, 0, nodes) == 6000
+    assert fit_to_nodes(4, 3000, 1, nodes) == 3000
+    assert fit_to_nodes(8, 5000, 0, []) == 5000  # nodes unknown: as asked
+    with pytest.raises(ValueError, match=r"needs 6000 MB of memory, but the nodes with 4 CPUs have at most 4000 MB"):
+        fit_to_nodes(4, 6000, 0, nodes)
+    with pytest.raises(ValueError, match=r"needs 16 CPUs, but no node offers that"):
+        fit_to_nodes(16, 100, 0, nodes)
+    with pytest.raises(ValueError, match=r"needs 2 CPUs and 1 GPU, but no node offers that"):
+        fit_to_nodes(2, 100, 1, nodes[:1])
+    assert fit_to_nodes(2, 2 * 5000, 0, nodes, attempt=2) == 7000  # a retry gets the largest node
 
 
 # --- the cluster ----------------------------------------------------------------------
@@ -151,11 +187,14 @@ def slurm_run(slurm_cluster, tmp_path_factory):
     for part in ("workflow", "zernike3d", "config", "envs"):
         shutil.copytree(REPO / part, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
     config = absolute_test_config(shared)
+    # more threads than the node's CPUs (the default 4): the profile must cap them, or the
+    # multi-threaded jobs would stay pending forever
+    config["threads"] = 4 * os.cpu_count()
     (repo / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     site = root / "site.yaml"
-    # MinJobAge of the test cluster is 300 s >= 3 x 8 s: squeue sees finished jobs
-    # max_threads: the node has 2 CPUs; a job asking for more would stay pending forever
-    site.write_text(yaml.safe_dump({"gpu_model": GPU_TYPE, "init_seconds_before_status_checks": 8, "max_threads": 2,
+    # MinJobAge of the test cluster is 300 s >= 3 x 8 s: squeue sees finished jobs. No
+    # max_threads: install reads the node's CPUs, memory and GPUs with sinfo
+    site.write_text(yaml.safe_dump({"gpu_model": GPU_TYPE, "init_seconds_before_status_checks": 8,
                                     "latency_wait": 5, "jobs": 4, "retries": 0, "max_runtime": 30}))
     env = dict(os.environ, XDG_CONFIG_HOME=str(root / "xdg"))
     env.pop("SLURM_JOB_ID", None)
@@ -168,7 +207,9 @@ def slurm_run(slurm_cluster, tmp_path_factory):
                          capture_output=True, text=True, timeout=900)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-8000:]
-    return {"repo": repo, "output": output, "seconds": time.time() - started, "jobs": job_table()}
+    installed = yaml.safe_load((root / "xdg" / "snakemake" / "slurm" / "config.yaml").read_text())
+    return {"repo": repo, "output": output, "seconds": time.time() - started, "jobs": job_table(),
+            "profile": installed, "env": env}
 
 
 def test_slurm_run_completes(slurm_run):
@@ -201,3 +242,45 @@ def test_jobs_given_an_unusable_gpu_say_so_and_run_on_the_cpu(slurm_run):
         fallback = [line for line in log.splitlines() if "granted but cannot be used" in line]
         assert len(fallback) == 1 and fallback[0].endswith("running on the CPU"), log
         assert "plan: cpu-" in log
+
+
+def test_install_read_the_nodes_with_sinfo(slurm_run):
+    cpus, mem_mb, gpus = map(int, slurm_run["profile"]["config"]["slurm_nodes"].split(":"))
+    assert cpus == os.cpu_count() and gpus == 1 and mem_mb > 1000, (cpus, mem_mb, gpus)
+    assert slurm_run["profile"]["max-threads"] == os.cpu_count()
+
+
+def test_no_job_asked_for_more_cpus_than_the_node_has(slurm_run):
+    ours = [j for j in slurm_run["jobs"] if j["comment"].startswith("rule_")]
+    cpus = {j["comment"]: int(j["tres"].split("cpu=")[1].split(",")[0]) for j in ours if "cpu=" in j["tres"]}
+    assert len(cpus) == len(ours) and max(cpus.values()) == os.cpu_count(), cpus
+
+
+def test_account_guessing_is_explained(slurm_run):
+    """snakemake-executor-plugin-slurm 2.8.0 ignores slurm-no-account and guesses an
+    account with sacct; the profile says so where the flag is set."""
+    text = (Path(slurm_run["env"]["XDG_CONFIG_HOME"]) / "snakemake" / "slurm" / "config.yaml").read_text()
+    assert "declares this flag but never reads it" in text
+
+
+def test_a_job_that_fits_no_node_stops_the_run_with_one_line(slurm_run):
+    """`snakemake --profile slurm -n` with a memory override larger than the node: the
+    rule and dataset named in one line, before anything is submitted."""
+    repo = slurm_run["repo"]
+    config_file = repo / "config" / "config.yaml"
+    original = config_file.read_text()
+    config = yaml.safe_load(original)
+    node_mb = int(slurm_run["profile"]["config"]["slurm_nodes"].split(":")[1])
+    config["resources"] = {"basis": {"mem_mb": 2 * node_mb, "runtime": 10}}
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    try:
+        run = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "slurm", "-n"], cwd=repo,
+                             env=slurm_run["env"], capture_output=True, text=True, timeout=300)
+    finally:
+        config_file.write_text(original)
+    output = run.stdout + run.stderr
+    assert run.returncode == 1, output[-3000:]
+    lines = [line for line in output.splitlines() if "cannot run on this cluster" in line]
+    assert lines == [f"the basis job of datasets.job3dva cannot run on this cluster: needs {2 * node_mb} MB of memory, "
+                     f"but the nodes with {os.cpu_count()} CPUs have at most {node_mb} MB "
+                     f"(nodes: {os.cpu_count()} CPUs, {node_mb} MB, 1 GPU)"], output[-3000:]

@@ -407,3 +407,151 @@ def test_transform_jobs_follow_the_plan_for_their_node():
     assert reconstruct["gpu"] == 0 and reconstruct["mem_mb"] >= resources.MIN_MEM_MB
     gpu_node = MachineDescription(2, 2**50, 2**50, 2**50, gpus=(GpuDescription(0, "g", 80 * 2**30, 80 * 2**30),), cupy_usable=True)
     assert plan_for(192, 60, n_volumes=4, machine=gpu_node, threads=2).choice.placement.startswith("gpu")
+
+
+# --- every setting that changes an output re-runs its rule and all that follows --------
+
+#: a change's value that removes the key
+DELETE = "<delete>"
+
+HAND_FROM_IMPORT = {"import_data": 1, "preprocess": 1, "basis": 1, "decompose": 1, "invariants_single": 1,
+                    "reconstruct": 1, "qc_single": 1, "all": 1}
+HAND_FROM_PREPROCESS = {k: v for k, v in HAND_FROM_IMPORT.items() if k != "import_data"}
+HAND_FROM_BASIS = {k: v for k, v in HAND_FROM_PREPROCESS.items() if k != "preprocess"}
+JOB_FROM_EXAMPLE = {"example_job": 1, "import_data": 1, "preprocess": 1, "basis": 1, "decompose": 1,
+                    "invariants": 1, "reconstruct": 1, "qc": 1, "all": 1}
+JOB_FROM_PREPROCESS = {k: v for k, v in JOB_FROM_EXAMPLE.items() if k not in ("example_job", "import_data")}
+RECONSTRUCT = {"reconstruct": 1, "all": 1}
+BOTH_FROM_BASIS = {"basis": 2, "decompose": 2, "invariants": 1, "invariants_single": 1, "reconstruct": 2,
+                   "qc": 1, "qc_single": 1, "all": 1}
+NOTHING = {}
+CLUSTERS = {"cluster": 1, "cluster_maps": 1, "all": 1}
+
+#: (config key, the change(s) as (key path, new value), the jobs a dry run must schedule)
+SETTING_CHANGES = [
+    ("example.box", [("datasets.job3dva.example.box", 16)], JOB_FROM_EXAMPLE),
+    ("example.n_components", [("datasets.job3dva.example.n_components", 3),
+                              ("datasets.job3dva.reconstruct.latents", [[-0.5, 0.5, 0.0]])], JOB_FROM_EXAMPLE),
+    ("example.particles_cs", [("datasets.job3dva.example.particles_cs", "SHARED/cryosparc_J2_particles_exported.cs")],
+     JOB_FROM_EXAMPLE),
+    ("example.seed", [("datasets.job3dva.example.seed", 1)], JOB_FROM_EXAMPLE),
+    ("map", [("datasets.hand.map", "COPY/hand-vol.mrc")], HAND_FROM_IMPORT),
+    ("apix", [("datasets.hand.apix", 1.5)], HAND_FROM_IMPORT),
+    ("preprocess.crop", [("datasets.hand.preprocess.crop", 48)], HAND_FROM_PREPROCESS),
+    ("preprocess.center", [("datasets.hand.preprocess.center", "30,30,30")], HAND_FROM_PREPROCESS),
+    ("preprocess.bin", [("datasets.hand.preprocess.bin", 1)], HAND_FROM_PREPROCESS),
+    ("preprocess.mask", [("datasets.hand.preprocess.mask", "sphere")], HAND_FROM_PREPROCESS),
+    ("preprocess.mask_radius", [("datasets.job3dva.preprocess.mask_radius", 20.0)], JOB_FROM_PREPROCESS),
+    ("preprocess.mask_edge", [("datasets.job3dva.preprocess.mask_edge", 4)], JOB_FROM_PREPROCESS),
+    ("order", [("datasets.hand.order", 16)], HAND_FROM_BASIS),
+    ("resolution", [("datasets.hand.order", DELETE), ("datasets.hand.resolution", 8.0)], HAND_FROM_BASIS),
+    ("radius", [("datasets.hand.radius", "circumscribed")], HAND_FROM_BASIS),
+    ("center", [("datasets.hand.center", "30,30,30")], HAND_FROM_BASIS),
+    # the maps of the series, k-means and particles go; the PCA plot is no longer made
+    ("particle_invariants", [("datasets.job3dva.particle_invariants", False)], {"reconstruct": 1, "qc_single": 1, "all": 1}),
+    ("reconstruct.order", [("datasets.job3dva.reconstruct.order", 10)], RECONSTRUCT),
+    ("reconstruct.box", [("datasets.job3dva.reconstruct.box", 32)], RECONSTRUCT),
+    ("reconstruct.voxel_size", [("datasets.job3dva.reconstruct.voxel_size", 2.0)], RECONSTRUCT),
+    ("reconstruct.series", [("datasets.job3dva.reconstruct.series", 3)], RECONSTRUCT),
+    ("reconstruct.percentiles", [("datasets.job3dva.reconstruct.percentiles", [10, 90])], RECONSTRUCT),
+    ("reconstruct.kmeans", [("datasets.job3dva.reconstruct.kmeans", 3)], RECONSTRUCT),
+    ("reconstruct.particles", [("datasets.job3dva.reconstruct.particles", [1])], RECONSTRUCT),
+    ("reconstruct.latents", [("datasets.job3dva.reconstruct.latents", [[0.5, 0.5]])], RECONSTRUCT),
+    ("reconstruct.mapspace", [("datasets.job3dva.reconstruct.mapspace", True)], RECONSTRUCT),
+    ("reconstruct.movie", [("datasets.job3dva.reconstruct.movie", True)], RECONSTRUCT),
+    ("reconstruct.mapspace", [("datasets.job3dva.reconstruct.mapspace", True)], RECONSTRUCT),
+    ("reconstruct.movie", [("datasets.job3dva.reconstruct.movie", True)], RECONSTRUCT),
+    # clusters (none in .test): each setting, given with k, schedules the cluster jobs
+    *((f"clusters.{key}", [("datasets.job3dva.clusters.k", 2), (f"datasets.job3dva.clusters.{key}", value)], CLUSTERS)
+      for key, value in (("k", 2), ("method", "gmm"), ("space", "invariants"), ("export_subsets", False),
+                         ("bins", ["0:2"]), ("ranges", ["z_0=0:"]), ("particles_cs", "SHARED/cryosparc_P12_J24_001_particles.cs"))),
+    ("clusters.maps", [("datasets.job3dva.clusters.k", 2), ("datasets.job3dva.clusters.maps", False)],
+     {"cluster": 1, "all": 1}),
+    *((f"clusters.{key}", [("datasets.job3dva.clusters.paths", [["index:0", "index:1"]]),
+                           (f"datasets.job3dva.clusters.{key}", value)], {"paths": 1, "path_maps": 1, "all": 1})
+      for key, value in (("paths", [["index:0", "index:1"]]), ("path_frames", 4), ("path_neighbours", 5),
+                         ("path_density", True))),
+    ("basis_cache", [("basis_cache", "results/other_cache")], BOTH_FROM_BASIS),
+    ("basis_cache null", [("basis_cache", None)], {k: v for k, v in BOTH_FROM_BASIS.items() if k != "basis"}),
+    # settings that change where or how fast, not what: nothing to re-make
+    ("qc", [("datasets.hand.qc", False)], NOTHING),
+    ("dataset threads", [("datasets.hand.threads", 2)], NOTHING),
+    ("dataset gpu", [("datasets.hand.gpu", True)], NOTHING),
+    ("threads", [("threads", 2)], NOTHING),
+    ("gpu", [("gpu", True)], NOTHING),
+    ("gpu_memory_gb", [("gpu_memory_gb", 80)], NOTHING),
+    ("resources", [("resources", {"decompose": {"mem_mb": 4000, "runtime": 30}})], NOTHING),
+    ("slurm settings", [("slurm_max_runtime", 30), ("slurm_partition", "cpu"), ("slurm_gpu_model", "a100"),
+                         ("slurm_gpu_partition", "gpu"), ("slurm_nodes", "2:64000:1"), ("slurm_gpu_nodes", "4:64000:1")],
+     NOTHING),
+]
+
+
+def changed_config(config, changes, substitutions):
+    """A copy of ``config`` with ``changes`` [(dotted key path, value or DELETE)] made,
+    each placeholder of ``substitutions`` in a string value replaced."""
+    config = yaml.safe_load(yaml.safe_dump(config))
+    for path, value in changes:
+        *parents, last = path.split(".")
+        node = config
+        for key in parents:
+            node = node.setdefault(key, {})
+        if value == DELETE:
+            node.pop(last, None)
+            continue
+        for placeholder, actual in substitutions.items():
+            if isinstance(value, str):
+                value = value.replace(placeholder, actual)
+        node[last] = value
+    return config
+
+
+@pytest.fixture(scope="module")
+def setting_changes(finished, workdir, test_config, shared_data, tmp_path_factory):
+    """One dry run per changed setting on the finished run (in one process:
+    tests/workflow_dry_runs.py); ``{case: scheduled job counts}``."""
+    import json
+    import shutil
+
+    copy = tmp_path_factory.mktemp("copy")
+    shutil.copy(shared_data / "hand-vol.mrc", copy / "hand-vol.mrc")  # same map, another file
+    substitutions = {"SHARED": str(shared_data), "COPY": str(copy)}
+    cases = {name: yaml.safe_dump(changed_config(test_config, changes, substitutions), sort_keys=False)
+             for name, changes, _ in SETTING_CHANGES}
+    cases_file = copy / "cases.json"
+    cases_file.write_text(json.dumps(cases))
+    run = subprocess.run([sys.executable, str(REPO / "tests" / "workflow_dry_runs.py"), str(workdir), str(cases_file)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    results = json.loads(run.stdout.strip().splitlines()[-1])
+    for name, result in results.items():
+        assert result["ok"], f"{name}: {result['error']}\n{result['output'][-3000:]}"
+    return {name: job_counts(result["output"]) for name, result in results.items()}
+
+
+@pytest.mark.parametrize("name, expected", [(name, expected) for name, _, expected in SETTING_CHANGES],
+                         ids=[name for name, _, _ in SETTING_CHANGES])
+def test_a_changed_setting_reruns_what_it_changes(setting_changes, name, expected):
+    """Snakemake's default rerun triggers (mtime, params, input, code) see every setting:
+    the rules' params are functions of the settings, never of input/output files."""
+    assert setting_changes[name] == expected, (name, setting_changes[name])
+
+
+def test_every_setting_that_feeds_a_rule_is_covered():
+    """SETTING_CHANGES names every key of a dataset and every global key of the schema."""
+    schema = yaml.safe_load((REPO / "config" / "schema" / "config.schema.yaml").read_text())
+    dataset = schema["$defs"]["dataset"]["properties"]
+    keys = set()
+    for key, sub in dataset.items():
+        if key in ("job_dir", "wiggle", "components", "particles"):  # inputs, as `map`; not in .test
+            continue
+        nested = sub.get("properties")
+        keys |= {f"{key}.{k}" for k in nested} if nested else {key}
+    keys |= set(schema["properties"]) - {"datasets"}
+    # the comparison and clustering analyses have their own rules and tests
+    # (tests/test_compare.py, tests/test_cluster*.py)
+    keys = {k for k in keys if k.split(".")[0] not in ("compare", "clusters")}
+    covered = {name for name, _, _ in SETTING_CHANGES}
+    covered |= {"threads", "gpu"} | {path for _, changes, _ in SETTING_CHANGES for path, _ in changes if "." not in path}
+    missing = sorted(k for k in keys if k not in covered)
+    assert not missing, f"no dry-run case for: {missing}"

@@ -25,13 +25,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MB = 1_000_000
-#: Python + NumPy + numba + zarr + cryosparc-tools, measured on the .test run (~200 MB),
-#: matplotlib for qc; rounded up
-BASE_MB = {"example": 300, "import": 350, "preprocess": 300, "basis": 350, "decompose": 400,
-           "invariants": 400, "reconstruct": 400, "qc": 450}
-SAFETY = 1.5
-MIN_MEM_MB = 1024
-ROUND_MB = 256
+#: what the model leaves of each stage's peak RSS (MB) on a small input: Python, NumPy
+#: and the libraries the stage imports (numba kernels, zarr, cryosparc-tools,
+#: matplotlib). Fitted to benchmarks/bench_stage_memory.py (box 64, 4 volumes, order 50,
+#: 20,000 and 1,000,000 particles), so that measured peak = BASE_MB + modelled arrays +
+#: PARTICLE_BYTES x particles; decompose and reconstruct are the planner's
+BASE_MB = {"example": 160, "import": 40, "preprocess": 57, "basis": 39, "decompose": 0,
+           "invariants": 187, "reconstruct": 0, "qc": 34}
+#: bytes per particle that a stage holds when it reads the particles (the latents, uid
+#: and their transient copies; for import beside the table's own rows; for qc also its
+#: check of the store's uid and the store chunks of the sampled rows), from the same fit
+PARTICLE_BYTES = {"example": 200, "import": 45, "preprocess": 64, "basis": 85, "decompose": 24,
+                  "invariants": 24, "reconstruct": 24, "qc": 243}
+#: headroom on every estimate, for what the fit does not capture
+SAFETY = 1.1
+#: no job is given less (the smallest stage process measured 42 MB)
+MIN_MEM_MB = 64
+ROUND_MB = 16
 #: voxel operations per second per thread of the stages the planner does not model
 OPS_PER_SECOND = 1.0e8
 MIN_RUNTIME = 10  # minutes: start-up, queueing of the step, file systems
@@ -46,6 +56,8 @@ class BundleShape:
     n_volumes: int
     n_particles: int
     voxel_size: float
+    #: bytes per row of the particles table (import only; 0 when not known)
+    row_bytes: int = 0
 
 
 def read_npy_header(stream):
@@ -115,37 +127,45 @@ def bundle_shape(path):
         volumes = sum(math.prod(s[:-3]) for s in cubes)
         return BundleShape(int(box), max(volumes, 1), 0, 1.0)
     if suffix in (".mrc", ".map", ".mrcs"):
-        return BundleShape(_mrc_box(p), 1, 0, 1.0)
+        return BundleShape(mrc_box(p), 1, 0, 1.0)
     if suffix == ".cs":
         return BundleShape(0, 0, _cs_rows(p), 1.0)
     return BundleShape(0, 1, 0, 1.0)
 
 
-def _mrc_box(path):
-    with open(path, "rb") as f:
-        header = f.read(12)
-    nx = struct.unpack("<3i", header)
-    if not 0 < max(nx) < 100_000:
-        nx = struct.unpack(">3i", header)
-    return int(max(nx))
+def mrc_box(path):
+    """Largest of the map's dimensions (voxels), from its header alone (mrcfile)."""
+    import mrcfile
+
+    with mrcfile.open(str(path), header_only=True, permissive=True) as mrc:
+        header = mrc.header
+        return int(max(header.nx, header.ny, header.nz))
+
+
+def cs_row_count(path):
+    """Rows of a cryoSPARC ``.cs`` table saved with ``np.save`` (memory-mapped: only the
+    header is read); None for the compressed cryoSPARC format, whose count needs decoding."""
+    import numpy as np
+
+    try:
+        return int(np.load(str(path), mmap_mode="r", allow_pickle=False).shape[0])
+    except (ValueError, OSError, IndexError):
+        return None
 
 
 def _cs_rows(path):
-    try:
-        with open(path, "rb") as f:
-            shape, _ = read_npy_header(f)
-        return int(shape[0])
-    except (ValueError, SyntaxError, KeyError, IndexError):
-        # the compressed cryoSPARC format: guess from the file size (~200 bytes a row)
-        return max(1, os.path.getsize(path) // 200)
+    rows = cs_row_count(path)
+    # the compressed cryoSPARC format: guess from the file size (~200 bytes a row)
+    return rows if rows is not None else max(1, os.path.getsize(path) // 200)
 
 
 def _job_dir_shape(directory):
     maps = sorted(directory.glob("*.mrc"))
-    box = max((_mrc_box(m) for m in maps), default=0)
+    box = max((mrc_box(m) for m in maps), default=0)
     particles = sorted(directory.glob("*particles*.cs"))
     n_particles = _cs_rows(particles[0]) if particles else 0
-    return BundleShape(box, max(len(maps), 1), n_particles, 1.0)
+    row_bytes = (os.path.getsize(particles[0]) // max(n_particles, 1)) if particles else 0
+    return BundleShape(box, max(len(maps), 1), n_particles, 1.0, row_bytes)
 
 
 # --- the model ------------------------------------------------------------------------
@@ -167,8 +187,10 @@ def reconstruct_count(shape, config):
     return count
 
 
-def _mb(nbytes, stage):
-    total = BASE_MB.get(stage, 400) + SAFETY * nbytes / MB
+def _mb(nbytes, stage, particles=0):
+    """The request (MB) for a stage holding ``nbytes`` of arrays and ``particles``
+    particles at its peak: (process floor + arrays + particles) x SAFETY, rounded up."""
+    total = SAFETY * (BASE_MB[stage] + (nbytes + PARTICLE_BYTES[stage] * particles) / MB)
     return max(MIN_MEM_MB, int(math.ceil(total / ROUND_MB) * ROUND_MB))
 
 
@@ -176,12 +198,16 @@ def _minutes(seconds):
     return int(MIN_RUNTIME + math.ceil(2 * seconds / 60))
 
 
+#: particles drawn for the PCA plot of qc (its --pca-sample default)
+QC_PCA_SAMPLE = 20000
 #: stages whose resources (memory, time, GPU or not) are the planner's choice
 PLANNED_STAGES = ("decompose", "reconstruct")
 #: GPU memory assumed for the cluster's GPUs when the config does not say (GiB)
 DEFAULT_GPU_MEMORY_GB = 40
-#: headroom on the planner's predicted peak (it was within +3..+14% of measured peaks)
-PLANNED_SAFETY = 1.25
+#: headroom on the planner's predicted peak (which includes the interpreter and
+#: libraries, and was 3-14% above the measured peaks of benchmarks/bench_placements.py)
+#: for what the stage holds beside the transform (the loaded bundle, the basis store)
+PLANNED_SAFETY = 1.1
 
 
 def _geometry(shape, config):
@@ -194,17 +220,20 @@ def _geometry(shape, config):
 
 def _plan(stage, geometry, order, volumes, config):
     """The planner's estimates for the node a job gets: ``threads`` cores, host memory as
-    needed and, when the dataset allows GPUs, one GPU of ``gpu_memory_gb`` GiB."""
+    needed (``node_mem_mb`` where the partition's nodes are known) and, when the dataset
+    allows GPUs (and ``node_gpus`` is not 0), one GPU of ``gpu_memory_gb`` GiB."""
     from zernike3d.hardware import GpuDescription, MachineDescription
     from zernike3d.planning import plan_for
 
     threads = int(config.get("threads") or 1)
     gpus = ()
-    if config.get("gpu"):
+    if config.get("gpu") and config.get("node_gpus", 1):
         gpu_bytes = int(float(config.get("gpu_memory_gb") or DEFAULT_GPU_MEMORY_GB) * 2**30)
         gpus = (GpuDescription(0, config.get("slurm_gpu_model") or "cluster GPU", gpu_bytes, gpu_bytes),)
     unlimited = 2**50
-    node = MachineDescription(threads, unlimited, unlimited, unlimited, gpus=gpus, cupy_usable=bool(gpus))
+    # the node's memory when the partition's nodes are known (SLURM's MB are MiB)
+    ram = int(config["node_mem_mb"]) * 2**20 if config.get("node_mem_mb") else unlimited
+    node = MachineDescription(threads, ram, ram, unlimited, gpus=gpus, cupy_usable=bool(gpus))
     return plan_for(
         geometry.box, int(order), n_volumes=volumes, voxel_size=geometry.voxel_size, radius=geometry.radius,
         center=geometry.center, stage=stage, machine=node, threads=threads,
@@ -231,7 +260,10 @@ def planned(stage, shape, order, config):
             geometry = BallGeometry.for_box(box, voxel_size, geometry.radius)
         volumes = max(1, min(reconstruct_count(shape, config), MAPS_BUDGET // (8 * box**3)))
     chosen = _plan(stage, geometry, order, volumes, config).resources()
-    mem_mb = max(MIN_MEM_MB, int(math.ceil(chosen["mem_mb"] * PLANNED_SAFETY / ROUND_MB) * ROUND_MB))
+    mem_mb = SAFETY * PARTICLE_BYTES[stage] * shape.n_particles / MB + PLANNED_SAFETY * chosen["mem_mb"]
+    mem_mb = max(MIN_MEM_MB, int(math.ceil(mem_mb / ROUND_MB) * ROUND_MB))
+    if config.get("node_mem_mb"):  # the plan fits the node; the headroom may not
+        mem_mb = min(mem_mb, int(config["node_mem_mb"]))
     return {"mem_mb": mem_mb, "runtime": MIN_RUNTIME + 2 * chosen["runtime"], "gpu": chosen["gpu"]}
 
 
@@ -254,10 +286,11 @@ def estimate(stage, shape, order, config=None):
     if stage == "example":
         spec = config.get("example") or {}
         b = int(spec.get("box", 32))
-        nbytes = 4 * b**3 * (int(spec.get("n_components", 3)) + 1) * 3 + 50 * MB
+        nbytes = 4 * b**3 * (int(spec.get("n_components", 3)) + 1) * 3
+        particles = 2000
     elif stage == "import":
-        # the maps read (float32) and stacked, plus the particles table (a few kB a row)
-        nbytes = 2 * 4 * voxels * volumes + 2000 * particles
+        # the maps read (float32) and stacked, the particles table as read and its fields
+        nbytes = 2 * 4 * voxels * volumes + shape.row_bytes * particles
         seconds = voxels * volumes * 10 / OPS_PER_SECOND
     elif stage == "preprocess":
         # input maps + float64 working copies + FFTs for Fourier binning
@@ -269,16 +302,48 @@ def estimate(stage, shape, order, config=None):
         grid = _geometry(shape, config).grid
         nbytes = 4 * voxels * volumes + grid.nbytes + 2 * radial_table_bytes(order, grid.n_shells)
     elif stage == "invariants":
+        # the moments and forms, and one chunk of particles' invariants: float64 and
+        # float32, and zarr's compressed copy (zernike3d.io.particle_invariants)
+        from zernike3d.io.particle_invariants import DEFAULT_CHUNK
+
         coefs = coefficient_count(order)
-        nbytes = 16 * coefs * volumes + 8 * nl * volumes**2 + 3 * 8 * particles * nl
+        nbytes = 16 * coefs * volumes + 8 * nl * volumes**2 + DEFAULT_CHUNK * nl * 24
         seconds = particles * nl * volumes**2 / (OPS_PER_SECOND * threads)
     elif stage == "qc":
-        # every volume reconstructed (the planner's peak), FSC through rfftn, and a sample
-        # of the per-particle invariants
+        # every volume reconstructed (the planner's peak, interpreter included), the FSC
+        # of zero-padded maps through rfftn, and the PCA of a sample of the per-particle
+        # invariants (float32 rows, float64 centred copy and SVD work)
+        from zernike3d.maths.fsc import oversampling_for
+
         reconstruction = _plan("reconstruct", _geometry(shape, config), order, volumes, dict(config, gpu=False)).choice
-        nbytes = 4 * voxels * volumes + 8 * voxels * 6 + reconstruction.host_bytes + 3 * 8 * particles * nl
-        seconds = reconstruction.seconds + voxels * 30 / OPS_PER_SECOND
-    return {"mem_mb": _mb(nbytes, stage), "runtime": _minutes(seconds), "gpu": 0}
+        padded = (box * oversampling_for(box)) ** 3 if box else 0
+        sample = min(particles, QC_PCA_SAMPLE)
+        nbytes = 4 * voxels * volumes + 60 * padded + reconstruction.host_bytes + sample * nl * 20
+        seconds = reconstruction.seconds + padded * 30 / OPS_PER_SECOND
+    return {"mem_mb": _mb(nbytes, stage, particles), "runtime": _minutes(seconds), "gpu": 0}
+
+
+def fit_to_nodes(threads, mem_mb, gpus, nodes, attempt=1):
+    """The memory (MB) to ask for a job of ``threads`` CPUs, ``mem_mb`` MB and ``gpus``
+    GPUs on a partition of node types ``nodes`` ([{"cpus", "mem_mb", "gpus"}], as
+    ``zernike3d profile install`` reads them with sinfo); ``mem_mb`` where ``nodes`` is
+    empty (unknown). A retry (``attempt`` > 1, memory already multiplied) is capped to the
+    largest node; a first attempt that fits no node raises ValueError saying why, since
+    SLURM would keep such a job pending forever without a message."""
+    if not nodes:
+        return mem_mb
+    fitting = [n for n in nodes if n["cpus"] >= threads and n["gpus"] >= gpus]
+    offered = "; ".join(f"{n['cpus']} CPUs, {n['mem_mb']} MB, {n['gpus']} GPU{'' if n['gpus'] == 1 else 's'}" for n in nodes)
+    if not fitting:
+        need = f"{threads} CPU{'s' if threads > 1 else ''}" + (f" and {gpus} GPU{'s' if gpus > 1 else ''}" if gpus else "")
+        raise ValueError(f"needs {need}, but no node offers that (nodes: {offered})")
+    largest = max(n["mem_mb"] for n in fitting)
+    if mem_mb <= largest:
+        return mem_mb
+    if attempt > 1 and mem_mb / attempt <= largest:
+        return largest
+    raise ValueError(f"needs {mem_mb} MB of memory, but the nodes with {threads} CPU{'s' if threads > 1 else ''}{' and a GPU' if gpus else ''} "
+                     f"have at most {largest} MB (nodes: {offered})")
 
 
 def rule_resources(stage, input_path, order, config):

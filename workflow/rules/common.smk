@@ -18,17 +18,68 @@ SCHEMA = REPO / "config" / "schema" / "config.schema.yaml"
 # whatever version happens to be installed.
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from zernike3d.resources import rule_resources  # noqa: E402
+from zernike3d.resources import fit_to_nodes, rule_resources  # noqa: E402
+
+
+def _duplicate_keys(node, path=()):
+    """``(key path, first line, second line)`` of every key given twice in a mapping of
+    the composed YAML ``node`` (Snakemake's loader keeps the last one silently)."""
+    if isinstance(node, yaml.MappingNode):
+        seen = {}
+        for key_node, value in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen and key != "<<":
+                yield ".".join(path + (key,)), seen[key], line
+            seen.setdefault(key, line)
+            yield from _duplicate_keys(value, path + (key,))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _duplicate_keys(item, path + (str(i),))
+
+
+def _check_config_files():
+    """Snakemake reads the config files itself and keeps the last of two equal keys (a
+    second dataset of the same name replaces the first): read them again, refusing that."""
+    for path in workflow.configfiles:
+        try:
+            with open(path) as f:
+                node = yaml.compose(f)
+        except yaml.YAMLError as err:  # Snakemake has read it, so this is unlikely
+            raise WorkflowError(f"{path}: not valid YAML ({err})")
+        for key, first, second in _duplicate_keys(node):
+            raise WorkflowError(
+                f"Invalid configuration ({path}): {key}: given twice (lines {first} and {second}); "
+                "the second would silently replace the first"
+            )
+
+
+def _strict_validator(schema):
+    """jsonschema's validator for ``schema``, except that ``integer`` means an int (JSON
+    Schema counts 16.0 as an integer, the stages' options do not) and a ``number`` is
+    finite (YAML's .inf and .nan are floats)."""
+    import math
+
+    import jsonschema
+
+    base = jsonschema.validators.validator_for(schema)
+    checker = base.TYPE_CHECKER.redefine_many(
+        {
+            "integer": lambda _, value: isinstance(value, int) and not isinstance(value, bool),
+            "number": lambda _, value: isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value),
+        }
+    )
+    return jsonschema.validators.extend(base, type_checker=checker)(schema)
 
 
 def _check_config(config):
     """Validate against the schema with one short line per problem, naming the key;
     then let snakemake.utils.validate fill in the defaults."""
-    import jsonschema
-
     with open(SCHEMA) as f:
         schema = yaml.safe_load(f)
-    validator = jsonschema.validators.validator_for(schema)(schema)
+    validator = _strict_validator(schema)
     problems = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
         where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
@@ -46,6 +97,7 @@ def _check_config(config):
     validate(config, str(SCHEMA))  # sets the schema's defaults
 
 
+_check_config_files()
 _check_config(config)
 
 SOURCES = ("job_dir", "map", "wiggle", "example")
@@ -73,6 +125,85 @@ def _check_sources():
 _check_sources()
 
 
+def _input_facts(name):
+    """``(box, components, particles)`` of a dataset's input, read cheaply before any job
+    runs (map headers, the .cs row count, the example's settings); each None where that
+    is not possible (the file is not there yet, a WIGGLE bundle, a compressed .cs)."""
+    from zernike3d.resources import cs_row_count, mrc_box
+
+    d = DATASETS[name]
+    if d.get("example") is not None:
+        e = d["example"]
+        if e.get("particles_cs"):
+            rows = cs_row_count(e["particles_cs"]) if os.path.isfile(e["particles_cs"]) else None
+        else:
+            from inspect import signature
+
+            from zernike3d.synthetic import synthetic_particles
+
+            rows = signature(synthetic_particles).parameters["count"].default
+        return e["box"], e["n_components"], rows
+    if d.get("job_dir"):
+        from zernike3d.errors import InputError
+        from zernike3d.stages.import_data import find_job_files
+
+        try:
+            map_path, components, particles = find_job_files(d["job_dir"])
+        except InputError as err:
+            raise WorkflowError(f"datasets.{name}.job_dir: {err}")
+        return mrc_box(map_path), len(components), cs_row_count(particles)
+    if d.get("map"):
+        box = mrc_box(d["map"]) if os.path.isfile(d["map"]) else None
+        if not d.get("components"):
+            return box, 0, 0
+        rows = cs_row_count(d["particles"]) if os.path.isfile(d["particles"]) else None
+        return box, len(d["components"]), rows
+    return None, None, None
+
+
+def _check_against_inputs():
+    """What the config asks of each dataset's input, checked before any job runs: crop
+    and bin against the map's box, latents against the number of components, particle
+    rows and k-means centres against the number of particles. Each problem stops the run
+    (also `snakemake -n`) with one line naming the key."""
+    for name, d in DATASETS.items():
+        box, components, particles = _input_facts(name)
+        where = f"datasets.{name}"
+        p, r = d["preprocess"], d["reconstruct"]
+        if box is not None:
+            if p.get("crop") is not None and p["crop"] > box:
+                raise WorkflowError(
+                    f"{where}.preprocess.crop: {p['crop']} voxels is larger than the input's box of {box}"
+                )
+            size = p.get("crop") or box
+            if size % p["bin"]:
+                raise WorkflowError(
+                    f"{where}.preprocess.bin: the box of {size} voxels is not divisible by {p['bin']}"
+                )
+        if r.get("order") is not None and d["order"] is not None and r["order"] > d["order"]:
+            raise WorkflowError(
+                f"{where}.reconstruct.order: {r['order']} is above the dataset's order {d['order']}"
+            )
+        if components is not None:
+            for i, point in enumerate(r.get("latents") or []):
+                if len(point) != components:
+                    raise WorkflowError(
+                        f"{where}.reconstruct.latents.{i}: {len(point)} coordinates, but the input has "
+                        f"{components} components"
+                    )
+        if particles is not None and has_particles(name):
+            rows = [i for i in r.get("particles") or [] if isinstance(i, int) and i >= particles]
+            if rows:
+                raise WorkflowError(
+                    f"{where}.reconstruct.particles: row {rows[0]} is out of range; the input has "
+                    f"{particles} particles (rows 0-{particles - 1})"
+                )
+            if r.get("kmeans") and r["kmeans"] > particles:
+                raise WorkflowError(
+                    f"{where}.reconstruct.kmeans: {r['kmeans']} centres for {particles} particles"
+                )
+
+
 def has_particles(name):
     """Does this dataset have 3DVA particles (and are per-particle results wanted)?"""
     d = DATASETS[name]
@@ -87,6 +218,7 @@ def _names_regex(names):
 
 PARTICLE_DATASETS = [n for n in DATASETS if has_particles(n)]
 MAP_DATASETS = [n for n in DATASETS if not has_particles(n)]
+_check_against_inputs()
 
 
 wildcard_constraints:
@@ -187,12 +319,32 @@ GPU_STAGES = ("decompose", "reconstruct")
 _SINGLE_THREADED = ("example", "import", "preprocess")
 
 
+def node_types(gpu=False):
+    """The node types ([{cpus, mem_mb, gpus}]) of the partition a job goes to: the GPU
+    partition's for a job that asks for a GPU, when it is another partition. Written into
+    the SLURM profile by `zernike3d profile install` (sinfo) as "cpus:mem_mb:gpus,...";
+    [] when unknown (local runs)."""
+    text = (gpu and config.get("slurm_gpu_nodes")) or config.get("slurm_nodes") or ""
+    return [dict(zip(("cpus", "mem_mb", "gpus"), map(int, t.split(":")))) for t in text.split(",") if t]
+
+
+def _may_use_gpu(stage, wildcards):
+    return stage in GPU_STAGES and settings(wildcards)["gpu"] in (True, "always")
+
+
 def rule_threads(stage):
+    """A rule's threads: the stage's override, 1, or the dataset's threads, capped to the
+    CPUs of the largest node of each partition the job may go to (a job that asks for
+    more CPUs than any node has stays pending forever)."""
+
     def threads(wildcards):
         override = (config["resources"].get(stage) or {}).get("threads")
-        if override:
-            return override
-        return 1 if stage in _SINGLE_THREADED else settings(wildcards)["threads"]
+        wanted = override or (1 if stage in _SINGLE_THREADED else settings(wildcards)["threads"])
+        partitions = [node_types(False)]
+        if _may_use_gpu(stage, wildcards):
+            partitions.append(node_types(True))
+        caps = [max(n["cpus"] for n in types) for types in partitions if types]
+        return min([wanted] + caps)
 
     return threads
 
@@ -202,6 +354,12 @@ def _estimate(stage, wildcards, path, attempt):
     d["threads"] = rule_threads(stage)(wildcards)
     d["gpu_memory_gb"] = config.get("gpu_memory_gb")
     d["slurm_gpu_model"] = config.get("slurm_gpu_model")
+    gpu_nodes = [n for n in node_types(True) if n["cpus"] >= d["threads"] and n["gpus"] >= 1]
+    cpu_nodes = [n for n in node_types(False) if n["cpus"] >= d["threads"]]
+    if node_types(True):  # plan for the nodes there are
+        d["node_gpus"] = len(gpu_nodes)
+        usable = gpu_nodes if (gpu_nodes and d["gpu"]) else cpu_nodes
+        d["node_mem_mb"] = max((n["mem_mb"] for n in usable), default=None)
     order = d["order"] if stage in ("example", "import", "preprocess") else dataset_order(d, path)
     if stage == "reconstruct" and d["reconstruct"].get("order") is not None:
         order = d["reconstruct"]["order"]
@@ -209,13 +367,39 @@ def _estimate(stage, wildcards, path, attempt):
     if override.get("mem_mb") and override.get("runtime"):
         est = {"gpu": 1}  # no need to look at the input: a GPU when the dataset allows one
     else:
-        est = rule_resources(stage, path, order, d)
+        try:
+            est = rule_resources(stage, path, order, d)
+        except ValueError as err:  # e.g. the planner: no placement fits the node
+            raise WorkflowError(f"{stage} job of datasets.{wildcards.dataset}: {err}") from None
     mem_mb = override.get("mem_mb") or est["mem_mb"] * attempt  # more memory on a retry
     runtime = override.get("runtime") or est["runtime"] * attempt
     if d.get("max_runtime"):
         runtime = min(runtime, d["max_runtime"])
-    gpu = d["gpu"] == "always" or (d["gpu"] is True and est["gpu"])
+    gpu = stage in GPU_STAGES and (d["gpu"] == "always" or (d["gpu"] is True and est["gpu"]))
+    try:
+        mem_mb = fit_to_nodes(d["threads"], int(mem_mb), int(gpu), node_types(gpu), attempt)
+    except ValueError as err:
+        raise WorkflowError(
+            f"the {stage} job of datasets.{wildcards.dataset} cannot run on this cluster: {err}"
+        ) from None
     return {"mem_mb": int(mem_mb), "runtime": int(runtime), "gpu": int(gpu)}
+
+
+def _check_against_nodes():
+    """What is known before any job runs, checked against the SLURM partitions' nodes: a
+    job that asks for a GPU whatever the plan (gpu: always) or a fixed memory
+    (resources.<stage>.mem_mb) that no node offers stops the run (also `snakemake -n`)."""
+    if not (node_types(False) or node_types(True)):
+        return
+    for name in DATASETS:
+        for stage in ("example", "import", "preprocess", "basis") + GPU_STAGES + ("invariants", "qc"):
+            threads = rule_threads(stage)(name)
+            gpu = int(stage in GPU_STAGES and settings(name)["gpu"] == "always")
+            mem_mb = (config["resources"].get(stage) or {}).get("mem_mb") or 1
+            try:
+                fit_to_nodes(threads, mem_mb, gpu, node_types(gpu))
+            except ValueError as err:
+                raise WorkflowError(f"the {stage} job of datasets.{name} cannot run on this cluster: {err}")
 
 
 def max_memory_arg(wildcards, resources):
@@ -228,6 +412,7 @@ def max_memory_arg(wildcards, resources):
 
 #: does any dataset ask for a GPU? If none does, no rule declares GPU resources at all
 ANY_GPU = any(settings(name)["gpu"] for name in DATASETS)
+_check_against_nodes()
 
 
 def rule_resources_for(stage, input_key):
@@ -280,17 +465,23 @@ def import_inputs(wildcards):
     return files
 
 
-def import_args(wildcards, input):
+# The params of the rules are functions of the wildcards (the dataset's settings) only,
+# never of input/output: Snakemake's params rerun-trigger ignores params derived from
+# input or output, so a changed setting would leave the earlier results in place.
+
+
+def import_args(wildcards):
     d = DATASETS[wildcards.dataset]
+    source = import_inputs(wildcards)
     if d.get("example") is not None or d.get("job_dir"):
-        args = [opt("--job-dir", input.source)]
+        args = [opt("--job-dir", source["source"])]
     elif d.get("wiggle"):
-        args = [opt("--wiggle", input.source)]
+        args = [opt("--wiggle", source["source"])]
     else:
-        args = [opt("--map", input.source)]
+        args = [opt("--map", source["source"])]
         if d.get("components"):
-            args.append("--components " + " ".join(shlex.quote(c) for c in input.components))
-            args.append(opt("--particles", input.particles))
+            args.append("--components " + " ".join(shlex.quote(c) for c in source["components"]))
+            args.append(opt("--particles", source["particles"]))
     args.append(opt("--apix", d.get("apix")))
     return " ".join(filter(None, args))
 
@@ -306,15 +497,13 @@ def preprocess_extra_inputs(wildcards):
     return files
 
 
-def preprocess_args(wildcards, input):
+def preprocess_args(wildcards):
     p = DATASETS[wildcards.dataset]["preprocess"]
-    mask = input.mask if "mask" in input.keys() else p.get("mask")
-    center = input.markers if "markers" in input.keys() else p.get("center")
     args = [
         opt("--crop", p.get("crop")),
-        opt("--center", center),
+        opt("--center", p.get("center")),
         opt("--bin", p["bin"] if p.get("bin", 1) > 1 else None),
-        opt("--mask", mask),
+        opt("--mask", p.get("mask")),
         opt("--mask-radius", p.get("mask_radius")),
         opt("--mask-edge", p.get("mask_edge")),
     ]

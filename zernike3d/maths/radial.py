@@ -44,8 +44,10 @@ def radial_polynomials(order, r):
     from zernike3d.maths.indexing import nl_table
 
     r = np.atleast_1d(np.asarray(r, dtype=np.float64))
-    rows = {}
+    nl = nl_table(order)
+    # filled in place, one l at a time: the table is the only large array (no second copy)
+    table = np.empty((len(nl), r.size), dtype=np.float64)
     for l in range(order + 1):
-        for i, values in enumerate(radial_polynomials_for_l(order, l, r)):
-            rows[(l + 2 * i, l)] = values
-    return np.stack([rows[(n, l)] for n, l in nl_table(order)])
+        rows = np.flatnonzero(nl[:, 1] == l)  # n = l, l + 2, ... in nl_table order
+        table[rows[np.argsort(nl[rows, 0])]] = radial_polynomials_for_l(order, l, r)
+    return table

@@ -42,6 +42,7 @@ SITE_KEYS = {
     "latency_wait": (60, "seconds to wait for output files to appear on a shared file system"),
     "slurm_extra": (None, "extra sbatch options for every job, e.g. '--constraint=avx2'"),
     "logdir": ("logs/slurm", "SLURM job logs, relative to the working directory"),
+    "query_nodes": (True, "read the CPUs, memory and GPUs of the partitions' nodes with sinfo at install, so that no job asks for more than a node has; false: install without asking SLURM"),
 }
 
 DEFAULT_SITE = "config/slurm-site.yaml"
@@ -64,7 +65,8 @@ def run(args):
             print(directory / PROFILE_NAME)
         return 0
     site_path, site = load_site(args.site)
-    text = render_profile(site, source=site_path)
+    nodes = query_nodes(site) if site["query_nodes"] else {}
+    text = render_profile(site, source=site_path, nodes=nodes)
     if args.action == "show":
         sys.stdout.write(text)
         return 0
@@ -142,8 +144,82 @@ def check_site(source, site):
         raise InputError(source, f"status_command: expected 'squeue' or 'sacct', got {site['status_command']!r}")
     if site["slurm_extra"] is not None and not isinstance(site["slurm_extra"], str):
         raise InputError(source, f"slurm_extra: expected a string of sbatch options, got {site['slurm_extra']!r}")
+    if not isinstance(site["query_nodes"], bool):
+        raise InputError(source, f"query_nodes: expected true or false, got {site['query_nodes']!r}")
     if not isinstance(site["logdir"], str) or not site["logdir"]:
         raise InputError(source, f"logdir: expected a folder, got {site['logdir']!r}")
+
+
+def query_nodes(site):
+    """``{"slurm_nodes": [...], "slurm_gpu_nodes": [...]}``: the node types of the
+    partition of every job and of the GPU partition (when it is another one), each
+    ``{"cpus", "mem_mb", "gpus"}``, read with ``sinfo``. {} when SLURM's commands are not
+    installed here (a note says so); a failing sinfo or a partition without nodes is an
+    InputError naming the partition."""
+    import shutil
+
+    if shutil.which("sinfo") is None:
+        print("note: sinfo not found, so the nodes' CPUs, memory and GPUs are not recorded and jobs are "
+              "not capped to them (install on the cluster, or set max_threads)", file=sys.stderr)
+        return {}
+    nodes = {"slurm_nodes": partition_nodes(site["partition"], site["gpu_model"])}
+    if site["gpu_partition"] is not None and site["gpu_partition"] != site["partition"]:
+        nodes["slurm_gpu_nodes"] = partition_nodes(site["gpu_partition"], site["gpu_model"])
+    return nodes
+
+
+def partition_nodes(partition, gpu_model=None):
+    """The distinct node types of ``partition`` (None: the cluster's default one) as
+    ``[{"cpus": int, "mem_mb": int, "gpus": int}]``, from
+    ``sinfo -h -e -o "%P|%c|%m|%G"``: CPUs, memory (MB as SLURM counts them, the unit of
+    ``--mem``) and GPUs of type ``gpu_model`` (any type when None) per node."""
+    import subprocess
+
+    command = ["sinfo", "--noheader", "--exact", "--format", "%P|%c|%m|%G"]
+    if partition is not None:
+        command += ["--partition", str(partition)]
+    where = f"partition {partition}" if partition is not None else "the default partition"
+    try:
+        listed = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise InputError("sinfo", f"cannot list the nodes of {where} ({err}); set query_nodes: false in the site file to install without it")
+    if listed.returncode != 0:
+        reason = (listed.stderr.strip().splitlines() or ["no message"])[-1]
+        raise InputError("sinfo", f"cannot list the nodes of {where} ({reason}); set query_nodes: false "
+                         "in the site file to install without it")
+    types = set()
+    for line in listed.stdout.splitlines():
+        name, cpus, mem_mb, gres = (line.split("|") + ["", "", ""])[:4]
+        if partition is None and not name.endswith("*"):  # sinfo marks the default partition
+            continue
+        try:
+            types.add((int(cpus.rstrip("+")), int(mem_mb.rstrip("+")), gpu_count(gres, gpu_model)))
+        except ValueError:
+            raise InputError("sinfo", f"unexpected line for {where}: {line!r}")
+    if not types:
+        raise InputError(where, "sinfo lists no nodes in it; check the partition names in the site file")
+    return [{"cpus": c, "mem_mb": m, "gpus": g} for c, m, g in sorted(types)]
+
+
+def node_types_text(types):
+    """``"cpus:mem_mb:gpus,..."``: node types as one string, the form in which a value of
+    the profile's ``config:`` reaches the workflow intact (Snakemake passes it on as
+    ``--config key=value`` and reads a nested value back as strings)."""
+    return ",".join(f"{n['cpus']}:{n['mem_mb']}:{n['gpus']}" for n in types)
+
+
+def gpu_count(gres, gpu_model=None):
+    """GPUs in a node's GRES as sinfo prints it, e.g. ``gpu:a100:4(S:0-1),shard:8`` -> 4;
+    only those of type ``gpu_model`` when it is given; ``(null)`` -> 0."""
+    count = 0
+    for item in gres.split(","):
+        fields = item.split("(")[0].split(":")
+        if fields[0] != "gpu" or not fields[-1].isdigit():
+            continue
+        gpu_type = fields[1] if len(fields) == 3 else None
+        if gpu_model is None or gpu_type == str(gpu_model):
+            count += int(fields[-1])
+    return count
 
 
 def _yaml_value(value):
@@ -151,9 +227,11 @@ def _yaml_value(value):
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
 
 
-def render_profile(site, source=None):
-    """The text of the profile's config.yaml for the site settings ``site``."""
+def render_profile(site, source=None, nodes=None):
+    """The text of the profile's config.yaml for the site settings ``site`` and the
+    partitions' node types ``nodes`` (:func:`query_nodes`)."""
     s = dict(site)
+    nodes = nodes or {}
     lines = [
         "# Snakemake profile for SLURM (snakemake-executor-plugin-slurm), for the zernike3d workflow.",
         f"# Written by `zernike3d profile install` from {source or 'the built-in site defaults'}:",
@@ -168,15 +246,25 @@ def render_profile(site, source=None):
         "keep-going: true",
         "printshellcmds: true",
     ]
-    if s["max_threads"] is not None:
-        lines.append(f"max-threads: {s['max_threads']}")
+    max_threads = s["max_threads"]
+    if max_threads is None and nodes:  # no job asks for more CPUs than the largest node has
+        max_threads = max(node["cpus"] for types in nodes.values() for node in types)
+    if max_threads is not None:
+        lines.append(f"max-threads: {max_threads}")
     lines += [
         f"slurm-status-command: {s['status_command']}",
         f"slurm-init-seconds-before-status-checks: {s['init_seconds_before_status_checks']}",
         f"slurm-logdir: {_yaml_value(s['logdir'])}",
     ]
     if s["account"] is None:
-        lines.append("slurm-no-account: true")
+        lines += [
+            "# no account (site file: account: null). snakemake-executor-plugin-slurm 2.8.0",
+            "# declares this flag but never reads it, so it still prints \"No SLURM account given,",
+            "# trying to guess.\" and, on clusters without accounting, the error of the `sacct`",
+            "# it guesses with. Both are harmless: the jobs are submitted without -A. Set",
+            "# `account` in the site file to silence them.",
+            "slurm-no-account: true",
+        ]
     if s["qos"] is not None:
         lines.append(f"slurm-qos: {_yaml_value(str(s['qos']))}")
     lines.append("default-resources:")
@@ -199,9 +287,13 @@ def render_profile(site, source=None):
         "slurm_max_runtime": s["max_runtime"],
     }
     config = {k: v for k, v in config.items() if v is not None}
-    if config:
-        lines.append("# read by the workflow: GPU model/partition of GPU jobs, runtime cap")
+    if config or nodes:
+        lines.append("# read by the workflow: GPU model/partition of GPU jobs, runtime cap, and the")
+        lines.append("# CPUs, memory (MB) and GPUs of the partitions' node types (sinfo), to which every")
+        lines.append("# job's request is capped")
         lines.append("config:")
         for key, value in config.items():
             lines.append(f"  {key}: {_yaml_value(value if isinstance(value, int) else str(value))}")
+        for key, types in nodes.items():
+            lines.append(f"  {key}: {_yaml_value(node_types_text(types))}")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,101 @@
+"""Peak memory of each workflow job against the memory the workflow asks for it.
+
+    python benchmarks/bench_stage_memory.py [--particles 1000000] [--components 3]
+        [--box 64] [--order 50] [--threads 2] [--keep DIR]
+
+Writes a synthetic cryoSPARC 3D Variability job (``zernike3d.synthetic.write_3dva_job``:
+a chiral base map, K component maps, a ``.cs`` table of N particles), then runs every
+stage exactly as the workflow's rules do (``python -m zernike3d.resources run STAGE ...``,
+one fresh process each, whose last line is its exact peak RSS from ``ru_maxrss``):
+import, preprocess (soft spherical mask), basis, decompose, invariants (with the
+per-particle store), reconstruct (the base map and a series of 5 maps per component) and
+qc. For each it prints the ``mem_mb`` that :func:`zernike3d.resources.rule_resources`
+asks for (what the rule declares to Snakemake and SLURM), the measured peak (MB = 10^6
+bytes, as ``mem_mb``) and predicted / measured, which should lie between 1 and 1.5.
+Peaks hardly depend on the load of the machine; the times shown do.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+PEAK = re.compile(r"peak memory ([0-9.]+) MB")
+
+
+def run_stage(argv, threads):
+    """``(peak MB, seconds, output)`` of ``zernike3d <argv>`` run as the workflow runs it."""
+    env_threads = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "zernike3d.resources", "run", *map(str, argv)],
+                          capture_output=True, text=True, env={**os.environ, **env_threads})
+    seconds = time.perf_counter() - started
+    output = done.stdout + done.stderr
+    if done.returncode != 0:
+        raise RuntimeError(f"zernike3d {' '.join(map(str, argv))} failed:\n{output[-3000:]}")
+    return float(PEAK.findall(output)[-1]), seconds, output
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--particles", type=int, default=1_000_000)
+    parser.add_argument("--components", type=int, default=3)
+    parser.add_argument("--box", type=int, default=64)
+    parser.add_argument("--order", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
+    args = parser.parse_args(argv)
+
+    from zernike3d.resources import rule_resources
+    from zernike3d.synthetic import synthetic_particles, write_3dva_job
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="bench_stage_memory_"))
+    work.mkdir(parents=True, exist_ok=True)
+    table = work / "particles.cs"
+    with open(table, "wb") as f:
+        np.save(f, synthetic_particles(args.particles, voxel_size=2.0, box=args.box))
+    job = work / "J1"
+    write_3dva_job(job, box=args.box, n_components=args.components, particles_cs=table)
+    dataset, data, basis = work / "dataset.npz", work / "preprocessed.npz", work / "basis.json"
+    moments, store = work / "moments.npz", work / "particle_invariants.zarr"
+    order, threads = args.order, args.threads
+    settings = {"threads": threads, "radius": "inscribed", "reconstruct": {"series": 5, "percentiles": [5, 95]},
+                "gpu": False}
+    jobs = [
+        ("import", job, ["import", "--job-dir", job, "--out", dataset]),
+        ("preprocess", dataset, ["preprocess", dataset, "--mask", "sphere", "--out", data]),
+        ("basis", data, ["basis", data, "--order", order, "--cache", work / "cache", "--out", basis]),
+        ("decompose", data, ["decompose", data, "--order", order, "--basis", basis, "--threads", threads,
+                             "--out", moments]),
+        ("invariants", data, ["invariants", moments, "--out", work / "invariants.csv", "--particles", data,
+                              "--particles-out", store]),
+        ("reconstruct", data, ["reconstruct", moments, "--particles", data, "--out-dir", work / "maps",
+                               "--series", 5, "--percentiles", "5,95", "--threads", threads]),
+        ("qc", data, ["qc", "--dataset", data, "--moments", moments, "--particle-invariants", store,
+                      "--out-dir", work / "qc", "--threads", threads]),
+    ]
+    print(f"{args.particles:,} particles, K = {args.components}, box {args.box}, order {order}, "
+          f"{threads} threads; peak RSS of each job (MB = 10^6 bytes) against its mem_mb")
+    print("| stage | mem_mb asked | peak measured (MB) | predicted / measured | time (s) |")
+    print("|---|---|---|---|---|")
+    worst = []
+    for stage, source, command in jobs:
+        asked = rule_resources(stage, source, order, settings)["mem_mb"]
+        peak, seconds, _ = run_stage(command, threads)
+        worst.append(asked / peak)
+        print(f"| {stage} | {asked} | {peak:.0f} | {asked / peak:.2f} | {seconds:.1f} |", flush=True)
+    print(f"predicted / measured: {min(worst):.2f} to {max(worst):.2f}")
+    if args.keep is None:
+        import shutil
+
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
