@@ -15,7 +15,7 @@ import pytest
 from scipy.ndimage import affine_transform
 from scipy.spatial.transform import Rotation
 
-from zernike3d.analysis.alignment import align, express_in_reference_frame
+from zernike3d.analysis.alignment import align, express_in_reference_frame, working_geometry
 from zernike3d.cli import main
 from zernike3d.maths import rotation as rot
 from zernike3d.maths.geometry import BallGeometry
@@ -269,17 +269,19 @@ def test_express_in_reference_frame_gives_the_reference_moments(helix_moments, t
 
 def test_align_across_boxes_and_voxel_sizes():
     """Reference: box 33 of 1.5 Å; moving: box 41 of 1.2 Å, the same 24.75 Å ball, the
-    helix rotated and shifted. The matrix still maps moving points onto reference points."""
+    helix rotated and shifted. The matrix still maps moving points onto reference points.
+    At order 10 the moving map is re-expanded on a coarser working grid (36 voxels)."""
     radius = GEOMETRY.radius
     other = BallGeometry.for_box(41, 1.2, radius=radius)
-    reference = Moments.from_maps(helix(), GEOMETRY, 14)
+    reference = Moments.from_maps(helix(), GEOMETRY, 10)
     # the same helix in the other grid, about its voxel 20 (24 Å), then moved
     half, centre = BOX * VOXEL / 2, (41 // 2) * 1.2
     t = np.linspace(0, 2 * np.pi * 1.1, 7)
     centers = np.stack([centre + 0.25 * half * np.cos(t), centre + 0.25 * half * np.sin(t),
                         centre + 0.3 * half * (t / t[-1] - 0.5) * 2], axis=1)
     data = gaussian_blobs(41, 1.2, centers, np.linspace(0.10, 0.14, 7) * half, np.linspace(1.0, 1.5, 7))
-    moving = Moments.from_maps(moved(data.astype(np.float64), MOTION, SHIFT, voxel_size=1.2), other, 14)
+    moving = Moments.from_maps(moved(data.astype(np.float64), MOTION, SHIFT, voxel_size=1.2), other, 10)
+    assert working_geometry(moving).box == 36 and working_geometry(reference) == reference.geometry
     fit = align(moving, reference)
     points = CENTRE + np.random.default_rng(2).uniform(-8, 8, size=(10, 3))
     in_moving = (points - CENTRE) @ MOTION.T + centre + SHIFT
