@@ -16,6 +16,8 @@ job on one node):
   a `basis` job pays to reuse a store.
 
 The ball is the inscribed one at 1 Å voxels. Each figure is the median of --repeats runs.
+On a shared, loaded machine the figures vary 2-4x from run to run: compare columns of
+one run, not runs.
 
     python benchmarks/bench_basis_cache.py                       # (128, 50), (256, 50), (256, 150)
     python benchmarks/bench_basis_cache.py --cases 64:30 --repeats 3
