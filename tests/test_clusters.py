@@ -86,7 +86,7 @@ def test_rows_of_uids_refuses_missing_particles():
 def test_subsets_partition_the_job_and_keep_every_field(real_job, tmp_path):
     dataset_path, cs = real_job
     out = tmp_path / "clusters"
-    argv = ["cluster", str(dataset_path), "--k", "3", "--subsets", "--bins", "1:4",
+    argv = ["cluster", str(dataset_path), "--k", "3", "--threads", "1", "--subsets", "--bins", "1:4",
             "--range", "z_0=-0.5:0.5,z_2=0:", "--out-dir", str(out)]
     assert main(argv) == 0
     dataset = Dataset.load(dataset_path)
@@ -135,7 +135,7 @@ def test_subsets_partition_the_job_and_keep_every_field(real_job, tmp_path):
     assert (out / "latents.png").stat().st_size > 0
 
     # a rerun replaces its own output
-    assert main(argv[:3] + ["2", *argv[4:]]) == 0
+    assert main(argv[:3] + ["2", *argv[4:]]) == 0  # now --k 2
     assert len(read_csv(out / "populations.csv")) == 2 and not (out / "subsets" / "cluster_02.cs").exists()
 
 
@@ -274,8 +274,8 @@ def test_clusters_on_per_particle_invariants_find_two_states(tmp_path):
     f20 = np.asarray(stored.invariants[:, column])
     threshold = float(np.median(f20))
     out = tmp_path / "clusters"
-    assert main(["cluster", str(paths.dataset), "--k", "2", "--space", "invariants", "--particle-invariants", str(store),
-                 "--range", f"F_2_0={threshold!r}:", "--particles-cs", str(tmp_path / "P.cs"), "--out-dir", str(out)]) == 0
+    assert main(["cluster", str(paths.dataset), "--k", "2", "--threads", "1", "--space", "invariants",
+                 "--particle-invariants", str(store), "--range", f"F_2_0={threshold!r}:", "--particles-cs", str(tmp_path / "P.cs"), "--out-dir", str(out)]) == 0
     labels = np.array([int(r["cluster"]) for r in read_csv(out / "labels.csv")])
     assert [int(r["uid"]) for r in read_csv(out / "labels.csv")] == dataset.uid.tolist()
     np.testing.assert_array_equal(labels, group.astype(int))  # cluster_00 = the larger state

@@ -148,13 +148,13 @@ rule cluster:
         dataset=_names_regex(cluster_datasets()),
     conda:
         conda_env()
-    threads: 1
+    threads: rule_threads("cluster")
     params:
         args=cluster_args,
         out_dir="results/{dataset}/clusters",
     shell:
-        "zernike3d cluster {input.data} {params.args} --index {input.maps}/index.csv "
-        "--out-dir {params.out_dir} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} zernike3d cluster {input.data} {params.args} --index {input.maps}/index.csv "
+        "--threads {threads} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule cluster_maps:

@@ -62,17 +62,20 @@ def invariant_features(invariants, dimensions=INVARIANT_DIMENSIONS):
     return standard @ axes
 
 
-def cluster(features, k, method="kmeans", seed=0):
+def cluster(features, k, method="kmeans", seed=0, threads=None):
     """Cluster ``features`` (P, D) into ``k`` groups -> :class:`Clustering`.
 
     ``method``: "kmeans" (scikit-learn KMeans, k-means++ seeding, the best of 3 starts;
     labels = nearest centre) or "gmm" (GaussianMixture, full covariances, labels = most
     probable component, centres = component means), fitted on at most
     :data:`FIT_SAMPLE` particles. ``seed`` fixes the sample and the random starts, so
-    that runs repeat.
+    that runs repeat. ``threads`` caps scikit-learn's OpenMP/BLAS threads (None: all
+    cores); a job sharing its cores should set it, as OpenMP threads that outnumber the
+    cores spin against each other.
     """
     from sklearn.cluster import KMeans
     from sklearn.mixture import GaussianMixture
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
     features = np.asarray(features, dtype=np.float64)
     if method not in METHODS:
@@ -82,13 +85,14 @@ def cluster(features, k, method="kmeans", seed=0):
     sample = features
     if len(features) > FIT_SAMPLE:
         sample = features[np.sort(np.random.default_rng(seed).choice(len(features), FIT_SAMPLE, replace=False))]
-    if method == "kmeans":
-        model = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(sample)
-        centres = model.cluster_centers_
-    else:
-        model = GaussianMixture(n_components=k, covariance_type="full", random_state=seed).fit(sample)
-        centres = model.means_
-    labels = model.predict(features)
+    with threadpool_limits(limits=threads):
+        if method == "kmeans":
+            model = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(sample)
+            centres = model.cluster_centers_
+        else:
+            model = GaussianMixture(n_components=k, covariance_type="full", random_state=seed).fit(sample)
+            centres = model.means_
+        labels = model.predict(features)
     counts = np.bincount(labels, minlength=k)
     order = np.argsort(-counts, kind="stable")
     rank = np.empty(k, dtype=np.int32)

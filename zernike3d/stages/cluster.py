@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from zernike3d.errors import InputError
+from zernike3d.stages import common
 
 def add_arguments(parser):
     parser.add_argument("dataset", metavar="DATASET.npz", help="dataset bundle of a 3DVA job (import/preprocess)")
@@ -45,6 +46,7 @@ def add_arguments(parser):
                         help="subsets: particles with z_K (or F_n_l) in [LOW, HIGH]; a bound may be left empty")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the clustering")
     parser.add_argument("--index", metavar="index.csv", help="points to mark on the figure (a reconstruct index.csv, e.g. the series)")
+    common.add_threads_argument(parser)
 
 
 def run(args):
@@ -71,7 +73,7 @@ def run(args):
     clustering = None
     if args.k is not None:
         features = latents if args.space == "latent" else cl.invariant_features(invariants[1])
-        clustering = cl.cluster(features, args.k, args.method, args.seed)
+        clustering = cl.cluster(features, args.k, args.method, args.seed, args.threads)
     subsets = _selections(args, latents, invariants, clustering)
     table = None
     if any(export for _, _, _, export in subsets):
