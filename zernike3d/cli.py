@@ -35,7 +35,7 @@ STAGES = {
     "path": ("path", "Paths between states of a 3D Variability job through the particles' density."),
     "qc": ("qc", 'Quality control: how well the moments reproduce the maps, with figures.'),
     "compare": ("compare", 'Compare 3D Variability jobs: volumes, latent spaces and particle landscapes, after alignment onto the first.'),
-    "info": ("info", 'Summary of a moments file: volumes, coefficients, order, geometry, size, Parseval norms.'),
+    "info": ("info", "Summary of a moments file or dataset bundle: volumes, geometry, size, norms or particles."),
     "hardware": ("hardware", 'Describe this machine: GPUs, CUDA, CuPy, CPU cores, free RAM and disk.'),
     "plan": ("plan", 'Predict memory and time of each placement of a transform and pick the fastest that fits.'),
     "profile": ("profile", 'Install the Snakemake SLURM profile, so that `snakemake --profile slurm` works.'),
