@@ -24,6 +24,21 @@ def path_datasets():
     return [n for n in DATASETS if clusters_of(n).get("paths")]
 
 
+def light_resources(stage):
+    """mem_mb and runtime (minutes) of the cluster and paths jobs, multiplied by the attempt
+    (retries): 4 GB and 30 min, enough for about 6 million particles (a million take 0.6 GB
+    and 20 s: benchmarks/bench_clusters.py); resources.<stage> in the config overrides them.
+    """
+
+    def value(key, default):
+        return (
+            lambda wc, attempt: (config["resources"].get(stage) or {}).get(key)
+            or default * attempt
+        )
+
+    return {"mem_mb": value("mem_mb", 4000), "runtime": value("runtime", 30)}
+
+
 def cluster_inputs(wildcards):
     files = {
         "data": f"results/{wildcards.dataset}/preprocessed.npz",
@@ -149,6 +164,8 @@ rule cluster:
     conda:
         conda_env()
     threads: rule_threads("cluster")
+    resources:
+        **light_resources("cluster"),
     params:
         args=cluster_args,
         out_dir="results/{dataset}/clusters",
@@ -205,6 +222,8 @@ rule paths:
     conda:
         conda_env()
     threads: 1
+    resources:
+        **light_resources("paths"),
     params:
         args=path_args,
         clusters=lambda wc, input: opt("--clusters", input.get("centres")),
