@@ -59,7 +59,7 @@ def series_script(files, base_file, level, title):
         f"open {quoted} vseries true",
         f"volume #2 level {level:.6g} style surface color #3c8cd2",
         "view",
-        f"vseries play #2 loop true direction oscillate maxFrameRate {min(10, max(2, len(files)))}",
+        "vseries play #2 loop true direction oscillate",
         "",
     ])
 
@@ -71,7 +71,7 @@ def movie_script(script_name, movie_name, frames):
         f"open {_quote(script_name)}",
         "vseries stop #2",
         "movie record",
-        f"vseries play #2 loop false direction oscillate maxFrameRate 10",
+        "vseries play #2 loop false direction oscillate",
         f"wait {2 * frames}",
         f"movie encode {_quote(movie_name)} framerate 10",
         "",
