@@ -421,7 +421,7 @@ HAND_FROM_BASIS = {k: v for k, v in HAND_FROM_PREPROCESS.items() if k != "prepro
 JOB_FROM_EXAMPLE = {"example_job": 1, "import_data": 1, "preprocess": 1, "basis": 1, "decompose": 1,
                     "invariants": 1, "reconstruct": 1, "qc": 1, "all": 1}
 JOB_FROM_PREPROCESS = {k: v for k, v in JOB_FROM_EXAMPLE.items() if k not in ("example_job", "import_data")}
-RECONSTRUCT = {"reconstruct": 1, "all": 1}
+RECONSTRUCT = {"reconstruct": 1, "qc": 1, "all": 1}  # qc reads the maps of a 3DVA job
 BOTH_FROM_BASIS = {"basis": 2, "decompose": 2, "invariants": 1, "invariants_single": 1, "reconstruct": 2,
                    "qc": 1, "qc_single": 1, "all": 1}
 NOTHING = {}
@@ -457,8 +457,6 @@ SETTING_CHANGES = [
     ("reconstruct.kmeans", [("datasets.job3dva.reconstruct.kmeans", 3)], RECONSTRUCT),
     ("reconstruct.particles", [("datasets.job3dva.reconstruct.particles", [1])], RECONSTRUCT),
     ("reconstruct.latents", [("datasets.job3dva.reconstruct.latents", [[0.5, 0.5]])], RECONSTRUCT),
-    ("reconstruct.mapspace", [("datasets.job3dva.reconstruct.mapspace", True)], RECONSTRUCT),
-    ("reconstruct.movie", [("datasets.job3dva.reconstruct.movie", True)], RECONSTRUCT),
     ("reconstruct.mapspace", [("datasets.job3dva.reconstruct.mapspace", True)], RECONSTRUCT),
     ("reconstruct.movie", [("datasets.job3dva.reconstruct.movie", True)], RECONSTRUCT),
     # clusters (none in .test): each setting, given with k, schedules the cluster jobs
