@@ -80,6 +80,14 @@ def main():
     print(f"store: {size / 2**30:.2f} GiB on disk "
           f"({args.particles * len(nl) * 4 / size:.2f}x compression of float32)")
     print(f"peak RSS so far:             {_peak_rss_mib():7.0f} MiB")
+    # what the workflow's invariants job of this size asks for (its maps: a 64^3 box); the
+    # job's own peak, bundle loading included, is measured by bench_stage_memory.py
+    from zernike3d.resources import BundleShape, estimate
+
+    asked = estimate("invariants", BundleShape(64, 1 + args.components, args.particles, 1.0), args.order,
+                     {"threads": args.threads})["mem_mb"]
+    measured = _peak_rss_mib() * 2**20 / 1e6
+    print(f"invariants job's mem_mb:     {asked:7d} MB  (predicted / measured {asked / measured:.2f})")
 
     subset = latents[: args.compare]
     scale = args.particles / len(subset)

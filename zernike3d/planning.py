@@ -45,6 +45,10 @@ HEADROOM = 0.8
 #: RSS of a process that imported zernike3d and compiled its kernels (measured 172 MiB,
 #: Python 3.11, numpy 2.4, numba 0.68, zarr 3.1), rounded up
 BASE_PROCESS_BYTES = 200 * 2**20
+#: reading the radial table from the zarr store (cpu-zarr): zarr and its codecs, their
+#: buffers and the chunk being decompressed; the measured peaks of
+#: benchmarks/bench_placements.py were up to 46 MiB above the tables alone
+ZARR_READ_BYTES = 64 * 2**20
 #: CUDA context + CuPy pools, host and GPU side (typical, not measured)
 GPU_CONTEXT_BYTES = 512 * 2**20
 #: speed-up per extra thread (assumed: not measurable on the 2 shared cores it was
@@ -302,10 +306,12 @@ class Sizes:
 
     @property
     def data_bytes(self):
-        """Maps and moments in host RAM: decompose reads float32 maps; reconstruct makes
-        float64 maps and converts one at a time to float32 for its MRC file."""
+        """Maps and moments in host RAM: decompose reads float32 maps and returns the
+        moments scaled by the voxel volume (a second array beside the sums: 161 MiB each at
+        order 500); reconstruct makes float64 maps and converts one at a time to float32
+        for its MRC file."""
         if self.stage == "decompose":
-            return self.map_voxels * 4 + self.moment_bytes
+            return self.map_voxels * 4 + 2 * self.moment_bytes
         return self.map_voxels * 8 + self.box**3 * 4 + self.moment_bytes
 
     @property
@@ -428,7 +434,7 @@ def _choose_block(candidates, fixed_bytes, budget, seconds_for):
 
 def _cpu_estimate(placement, sizes, machine, threads, budget, rates):
     g = sizes.grid
-    radial_resident = {"cpu-ram": sizes.radial_bytes, "cpu-zarr": 2 * sizes.slab_bytes,
+    radial_resident = {"cpu-ram": sizes.radial_bytes, "cpu-zarr": 2 * sizes.slab_bytes + ZARR_READ_BYTES,
                        "cpu-onthefly": 3 * sizes.slab_bytes}[placement]
     fixed = BASE_PROCESS_BYTES + sizes.data_bytes + g.nbytes + radial_resident
     parallel = 1 + (max(threads, 1) - 1) * PARALLEL_EFFICIENCY

@@ -39,9 +39,14 @@ PARTICLE_BYTES = {"example": 200, "import": 45, "preprocess": 64, "basis": 85, "
                   "invariants": 24, "reconstruct": 24, "qc": 243}
 #: headroom on every estimate, for what the fit does not capture
 SAFETY = 1.1
+#: what compiling the numba kernels adds to a job that finds none cached (the first jobs
+#: after installing or changing zernike3d/maths/_kernels.py): decompose peaked at 300.6 MB
+#: cold against 232.0 MB warm; the planner's allowance for the interpreter covers the rest
+NUMBA_COMPILE_MB = 60
+NUMBA_STAGES = ("decompose", "reconstruct", "invariants", "qc")
 #: no job is given less (the smallest stage process measured 42 MB)
 MIN_MEM_MB = 64
-ROUND_MB = 16
+ROUND_MB = 8
 #: voxel operations per second per thread of the stages the planner does not model
 OPS_PER_SECOND = 1.0e8
 MIN_RUNTIME = 10  # minutes: start-up, queueing of the step, file systems
@@ -191,6 +196,7 @@ def _mb(nbytes, stage, particles=0):
     """The request (MB) for a stage holding ``nbytes`` of arrays and ``particles``
     particles at its peak: (process floor + arrays + particles) x SAFETY, rounded up."""
     total = SAFETY * (BASE_MB[stage] + (nbytes + PARTICLE_BYTES[stage] * particles) / MB)
+    total += NUMBA_COMPILE_MB if stage in NUMBA_STAGES else 0
     return max(MIN_MEM_MB, int(math.ceil(total / ROUND_MB) * ROUND_MB))
 
 
@@ -204,10 +210,10 @@ QC_PCA_SAMPLE = 20000
 PLANNED_STAGES = ("decompose", "reconstruct")
 #: GPU memory assumed for the cluster's GPUs when the config does not say (GiB)
 DEFAULT_GPU_MEMORY_GB = 40
-#: headroom on the planner's predicted peak (which includes the interpreter and
-#: libraries, and was 3-14% above the measured peaks of benchmarks/bench_placements.py)
-#: for what the stage holds beside the transform (the loaded bundle, the basis store)
-PLANNED_SAFETY = 1.1
+#: headroom on the planner's predicted peak, which includes the interpreter and libraries
+#: and was 3-12% above the measured peaks of benchmarks/bench_placements.py (the particles
+#: and the compile allowance are added to it)
+PLANNED_SAFETY = 1.0
 
 
 def _geometry(shape, config):
@@ -260,7 +266,8 @@ def planned(stage, shape, order, config):
             geometry = BallGeometry.for_box(box, voxel_size, geometry.radius)
         volumes = max(1, min(reconstruct_count(shape, config), MAPS_BUDGET // (8 * box**3)))
     chosen = _plan(stage, geometry, order, volumes, config).resources()
-    mem_mb = SAFETY * PARTICLE_BYTES[stage] * shape.n_particles / MB + PLANNED_SAFETY * chosen["mem_mb"]
+    mem_mb = (SAFETY * PARTICLE_BYTES[stage] * shape.n_particles / MB + PLANNED_SAFETY * chosen["mem_mb"]
+              + NUMBA_COMPILE_MB)
     mem_mb = max(MIN_MEM_MB, int(math.ceil(mem_mb / ROUND_MB) * ROUND_MB))
     if config.get("node_mem_mb"):  # the plan fits the node; the headroom may not
         mem_mb = min(mem_mb, int(config["node_mem_mb"]))
