@@ -29,8 +29,9 @@ that repeats the k-means on resampled particles (started from the fitted centres
 labels correspond) and re-draws each job's particles with replacement.
 
 Nearest neighbours. A k-d tree (scipy.spatial.cKDTree) of the reference job's particles
-in the joint coordinates gives, for every particle, its nearest reference particle; the
-reference's own nearest-other distances are the yardstick of what "close" means.
+in the joint coordinates gives, for a random sample of each job's particles (all of them
+up to the sample size), its nearest reference particle; the reference's own
+nearest-other distances are the yardstick of what "close" means.
 """
 
 from dataclasses import dataclass
@@ -208,28 +209,50 @@ def _fractions(labels, dataset, n_datasets, clusters):
 @dataclass(frozen=True)
 class NearestNeighbours:
     """For every particle (rows as the joint coordinates): ``reference_row`` (int64, row
-    of its nearest reference particle, itself excluded for reference particles) and
-    ``distance`` (float32, in joint-coordinate units); ``self_p99``: the 99th percentile
-    of the reference particles' nearest-other distances."""
+    of its nearest reference particle, itself excluded for reference particles; -1 where
+    the particle was not in the matched sample) and ``distance`` (float32, in
+    joint-coordinate units; NaN where not matched); ``self_p99``: the 99th percentile of
+    the matched reference particles' nearest-other distances."""
 
     reference_row: np.ndarray
     distance: np.ndarray
     self_p99: float
 
 
-def nearest_reference_particles(coords, dataset, reference=0):
-    """:class:`NearestNeighbours` of every particle among the particles of job
-    ``reference`` (a k-d tree over its joint coordinates)."""
+#: approximation of the nearest-neighbour search: the neighbour found is at most
+#: (1 + MATCH_EPS) times farther than the true nearest. An exact search of a particle far
+#: from every reference particle (another job's state) visits much of the tree (6 ms per
+#: particle against a 100,000-particle tree, measured); with 0.1, 40 µs, and the distances
+#: found were 0.1% above the exact ones (median)
+MATCH_EPS = 0.1
+
+
+def nearest_reference_particles(coords, dataset, reference=0, sample=None, seed=0):
+    """:class:`NearestNeighbours` of the particles, among the particles of job
+    ``reference`` (a k-d tree over their joint coordinates, cKDTree with ``eps`` =
+    :data:`MATCH_EPS`). ``sample``: match at most this many random particles of each job,
+    against a tree of as many reference particles (millions of particles are summarised
+    as well by a sample); None: all."""
     from scipy.spatial import cKDTree
 
+    rng = np.random.default_rng(seed)
     reference_rows = np.flatnonzero(dataset == reference)
+    if sample is not None and len(reference_rows) > sample:
+        reference_rows = np.sort(rng.choice(reference_rows, sample, replace=False))
     tree = cKDTree(coords[reference_rows])
-    rows = np.empty(len(coords), dtype=np.int64)
-    distance = np.empty(len(coords), dtype=np.float32)
-    others = np.flatnonzero(dataset != reference)
-    if others.size:
-        d, i = tree.query(coords[others], k=1, workers=-1)
-        rows[others], distance[others] = reference_rows[i], d
-    d, i = tree.query(coords[reference_rows], k=2, workers=-1)  # the nearest is the particle itself
-    rows[reference_rows], distance[reference_rows] = reference_rows[i[:, 1]], d[:, 1]
-    return NearestNeighbours(rows, distance, float(np.percentile(d[:, 1], 99)))
+    rows = np.full(len(coords), -1, dtype=np.int64)
+    distance = np.full(len(coords), np.nan, dtype=np.float32)
+    self_distances = None
+    for job in np.unique(dataset):
+        if job == reference:  # the tree's own particles; the nearest is the particle itself
+            members = reference_rows
+            d, i = tree.query(coords[members], k=2, eps=MATCH_EPS, workers=-1)
+            d, i = d[:, 1], i[:, 1]
+            self_distances = d
+        else:
+            members = np.flatnonzero(dataset == job)
+            if sample is not None and len(members) > sample:
+                members = np.sort(rng.choice(members, sample, replace=False))
+            d, i = tree.query(coords[members], k=1, eps=MATCH_EPS, workers=-1)
+        rows[members], distance[members] = reference_rows[i], d
+    return NearestNeighbours(rows, distance, float(np.percentile(self_distances, 99)))

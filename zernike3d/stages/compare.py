@@ -22,16 +22,18 @@ whole, replacing only an earlier output of this stage):
   map z_ref = matrix @ z + offset of the job's latents into the reference's latent space.
 * landscape.npz: coords (P_total, --axes) float32 on the joint principal axes of the
   particles' raw invariants, dataset (int32, index into names), uid (uint64), names,
-  explained (variance share per axis), cluster (int16), nearest_reference_uid (uint64)
-  and nearest_reference_distance (float32), reference_latents (P_total, K_ref) float32:
-  each particle placed in the reference's latent space; landscape_1d.png and
+  explained (variance share per axis), cluster (int16), nearest_reference_uid (uint64;
+  0 where not matched) and nearest_reference_distance (float32; NaN where not matched:
+  --match-particles random particles of each dataset are), reference_latents
+  (P_total, K_ref) float32: each particle placed in the reference's latent space
+  (its own latents for the reference's particles); landscape_1d.png and
   landscape_2d.png: each job's density along the joint axes.
 * cluster_populations.csv (dataset, cluster, particles, fraction, bootstrap_std,
   bootstrap_low_95, bootstrap_high_95) and cluster_populations.png: joint k-means
   clusters and each job's share in each, with bootstrap uncertainty.
-* nearest_neighbours.csv (dataset, particles, median_distance_to_reference,
-  share_beyond_reference_p99): how close each job's particles come to the reference's
-  (for the reference: its particles' nearest other reference particle; the share of
+* nearest_neighbours.csv (dataset, particles, matched, median_distance_to_reference,
+  share_beyond_reference_p99): how close each job's matched particles come to the
+  reference's (for the reference: its particles' nearest other reference particle; the share of
   particles farther than the reference's own 99th percentile flags states the reference
   lacks).
 """
@@ -44,8 +46,11 @@ from pathlib import Path
 import numpy as np
 
 from zernike3d.errors import InputError
-from zernike3d.stages import common
 
+#: default order of the alignment fit: align recovers rotations to about 0.5° and shifts
+#: to 0.3 Å at order 20 in a few seconds (benchmarks/bench_align.py); its refinement costs
+#: grow as order^4, so the full order 50 would take minutes for little gain in the frame
+ALIGN_ORDER = 20
 #: an aligned job whose centre is closer than this (in voxels of the reference) to the
 #: reference's keeps its stored per-particle invariants; farther, they are recomputed
 #: about the reference's centre
@@ -59,16 +64,22 @@ def add_arguments(parser):
     parser.add_argument("--clusters", type=int, default=3, help="joint k-means clusters")
     parser.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamplings of the cluster populations")
     parser.add_argument("--fit-particles", type=int, default=50000, help="particles per dataset used to fit the joint axes")
-    parser.add_argument("--align-order", type=int, default=None, help="order of the alignment search and fit (default: align's)")
+    parser.add_argument("--match-particles", type=int, default=100000,
+                        help="particles per dataset matched to their nearest reference particle (a random sample)")
+    parser.add_argument("--align-order", type=int, default=ALIGN_ORDER,
+                        help="order of the alignment's fit (at most the datasets' common order); all volumes are then "
+                        "compared at the common order")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the samples, k-means and bootstrap")
 
 
 @dataclass(frozen=True)
 class Results:
-    """One dataset's results folder: its name, moments, latents and particle store."""
+    """One dataset's results folder: its name, moments, maps (1+K, N, N, N) [z, y, x] of
+    the bundle, latents, uid and particle store."""
 
     name: str
     moments: object  # Moments
+    maps: np.ndarray
     latents: np.ndarray
     uid: np.ndarray
     store: object  # ParticleInvariants
@@ -99,7 +110,7 @@ def read_results(folder):
     store = read_particle_invariants(folder / "particle_invariants.zarr")
     if not np.array_equal(store.uid, dataset.uid):
         raise InputError(folder / "particle_invariants.zarr", f"its particles (uid) are not those of {bundle}")
-    return Results(folder.resolve().name, moments, dataset.latents, dataset.uid, store)
+    return Results(folder.resolve().name, moments, dataset.maps, dataset.latents, dataset.uid, store)
 
 
 def run(args):
@@ -120,11 +131,10 @@ def check_options(args):
     if len(args.results) < 2:
         raise InputError("RESULTS", "give at least two results folders (the first is the reference)")
     for option, value, least in (("--axes", args.axes, 2), ("--clusters", args.clusters, 1),
-                                 ("--bootstrap", args.bootstrap, 1), ("--fit-particles", args.fit_particles, 10)):
+                                 ("--bootstrap", args.bootstrap, 1), ("--fit-particles", args.fit_particles, 10),
+                                 ("--match-particles", args.match_particles, 1), ("--align-order", args.align_order, 1)):
         if value < least:
             raise InputError(option, f"must be at least {least}, got {value}")
-    if args.align_order is not None:
-        common.parse_order(args.align_order, "--align-order")
 
 
 def check_comparable(results, folders):
@@ -140,9 +150,13 @@ def check_comparable(results, folders):
 
 @dataclass
 class Comparison:
+    """What the stage writes, computed: ``order`` compared; per other job (by name) its
+    ``alignments`` and latent ``relations``; the volumes' invariant ``distances`` (rows and
+    columns ``volume_labels``); ``curves``; the ``landscape`` arrays, its cluster
+    ``populations`` and nearest ``neighbours``."""
+
     order: int
     alignments: dict  # name -> Alignment
-    aligned: list  # Moments of each job in the reference frame, truncated to order
     distances: object
     volume_labels: list
     curves: list  # (dataset, pair, correlation (order+1,), zcc (order+1,))
@@ -155,16 +169,15 @@ class Comparison:
 def compare(results, args):
     """Every analysis of the stage, in memory (the landscape is built chunk by chunk)."""
     from zernike3d.analysis import compare as analysis
-    from zernike3d.analysis.alignment import align, express_in_reference_frame
+    from zernike3d.analysis.alignment import align
 
     order = min(r.moments.order for r in results)
     reference = results[0].moments.truncate(order)
     alignments, aligned = {}, [reference]
     for result in results[1:]:
-        alignment = align(result.moments, results[0].moments, volume=0, order=args.align_order)
+        alignment = align(result.moments, results[0].moments, volume=0, order=min(args.align_order, order))
         alignments[result.name] = alignment
-        moved = in_reference_frame(result.moments, alignment, express_in_reference_frame)
-        aligned.append(moved.truncate(min(order, moved.order)))
+        aligned.append(in_reference_frame(result, alignment, order))
         print(f"{result.name}: aligned onto {results[0].name}: correlation {alignment.correlation:.4f}, "
               f"hand {alignment.hand}, shift {np.linalg.norm(alignment.shift):.2f} Å")
 
@@ -186,7 +199,7 @@ def compare(results, args):
                            analysis.order_correlation(mine, theirs, order), analysis.zcc_curve(mine, theirs, order)))
 
     landscape, populations, neighbours = particle_landscape(results, aligned, alignments, relations, order, args)
-    return Comparison(order, alignments, aligned, distances, labels, curves, relations, landscape, populations, neighbours)
+    return Comparison(order, alignments, distances, labels, curves, relations, landscape, populations, neighbours)
 
 
 def needs_recentring(alignment, reference):
@@ -195,20 +208,33 @@ def needs_recentring(alignment, reference):
     return np.linalg.norm(alignment.shift) > RECENTRE_TOLERANCE_VOXELS * reference.voxel_size
 
 
-def in_reference_frame(moving, alignment, express_in_reference_frame):
-    """All volumes of ``moving`` in the reference frame. When the shift is negligible
-    (:func:`needs_recentring` false) only the exact operations are applied (mirror,
-    rotation): the re-expansion that a shift needs is a grid round trip whose own error
-    (about 1e-2 of a small component at order 10 on a 24^3 grid) would exceed the shift's
-    effect."""
+def in_reference_frame(result, alignment, order):
+    """All volumes of ``result``'s job, up to ``order``, as they sit in the reference
+    frame, about the reference's ball centre: a Moments with the reference's geometry.
+
+    Re-centring, when the aligned centre is off by more than
+    :data:`RECENTRE_TOLERANCE_VOXELS` (:func:`needs_recentring`), decomposes the job's own
+    maps again about the point p that lands on the reference's centre (q = A (p - c) +
+    c_ref + shift = c_ref, so p = c - A^-1 shift): exact, where re-expanding the moments
+    (reconstruct, shift, decompose) changed the invariants of a 64^3 map shifted by 3 Å
+    by 3% at order 20 and 5.5% at order 50, more than the spread of its particles. Then
+    the exact mirror (for a mirrored fit) and rotation of the moments
+    (:mod:`zernike3d.maths.rotation`).
+    """
     from dataclasses import replace
 
+    from zernike3d.maths.geometry import BallGeometry
     from zernike3d.maths.rotation import mirror_moments, rotate_moments
+    from zernike3d.moments import Moments
 
+    moving = result.moments.truncate(order)
     geometry = alignment.reference_geometry
+    parity = -1.0 if alignment.hand == "mirrored" else 1.0
     if needs_recentring(alignment, replace(moving, voxel_size=geometry["voxel_size"])):
-        return express_in_reference_frame(moving, alignment)
-    moments = mirror_moments(moving.moments, moving.nlm) if alignment.hand == "mirrored" else moving.moments
+        point = np.asarray(moving.center) - parity * alignment.rotation.T @ np.asarray(alignment.shift)
+        ball = BallGeometry(moving.box, moving.voxel_size, moving.radius, tuple(float(v) for v in point))
+        moving = Moments.from_maps(result.maps, ball, order, names=moving.names, origin=moving.origin)
+    moments = mirror_moments(moving.moments, moving.nlm) if parity < 0 else moving.moments
     return replace(moving, moments=rotate_moments(moments, moving.nlm, alignment.rotation), box=int(geometry["box"]),
                    voxel_size=float(geometry["voxel_size"]), center=tuple(alignment.reference_center),
                    origin=tuple(alignment.reference_origin))
@@ -231,14 +257,15 @@ def particle_landscape(results, aligned, alignments, relations, order, args):
     axes = joint.fit_joint_axes(sources, args.axes, args.fit_particles, seed=args.seed)
     coords, dataset, uid = joint.project_sources(sources, axes)
     populations = joint.cluster_populations(coords, dataset, len(results), args.clusters, args.bootstrap, seed=args.seed)
-    neighbours = joint.nearest_reference_particles(coords, dataset)
+    neighbours = joint.nearest_reference_particles(coords, dataset, sample=args.match_particles, seed=args.seed)
     reference_latents = np.concatenate(
         [results[0].latents] + [relations[r.name].map_latents(r.latents) for r in results[1:]]
     ).astype(np.float32)
     landscape = {
         "coords": coords, "dataset": dataset, "uid": uid, "names": np.array([r.name for r in results]),
         "explained": axes.explained, "cluster": populations.labels,
-        "nearest_reference_uid": uid[neighbours.reference_row], "nearest_reference_distance": neighbours.distance,
+        "nearest_reference_uid": np.where(neighbours.reference_row >= 0, uid[neighbours.reference_row], np.uint64(0)),
+        "nearest_reference_distance": neighbours.distance,
         "reference_latents": reference_latents,
     }
     return landscape, populations, neighbours
@@ -286,9 +313,13 @@ def write_outputs(folder, results, comparison, args):
                 for i, name in enumerate(names) for c in range(p.fractions.shape[1])])
     figures.plot_populations(folder / "cluster_populations.png", p, names)
     nn = comparison.neighbours
-    _write_csv(folder / "nearest_neighbours.csv", ["dataset", "particles", "median_distance_to_reference", "share_beyond_reference_p99"],
-               [[name, int(np.sum(dataset == i)), float(np.median(nn.distance[dataset == i])),
-                 float(np.mean(nn.distance[dataset == i] > nn.self_p99))] for i, name in enumerate(names)])
+    rows = []
+    for i, name in enumerate(names):
+        distances = nn.distance[dataset == i]
+        matched = distances[np.isfinite(distances)]
+        rows.append([name, len(distances), len(matched), float(np.median(matched)), float(np.mean(matched > nn.self_p99))])
+    _write_csv(folder / "nearest_neighbours.csv",
+               ["dataset", "particles", "matched", "median_distance_to_reference", "share_beyond_reference_p99"], rows)
 
 
 def _write_json(path, record):
