@@ -27,7 +27,11 @@ def _duplicate_keys(node, path=()):
     if isinstance(node, yaml.MappingNode):
         seen = {}
         for key_node, value in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            key = (
+                key_node.value
+                if isinstance(key_node, yaml.ScalarNode)
+                else str(key_node)
+            )
             line = key_node.start_mark.line + 1
             if key in seen and key != "<<":
                 yield ".".join(path + (key,)), seen[key], line
@@ -40,7 +44,8 @@ def _duplicate_keys(node, path=()):
 
 def _check_config_files():
     """Snakemake reads the config files itself and keeps the last of two equal keys (a
-    second dataset of the same name replaces the first): read them again, refusing that."""
+    second dataset of the same name replaces the first): read them again, refusing that.
+    """
     for path in workflow.configfiles:
         try:
             with open(path) as f:
@@ -65,7 +70,8 @@ def _strict_validator(schema):
     base = jsonschema.validators.validator_for(schema)
     checker = base.TYPE_CHECKER.redefine_many(
         {
-            "integer": lambda _, value: isinstance(value, int) and not isinstance(value, bool),
+            "integer": lambda _, value: isinstance(value, int)
+            and not isinstance(value, bool),
             "number": lambda _, value: isinstance(value, (int, float))
             and not isinstance(value, bool)
             and math.isfinite(value),
@@ -81,9 +87,13 @@ def _check_config(config):
         schema = yaml.safe_load(f)
     validator = _strict_validator(schema)
     problems = []
-    for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+    for error in sorted(
+        validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))
+    ):
         where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        hint = error.schema.get("description") if isinstance(error.schema, dict) else None
+        hint = (
+            error.schema.get("description") if isinstance(error.schema, dict) else None
+        )
         if error.validator == "oneOf" and hint:
             message = f"{error.instance!r} is not allowed here; expected {hint}"
         else:
@@ -92,7 +102,8 @@ def _check_config(config):
     if problems:
         files = ", ".join(str(f) for f in workflow.configfiles) or "the configuration"
         raise WorkflowError(
-            f"Invalid configuration ({files}); see config/README.md:\n" + "\n".join(problems)
+            f"Invalid configuration ({files}); see config/README.md:\n"
+            + "\n".join(problems)
         )
     validate(config, str(SCHEMA))  # sets the schema's defaults
 
@@ -115,7 +126,9 @@ def _check_sources():
         if (d.get("components") or d.get("particles")) and given != ["map"]:
             raise WorkflowError(f"datasets.{name}: components/particles go with map")
         if bool(d.get("components")) != bool(d.get("particles")):
-            raise WorkflowError(f"datasets.{name}: give both components and particles, or neither")
+            raise WorkflowError(
+                f"datasets.{name}: give both components and particles, or neither"
+            )
         if d.get("order") is not None and d.get("resolution") is not None:
             raise WorkflowError(f"datasets.{name}: give order or resolution, not both")
         if d.get("order") is None and d.get("resolution") is None:
@@ -135,7 +148,11 @@ def _input_facts(name):
     if d.get("example") is not None:
         e = d["example"]
         if e.get("particles_cs"):
-            rows = cs_row_count(e["particles_cs"]) if os.path.isfile(e["particles_cs"]) else None
+            rows = (
+                cs_row_count(e["particles_cs"])
+                if os.path.isfile(e["particles_cs"])
+                else None
+            )
         else:
             from inspect import signature
 
@@ -180,7 +197,11 @@ def _check_against_inputs():
                 raise WorkflowError(
                     f"{where}.preprocess.bin: the box of {size} voxels is not divisible by {p['bin']}"
                 )
-        if r.get("order") is not None and d["order"] is not None and r["order"] > d["order"]:
+        if (
+            r.get("order") is not None
+            and d["order"] is not None
+            and r["order"] > d["order"]
+        ):
             raise WorkflowError(
                 f"{where}.reconstruct.order: {r['order']} is above the dataset's order {d['order']}"
             )
@@ -192,7 +213,11 @@ def _check_against_inputs():
                         f"{components} components"
                     )
         if particles is not None and has_particles(name):
-            rows = [i for i in r.get("particles") or [] if isinstance(i, int) and i >= particles]
+            rows = [
+                i
+                for i in r.get("particles") or []
+                if isinstance(i, int) and i >= particles
+            ]
             if rows:
                 raise WorkflowError(
                     f"{where}.reconstruct.particles: row {rows[0]} is out of range; the input has "
@@ -207,9 +232,16 @@ def _check_against_inputs():
 def has_particles(name):
     """Does this dataset have 3DVA particles (and are per-particle results wanted)?"""
     d = DATASETS[name]
-    return bool(d.get("particle_invariants")) and (
-        d.get("job_dir") or d.get("wiggle") or d.get("example") or d.get("particles")
-    ) is not None
+    return (
+        bool(d.get("particle_invariants"))
+        and (
+            d.get("job_dir")
+            or d.get("wiggle")
+            or d.get("example")
+            or d.get("particles")
+        )
+        is not None
+    )
 
 
 def _names_regex(names):
@@ -264,9 +296,12 @@ shell.prefix(
 
 def conda_env(gpu_capable=False):
     """envs/*.yaml for --sdm conda: the CuPy one for GPU-capable rules when a GPU is asked for."""
+
     def choose(wildcards):
         gpu = gpu_capable and settings(wildcards)["gpu"]
-        return str(REPO / "envs" / ("zernike3d-gpu.yaml" if gpu else "zernike3d-cpu.yaml"))
+        return str(
+            REPO / "envs" / ("zernike3d-gpu.yaml" if gpu else "zernike3d-cpu.yaml")
+        )
 
     return choose
 
@@ -301,15 +336,21 @@ def dataset_order(d, path):
 
     shape = bundle_shape(path)
     center = d["center"]
-    center = parse_center(",".join(map(str, center)) if isinstance(center, list) else center)
+    center = parse_center(
+        ",".join(map(str, center)) if isinstance(center, list) else center
+    )
     radius = parse_radius(str(d["radius"]))
-    geometry = BallGeometry.for_box(shape.box, shape.voxel_size, radius=radius, center=center)
+    geometry = BallGeometry.for_box(
+        shape.box, shape.voxel_size, radius=radius, center=center
+    )
     return order_for_resolution(d["resolution"], geometry.radius)
 
 
 def geometry_args(wildcards):
     d = settings(wildcards)
-    return " ".join(filter(None, [opt("--radius", d["radius"]), opt("--center", d["center"])]))
+    return " ".join(
+        filter(None, [opt("--radius", d["radius"]), opt("--center", d["center"])])
+    )
 
 
 # --- resources ----------------------------------------------------------------------
@@ -325,7 +366,11 @@ def node_types(gpu=False):
     the SLURM profile by `zernike3d profile install` (sinfo) as "cpus:mem_mb:gpus,...";
     [] when unknown (local runs)."""
     text = (gpu and config.get("slurm_gpu_nodes")) or config.get("slurm_nodes") or ""
-    return [dict(zip(("cpus", "mem_mb", "gpus"), map(int, t.split(":")))) for t in text.split(",") if t]
+    return [
+        dict(zip(("cpus", "mem_mb", "gpus"), map(int, t.split(":"))))
+        for t in text.split(",")
+        if t
+    ]
 
 
 def _may_use_gpu(stage, wildcards):
@@ -339,7 +384,9 @@ def rule_threads(stage):
 
     def threads(wildcards):
         override = (config["resources"].get(stage) or {}).get("threads")
-        wanted = override or (1 if stage in _SINGLE_THREADED else settings(wildcards)["threads"])
+        wanted = override or (
+            1 if stage in _SINGLE_THREADED else settings(wildcards)["threads"]
+        )
         partitions = [node_types(False)]
         if _may_use_gpu(stage, wildcards):
             partitions.append(node_types(True))
@@ -354,30 +401,44 @@ def _estimate(stage, wildcards, path, attempt):
     d["threads"] = rule_threads(stage)(wildcards)
     d["gpu_memory_gb"] = config.get("gpu_memory_gb")
     d["slurm_gpu_model"] = config.get("slurm_gpu_model")
-    gpu_nodes = [n for n in node_types(True) if n["cpus"] >= d["threads"] and n["gpus"] >= 1]
+    gpu_nodes = [
+        n for n in node_types(True) if n["cpus"] >= d["threads"] and n["gpus"] >= 1
+    ]
     cpu_nodes = [n for n in node_types(False) if n["cpus"] >= d["threads"]]
     if node_types(True):  # plan for the nodes there are
         d["node_gpus"] = len(gpu_nodes)
         usable = gpu_nodes if (gpu_nodes and d["gpu"]) else cpu_nodes
         d["node_mem_mb"] = max((n["mem_mb"] for n in usable), default=None)
-    order = d["order"] if stage in ("example", "import", "preprocess") else dataset_order(d, path)
+    order = (
+        d["order"]
+        if stage in ("example", "import", "preprocess")
+        else dataset_order(d, path)
+    )
     if stage == "reconstruct" and d["reconstruct"].get("order") is not None:
         order = d["reconstruct"]["order"]
     override = config["resources"].get(stage) or {}
     if override.get("mem_mb") and override.get("runtime"):
-        est = {"gpu": 1}  # no need to look at the input: a GPU when the dataset allows one
+        est = {
+            "gpu": 1
+        }  # no need to look at the input: a GPU when the dataset allows one
     else:
         try:
             est = rule_resources(stage, path, order, d)
         except ValueError as err:  # e.g. the planner: no placement fits the node
-            raise WorkflowError(f"{stage} job of datasets.{wildcards.dataset}: {err}") from None
+            raise WorkflowError(
+                f"{stage} job of datasets.{wildcards.dataset}: {err}"
+            ) from None
     mem_mb = override.get("mem_mb") or est["mem_mb"] * attempt  # more memory on a retry
     runtime = override.get("runtime") or est["runtime"] * attempt
     if d.get("max_runtime"):
         runtime = min(runtime, d["max_runtime"])
-    gpu = stage in GPU_STAGES and (d["gpu"] == "always" or (d["gpu"] is True and est["gpu"]))
+    gpu = stage in GPU_STAGES and (
+        d["gpu"] == "always" or (d["gpu"] is True and est["gpu"])
+    )
     try:
-        mem_mb = fit_to_nodes(d["threads"], int(mem_mb), int(gpu), node_types(gpu), attempt)
+        mem_mb = fit_to_nodes(
+            d["threads"], int(mem_mb), int(gpu), node_types(gpu), attempt
+        )
     except ValueError as err:
         raise WorkflowError(
             f"the {stage} job of datasets.{wildcards.dataset} cannot run on this cluster: {err}"
@@ -388,18 +449,25 @@ def _estimate(stage, wildcards, path, attempt):
 def _check_against_nodes():
     """What is known before any job runs, checked against the SLURM partitions' nodes: a
     job that asks for a GPU whatever the plan (gpu: always) or a fixed memory
-    (resources.<stage>.mem_mb) that no node offers stops the run (also `snakemake -n`)."""
+    (resources.<stage>.mem_mb) that no node offers stops the run (also `snakemake -n`).
+    """
     if not (node_types(False) or node_types(True)):
         return
     for name in DATASETS:
-        for stage in ("example", "import", "preprocess", "basis") + GPU_STAGES + ("invariants", "qc"):
+        for stage in (
+            ("example", "import", "preprocess", "basis")
+            + GPU_STAGES
+            + ("invariants", "qc")
+        ):
             threads = rule_threads(stage)(name)
             gpu = int(stage in GPU_STAGES and settings(name)["gpu"] == "always")
             mem_mb = (config["resources"].get(stage) or {}).get("mem_mb") or 1
             try:
                 fit_to_nodes(threads, mem_mb, gpu, node_types(gpu))
             except ValueError as err:
-                raise WorkflowError(f"the {stage} job of datasets.{name} cannot run on this cluster: {err}")
+                raise WorkflowError(
+                    f"the {stage} job of datasets.{name} cannot run on this cluster: {err}"
+                )
 
 
 def max_memory_arg(wildcards, resources):
@@ -437,12 +505,16 @@ def rule_resources_for(stage, input_key):
     if stage in GPU_STAGES and ANY_GPU:
         res["gpu"] = lambda wc, input, attempt: estimate(wc, input, attempt)["gpu"]
         res["gpu_model"] = lambda wc, input, attempt: (
-            (config.get("slurm_gpu_model") or "") if estimate(wc, input, attempt)["gpu"] else ""
+            (config.get("slurm_gpu_model") or "")
+            if estimate(wc, input, attempt)["gpu"]
+            else ""
         )
         if config.get("slurm_gpu_partition"):
             cpu_partition = config.get("slurm_partition") or ""
             res["slurm_partition"] = lambda wc, input, attempt: (
-                config["slurm_gpu_partition"] if estimate(wc, input, attempt)["gpu"] else cpu_partition
+                config["slurm_gpu_partition"]
+                if estimate(wc, input, attempt)["gpu"]
+                else cpu_partition
             )
     return res
 
@@ -480,7 +552,9 @@ def import_args(wildcards):
     else:
         args = [opt("--map", source["source"])]
         if d.get("components"):
-            args.append("--components " + " ".join(shlex.quote(c) for c in source["components"]))
+            args.append(
+                "--components " + " ".join(shlex.quote(c) for c in source["components"])
+            )
             args.append(opt("--particles", source["particles"]))
     args.append(opt("--apix", d.get("apix")))
     return " ".join(filter(None, args))
@@ -534,23 +608,34 @@ def reconstruct_args(wildcards):
     ]
     if has_particles(wildcards.dataset):
         if r.get("series"):
-            args += [opt("--series", r["series"]), opt("--percentiles", r["percentiles"])]
+            args += [
+                opt("--series", r["series"]),
+                opt("--percentiles", r["percentiles"]),
+            ]
         args.append(opt("--kmeans", r.get("kmeans") or None))
         if r.get("particles"):
-            args.append("--particle " + " ".join(shlex.quote(str(p)) for p in r["particles"]))
+            args.append(
+                "--particle " + " ".join(shlex.quote(str(p)) for p in r["particles"])
+            )
     if r.get("latents"):
         # --latent=z0,z1: a first value that is negative must not read as an option
-        args.extend(shlex.quote("--latent=" + ",".join(map(str, z))) for z in r["latents"])
+        args.extend(
+            shlex.quote("--latent=" + ",".join(map(str, z))) for z in r["latents"]
+        )
     args.append(map_extra_args(wildcards))  # --mapspace, --movie: rules/clusters.smk
     return " ".join(filter(None, args))
 
 
 def qc_particle_args(wildcards, input):
     if "particle_invariants" in input.keys():
-        return " ".join([
-            opt("--particle-invariants", os.path.dirname(input.particle_invariants)),
-            opt("--maps-index", os.path.join(input.maps, "index.csv")),
-        ])
+        return " ".join(
+            [
+                opt(
+                    "--particle-invariants", os.path.dirname(input.particle_invariants)
+                ),
+                opt("--maps-index", os.path.join(input.maps, "index.csv")),
+            ]
+        )
     return ""
 
 
@@ -560,7 +645,9 @@ def qc_inputs(wildcards):
         "moments": f"results/{wildcards.dataset}/moments.npz",
     }
     if has_particles(wildcards.dataset):
-        files["particle_invariants"] = f"results/{wildcards.dataset}/particle_invariants.zarr/zarr.json"
+        files["particle_invariants"] = (
+            f"results/{wildcards.dataset}/particle_invariants.zarr/zarr.json"
+        )
         files["maps"] = f"results/{wildcards.dataset}/maps"
     return files
 
@@ -583,7 +670,10 @@ def qc_files(name):
     names = ("fsc.csv", "fsc_resolution.csv", "fsc.png", "maps.png", "invariants.png")
     files = [f"results/{name}/qc/{f}" for f in names]
     if has_particles(name):
-        files += [f"results/{name}/qc/particle_invariants_pca.png", f"results/{name}/qc/series_maps.png"]
+        files += [
+            f"results/{name}/qc/particle_invariants_pca.png",
+            f"results/{name}/qc/series_maps.png",
+        ]
     return files
 
 
