@@ -35,11 +35,11 @@ import numba
 import numpy as np
 import zarr
 from numba import prange
-from tqdm import tqdm
 from zarr.codecs import BloscCodec
 
 from zernike3d.errors import InputError
 from zernike3d.io.atomic import atomic_path, zarr_kind
+from zernike3d.progress import progress as report_progress
 
 FORMAT = "zernike3d-particle-invariants"
 FORMAT_VERSION = 1
@@ -125,7 +125,7 @@ def write_particle_invariants(path, forms, latents, uid, nl, *, order, names, ch
         )
         starts = range(0, len(latents), chunk)
         if progress:
-            starts = tqdm(starts, desc="particle invariants", unit="chunk", delay=2.0)
+            starts = report_progress(starts, "particle invariants", "chunk")
         for start in starts:
             z = np.ascontiguousarray(latents[start : start + chunk], dtype=np.float64)
             norms(z, block[: len(z)])
