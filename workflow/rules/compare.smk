@@ -62,9 +62,11 @@ def compare_threads(wildcards):
 
 
 def compare_resources(key):
-    """mem_mb / runtime of a compare job: the joint landscape holds about 100 bytes per
-    particle, plus one job's sample of descriptors for the axes (50,000 x n_nl float32
-    twice) and the libraries; run time about a minute per million particles."""
+    """mem_mb / runtime of a compare job: libraries and work arrays (1000 MB), the joint
+    landscape (about 150 bytes per particle) and each dataset bundle held twice (maps,
+    latents); measured: 1.25 GB peak for three jobs of 1,000,000 particles at order 50
+    (benchmarks/bench_compare.py), estimated 1.6 GB. Run time about a minute per million
+    particles, plus the alignments."""
 
     def estimate(wildcards, input, attempt):
         override = (config["resources"].get("compare") or {}).get(key)
@@ -75,9 +77,8 @@ def compare_resources(key):
         bundles = [f for f in input if f.endswith("preprocessed.npz")]
         particles = sum(bundle_shape(f).n_particles for f in bundles)
         if key == "mem_mb":
-            return int(
-                (800 + particles * 100 / 1e6 + 2 * 50_000 * 2_000 * 4 / 1e6) * attempt
-            )
+            held = 2 * sum(os.path.getsize(f) for f in bundles)
+            return int((1000 + (particles * 150 + held) / 1e6) * attempt)
         return int((10 + particles / 1e6) * attempt)
 
     return estimate

@@ -63,7 +63,7 @@ def add_arguments(parser):
     parser.add_argument("--axes", type=int, default=4, help="joint principal axes of the landscape")
     parser.add_argument("--clusters", type=int, default=3, help="joint k-means clusters")
     parser.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamplings of the cluster populations")
-    parser.add_argument("--fit-particles", type=int, default=50000, help="particles per dataset used to fit the joint axes")
+    parser.add_argument("--fit-particles", type=int, default=20000, help="particles per dataset used to fit the joint axes")
     parser.add_argument("--match-particles", type=int, default=100000,
                         help="particles per dataset matched to their nearest reference particle (a random sample)")
     parser.add_argument("--align-order", type=int, default=ALIGN_ORDER,
