@@ -254,3 +254,23 @@ def test_outside_fraction_reports_density_beyond_the_ball():
     f[8, 8, 8] = 3.0
     f[0, 0, 0] = 1.0
     assert geometry.outside_fraction(f)[0] == pytest.approx(0.25)
+
+
+def test_a_float32_map_is_never_copied_to_float64():
+    """Large maps (512^3) fit a workstation only if decompose reads float32 input as is:
+    the traced NumPy allocations of a decomposition stay below the size of the map itself,
+    which a float64 copy (twice that) would exceed."""
+    import tracemalloc
+
+    box = 96
+    geometry = BallGeometry.for_box(box, 1.0)
+    maps = np.random.default_rng(3).standard_normal((1, box, box, box), dtype=np.float32)
+    decompose(maps[:, :8, :8, :8].copy(), BallGeometry.for_box(8, 1.0), 2)  # kernels compiled
+    geometry.grid  # tables built (and cached) before tracing
+    tracemalloc.start()
+    try:
+        decompose(maps, geometry, 2, max_workspace=2**20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < maps.nbytes
