@@ -137,7 +137,8 @@ GPU_FIT_CASES = ((128, 50), (96, 100))
 
 def calibrate_gpu(path=None, gpu_id=None):
     """Measure GPU ``gpu_id``'s rates with CuPy and store them in ``path`` (default
-    :data:`zernike3d.planning.GPU_RATES_FILE`) under the GPU's name (read back by :func:`zernike3d.planning.gpu_rates`); return (rates, details).
+    :data:`zernike3d.planning.GPU_RATES_FILE`) under the GPU's name, where
+    :func:`zernike3d.planning.gpu_rates` reads them; return (rates, details).
 
     Raw rates (best of several, timed with CUDA events, float64): device memory bandwidth
     (a 512 MiB copy, bytes read + written), FP64 vector FLOP/s (an elementwise kernel of
