@@ -679,3 +679,148 @@ def qc_files(name):
 
 def all_targets():
     return [t for name in DATASETS for t in dataset_targets(name)]
+
+
+# --- QC report entries (rules/qc.smk) ---------------------------------------------
+
+
+def qc_report(path, caption, figure):
+    return report(
+        f"results/{{dataset}}/qc/{path}",
+        caption=f"../report/{caption}",
+        category="{dataset}",
+        labels={"dataset": "{dataset}", "figure": figure},
+    )
+
+
+# --- clusters, subsets and paths (rules/clusters.smk) ------------------------------
+
+
+def is_3dva(name):
+    """Does the dataset have particles (a 3DVA job), whether or not per-particle
+    invariants are computed?"""
+    d = DATASETS[name]
+    return any(
+        d.get(key) is not None for key in ("job_dir", "wiggle", "example", "particles")
+    )
+
+
+def clusters_of(name):
+    """The dataset's clusters section; {} for a dataset without particles."""
+    return (DATASETS[name].get("clusters") or {}) if is_3dva(name) else {}
+
+
+def cluster_datasets():
+    return [n for n in DATASETS if clusters_of(n).get("k")]
+
+
+def path_datasets():
+    return [n for n in DATASETS if clusters_of(n).get("paths")]
+
+
+def light_resources(stage):
+    """mem_mb and runtime (minutes) of the cluster and paths jobs, multiplied by the attempt
+    (retries): 4 GB and 30 min, enough for about 6 million particles (a million take 0.6 GB
+    and 20 s: benchmarks/bench_clusters.py); resources.<stage> in the config overrides them.
+    """
+
+    def value(key, default):
+        return (
+            lambda wc, attempt: (config["resources"].get(stage) or {}).get(key)
+            or default * attempt
+        )
+
+    return {"mem_mb": value("mem_mb", 4000), "runtime": value("runtime", 30)}
+
+
+def cluster_inputs(wildcards):
+    files = {
+        "data": f"results/{wildcards.dataset}/preprocessed.npz",
+        "maps": f"results/{wildcards.dataset}/maps",
+    }
+    if clusters_of(wildcards.dataset).get("space") == "invariants":
+        files["particle_invariants"] = (
+            f"results/{wildcards.dataset}/particle_invariants.zarr/zarr.json"
+        )
+    return files
+
+
+def cluster_args(wildcards):
+    """Options of `zernike3d cluster` from datasets.<name>.clusters (wildcards only: see
+    the note on params in inputs.smk)."""
+    c = clusters_of(wildcards.dataset)
+    args = [
+        opt("--k", c["k"]),
+        opt("--method", c["method"]),
+        opt("--space", c["space"]),
+    ]
+    if c["space"] == "invariants":
+        args.append(
+            opt(
+                "--particle-invariants",
+                f"results/{wildcards.dataset}/particle_invariants.zarr",
+            )
+        )
+    if c["export_subsets"]:
+        args.append("--subsets")
+    if c.get("bins"):
+        args.append("--bins " + " ".join(shlex.quote(b) for b in c["bins"]))
+    if c.get("ranges"):
+        args.append("--range " + " ".join(shlex.quote(r) for r in c["ranges"]))
+    args.append(opt("--particles-cs", c.get("particles_cs")))
+    return " ".join(filter(None, args))
+
+
+def path_args(wildcards):
+    c = clusters_of(wildcards.dataset)
+    args = [
+        f"--between {shlex.quote(str(a))} {shlex.quote(str(b))}" for a, b in c["paths"]
+    ]
+    args += [
+        opt("--frames", c["path_frames"]),
+        opt("--neighbours", c["path_neighbours"]),
+    ]
+    if c["path_density"]:
+        args.append("--density")
+    return " ".join(filter(None, args))
+
+
+def map_extra_args(wildcards):
+    r = settings(wildcards)["reconstruct"]
+    return " ".join(
+        filter(
+            None,
+            [
+                "--mapspace" if r.get("mapspace") else None,
+                "--movie" if r.get("movie") else None,
+            ],
+        )
+    )
+
+
+def path_inputs(wildcards):
+    files = {
+        "data": f"results/{wildcards.dataset}/preprocessed.npz",
+        "maps": f"results/{wildcards.dataset}/maps",
+    }
+    if clusters_of(wildcards.dataset).get("k"):
+        files["centres"] = f"results/{wildcards.dataset}/clusters/centres.csv"
+    return files
+
+
+def cluster_targets():
+    targets = []
+    for name in cluster_datasets():
+        targets += [
+            f"results/{name}/clusters/populations.csv",
+            f"results/{name}/clusters/latents.png",
+        ]
+        if clusters_of(name)["maps"]:
+            targets.append(f"results/{name}/cluster_maps")
+    for name in path_datasets():
+        targets += [
+            f"results/{name}/paths/paths.csv",
+            f"results/{name}/paths/latents.png",
+            f"results/{name}/path_maps",
+        ]
+    return targets

@@ -3,15 +3,6 @@
 # (report/workflow.rst) shows each dataset's key figures and resolution table.
 
 
-def qc_report(path, caption, figure):
-    return report(
-        f"results/{{dataset}}/qc/{path}",
-        caption=f"../report/{caption}",
-        category="{dataset}",
-        labels={"dataset": "{dataset}", "figure": figure},
-    )
-
-
 rule qc:
     """FSC between each map and its reconstruction; map slices, invariant and per-particle PCA plots."""
     input:
