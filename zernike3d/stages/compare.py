@@ -114,9 +114,10 @@ def read_results(folder):
 
 
 def run(args):
-    from zernike3d.io.atomic import atomic_path, folder_kind
+    from zernike3d.io.atomic import atomic_path, check_replaceable, folder_kind
 
     check_options(args)
+    check_replaceable(args.out_dir, folder_kind("compare"))  # before any work
     results = [read_results(folder) for folder in args.results]
     check_comparable(results, args.results)
     comparison = compare(results, args)
