@@ -254,9 +254,12 @@ def twin_comparison(tmp_path_factory):
     twin = write_results(root / "twin", np.stack([turn_on_grid(m) for m in maps]), latents, uid)
     # turned and moved by one voxel along x: aligned, it is decomposed again about the moved centre
     shifted = write_results(root / "shifted", np.stack([np.roll(turn_on_grid(m), 1, axis=2) for m in maps]), latents, uid)
+    # the mirror image (x -> -x about voxel box//2: the chiral phantom's other hand)
+    mirrored = write_results(root / "mirrored", np.stack([np.roll(m[:, :, ::-1], 1, axis=2) for m in maps]), latents, uid)
     out = root / "compare"
-    assert main(["compare", str(original), str(twin), str(shifted), "--out-dir", str(out), "--clusters", "2",
-                 "--bootstrap", "20"]) == 0
+    with pytest.warns(UserWarning, match="the mirror image fits better"):
+        assert main(["compare", str(original), str(twin), str(shifted), str(mirrored), "--out-dir", str(out),
+                     "--clusters", "2", "--bootstrap", "20"]) == 0
     return out
 
 
@@ -270,6 +273,10 @@ def test_rotated_twin_is_aligned_and_its_latent_space_maps_by_the_identity(twin_
     assert np.allclose(relation["principal_angles_deg"], 0.0, atol=2.0)
     overlap = np.array(relation["overlap"])  # the components' own cosines: 1 on the diagonal, symmetric
     assert np.allclose(np.abs(np.diag(overlap)), 1.0, atol=1e-3) and np.allclose(overlap, overlap.T, atol=1e-3)
+    # the mirror image is flagged, and once mirrored back it is the original
+    assert json.loads((out / "alignment_mirrored.json").read_text())["hand"] == "mirrored"
+    mirrored = json.loads((out / "latent_mirrored.json").read_text())
+    assert np.allclose(np.abs(mirrored["matrix"]), np.eye(2), atol=0.02)
     curves = read_csv(out / "order_correlation.csv")
     curves = [r for r in curves if r["dataset"] == "twin" and r["correlation"] != "nan"]
     base = [float(r["correlation"]) for r in curves if r["pair"] == "base~base"]
@@ -284,11 +291,12 @@ def test_rotated_twin_particles_meet_their_originals_in_the_joint_landscape(twin
         names, dataset, uid = list(landscape["names"]), landscape["dataset"], landscape["uid"]
         coords, nearest = landscape["coords"], landscape["nearest_reference_uid"]
         reference_latents = landscape["reference_latents"]
-    assert names == ["original", "twin", "shifted"] and coords.dtype == np.float32 and uid.dtype == np.uint64
-    assert coords.shape == (1800, 4) and np.bincount(dataset).tolist() == [600, 600, 600]
+    assert names == ["original", "twin", "shifted", "mirrored"] and coords.dtype == np.float32 and uid.dtype == np.uint64
+    assert coords.shape == (2400, 4) and np.bincount(dataset).tolist() == [600] * 4
     original, twin, shifted = dataset == 0, dataset == 1, dataset == 2
-    assert np.mean(nearest[twin] == uid[twin]) > 0.95
-    assert np.allclose(coords[twin], coords[original], atol=1e-3 * np.abs(coords).max())
+    for exact in (twin, dataset == 3):  # turned, mirrored: the same invariants, particle by particle
+        assert np.mean(nearest[exact] == uid[exact]) > 0.95
+        assert np.allclose(coords[exact], coords[original], atol=1e-3 * np.abs(coords).max())
     # the shifted twin, re-centred with align's shift (accurate to about 0.1 Å), lands where its
     # originals are, up to a small part of the landscape's spread
     spread = coords[original].std(axis=0)
