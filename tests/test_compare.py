@@ -231,6 +231,22 @@ def test_cluster_populations_and_nearest_neighbours_of_known_points():
     assert np.allclose(neighbours.distance, [1, 1, np.hypot(4, 5), np.hypot(0.1, 0.1), 0.5], atol=1e-6)
 
 
+def test_maps_moved_by_a_fraction_of_a_voxel_keep_their_moments_about_the_moved_centre():
+    from zernike3d.stages.compare import shifted_maps
+
+    delta = np.zeros((1, BOX, BOX, BOX))
+    delta[0, 5, 7, 9] = 1.0  # z, y, x
+    assert np.unravel_index(np.argmax(shifted_maps(delta, (1, 2, 3))[0]), delta.shape[1:]) == (8, 9, 10)
+    # expanding about an off-grid point = moving the map by the fraction, expanding about the voxel
+    maps = job_maps()[:1]
+    point = np.array([CENTRE + 0.7, CENTRE - 0.4, CENTRE + 0.3])
+    on_grid = np.round(point / VOXEL_SIZE) * VOXEL_SIZE
+    direct = Moments.from_maps(maps, BallGeometry(BOX, VOXEL_SIZE, CENTRE, tuple(point)), ORDER).invariants()
+    moved = Moments.from_maps(shifted_maps(maps, (on_grid - point) / VOXEL_SIZE),
+                              BallGeometry(BOX, VOXEL_SIZE, CENTRE, tuple(on_grid)), ORDER).invariants()
+    assert np.linalg.norm(moved - direct) < 0.01 * np.linalg.norm(direct)
+
+
 # --- a rotated twin -------------------------------------------------------------------
 
 

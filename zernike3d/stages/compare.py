@@ -216,7 +216,8 @@ def in_reference_frame(result, alignment, order):
     Re-centring, when the aligned centre is off by more than
     :data:`RECENTRE_TOLERANCE_VOXELS` (:func:`needs_recentring`), decomposes the job's own
     maps again about the point p that lands on the reference's centre (q = A (p - c) +
-    c_ref + shift = c_ref, so p = c - A^-1 shift): exact, where re-expanding the moments
+    c_ref + shift = c_ref, so p = c - A^-1 shift; the maps moved by the fraction of a voxel
+    that puts p on the grid, by a Fourier phase ramp): exact, where re-expanding the moments
     (reconstruct, shift, decompose) changed the invariants of a 64^3 map shifted by 3 Å
     by 3% at order 20 and 5.5% at order 50, more than the spread of its particles. Then
     the exact mirror (for a mirrored fit) and rotation of the moments
@@ -233,12 +234,32 @@ def in_reference_frame(result, alignment, order):
     parity = -1.0 if alignment.hand == "mirrored" else 1.0
     if needs_recentring(alignment, replace(moving, voxel_size=geometry["voxel_size"])):
         point = np.asarray(moving.center) - parity * alignment.rotation.T @ np.asarray(alignment.shift)
-        ball = BallGeometry(moving.box, moving.voxel_size, moving.radius, tuple(float(v) for v in point))
-        moving = Moments.from_maps(result.maps, ball, order, names=moving.names, origin=moving.origin)
+        # a centre off the voxel grid has no symmetric shells (64^3, order 50: 11.5 s instead
+        # of 1.3 s): move the maps by the fraction of a voxel instead (a Fourier phase ramp,
+        # exact for band-limited maps) and expand about the nearest voxel
+        on_grid = np.round(point / moving.voxel_size) * moving.voxel_size
+        maps = shifted_maps(result.maps, (on_grid - point) / moving.voxel_size)
+        ball = BallGeometry(moving.box, moving.voxel_size, moving.radius, tuple(float(v) for v in on_grid))
+        moving = Moments.from_maps(maps, ball, order, names=moving.names, origin=moving.origin)
     moments = mirror_moments(moving.moments, moving.nlm) if parity < 0 else moving.moments
     return replace(moving, moments=rotate_moments(moments, moving.nlm, alignment.rotation), box=int(geometry["box"]),
                    voxel_size=float(geometry["voxel_size"]), center=tuple(alignment.reference_center),
                    origin=tuple(alignment.reference_origin))
+
+
+def shifted_maps(maps, shift_voxels):
+    """Maps (V, N, N, N) [z, y, x] moved by ``shift_voxels`` (x, y, z):
+    g(p) = f(p - shift), by a Fourier phase ramp on the periodic box
+    (scipy.ndimage.fourier_shift; exact for band-limited maps). float64."""
+    from scipy import ndimage
+
+    n = maps.shape[-1]
+    shift = np.asarray(shift_voxels, dtype=np.float64)[::-1]  # (z, y, x), array order
+    return np.stack([
+        np.fft.irfftn(ndimage.fourier_shift(np.fft.rfftn(np.asarray(m, dtype=np.float64)), shift, n=n), s=m.shape,
+                      axes=(0, 1, 2))
+        for m in maps
+    ])
 
 
 def particle_landscape(results, aligned, alignments, relations, order, args):
