@@ -64,7 +64,7 @@ def compare_threads(wildcards):
 def compare_resources(key):
     """mem_mb / runtime of a compare job: libraries and work arrays (1000 MB), the joint
     landscape (about 150 bytes per particle) and each dataset bundle held twice (maps,
-    latents); measured: 1.25 GB peak for three jobs of 1,000,000 particles at order 50
+    latents); measured: 1.04 GB peak for three jobs of 1,000,000 particles at order 50
     (benchmarks/bench_compare.py), estimated 1.6 GB. Run time about a minute per million
     particles, plus the alignments."""
 

@@ -48,8 +48,9 @@ import numpy as np
 from zernike3d.errors import InputError
 
 #: default order of the alignment fit: align recovers rotations to about 0.5° and shifts
-#: to 0.3 Å at order 20 in a few seconds (benchmarks/bench_align.py); its refinement costs
-#: grow as order^4, so the full order 50 would take minutes for little gain in the frame
+#: to 0.3 Å at order 20 (benchmarks/bench_align.py); on the 64^3 maps of
+#: benchmarks/bench_compare.py order 20 took 1.4 s and order 50 12 s, both finding the
+#: 3 Å shift to 0.03 Å
 ALIGN_ORDER = 20
 #: an aligned job whose centre is closer than this (in voxels of the reference) to the
 #: reference's keeps its stored per-particle invariants; farther, they are recomputed
