@@ -464,7 +464,8 @@ def _cpu_estimate(placement, sizes, machine, threads, budget, rates):
 
 
 def _gpu_estimate(placement, sizes, machine, gpu, gpu_id, host_budget):
-    """Datasheet prediction for the CuPy backend (:class:`zernike3d.maths.backends.ArrayBackend`)."""
+    """Prediction for the CuPy backend (:class:`zernike3d.maths.backends.ArrayBackend`) from
+    the GPU's rates (:func:`gpu_rates`: measured by calibrate_gpu, else datasheet leads)."""
     g, v = sizes.grid, sizes.n_volumes
     rates = gpu_rates(gpu.name) if gpu is not None else GPU_FALLBACK
     resident = placement == "gpu-resident"

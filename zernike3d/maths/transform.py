@@ -26,7 +26,9 @@ Why numba rather than ducc0's spherical-harmonic transforms (measured at box 128
 50, whole-cube ball, 2 cores): ducc0's scattered-point adjoint transform sums all voxels
 in 0.05 s but cannot keep the radial shells apart. Its Legendre step, called once per
 shell (8,041 shells), would cost about 0.24 s per fold parity, against 0.39 s for both
-parities in the polar kernel here. The ring step takes 0.11 s.
+parities in the polar kernel here then, and 0.32 s since it runs the l-recurrence across
+the pairs of a chunk of shells (``benchmarks/bench_transform.py --steps``, 2 shared cores).
+The ring step takes 0.11-0.17 s.
 """
 
 import numpy as np
