@@ -8,6 +8,7 @@ the per-rule peak memory against the estimate. The run takes about a minute on 2
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -192,7 +193,8 @@ def test_run_completes_after_interruptions(finished, workdir):
     assert "Nothing to be done" not in finished["output"]
     # the job killed mid-way is re-run, the ones finished before are not
     assert "reconstruct" in finished["output"]
-    assert "rule decompose" not in finished["output"].replace("localrule", "rule") or True
+    # job3dva's moments were complete before the kill: the resumed run does not remake them
+    assert not re.search(r"output: [^\n]*results/job3dva/moments\.npz", finished["output"])
     for name in ("job3dva", "hand"):
         assert (results(workdir, name) / "moments.npz").is_file()
     leftovers = [p for p in (workdir / "results").rglob("*.tmp-*") if "example_job" not in str(p)]
