@@ -71,6 +71,9 @@ BAD_SETTINGS = [
     ("particles against a job's table", [("datasets.hand.map", DELETE), ("datasets.hand.job_dir", "JOBS/J7"),
                                          ("datasets.hand.reconstruct", {"particles": [40]})],
      "datasets.hand.reconstruct.particles: row 40 is out of range; the input has 40 particles (rows 0-39)"),
+    ("k-means against a compressed table", [("datasets.hand.map", DELETE), ("datasets.hand.job_dir", "JOBS/J8"),
+                                            ("datasets.hand.reconstruct", {"kmeans": 31})],
+     "datasets.hand.reconstruct.kmeans: 31 centres for 30 particles"),
 ]
 
 
@@ -89,6 +92,12 @@ def cases(shared_data, tmp_path_factory):
 
     np.save(table.with_suffix(".npy"), np.load(table)[:40])  # 40 rows, as np.save writes them
     table.with_suffix(".npy").rename(table)
+    # the same job with a 30-row table in cryoSPARC's compressed format (counted from its header)
+    from cryosparc.dataset import CSDAT_FORMAT, Dataset as CsDataset
+
+    write_3dva_job(jobs / "J8", box=16, n_components=2, seed=0)
+    compressed = next((jobs / "J8").glob("*_particles.cs"))
+    CsDataset(np.load(compressed)[:30]).save(compressed, format=CSDAT_FORMAT)
     config = absolute_test_config(shared_data)
     workdir = root / "work"
     write_config(workdir, config)

@@ -148,19 +148,27 @@ def mrc_box(path):
 
 
 def cs_row_count(path):
-    """Rows of a cryoSPARC ``.cs`` table saved with ``np.save`` (memory-mapped: only the
-    header is read); None for the compressed cryoSPARC format, whose count needs decoding."""
+    """Rows of a cryoSPARC ``.cs`` table, from its header alone: a table saved with
+    ``np.save`` is memory-mapped; the compressed (CSDAT) format's JSON header states its
+    ``length`` (cryosparc-tools' ``Dataset.inspect``, which decodes nothing). None if the
+    file is neither."""
     import numpy as np
 
     try:
         return int(np.load(str(path), mmap_mode="r", allow_pickle=False).shape[0])
     except (ValueError, OSError, IndexError):
+        pass
+    try:
+        from cryosparc.dataset import Dataset
+
+        return int(Dataset.inspect(path)["length"])
+    except Exception:  # cryosparc-tools raises several kinds on a file that is not a .cs
         return None
 
 
 def _cs_rows(path):
     rows = cs_row_count(path)
-    # the compressed cryoSPARC format: guess from the file size (~200 bytes a row)
+    # not a readable table (the import stage will say why): guess ~200 bytes a row
     return rows if rows is not None else max(1, os.path.getsize(path) // 200)
 
 

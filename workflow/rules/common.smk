@@ -141,7 +141,7 @@ _check_sources()
 def _input_facts(name):
     """``(box, components, particles)`` of a dataset's input, read cheaply before any job
     runs (map headers, the .cs row count, the example's settings); each None where that
-    is not possible (the file is not there yet, a WIGGLE bundle, a compressed .cs)."""
+    is not possible (the file is not there yet, a WIGGLE bundle)."""
     from zernike3d.resources import cs_row_count, mrc_box
 
     d = DATASETS[name]
