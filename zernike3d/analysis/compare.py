@@ -14,8 +14,9 @@ moments then describe functions on the same ball, whatever the voxel size); they
 compared up to their common (lowest) order.
 
 * :func:`order_correlation`: after alignment, the correlation of two expansions within
-  each order n (a resolution-like curve in Zernike space: 1 where the maps agree in detail
-  of size about pi R / n Å).
+  each order n (a resolution-like curve in Zernike space: 1 where the maps agree in the
+  detail that order n adds; an expansion to order n reaches about
+  :func:`zernike3d.maths.resolution.expected_resolution` = 1.81 π R / (n + 2.5) Å).
 * :func:`zcc_curve`: the original tool's per-order "ZCC", sum |a||b| / sqrt(sum |a|^2 sum
   |b|^2) over the (l, m) of order n; it ignores phases, so it needs no alignment but is
   close to 1 for any two maps with similar power. The original summed only m >= 0; here

@@ -41,7 +41,7 @@ def plot_order_curves(path, curves, order, title):
         ax.axhline(0, color="grey", linewidth=0.6)
         ax.set_ylim(-0.1 if all(np.nanmin(v) >= -0.1 for _, v, _ in lines) else -1.05, 1.05)
         ax.set_xlim(0, order)
-        ax.set_xlabel("order n (detail about π R / n Å)")
+        ax.set_xlabel("order n (an expansion to n reaches about 1.81 π R / (n + 2.5) Å)")
         ax.set_ylabel("correlation within order n")
         ax.set_title(panel, fontsize=9)
         ax.legend(fontsize=7, loc="lower left")
