@@ -92,6 +92,10 @@ class CpuRates:
 #: each case a fresh process, fastest of 3) on 2026-11-23 on an "AMD EPYC" VM whose 2
 #: cores were shared with other jobs (load ~1.8): the fit reproduced the 11 calibration
 #: runs within 17%, and repeated calibrations differed by up to ~1.5x in single rates.
+#: The two zarr rates were re-measured on 2026-11-30 (idle) for store format 2
+#: (uncompressed, CRC32C-checked chunks): 0.9-1.1 ms a chunk, and 0.54-0.84 GB/s for the
+#: radial tables that `decompose --basis` reads (benchmarks/bench_basis_cache.py at
+#: (128, 50), (256, 50), (256, 150)), where recomputing them took 0.6 of the read time.
 #: Recalibrate on the machine that runs the work: `zernike3d plan --calibrate` stores its
 #: own rates, which load_rates() prefers.
 CPU_RATES = CpuRates(
@@ -102,8 +106,8 @@ CPU_RATES = CpuRates(
     radial=1.5e-10,
     step=1.35e-5,
     radial_eval=6.0e-9,
-    zarr_read_seconds=5.1e-4,
-    zarr_bytes_per_s=1.96e9,
+    zarr_read_seconds=1.0e-3,
+    zarr_bytes_per_s=0.7e9,
     cpu_model="AMD EPYC",
 )
 
