@@ -28,12 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zernike3d.io.dataset import Dataset
-from zernike3d.io.particle_invariants import write_particle_invariants
-from zernike3d.maths.geometry import BallGeometry
-from zernike3d.maths.invariants import particle_invariant_forms
-from zernike3d.moments import Moments
-from zernike3d.synthetic import chiral_phantom, gaussian_blobs
+from zernike3d.synthetic import chiral_phantom, gaussian_blobs, write_results_folder
 
 BOX, VOXEL_SIZE = 64, 1.5
 
@@ -59,16 +54,9 @@ def turn(maps, shift_voxels):
 
 
 def write_job(folder, maps, particles, order, rng):
-    folder.mkdir(parents=True)
     latents = rng.normal(scale=[1.0, 0.6, 0.3][: maps.shape[0] - 1], size=(particles, maps.shape[0] - 1))
     uid = rng.integers(2**63, 2**64 - 1, size=particles, dtype=np.uint64)
-    dataset = Dataset(maps, latents, uid, VOXEL_SIZE, (0.0, 0.0, 0.0), provenance=[])
-    dataset.save(folder / "dataset.npz")
-    moments = Moments.from_maps(dataset.maps, BallGeometry.for_box(BOX, VOXEL_SIZE), order, names=dataset.names)
-    moments.save(folder / "moments.npz")
-    forms = particle_invariant_forms(moments.moments, order)
-    write_particle_invariants(folder / "particle_invariants.zarr", forms, dataset.latents, dataset.uid, moments.nl,
-                              order=order, names=moments.names)
+    write_results_folder(folder, maps, latents, uid, VOXEL_SIZE, order)
 
 
 def main():

@@ -43,13 +43,13 @@ from zernike3d.analysis.landscape import (
 )
 from zernike3d.cli import main
 from zernike3d.io.dataset import Dataset
-from zernike3d.io.particle_invariants import read_particle_invariants, write_particle_invariants
+from zernike3d.io.particle_invariants import read_particle_invariants
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.indexing import coefficient_count, nlm_table
 from zernike3d.maths.invariants import particle_invariant_forms
 from zernike3d.maths.rotation import inner_product
 from zernike3d.moments import Moments
-from zernike3d.synthetic import chiral_phantom, gaussian_blobs
+from zernike3d.synthetic import chiral_phantom, gaussian_blobs, write_results_folder
 
 BOX, VOXEL_SIZE, ORDER = 24, 2.0, 10
 CENTRE = (BOX // 2) * VOXEL_SIZE
@@ -66,15 +66,7 @@ def turn_on_grid(volume):
 
 def write_results(folder, maps, latents, uid):
     """A results folder as the workflow writes it, from maps (1+K, N, N, N) and latents."""
-    folder.mkdir(parents=True)
-    dataset = Dataset(maps, latents, uid, VOXEL_SIZE, (0.0, 0.0, 0.0), provenance=[])
-    dataset.save(folder / "dataset.npz")
-    moments = Moments.from_maps(dataset.maps, BallGeometry.for_box(BOX, VOXEL_SIZE), ORDER, names=dataset.names)
-    moments.save(folder / "moments.npz")
-    forms = particle_invariant_forms(moments.moments, ORDER)
-    write_particle_invariants(folder / "particle_invariants.zarr", forms, dataset.latents, dataset.uid, moments.nl,
-                              order=ORDER, names=moments.names)
-    return folder
+    return write_results_folder(folder, maps, latents, uid, VOXEL_SIZE, ORDER)
 
 
 def blob(at, sigma=3.0):
@@ -363,7 +355,7 @@ def test_joint_clusters_recover_the_proportions_of_two_mixtures(tmp_path):
     out = tmp_path / "compare"
     assert main(["compare", *map(str, folders), "--out-dir", str(out), "--clusters", "2", "--bootstrap", "30"]) == 0
     with np.load(out / "landscape.npz") as landscape:
-        cluster, dataset = landscape["cluster"], landscape["dataset"]
+        cluster = landscape["cluster"]
     truth = np.concatenate([jobs["mostly_2"][3], jobs["mostly_1"][3]])
     # the cluster of state 1 is the one most of the state-1 particles fall into
     state_1_cluster = np.bincount(cluster[truth]).argmax()

@@ -144,3 +144,26 @@ def protein_like(box, voxel_size, seed, blur=0.8, step=1.5, fill=0.75, atoms_per
     fx = np.fft.rfftfreq(box, voxel_size)[None, None, :]
     transfer = np.exp(-2 * np.pi**2 * blur**2 * (fz**2 + np.swapaxes(fz, 0, 1) ** 2 + fx**2))
     return np.fft.irfftn(np.fft.rfftn(grid) * transfer, s=grid.shape, axes=(0, 1, 2))
+
+
+def write_results_folder(folder, maps, latents, uid, voxel_size, order):
+    """Write ``folder`` as the workflow writes ``results/<dataset>/`` for a 3DVA job:
+    ``dataset.npz`` (maps (1+K, N, N, N) [z, y, x], latents (P, K), uids, voxel size in
+    Å, origin 0), ``moments.npz`` (every volume to ``order``, inscribed ball centred on
+    voxel N // 2) and ``particle_invariants.zarr``. Returns ``folder``."""
+    from zernike3d.io.dataset import Dataset
+    from zernike3d.io.particle_invariants import write_particle_invariants
+    from zernike3d.maths.geometry import BallGeometry
+    from zernike3d.maths.invariants import particle_invariant_forms
+    from zernike3d.moments import Moments
+
+    folder.mkdir(parents=True)
+    dataset = Dataset(maps, latents, uid, voxel_size, (0.0, 0.0, 0.0), provenance=[])
+    dataset.save(folder / "dataset.npz")
+    geometry = BallGeometry.for_box(dataset.box, voxel_size)
+    moments = Moments.from_maps(dataset.maps, geometry, order, names=dataset.names)
+    moments.save(folder / "moments.npz")
+    forms = particle_invariant_forms(moments.moments, order)
+    write_particle_invariants(folder / "particle_invariants.zarr", forms, dataset.latents, dataset.uid, moments.nl,
+                              order=order, names=moments.names)
+    return folder
