@@ -5,7 +5,6 @@ uid-less cryoSPARC .cs files (one that made cryosparc-tools segfault), and momen
 job combined with the particles of another."""
 
 import hashlib
-import json
 import shutil
 import subprocess
 import sys

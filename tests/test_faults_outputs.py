@@ -23,7 +23,7 @@ import pytest
 from small_job import write_small_job
 from zernike3d.cli import main
 from zernike3d.io import atomic
-from zernike3d.io.atomic import MARKER, OutputKind, atomic_paths, remove_stale_temporaries
+from zernike3d.io.atomic import MARKER, OutputKind, atomic_paths
 from zernike3d.io.mrc import read_map, write_map
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.moments import Moments

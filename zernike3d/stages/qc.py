@@ -38,7 +38,7 @@ from zernike3d.errors import InputError
 from zernike3d.io.atomic import atomic_path, csv_kind, folder_kind
 from zernike3d.io.dataset import Dataset
 from zernike3d.io.particle_invariants import read_particle_invariants
-from zernike3d.maths.fsc import MODEL_THRESHOLD, ball_mask, masked_fsc, oversampling_for
+from zernike3d.maths.fsc import MODEL_THRESHOLD, masked_fsc, oversampling_for
 from zernike3d.maths.resolution import expected_resolution
 from zernike3d.maths.transform import reconstruct
 from zernike3d.moments import Moments
