@@ -7,30 +7,34 @@ rule example_job:
         lambda wc: DATASETS[wc.dataset]["example"].get("particles_cs") or [],
     output:
         directory("results/{dataset}/example_job"),
+    log:
+        "logs/{dataset}/example_job.log",
+    benchmark:
+        "logs/{dataset}/example_job.benchmark.tsv"
+    conda:
+        conda_env()
+    threads: rule_threads("example")
+    resources:
+        **rule_resources_for("example", None),
     params:
         args=lambda wc: " ".join(
             filter(
                 None,
                 [
                     opt("--box", DATASETS[wc.dataset]["example"]["box"]),
-                    opt("--components", DATASETS[wc.dataset]["example"]["n_components"]),
+                    opt(
+                        "--components", DATASETS[wc.dataset]["example"]["n_components"]
+                    ),
                     opt("--seed", DATASETS[wc.dataset]["example"]["seed"]),
-                    opt("--particles-cs", DATASETS[wc.dataset]["example"].get("particles_cs")),
+                    opt(
+                        "--particles-cs",
+                        DATASETS[wc.dataset]["example"].get("particles_cs"),
+                    ),
                 ],
             )
         ),
-    log:
-        "logs/{dataset}/example_job.log",
-    benchmark:
-        "logs/{dataset}/example_job.benchmark.tsv"
-    threads: rule_threads("example")
-    resources:
-        **rule_resources_for("example", None),
-    conda:
-        conda_env()
     shell:
-        "zernike3d example --job-dir {output} {params.args} "
-        "> {log} 2>&1"
+        "zernike3d example --job-dir {output} {params.args} " "> {log} 2>&1"
 
 
 rule import_data:
@@ -39,17 +43,17 @@ rule import_data:
         unpack(import_inputs),
     output:
         "results/{dataset}/dataset.npz",
-    params:
-        args=import_args,
     log:
         "logs/{dataset}/import_data.log",
     benchmark:
         "logs/{dataset}/import_data.benchmark.tsv"
+    conda:
+        conda_env()
     threads: rule_threads("import")
     resources:
         **rule_resources_for("import", "source"),
-    conda:
-        conda_env()
+    params:
+        args=import_args,
     shell:
         "zernike3d import {params.args} --out {output} > {log} 2>&1"
 
@@ -61,16 +65,16 @@ rule preprocess:
         dataset="results/{dataset}/dataset.npz",
     output:
         "results/{dataset}/preprocessed.npz",
-    params:
-        args=preprocess_args,
     log:
         "logs/{dataset}/preprocess.log",
     benchmark:
         "logs/{dataset}/preprocess.benchmark.tsv"
+    conda:
+        conda_env()
     threads: rule_threads("preprocess")
     resources:
         **rule_resources_for("preprocess", "dataset"),
-    conda:
-        conda_env()
+    params:
+        args=preprocess_args,
     shell:
         "zernike3d preprocess {input.dataset} --out {output} {params.args} > {log} 2>&1"

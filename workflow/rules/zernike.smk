@@ -7,19 +7,19 @@ rule basis:
         data="results/{dataset}/preprocessed.npz",
     output:
         "results/{dataset}/basis.json",
-    params:
-        order=order_args,
-        geometry=geometry_args,
-        cache=lambda wc: shlex.quote(str(config["basis_cache"])),
     log:
         "logs/{dataset}/basis.log",
     benchmark:
         "logs/{dataset}/basis.benchmark.tsv"
+    conda:
+        conda_env()
     threads: rule_threads("basis")
     resources:
         **rule_resources_for("basis", "data"),
-    conda:
-        conda_env()
+    params:
+        order=order_args,
+        geometry=geometry_args,
+        cache=lambda wc: shlex.quote(str(config["basis_cache"])),
     shell:
         "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d basis {input.data} {params.order} {params.geometry} "
         "--cache {params.cache} --out {output} > {log} 2>&1"
@@ -32,20 +32,20 @@ rule decompose:
         data="results/{dataset}/preprocessed.npz",
     output:
         "results/{dataset}/moments.npz",
+    log:
+        "logs/{dataset}/decompose.log",
+    benchmark:
+        "logs/{dataset}/decompose.benchmark.tsv"
+    conda:
+        conda_env(gpu_capable=True)
+    threads: rule_threads("decompose")
+    resources:
+        **rule_resources_for("decompose", "data"),
     params:
         order=order_args,
         geometry=geometry_args,
         basis=lambda wc, input: opt("--basis", input.get("basis")),
         max_memory=max_memory_arg,
-    log:
-        "logs/{dataset}/decompose.log",
-    benchmark:
-        "logs/{dataset}/decompose.benchmark.tsv"
-    threads: rule_threads("decompose")
-    resources:
-        **rule_resources_for("decompose", "data"),
-    conda:
-        conda_env(gpu_capable=True)
     shell:
         "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d decompose {input.data} {params.order} {params.geometry} {params.basis} "
         "--threads {threads} {params.max_memory} --out {output} > {log} 2>&1"
@@ -61,19 +61,19 @@ rule invariants:
         # the store's root metadata stands for the store: a directory() output would get
         # Snakemake's .snakemake_timestamp file inside, which zarr then warns about
         particles="results/{dataset}/particle_invariants.zarr/zarr.json",
-    wildcard_constraints:
-        dataset=_names_regex(PARTICLE_DATASETS),
-    params:
-        particles=invariants_particle_args,
     log:
         "logs/{dataset}/invariants.log",
     benchmark:
         "logs/{dataset}/invariants.benchmark.tsv"
+    wildcard_constraints:
+        dataset=_names_regex(PARTICLE_DATASETS),
+    conda:
+        conda_env()
     threads: rule_threads("invariants")
     resources:
         **rule_resources_for("invariants", "data"),
-    conda:
-        conda_env()
+    params:
+        particles=invariants_particle_args,
     shell:
         "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d invariants {input.moments} --out {output.table} {params.particles} > {log} 2>&1"
 
@@ -88,24 +88,25 @@ use rule invariants as invariants_single with:
 
 rule reconstruct:
     """Maps rebuilt from the moments: the base map, series along each component,
-    k-means centres, single particles, given latent points (maps/index.csv lists them)."""
+    k-means centres, single particles, given latent points (maps/index.csv lists them).
+    """
     input:
         moments="results/{dataset}/moments.npz",
         data="results/{dataset}/preprocessed.npz",
     output:
         directory("results/{dataset}/maps"),
-    params:
-        args=reconstruct_args,
-        max_memory=max_memory_arg,
     log:
         "logs/{dataset}/reconstruct.log",
     benchmark:
         "logs/{dataset}/reconstruct.benchmark.tsv"
+    conda:
+        conda_env(gpu_capable=True)
     threads: rule_threads("reconstruct")
     resources:
         **rule_resources_for("reconstruct", "data"),
-    conda:
-        conda_env(gpu_capable=True)
+    params:
+        args=reconstruct_args,
+        max_memory=max_memory_arg,
     shell:
         "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d reconstruct {input.moments} --particles {input.data} --out-dir {output} "
         "{params.args} --threads {threads} {params.max_memory} > {log} 2>&1"
