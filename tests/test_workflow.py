@@ -101,6 +101,12 @@ def test_lint(workdir):
     assert "Congratulations, your workflow is in a good condition" in output, output
 
 
+def test_workflow_is_formatted_by_snakefmt():
+    run = subprocess.run([sys.executable, "-m", "snakefmt", "--check", str(REPO / "workflow")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
 def test_dry_run(workdir):
     _, output = snakemake(workdir, "-n")
     counts = job_counts(output)
