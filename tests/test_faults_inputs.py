@@ -119,17 +119,22 @@ def add_bomb(path, mebibytes=256):
                 f.write(zeros.tobytes())
 
 
+def traced_peak(load):
+    """(what ``load()`` returns, the peak of Python-traced memory while it ran, bytes)."""
+    tracemalloc.start()
+    try:
+        result = load()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_a_decompression_bomb_in_an_ignored_key_is_never_inflated(work, job):
     _, _, original = job
     moments = work / "moments.npz"
     add_bomb(moments)
     assert moments.stat().st_size < 4 * 2**20
-    tracemalloc.start()
-    try:
-        loaded = Moments.load(moments)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    loaded, peak = traced_peak(lambda: Moments.load(moments))
     assert np.array_equal(loaded.moments, original.moments)
     assert peak < 16 * 2**20, f"peak {peak / 2**20:.0f} MiB while reading"
 
@@ -153,12 +158,7 @@ def test_dataset_bundle_damaged_or_with_a_bomb(capsys, work, job):
         capsys, work, ["decompose", dataset, "--order", 2, "--out", out], dataset)
     shutil.copy(job[0].dataset, dataset)
     add_bomb(dataset, 64)
-    tracemalloc.start()
-    try:
-        loaded = Dataset.load(dataset)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    loaded, peak = traced_peak(lambda: Dataset.load(dataset))
     assert np.array_equal(loaded.maps, job[1].maps)
     assert peak < 3 * loaded.maps.nbytes + 8 * 2**20
 
