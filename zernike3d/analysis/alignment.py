@@ -261,17 +261,6 @@ def working_geometry(moments):
     return BallGeometry.for_box(box, 2.0 * moments.radius / box, radius=moments.radius)
 
 
-def pearson(a, b, nlm):
-    """Pearson correlation over the unit ball of two real expansions (K,) (or (..., K)):
-    the Omega_000 terms (the ball means) removed, then the normalised inner product."""
-    a = np.array(a, dtype=np.complex128)
-    b = np.array(b, dtype=np.complex128)
-    a[..., 0] = 0.0
-    b[..., 0] = 0.0
-    norms = np.sqrt(rot.inner_product(a, a, nlm) * rot.inner_product(b, b, nlm))
-    return rot.inner_product(a, b, nlm) / np.where(norms > 0, norms, 1.0)
-
-
 def _check_compatible(moving, reference):
     if not np.isclose(moving.radius, reference.radius, rtol=1e-6):
         raise ValueError(
