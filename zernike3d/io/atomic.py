@@ -31,14 +31,12 @@ output path (not the hidden temporary); :mod:`zernike3d.cli` prints it as one li
 
 import contextlib
 import glob
-import io
 import json
 import os
 import re
 import shutil
 import socket
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -268,15 +266,12 @@ def _naming_output(err, items, tmps):
 
 
 def _npz_format(path):
-    """The ``format`` string of an .npz, read alone (its declared size checked first)."""
-    with zipfile.ZipFile(path) as archive:
-        info = archive.getinfo("format.npy")
-        if info.file_size > _SMALL:
-            return None
-        import numpy as np
+    """The ``format`` string of an .npz, read alone (:mod:`zernike3d.io.npz`: its header
+    and declared size checked first); None if it has none."""
+    from zernike3d.io.npz import open_npz
 
-        value = np.lib.format.read_array(io.BytesIO(archive.read(info)), allow_pickle=False)
-    return str(value) if value.shape == () else None
+    with open_npz(path) as members:
+        return members.scalar("format", "U") if "format" in members else None
 
 
 def _small_json(path):

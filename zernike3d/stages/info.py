@@ -5,10 +5,6 @@ bundle (written by `zernike3d import` / `preprocess`): its volumes, box and voxe
 particles and the range of each latent, and the steps that made it.
 """
 
-import os
-
-from zernike3d.errors import InputError
-
 
 def add_arguments(parser):
     parser.add_argument("file", metavar="FILE.npz", help="moments file or dataset bundle")
@@ -29,19 +25,10 @@ def run(args):
 
 def _format_of(path):
     """The ``format`` entry of a zernike3d ``.npz``, reading nothing else ('' if none)."""
-    import zipfile
+    from zernike3d.io.npz import open_npz
 
-    import numpy as np
-
-    if not os.path.isfile(path):
-        raise InputError(path, "file not found")
-    if not zipfile.is_zipfile(path):
-        raise InputError(path, "not a .npz file: expected a zernike3d moments file or dataset bundle")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return str(npz["format"]) if "format" in npz.files else ""
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise InputError(path, f"not a zernike3d .npz file (moments or dataset): {err}") from None
+    with open_npz(path, "a .npz file; expected a zernike3d moments file or dataset bundle") as members:
+        return members.scalar("format", "U") if "format" in members else ""
 
 
 def describe_dataset(dataset):
