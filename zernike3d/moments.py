@@ -59,16 +59,19 @@ class Moments:
             object.__setattr__(self, "maps_sha256", None)
 
     @classmethod
-    def from_maps(cls, maps, geometry, order, names=None, origin=(0.0, 0.0, 0.0), **transform):
+    def from_maps(cls, maps, geometry, order, names=None, origin=(0.0, 0.0, 0.0), maps_sha256=None, **transform):
         """Decompose maps (N, N, N) or (V, N, N, N), indexed [z, y, x], up to ``order``.
 
-        ``transform``: keyword arguments of :func:`zernike3d.maths.transform.decompose`
-        (basis, backend, threads, gpu_id, progress, max_workspace, ...).
+        ``maps_sha256``: the maps' fingerprints when already known (a dataset bundle's),
+        else computed here. ``transform``: keyword arguments of
+        :func:`zernike3d.maths.transform.decompose` (basis, backend, threads, gpu_id,
+        progress, max_workspace, ...).
         """
         from zernike3d.maths.transform import decompose
 
         moments = decompose(maps, geometry, order, **transform)
-        maps_sha256 = maps_fingerprint(maps, geometry.voxel_size)
+        if maps_sha256 is None:
+            maps_sha256 = maps_fingerprint(maps, geometry.voxel_size)
         if names is None:
             names = [str(i) for i in range(len(moments))]
         return cls(

@@ -38,6 +38,7 @@ A density sample ``maps[i, z, y, x]`` sits at viewer position
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -151,9 +152,10 @@ class Dataset:
     def names(self):
         return map_names(self.n_components)
 
-    @property
+    @functools.cached_property
     def maps_sha256(self):
-        """:func:`maps_fingerprint` of the maps (computed on each call: one pass over them)."""
+        """:func:`maps_fingerprint` of the maps: one pass over them, on first use only (a
+        bundle's maps are not changed in place; :meth:`with_step` makes a new bundle)."""
         return maps_fingerprint(self.maps, self.voxel_size)
 
     def with_step(self, step, **changes):

@@ -51,7 +51,7 @@ def add_arguments(parser):
 def run(args):
     radius, center = common.parse_radius(args.radius), common.parse_center(args.center)
     common.check_outputs([*args.maps, args.basis], [(args.out, moments_file.OUTPUT)])
-    volumes, voxel_size, origin, names = read_inputs(args.maps, common.parse_voxel_size(args.voxel_size))
+    volumes, voxel_size, origin, names, fingerprints = read_inputs(args.maps, common.parse_voxel_size(args.voxel_size))
     if args.names is not None:
         names = args.names.split(",")
         if len(names) != len(volumes):
@@ -66,20 +66,23 @@ def run(args):
     order = common.order_for(args, geometry)
     options = common.transform_options(args, geometry, order, len(volumes), "decompose", args.basis)
 
-    moments = Moments.from_maps(volumes, geometry, order, names=names, origin=origin, progress=True, **options)
+    moments = Moments.from_maps(volumes, geometry, order, names=names, origin=origin, maps_sha256=fingerprints,
+                                progress=True, **options)
     moments.save(args.out)
     print(f"wrote {args.out}: {len(names)} volume(s), order {order}, {moments.moments.shape[1]} coefficients each")
     return 0
 
 
 def read_inputs(paths, voxel_size=None):
-    """(volumes float32 (V, N, N, N) [z, y, x], voxel size Å, origin (x, y, z) Å, names)
-    from MRC maps of one box and voxel size, or from one dataset bundle."""
+    """(volumes float32 (V, N, N, N) [z, y, x], voxel size Å, origin (x, y, z) Å, names,
+    fingerprints) from MRC maps of one box and voxel size, or from one dataset bundle;
+    fingerprints: the bundle's ``maps_sha256`` (computed once, when it was checked on
+    loading), or None for MRC maps (the moments then compute them)."""
     if len(paths) == 1 and Path(paths[0]).suffix.lower() == ".npz":
         if voxel_size is not None:
             raise InputError("--voxel-size", "applies to MRC maps; a dataset bundle carries its voxel size")
         dataset = Dataset.load(paths[0])
-        return dataset.maps, dataset.voxel_size, dataset.origin, dataset.names
+        return dataset.maps, dataset.voxel_size, dataset.origin, dataset.names, dataset.maps_sha256
     maps = [read_map(path, voxel_size=voxel_size) for path in paths]
     first = maps[0]
     for path, other in zip(paths[1:], maps[1:]):
@@ -89,7 +92,7 @@ def read_inputs(paths, voxel_size=None):
                 f"box {other.data.shape[0]} at {other.voxel_size:g} Å differs from {paths[0]} "
                 f"(box {first.data.shape[0]} at {first.voxel_size:g} Å)",
             )
-    return np.stack([m.data for m in maps]), first.voxel_size, first.origin, [Path(p).stem for p in paths]
+    return np.stack([m.data for m in maps]), first.voxel_size, first.origin, [Path(p).stem for p in paths], None
 
 
 def report_outside(geometry, volumes, labels):
