@@ -1,0 +1,398 @@
+"""zernike3d against the fastest peer on PyPI, side by side (issue 11: "ahead of that peer at every order").
+
+The peer is ``zernike-descriptors`` 0.1.0 (module ``pyzernike``): Novotni and Klein's C++
+code with OpenMP, which integrates geometric moments over the voxel cells and maps them
+to Zernike moments, then returns the invariants ||Omega_nl||. This script installs it
+from PyPI into its own virtual environment (default ``~/.cache/zernike3d-bench/peer-venv``,
+built from the sdist the first time: gcc and cmake needed, about 30 s) and runs it in a
+child process of that environment (``benchmarks/peer_child.py``); zernike3d runs in this
+interpreter.
+
+    python benchmarks/bench_peer.py                                # 64^3 at orders 20, 30, 40
+    python benchmarks/bench_peer.py --cases 64:20 96:30 --repeats 5 --out results.json
+    python benchmarks/bench_peer.py --peer-venv /tmp/peer-venv --threads 2
+
+What is measured, per case (box, order):
+
+* peer seconds: one call of the peer (float32 map, float arithmetic: its fast path, the
+  one issue 11 timed), in-process in the child, best of --repeats after a warm-up call;
+* ours seconds: one ``zernike3d.maths.transform.decompose(map, geometry, order)`` call
+  (float32 map, float64 arithmetic, per-call tables included), in-process, best of
+  --repeats after a warm-up call that compiles (or loads from numba's cache) the kernels;
+* ours seconds per map when --batch maps (default 16) go through one ``decompose`` call;
+* the ratios peer / ours (above 1: zernike3d is faster), for one map and per map in a batch;
+* accuracy: the relative difference ||F(map) - F(twin)|| / ||F(map)|| of each tool's
+  invariants F_nl (ours: :func:`zernike3d.maths.invariants.invariants`) between the map
+  and its twin, the same map turned by an exact grid rotation (rot90 about x, then about
+  z: a 120 degree turn about a body diagonal, which mixes all m). A turn of the grid is
+  exact only about the array's middle, so the map (support centred on voxel box // 2) is
+  padded with one zero plane per axis to an odd box, whose middle is that voxel. The peer's
+  figure is given for float32 and float64 input; NaN or inf in its invariants is counted;
+* peer vs ours: ||F_peer / sqrt(3 / (4 pi)) - F_ours|| / ||F_ours|| on the (padded) map,
+  peer in float64: both tools compute the same invariants in the same ball, the peer by
+  integrating over the voxel cells, zernike3d by summing at the voxel centres, so this is
+  small but not zero (a check that the comparison is like for like).
+
+Fairness. The peer and the timed zernike3d calls alternate, call by call, so that load
+from other work affects both alike; the best of the repeats counts. Both use the same
+number of threads: numba's (all cores unless --threads), and OMP_NUM_THREADS set to it
+for the peer. Maps are smooth and positive (the peer's geometric moments lose accuracy
+on noise): a sum of Gaussian blobs on a small background, times a soft spherical mask
+that is exactly zero beyond ``--support`` x box voxels from voxel box // 2, with one
+balancing blob that puts the centre of mass on that voxel. The same float32 map goes to
+both tools (through a .npy file).
+
+The balls. The peer centres its ball on the map's centre of mass and takes as radius
+twice the root-mean-square distance of the non-zero voxels from it (its
+``ComputeScale_RadiusVar``; it measures those distances from a point offset by half a
+voxel on every axis and with the x and y centres swapped, so for a map whose centre of
+mass is off the middle its radius changes under rotation, and so do its invariants),
+and it zeroes the voxels outside. zernike3d's ball is centred on voxel box // 2 and here
+given the peer's radius (computed by :func:`peer_ball`, a replica of the peer's formula).
+With the centre of mass on voxel box // 2 both tools expand the same map in the same
+ball, and the peer's quirks above do not enter the twin test. With --support 0.3 that
+radius is about 0.47 box: the ball lies inside the box and holds 40 % of its voxels.
+
+The PyPI sdist installs only the compiled module ``pyzernike._core`` (its build leaves
+out the Python wrapper), so the child calls ``ZernikeDescriptorFloat`` /
+``ZernikeDescriptorDouble`` directly, as the wrapper's ``fit`` does. If the peer cannot be
+installed or run, one line says so and zernike3d's figures are still reported.
+
+Timings vary with the machine and with other work running on it: compare figures taken in
+the same run. Writes one Markdown table to stdout and, with --out, the figures as JSON.
+"""
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+PEER_REQUIREMENT = "zernike-descriptors==0.1.0"
+PEER_VERSION = "0.1.0"
+DEFAULT_PEER_VENV = Path.home() / ".cache" / "zernike3d-bench" / "peer-venv"
+CHILD_SCRIPT = Path(__file__).resolve().with_name("peer_child.py")
+#: the peer's invariants are sqrt(3 / (4 pi)) times ours (its moments carry 3 / (4 pi) over
+#: an orthonormal basis times sqrt(4 pi / 3); checked against the peer: same map, same ball)
+PEER_INVARIANT_SCALE = math.sqrt(3.0 / (4.0 * math.pi))
+BLOBS = 10
+BACKGROUND = 0.05
+
+
+class PeerUnavailable(Exception):
+    """The peer could not be installed, started or run (message: one line)."""
+
+
+def smooth_map(box, seed, support):
+    """A smooth positive float32 map (box, box, box), data[z, y, x], with its centre of
+    mass on voxel box // 2 and exactly zero beyond ``support * box`` voxels from it.
+
+    BLOBS Gaussian blobs (centres within 0.55 of the support radius, widths 0.04-0.09 box,
+    heights 0.5-1.5) on a background of BACKGROUND, times a mask that falls from 1 to 0
+    as a half cosine over the outer fifth of the support radius (at least 2 voxels); then
+    one balancing blob (width 0.08 box, its sum a quarter of the map's, or more if the
+    map's centre of mass is far off) placed by Newton steps, within 0.35 of the support
+    radius, so that the centre of mass lies on voxel box // 2 to within 1e-9 voxel.
+    """
+    rng = np.random.default_rng(seed)
+    middle = box // 2
+    axis = np.arange(box, dtype=np.float64) - middle
+    dz, dy, dx = axis[:, None, None], axis[None, :, None], axis[None, None, :]
+    radius = support * box
+    r = np.sqrt(dz**2 + dy**2 + dx**2)
+    edge = max(2.0, 0.2 * radius)
+    mask = 0.5 - 0.5 * np.cos(np.pi * np.clip((radius - r) / edge, 0.0, 1.0))
+
+    def blob(centre, sigma):
+        return np.exp(-((dz - centre[0]) ** 2 + (dy - centre[1]) ** 2 + (dx - centre[2]) ** 2) / (2.0 * sigma**2))
+
+    density = np.full((box, box, box), BACKGROUND)
+    for _ in range(BLOBS):
+        direction = rng.standard_normal(3)
+        centre = direction / np.linalg.norm(direction) * 0.55 * radius * rng.uniform() ** (1 / 3)
+        density += rng.uniform(0.5, 1.5) * blob(centre, rng.uniform(0.04, 0.09) * box)
+    volume = density * mask
+    offset = centre_of_mass(volume) - middle
+    share = max(0.25, np.linalg.norm(offset) / (0.35 * radius))  # balancing sum / map sum
+    weight = share * volume.sum()
+    position = -offset / share  # offsets from voxel box // 2, as the blob centres
+    for _ in range(50):
+        balancing = blob(position, 0.08 * box) * mask
+        balanced = volume + balancing * (weight / balancing.sum())
+        offset = centre_of_mass(balanced) - middle
+        if np.abs(offset).max() < 1e-9:
+            return balanced.astype(np.float32)
+        position = position - offset * (1.0 + share) / share
+    raise RuntimeError(f"could not centre the map (seed {seed}): centre of mass off by {offset} voxels")
+
+
+def centre_of_mass(volume):
+    """(z, y, x) voxel indices of the centre of mass of ``volume``."""
+    total = volume.sum(dtype=np.float64)
+    return np.array([np.tensordot(volume.sum(axis=tuple(a for a in range(3) if a != k), dtype=np.float64),
+                                  np.arange(volume.shape[k]), 1) / total for k in range(3)])
+
+
+def peer_ball(volume):
+    """The peer's ball for ``volume`` (float, data[z, y, x]): ((z, y, x) centre in voxel
+    indices, radius in voxels), as ``ZernikeDescriptor::ComputeNormalization`` computes it.
+
+    The peer integrates over voxel cells [i, i + 1), so its centre of gravity, in those
+    coordinates, is the centre of mass plus half a voxel. Its radius is twice the root
+    mean square, over the non-zero voxels, of (y - cx)^2 + (x - cy)^2 + (z - cz)^2 with
+    (cx, cy, cz) that centre of gravity and (x, y, z) voxel indices (x the last axis):
+    the half-voxel offset and the swap of cx and cy are the peer's.
+    """
+    com_z, com_y, com_x = centre_of_mass(volume)
+    gx, gy, gz = com_x + 0.5, com_y + 0.5, com_z + 0.5
+    index = np.arange(volume.shape[0], dtype=np.float64)
+    squared = ((index[None, :, None] - gx) ** 2 + (index[None, None, :] - gy) ** 2) + (index[:, None, None] - gz) ** 2
+    nonzero = volume != 0
+    return (com_z, com_y, com_x), 2.0 * math.sqrt(squared[nonzero].mean())
+
+
+def rotated_twin(volume):
+    """(padded, twin): ``volume`` padded by one zero plane at the end of each axis (an odd
+    box, whose middle is voxel box // 2 of the original), and the same turned exactly
+    about that middle: rot90 about x (axes z, y), then about z (axes y, x)."""
+    padded = np.pad(volume, ((0, 1),) * 3)
+    twin = np.rot90(np.rot90(padded, 1, axes=(0, 1)), 1, axes=(1, 2))
+    return padded, np.ascontiguousarray(twin)
+
+
+def relative_difference(a, b):
+    """||a - b|| / ||a|| over all invariants (NaN if either holds NaN or inf)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(a))
+
+
+def ensure_peer(venv):
+    """The python of ``venv`` with the peer installed (creating the environment and
+    installing from PyPI if needed); raises PeerUnavailable."""
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", "import importlib.metadata as m, pyzernike._core; print(m.version('zernike-descriptors'))"]
+
+    def installed():
+        if not python.exists():
+            return False
+        result = subprocess.run(probe, capture_output=True, text=True)
+        return result.returncode == 0 and result.stdout.strip() == PEER_VERSION
+
+    if installed():
+        return python
+    print(f"installing {PEER_REQUIREMENT} into {venv} (built from source: about 30 s)", file=sys.stderr)
+    for command in ([sys.executable, "-m", "venv", str(venv)],
+                    [str(python), "-m", "pip", "install", "--quiet", PEER_REQUIREMENT, "numpy"]):
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
+            raise PeerUnavailable(f"`{' '.join(command[-3:])}` failed (exit {result.returncode}): {lines[-1]}")
+    if not installed():
+        raise PeerUnavailable(f"{PEER_REQUIREMENT} installed into {venv} but `import pyzernike._core` fails")
+    return python
+
+
+class Peer:
+    """The peer's child process (peer_child.py in the peer's environment)."""
+
+    def __init__(self, python, threads):
+        environment = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        self.process = subprocess.Popen([str(python), str(CHILD_SCRIPT)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, env=environment)
+        self.info = self.ask({"op": "info"})
+
+    def ask(self, request):
+        try:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        except BrokenPipeError:
+            line = ""
+        if not line:
+            raise PeerUnavailable(f"the peer's process ended (exit {self.process.wait()}) during {request}")
+        return json.loads(line)
+
+    def fit(self, path, order, dtype):
+        """(seconds, invariants) of one call of the peer on the map saved at ``path``."""
+        answer = self.ask({"op": "fit", "path": str(path), "order": order, "dtype": dtype})
+        return answer["seconds"], np.asarray(answer["descriptors"], dtype=np.float64)
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def timed(call):
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def run_case(box, order, args, peer, folder):
+    """The figures of one (box, order) case (see the module docstring)."""
+    from zernike3d.maths.geometry import BallGeometry
+    from zernike3d.maths.invariants import invariants
+    from zernike3d.maths.transform import decompose
+
+    maps = np.stack([smooth_map(box, args.seed + k, args.support) for k in range(args.batch)])
+    volume = maps[0]
+    _, radius = peer_ball(volume)
+    geometry = BallGeometry.for_box(box, 1.0, radius=radius)
+    map_path = folder / f"map-{box}.npy"
+    np.save(map_path, volume)
+    row = {"box": box, "order": order, "ball_radius_voxels": radius, "batch": args.batch}
+
+    def ours_one():
+        decompose(volume, geometry, order, threads=args.threads)
+
+    def ours_batch():
+        decompose(maps, geometry, order, threads=args.threads)
+
+    ours_one()  # warm-up: numba compiles or loads its cache
+    ours_batch()
+    peer_seconds, ours_seconds, batch_seconds = [], [], []
+    if peer is not None:
+        peer.fit(map_path, order, "float32")  # warm-up
+    for _ in range(args.repeats):
+        if peer is not None:
+            peer_seconds.append(peer.fit(map_path, order, "float32")[0])
+        ours_seconds.append(timed(ours_one))
+        batch_seconds.append(timed(ours_batch) / args.batch)
+    row["ours_seconds"] = min(ours_seconds)
+    row["ours_batch_seconds_per_map"] = min(batch_seconds)
+
+    padded, twin = rotated_twin(volume)
+    twin_geometry = BallGeometry.for_box(box + 1, 1.0, radius=radius)
+    ours = invariants(decompose(np.stack([padded, twin]), twin_geometry, order, threads=args.threads), order)
+    row["ours_twin_error"] = relative_difference(ours[0], ours[1])
+    if peer is not None:
+        row["peer_seconds"] = min(peer_seconds)
+        row["ratio"] = row["peer_seconds"] / row["ours_seconds"]
+        row["ratio_batch"] = row["peer_seconds"] / row["ours_batch_seconds_per_map"]
+        for name, data in (("padded", padded), ("twin", twin)):
+            np.save(folder / f"{name}-{box}.npy", data)
+        for dtype in ("float32", "float64"):
+            first = peer.fit(folder / f"padded-{box}.npy", order, dtype)[1]
+            second = peer.fit(folder / f"twin-{box}.npy", order, dtype)[1]
+            row[f"peer_twin_error_{dtype}"] = relative_difference(first, second)
+            row[f"peer_nonfinite_{dtype}"] = int((~np.isfinite(first)).sum() + (~np.isfinite(second)).sum())
+            row["peer_invariant_count"] = int(first.size)
+        row["peer_vs_ours"] = relative_difference(ours[0], first / PEER_INVARIANT_SCALE)
+    return row
+
+
+def format_error(row, key):
+    if key not in row:
+        return "n/a"
+    text = f"{row[key]:.1e}"
+    bad = row.get(key.replace("twin_error", "nonfinite"), 0)
+    if bad:
+        text += f" ({bad} of {2 * row['peer_invariant_count']} NaN/inf)"
+    return text
+
+
+def markdown_table(rows):
+    header = ["box", "order", "peer s", "ours s", f"ours s/map (batch {rows[0]['batch']})", "peer/ours",
+              "peer/ours (batch)", "twin err peer f32", "twin err peer f64", "twin err ours", "peer f64 vs ours"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        peer = "peer_seconds" in row
+        cells = [row["box"], row["order"], f"{row['peer_seconds']:.3g}" if peer else "n/a",
+                 f"{row['ours_seconds']:.3g}", f"{row['ours_batch_seconds_per_map']:.3g}",
+                 f"{row['ratio']:.2f}" if peer else "n/a", f"{row['ratio_batch']:.2f}" if peer else "n/a",
+                 format_error(row, "peer_twin_error_float32"), format_error(row, "peer_twin_error_float64"),
+                 f"{row['ours_twin_error']:.1e}", f"{row['peer_vs_ours']:.1e}" if peer else "n/a"]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_case(text):
+    try:
+        box, order = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not BOX:ORDER (e.g. 64:20)") from None
+    if box < 16 or order < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: BOX must be >= 16 and ORDER >= 1")
+    return box, order
+
+
+def source_commit():
+    result = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "describe", "--always", "--dirty"],
+                            capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", type=parse_case, default=[(64, 20), (64, 30), (64, 40)],
+                        metavar="BOX:ORDER", help="cases to run (default: 64:20 64:30 64:40)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per tool and case; the best counts (default 5)")
+    parser.add_argument("--batch", type=int, default=16, help="maps in the batched decompose call (default 16)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for both tools (default: numba's default, all cores)")
+    parser.add_argument("--support", type=float, default=0.3,
+                        help="radius of the maps' non-zero region, as a fraction of the box (default 0.3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first map (default 0)")
+    parser.add_argument("--peer-venv", type=Path, default=DEFAULT_PEER_VENV,
+                        help=f"virtual environment for the peer (default {DEFAULT_PEER_VENV})")
+    parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.batch < 1:
+        parser.error("--repeats and --batch must be >= 1")
+    if not 0.05 <= args.support <= 0.45:
+        parser.error("--support must be between 0.05 and 0.45 (the support must fit in the box)")
+
+    import numba
+
+    if args.threads:
+        numba.set_num_threads(args.threads)
+    args.threads = numba.get_num_threads()
+
+    peer = None
+    peer_info = {"requirement": PEER_REQUIREMENT, "venv": str(args.peer_venv)}
+    try:
+        peer = Peer(ensure_peer(args.peer_venv), args.threads)
+        peer_info.update(peer.info)
+    except (PeerUnavailable, OSError) as error:
+        peer_info["error"] = str(error)
+        print(f"peer unavailable: {error}; reporting zernike3d's figures only", file=sys.stderr)
+
+    load_before = os.getloadavg()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-peer-") as folder:
+        for box, order in args.cases:
+            try:
+                row = run_case(box, order, args, peer, Path(folder))
+            except PeerUnavailable as error:
+                print(f"peer failed at box {box}, order {order}: {error}; zernike3d's figures only from here",
+                      file=sys.stderr)
+                peer_info["error"] = f"box {box}, order {order}: {error}"
+                peer = None
+                row = run_case(box, order, args, peer, Path(folder))
+            rows.append(row)
+            print(f"done {box}:{order}", file=sys.stderr)
+    if peer is not None:
+        peer.close()
+    load_after = os.getloadavg()
+
+    print(markdown_table(rows))
+    print(f"\nthreads {args.threads} (OMP_NUM_THREADS of the peer the same); best of {args.repeats}; "
+          f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; zernike3d {source_commit()}; "
+          f"peer {peer_info.get('version', 'unavailable')}")
+    if args.out:
+        result = {"cases": rows, "threads": args.threads, "repeats": args.repeats, "support": args.support,
+                  "seed": args.seed, "peer": peer_info, "zernike3d_commit": source_commit(),
+                  "load_average_before": load_before, "load_average_after": load_after,
+                  "cpu_count": os.cpu_count()}
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
