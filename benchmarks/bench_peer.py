@@ -15,10 +15,10 @@ interpreter.
 What is measured, per case (box, order):
 
 * peer seconds: one call of the peer (float32 map, float arithmetic: its fast path, the
-  one issue 11 timed), in-process in the child, best of --repeats after a warm-up call;
+  one issue 11 timed), timed in-process in the child;
 * ours seconds: one ``zernike3d.maths.transform.decompose(map, geometry, order)`` call
-  (float32 map, float64 arithmetic, per-call tables included), in-process, best of
-  --repeats after a warm-up call that compiles (or loads from numba's cache) the kernels;
+  (float32 map, float64 arithmetic, per-call tables included), timed in-process; the
+  first warm-up call compiles the kernels (or loads them from numba's cache);
 * ours seconds per map when --batch maps (default 16) go through one ``decompose`` call;
 * the ratios peer / ours (above 1: zernike3d is faster), for one map and per map in a batch;
 * accuracy: the relative difference ||F(map) - F(twin)|| / ||F(map)|| of each tool's
@@ -28,13 +28,23 @@ What is measured, per case (box, order):
   exact only about the array's middle, so the map (support centred on voxel box // 2) is
   padded with one zero plane per axis to an odd box, whose middle is that voxel. The peer's
   figure is given for float32 and float64 input; NaN or inf in its invariants is counted;
-* peer vs ours: ||F_peer / sqrt(3 / (4 pi)) - F_ours|| / ||F_ours|| on the (padded) map,
-  peer in float64: both tools compute the same invariants in the same ball, the peer by
-  integrating over the voxel cells, zernike3d by summing at the voxel centres, so this is
-  small but not zero (a check that the comparison is like for like).
+* peer = ours to n: both tools compute the same invariants in the same ball (the peer's
+  are sqrt(3 / (4 pi)) times ours), the peer by integrating over the voxel cells,
+  zernike3d by summing at the voxel centres (its sums are checked against direct
+  evaluation in its tests), so they differ a little, more at high n; the column gives the
+  highest n up to which they agree within AGREEMENT (10 %) at every n, for the peer's
+  float32 and float64 input. The twin test cannot see where the peer's arithmetic breaks
+  down (at high n, through cancellation in its geometric-to-Zernike sums) when the
+  breakdown is the same for the map and its twin; this column can. The JSON also holds
+  ``peer_vs_ours``, ||F_peer / sqrt(3 / (4 pi)) - F_ours|| / ||F_ours|| (float64 input).
 
-Fairness. The peer and the timed zernike3d calls alternate, call by call, so that load
-from other work affects both alike; the best of the repeats counts. Both use the same
+Fairness. Each tool is timed the same way: a block of --repeats (5) back-to-back calls
+after warm-up calls (at least one, and at least 0.3 s of them). Per case, --rounds (2)
+rounds each time a block of the peer, then blocks of zernike3d (one map, then the
+batch), so that load from other work affects both alike; the fastest call of all rounds
+counts. (Alternating single calls instead would measure each call just after the other
+tool's: on the shared 2-core test machine both then ran up to 2-3x slower than in a
+loop, and not reproducibly.) Both use the same
 number of threads: numba's (all cores unless --threads), and OMP_NUM_THREADS set to it
 for the peer. Maps are smooth and positive (the peer's geometric moments lose accuracy
 on noise): a sum of Gaussian blobs on a small background, times a soft spherical mask
@@ -81,6 +91,15 @@ CHILD_SCRIPT = Path(__file__).resolve().with_name("peer_child.py")
 #: the peer's invariants are sqrt(3 / (4 pi)) times ours (its moments carry 3 / (4 pi) over
 #: an orthonormal basis times sqrt(4 pi / 3); checked against the peer: same map, same ball)
 PEER_INVARIANT_SCALE = math.sqrt(3.0 / (4.0 * math.pi))
+#: per-n relative difference of the two tools' invariants that counts as agreement: the
+#: two discretisations (cell integrals, point samples) differ by 0.06 % at n = 2 to 5 % at
+#: n = 28 on these maps; a breakdown of the peer's arithmetic gives 100 % or more, or NaN
+AGREEMENT = 0.1
+VANISHING = 1e-6
+#: warm-up before each block of timed calls (s): at least one call, and calls for this long
+#: (on the shared test machine, a call right after a pause ran up to 3x slower than in a
+#: busy loop, for both tools)
+WARM_SECONDS = 0.3
 BLOBS = 10
 BACKGROUND = 0.05
 
@@ -172,6 +191,23 @@ def relative_difference(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(a))
 
 
+def agreement_order(peer, ours, order):
+    """The highest n such that, for every n' <= n, the invariants F_n'l of the two tools
+    (peer's already divided by PEER_INVARIANT_SCALE; rows as ``nl_table(order)``) differ
+    by less than AGREEMENT, relative (norm over l); -1 if they differ already at n = 0.
+    Invariants that vanish (below VANISHING times the largest: F_11, the dipole, of a map
+    centred on its centre of mass) are left out: their difference is only round-off."""
+    from zernike3d.maths.indexing import nl_table
+
+    degree = nl_table(order)[:, 0]
+    significant = ours > VANISHING * ours.max()
+    for n in range(order + 1):
+        this = (degree == n) & significant
+        if this.any() and not relative_difference(ours[this], peer[this]) < AGREEMENT:  # False for NaN
+            return n - 1
+    return order
+
+
 def ensure_peer(venv):
     """The python of ``venv`` with the peer installed (creating the environment and
     installing from PyPI if needed); raises PeerUnavailable."""
@@ -187,12 +223,13 @@ def ensure_peer(venv):
     if installed():
         return python
     print(f"installing {PEER_REQUIREMENT} into {venv} (built from source: about 30 s)", file=sys.stderr)
-    for command in ([sys.executable, "-m", "venv", str(venv)],
-                    [str(python), "-m", "pip", "install", "--quiet", PEER_REQUIREMENT, "numpy"]):
+    for step, command in (("python -m venv", [sys.executable, "-m", "venv", str(venv)]),
+                          (f"pip install {PEER_REQUIREMENT}",
+                           [str(python), "-m", "pip", "install", "--quiet", PEER_REQUIREMENT, "numpy"])):
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
-            raise PeerUnavailable(f"`{' '.join(command[-3:])}` failed (exit {result.returncode}): {lines[-1]}")
+            raise PeerUnavailable(f"{step} into {venv} failed (exit {result.returncode}): {lines[-1]}")
     if not installed():
         raise PeerUnavailable(f"{PEER_REQUIREMENT} installed into {venv} but `import pyzernike._core` fails")
     return python
@@ -219,19 +256,34 @@ class Peer:
         return json.loads(line)
 
     def fit(self, path, order, dtype):
-        """(seconds, invariants) of one call of the peer on the map saved at ``path``."""
+        """The peer's invariants of the map saved at ``path``."""
         answer = self.ask({"op": "fit", "path": str(path), "order": order, "dtype": dtype})
-        return answer["seconds"], np.asarray(answer["descriptors"], dtype=np.float64)
+        return np.asarray(answer["descriptors"], dtype=np.float64)
+
+    def time(self, path, order, dtype, repeats, warm_seconds):
+        """Seconds of ``repeats`` back-to-back calls of the peer, timed in the child after
+        its warm-up (the rule of :func:`timed_block`)."""
+        return self.ask({"op": "time", "path": str(path), "order": order, "dtype": dtype,
+                         "repeats": repeats, "warm_seconds": warm_seconds})["seconds"]
 
     def close(self):
         self.process.stdin.close()
         self.process.wait()
 
 
-def timed(call):
+def timed_block(call, repeats, warm_seconds):
+    """Seconds of ``repeats`` back-to-back calls of ``call``, after warm-up calls (at least
+    one, and for at least ``warm_seconds``). Same rule as ``peer_child.timed_block``."""
     start = time.perf_counter()
     call()
-    return time.perf_counter() - start
+    while time.perf_counter() - start < warm_seconds:
+        call()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 def run_case(box, order, args, peer, folder):
@@ -254,18 +306,15 @@ def run_case(box, order, args, peer, folder):
     def ours_batch():
         decompose(maps, geometry, order, threads=args.threads)
 
-    ours_one()  # warm-up: numba compiles or loads its cache
-    ours_batch()
     peer_seconds, ours_seconds, batch_seconds = [], [], []
-    if peer is not None:
-        peer.fit(map_path, order, "float32")  # warm-up
-    for _ in range(args.repeats):
+    for _ in range(args.rounds):
         if peer is not None:
-            peer_seconds.append(peer.fit(map_path, order, "float32")[0])
-        ours_seconds.append(timed(ours_one))
-        batch_seconds.append(timed(ours_batch) / args.batch)
+            peer_seconds += peer.time(map_path, order, "float32", args.repeats, WARM_SECONDS)
+        ours_seconds += timed_block(ours_one, args.repeats, WARM_SECONDS)
+        batch_seconds += [s / args.batch for s in timed_block(ours_batch, args.repeats, WARM_SECONDS)]
     row["ours_seconds"] = min(ours_seconds)
     row["ours_batch_seconds_per_map"] = min(batch_seconds)
+    row["all_seconds"] = {"peer": peer_seconds, "ours": ours_seconds, "ours_batch_per_map": batch_seconds}
 
     padded, twin = rotated_twin(volume)
     twin_geometry = BallGeometry.for_box(box + 1, 1.0, radius=radius)
@@ -278,11 +327,12 @@ def run_case(box, order, args, peer, folder):
         for name, data in (("padded", padded), ("twin", twin)):
             np.save(folder / f"{name}-{box}.npy", data)
         for dtype in ("float32", "float64"):
-            first = peer.fit(folder / f"padded-{box}.npy", order, dtype)[1]
-            second = peer.fit(folder / f"twin-{box}.npy", order, dtype)[1]
+            first = peer.fit(folder / f"padded-{box}.npy", order, dtype)
+            second = peer.fit(folder / f"twin-{box}.npy", order, dtype)
             row[f"peer_twin_error_{dtype}"] = relative_difference(first, second)
             row[f"peer_nonfinite_{dtype}"] = int((~np.isfinite(first)).sum() + (~np.isfinite(second)).sum())
             row["peer_invariant_count"] = int(first.size)
+            row[f"peer_agrees_to_n_{dtype}"] = agreement_order(first / PEER_INVARIANT_SCALE, ours[0], order)
         row["peer_vs_ours"] = relative_difference(ours[0], first / PEER_INVARIANT_SCALE)
     return row
 
@@ -290,7 +340,7 @@ def run_case(box, order, args, peer, folder):
 def format_error(row, key):
     if key not in row:
         return "n/a"
-    text = f"{row[key]:.1e}"
+    text = f"{row[key]:.1e}".replace("nan", "NaN")
     bad = row.get(key.replace("twin_error", "nonfinite"), 0)
     if bad:
         text += f" ({bad} of {2 * row['peer_invariant_count']} NaN/inf)"
@@ -299,7 +349,7 @@ def format_error(row, key):
 
 def markdown_table(rows):
     header = ["box", "order", "peer s", "ours s", f"ours s/map (batch {rows[0]['batch']})", "peer/ours",
-              "peer/ours (batch)", "twin err peer f32", "twin err peer f64", "twin err ours", "peer f64 vs ours"]
+              "peer/ours (batch)", "twin err peer f32", "twin err peer f64", "twin err ours", "peer = ours to n (f32, f64)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         peer = "peer_seconds" in row
@@ -307,7 +357,7 @@ def markdown_table(rows):
                  f"{row['ours_seconds']:.3g}", f"{row['ours_batch_seconds_per_map']:.3g}",
                  f"{row['ratio']:.2f}" if peer else "n/a", f"{row['ratio_batch']:.2f}" if peer else "n/a",
                  format_error(row, "peer_twin_error_float32"), format_error(row, "peer_twin_error_float64"),
-                 f"{row['ours_twin_error']:.1e}", f"{row['peer_vs_ours']:.1e}" if peer else "n/a"]
+                 f"{row['ours_twin_error']:.1e}", f"{row['peer_agrees_to_n_float32']}, {row['peer_agrees_to_n_float64']}" if peer else "n/a"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
@@ -332,7 +382,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", type=parse_case, default=[(64, 20), (64, 30), (64, 40)],
                         metavar="BOX:ORDER", help="cases to run (default: 64:20 64:30 64:40)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per tool and case; the best counts (default 5)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed calls per tool, case and round, back to back after warm-up (default 5)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds per case, each timing the peer then zernike3d; the best call counts (default 2)")
     parser.add_argument("--batch", type=int, default=16, help="maps in the batched decompose call (default 16)")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for both tools (default: numba's default, all cores)")
@@ -343,8 +396,8 @@ def main(argv=None):
                         help=f"virtual environment for the peer (default {DEFAULT_PEER_VENV})")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.batch < 1:
-        parser.error("--repeats and --batch must be >= 1")
+    if min(args.repeats, args.rounds, args.batch) < 1:
+        parser.error("--repeats, --rounds and --batch must be >= 1")
     if not 0.05 <= args.support <= 0.45:
         parser.error("--support must be between 0.05 and 0.45 (the support must fit in the box)")
 
@@ -364,6 +417,9 @@ def main(argv=None):
         print(f"peer unavailable: {error}; reporting zernike3d's figures only", file=sys.stderr)
 
     load_before = os.getloadavg()
+    if load_before[0] > 0.25 * (os.cpu_count() or 1):
+        print(f"note: load average {load_before[0]:.2f} on {os.cpu_count()} cores: other work shares the machine, "
+              "so the timings are not an idle machine's", file=sys.stderr)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-peer-") as folder:
         for box, order in args.cases:
@@ -382,11 +438,11 @@ def main(argv=None):
     load_after = os.getloadavg()
 
     print(markdown_table(rows))
-    print(f"\nthreads {args.threads} (OMP_NUM_THREADS of the peer the same); best of {args.repeats}; "
+    print(f"\nthreads {args.threads} (OMP_NUM_THREADS of the peer the same); best of {args.rounds} x {args.repeats}; "
           f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; zernike3d {source_commit()}; "
           f"peer {peer_info.get('version', 'unavailable')}")
     if args.out:
-        result = {"cases": rows, "threads": args.threads, "repeats": args.repeats, "support": args.support,
+        result = {"cases": rows, "threads": args.threads, "repeats": args.repeats, "rounds": args.rounds, "support": args.support,
                   "seed": args.seed, "peer": peer_info, "zernike3d_commit": source_commit(),
                   "load_average_before": load_before, "load_average_after": load_after,
                   "cpu_count": os.cpu_count()}
