@@ -71,7 +71,7 @@ def step_rates(box, order, threads):
     from zernike3d.maths.backends import NumbaBackend
     from zernike3d.maths.geometry import BallGeometry
     from zernike3d.maths.indexing import coefficient_count
-    from zernike3d.maths.transform import DEFAULT_WORKSPACE, _Plan, _real_view, decompose
+    from zernike3d.maths.transform import DEFAULT_WORKSPACE, _Plan, decompose
 
     if threads:
         numba.set_num_threads(threads)
@@ -85,7 +85,7 @@ def step_rates(box, order, threads):
     seconds = {"ring": 0.0, "polar": 0.0, "radial": 0.0}
     for m0, m1 in plan.iterate(False, ""):
         rings = np.zeros((g.n_pairs, 1, 2, m1 - m0), dtype=np.complex128)
-        shells = np.zeros((g.n_shells, plan.lm_count(m0, m1), 1), dtype=np.complex128)
+        shells = np.zeros((g.n_shells, plan.shell_width(m0, m1)))
         phase = plan.phase(m0, m1)
         start = time.perf_counter()
         _kernels.ring_sums(engine._flat, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, phase, rings)
@@ -95,8 +95,8 @@ def step_rates(box, order, threads):
         seconds["polar"] += time.perf_counter() - start
         start = time.perf_counter()
         for l in range(m0, order + 1):
-            _, _, lm = plan.columns(l, m0, m1)
-            engine.radial(l) @ _real_view(np.ascontiguousarray(shells[:, lm, :]))
+            _, _, block = plan.columns(l, m0, m1)
+            engine.radial(l) @ shells[:, block]
         seconds["radial"] += time.perf_counter() - start
     ring_size = np.bincount(g.point_ring, minlength=g.pair_of.shape[1])
     visits = int(ring_size[g.pair_ring].sum())
@@ -162,6 +162,11 @@ def peak_rss():
 
 
 def child(case, threads, env=None, extra=()):
+    """Run one case in a fresh process; by default with this checkout's zernike3d first
+    on the path (it need not be installed)."""
+    if env is None:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     out = subprocess.run(
         [sys.executable, __file__, "--child", case, *extra] + (["--threads", str(threads)] if threads else []),
         check=True, capture_output=True, text=True, env=env,

@@ -147,9 +147,7 @@ def open_store(path, geometry, order, radial="memory", grid=None):
     stored = _read_checked(group, "radial", records)
     if radial == "stream":
         return StreamedBasis(geometry, order, grid, group["radial"])
-    table = np.empty_like(stored)
-    table[_l_major_rows(order)] = stored
-    return Basis(geometry, order, grid, table)
+    return Basis(geometry, order, grid, stored)
 
 
 def load_basis(path_or_json, geometry=None, order=None, radial=None, grid=None):
@@ -243,10 +241,9 @@ class StreamedBasis(Basis):
     def __init__(self, geometry, order, grid, radial):
         super().__init__(geometry, order, grid, radial_table=None)
         self._radial = radial
-        self._start = np.concatenate([[0], np.cumsum([(order - l) // 2 + 1 for l in range(order + 1)])])
 
     def radial(self, l):
-        return self._radial[self._start[l] : self._start[l + 1]]
+        return self._radial[self.row_start[l] : self.row_start[l + 1]]
 
 
 def _problem(path, geometry, order):
@@ -353,12 +350,6 @@ def _write_radial(group, basis):
         array[start : start + rows.shape[0]] = rows
         start += rows.shape[0]
     return _record(np.dtype("float64"), shape)
-
-
-def _l_major_rows(order):
-    """Row of ``nl_table(order)`` of each row of the stored (l-major) radial table."""
-    nl = nl_table(order)
-    return np.lexsort((nl[:, 0], nl[:, 1]))
 
 
 def _record(dtype, shape):

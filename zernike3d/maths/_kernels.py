@@ -6,7 +6,8 @@ Array layouts (one block of m values, m = m0 + j, j < mb):
   ring_sums (n_pairs, V, 2, mb)        per (fold, ring) pair: [even, odd] fold of the
                                        +dz / -dz planes of sum_ring f * exp(-i m phi)
   shell_sums(n_shells, n_lm, V)        per shell: sum_pairs Pbar_lm(cos theta) * ring_sums;
-                                       column lm_offset[j] + (l - m) holds (l, m)
+                                       column l_start[l] + j holds (l, m): l-major, so the
+                                       columns of one l are consecutive
 """
 
 import numba
@@ -73,91 +74,83 @@ def ring_sums_adjoint(ring_values, fold_plus, fold_minus, point_index, point_rin
                     out[v, minus, idx] += even - odd
 
 
-@numba.njit(parallel=True, cache=True)
-def shell_transform(ring_values, shell_values, shell_start, chunk_start, pair_cos, pair_sin, m0, lmax, a, b, diag, lm_offset, adjoint):
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def shell_transform(ring_values, shell_values, shell_start, chunk_start, pair_cos, pair_sin, m0, lmax, a, b, diag, l_start, adjoint):
     """The polar step and its adjoint, over the pairs of each shell.
 
-    forward: shell_values[s, lm, v] += sum_{pairs p in s} Pbar_lm(cos theta_p) ring_values[p, v, (l+m)%2, j]
-    adjoint: ring_values[p, v, (l+m)%2, j] += sum_l Pbar_lm(cos theta_p) shell_values[s, lm, v]
+    forward: S[s, l, part, v, j] += sum_{pairs p in s} Pbar_lm(cos theta_p) part(ring_values[p, v, (l+m)%2, j])
+    adjoint: ring_values[p, v, (l+m)%2, j] += sum_l Pbar_lm(cos theta_p) S[s, l, part, v, j]
+
+    with m = m0 + j, part = real | imaginary, ``ring_values`` passed as a float64 view
+    (n_pairs, V, 2, mb, 2), and S the shell sums (n_shells, 2 V n_lm) float64, where the
+    block of l starts at column 2 V l_start[l] and holds [real, imag] x V x its n_m
+    values of m (see :meth:`zernike3d.maths.transform._Plan.columns`).
 
     Threads take chunks of whole shells (``chunk_start``: shell offsets, see
-    :func:`shell_chunks`). Within a chunk the l-recurrence of Pbar_lm runs for all its
-    pairs at once: the recurrence is sequential in l but the pairs are independent, so the
-    innermost loops run over pairs (SIMD lanes, no dependency chain), on the chunk's ring
-    values copied once per m into contiguous real/imaginary rows.
+    :func:`shell_chunks`), so each shell's row has one writer. For each pair the
+    Legendre recurrence runs in l, and for each l across all the m of the block at once:
+    the m are independent, so the innermost loops run over m in SIMD lanes on unit-stride
+    rows (the pair's ring values are first copied into rows ordered by the parity of l).
+    fastmath lets LLVM fuse multiply-adds and vectorise; each sum still adds the pairs in
+    their order.
     """
     n_vol = ring_values.shape[1]
     mb = ring_values.shape[3]
+    width = 2 * n_vol
     norm = 1.0 / np.sqrt(4.0 * np.pi)
     for c in prange(chunk_start.size - 1):
-        s0 = chunk_start[c]
-        s1 = chunk_start[c + 1]
-        p0 = shell_start[s0]
-        n = shell_start[s1] - p0
-        ct = pair_cos[p0 : p0 + n]
-        st = pair_sin[p0 : p0 + n]
-        pmm = np.empty(n)
-        older = np.empty(n)
-        current = np.empty(n)
-        real = np.empty((2, n_vol, n))
-        imag = np.empty((2, n_vol, n))
-        for i in range(n):
-            pmm[i] = norm
-        for m in range(1, m0 + 1):
-            for i in range(n):
-                pmm[i] *= diag[m] * st[i]
-        for j in range(mb):
-            m = m0 + j
-            if m > lmax:
-                break
-            if j > 0:
-                for i in range(n):
-                    pmm[i] *= diag[m] * st[i]
-            for parity in range(2):
-                for v in range(n_vol):
-                    for i in range(n):
+        pmm = np.empty(mb)
+        current = np.empty(mb)
+        older = np.empty(mb)
+        rows = np.empty((2, width, mb))  # [parity of l, part * V + v, j]
+        for s in range(chunk_start[c], chunk_start[c + 1]):
+            out = shell_values[s]
+            for p in range(shell_start[s], shell_start[s + 1]):
+                ct = pair_cos[p]
+                st = pair_sin[p]
+                value = norm
+                for m in range(1, m0 + 1):
+                    value *= diag[m] * st
+                for j in range(mb):
+                    if j > 0:
+                        value *= diag[m0 + j] * st
+                    pmm[j] = value
+                for k in range(2):
+                    for part in range(2):
+                        for v in range(n_vol):
+                            row = rows[k, part * n_vol + v]
+                            for j in range(mb):
+                                row[j] = 0.0 if adjoint else ring_values[p, v, (k + m0 + j) & 1, j, part]
+                for l in range(m0, lmax + 1):
+                    n_old = min(l - m0, mb)  # the m < l, continued by the recurrence
+                    a_l = a[l, m0:]
+                    b_l = b[l, m0:]
+                    for j in range(n_old):
+                        value = a_l[j] * (ct * current[j] - b_l[j] * older[j])
+                        older[j] = current[j]
+                        current[j] = value
+                    if n_old < mb:  # m = l starts
+                        current[n_old] = pmm[n_old]
+                        older[n_old] = 0.0
+                    n_m = min(n_old + 1, mb)
+                    base = width * l_start[l]
+                    k = l & 1
+                    for r in range(width):
+                        row = rows[k, r]
+                        block = out[base + r * n_m : base + (r + 1) * n_m]
                         if adjoint:
-                            real[parity, v, i] = 0.0
-                            imag[parity, v, i] = 0.0
+                            for j in range(n_m):
+                                row[j] += current[j] * block[j]
                         else:
-                            value = ring_values[p0 + i, v, parity, j]
-                            real[parity, v, i] = value.real
-                            imag[parity, v, i] = value.imag
-            for i in range(n):
-                current[i] = pmm[i]
-                older[i] = 0.0
-            base = lm_offset[j] - m
-            for l in range(m, lmax + 1):
-                parity = (l + m) & 1
-                if l > m:
-                    al = a[l, m]
-                    bl = b[l, m]
-                    for i in range(n):
-                        value = al * (ct[i] * current[i] - bl * older[i])
-                        older[i] = current[i]
-                        current[i] = value
-                for s in range(s0, s1):
-                    q0 = shell_start[s] - p0
-                    q1 = shell_start[s + 1] - p0
-                    for v in range(n_vol):
-                        if adjoint:
-                            wr = shell_values[s, base + l, v].real
-                            wi = shell_values[s, base + l, v].imag
-                            for i in range(q0, q1):
-                                real[parity, v, i] += current[i] * wr
-                                imag[parity, v, i] += current[i] * wi
-                        else:
-                            sr = 0.0
-                            si = 0.0
-                            for i in range(q0, q1):
-                                sr += current[i] * real[parity, v, i]
-                                si += current[i] * imag[parity, v, i]
-                            shell_values[s, base + l, v] += complex(sr, si)
-            if adjoint:
-                for i in range(n):
-                    for v in range(n_vol):
-                        for parity in range(2):
-                            ring_values[p0 + i, v, parity, j] += complex(real[parity, v, i], imag[parity, v, i])
+                            for j in range(n_m):
+                                block[j] += current[j] * row[j]
+                if adjoint:
+                    for k in range(2):
+                        for part in range(2):
+                            for v in range(n_vol):
+                                row = rows[k, part * n_vol + v]
+                                for j in range(mb):
+                                    ring_values[p, v, (k + m0 + j) & 1, j, part] += row[j]
 
 
 def shell_chunks(shell_start, pairs_per_chunk=512):

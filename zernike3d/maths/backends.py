@@ -10,7 +10,7 @@ Two implementations of the same three operations, chosen by name:
   check the GPU code path on machines without a GPU.
 
 Each backend offers ``xp`` (its array module), ``load_maps(maps)``, ``shell_sums(m0, m1)``
--> (n_shells, n_lm, V) complex, ``add_maps(shells, m0, m1)`` (the adjoint, accumulating
+-> (n_shells, plan.shell_width) real (layout: ``transform._Plan.columns``), ``add_maps(shells, m0, m1)`` (the adjoint, accumulating
 into the output maps), ``maps()`` -> NumPy (V, box, box, box), and ``radial(l)`` -> the
 radial rows of one l on the backend's device (kept resident when ``radial_resident``).
 """
@@ -83,7 +83,7 @@ class NumbaBackend:
     def shell_sums(self, m0, m1):
         g, plan = self.grid, self.plan
         rings = np.zeros((g.n_pairs, self.n_volumes, 2, m1 - m0), dtype=np.complex128)
-        shells = np.zeros((g.n_shells, plan.lm_count(m0, m1), self.n_volumes), dtype=np.complex128)
+        shells = np.zeros((g.n_shells, plan.shell_width(m0, m1)))
         with self._threads():
             _kernels.ring_sums(self._flat, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, plan.phase(m0, m1), rings)
             self._polar(rings, shells, m0, adjoint=False)
@@ -106,8 +106,9 @@ class NumbaBackend:
 
     def _polar(self, rings, shells, m0, adjoint):
         g, p = self.grid, self.plan
-        lm_offset = p.lm_offset(m0, m0 + rings.shape[3])
-        _kernels.shell_transform(rings, shells, g.shell_start, self._chunks, g.pair_cos, g.pair_sin, m0, p.order, p.a, p.b, p.diag, lm_offset, adjoint)
+        l_start = p.l_start(m0, m0 + rings.shape[3])
+        ring_view = rings.view(np.float64).reshape(*rings.shape, 2)
+        _kernels.shell_transform(ring_view, shells, g.shell_start, self._chunks, g.pair_cos, g.pair_sin, m0, p.order, p.a, p.b, p.diag, l_start, adjoint)
 
     @contextlib.contextmanager
     def _threads(self):
@@ -197,28 +198,25 @@ class ArrayBackend:
 
     def shell_sums(self, m0, m1):
         xp = self.xp
-        shells = xp.zeros((self.shell_matrix.shape[0], self.plan.lm_count(m0, m1), self.n_volumes), dtype=xp.complex128)
+        shells = xp.zeros((self.shell_matrix.shape[0], self.plan.shell_width(m0, m1)))
         rings = []
         for m in range(m0, m1):
             real = self.ring_matrix @ (self._points * xp.cos(m * self.phi)[:, None])
             imag = -(self.ring_matrix @ (self._points * xp.sin(m * self.phi)[:, None]))
             ring = (real + 1j * imag).reshape(self.n_rings, self.n_volumes, 2, self.n_folds)
             rings.append(xp.ascontiguousarray(ring.transpose(3, 0, 1, 2)).reshape(-1, self.n_volumes, 2))
-        lm_offset = self.plan.lm_offset(m0, m1)
         for j, m, l, parity, plm in self._legendre_columns(m0, m1):
-            weighted = xp.ascontiguousarray(rings[j][:, :, parity]) * plm[:, None]
-            summed = self.shell_matrix @ weighted.view(xp.float64)
-            shells[:, lm_offset[j] + l - m, :] = xp.ascontiguousarray(summed).view(xp.complex128)
+            weighted = rings[j][:, :, parity] * plm[:, None]
+            parts = xp.concatenate([weighted.real, weighted.imag], axis=1)  # (cells, [real, imag] x V)
+            shells[:, xp.asarray(self.plan.shell_columns(l, m, m0, m1))] = self.shell_matrix @ parts
         return shells
 
     def add_maps(self, shells, m0, m1):
         xp = self.xp
-        lm_offset = self.plan.lm_offset(m0, m1)
         rings = [xp.zeros((self.shell_matrix.shape[1], self.n_volumes, 2), dtype=xp.complex128) for _ in range(m0, m1)]
         for j, m, l, parity, plm in self._legendre_columns(m0, m1):
-            column = xp.ascontiguousarray(shells[:, lm_offset[j] + l - m, :])
-            spread = xp.ascontiguousarray(self.shell_matrix_t @ column.view(xp.float64)).view(xp.complex128)
-            rings[j][:, :, parity] += plm[:, None] * spread
+            parts = self.shell_matrix_t @ xp.ascontiguousarray(shells[:, xp.asarray(self.plan.shell_columns(l, m, m0, m1))])
+            rings[j][:, :, parity] += plm[:, None] * (parts[:, : self.n_volumes] + 1j * parts[:, self.n_volumes :])
         values = xp.zeros(self._point_shape(), dtype=xp.float64)
         for j, m in enumerate(range(m0, m1)):
             ring = xp.ascontiguousarray(rings[j].reshape(self.n_folds, self.n_rings, self.n_volumes, 2).transpose(1, 2, 3, 0)).reshape(self.n_rings, -1)

@@ -2,7 +2,9 @@
 
 Nothing here is a basis function per voxel. A :class:`Basis` holds the voxel groupings of
 :class:`zernike3d.maths.geometry.GridTables` and, when it is worth keeping, the table of
-radial polynomials R_nl at every shell radius (n_nl x n_shells float64). The angular part
+radial polynomials R_nl at every shell radius (n_nl x n_shells float64, rows l-major: for
+l = 0, 1, ..., order the rows n = l, l + 2, ... <= order, so that the rows of one l are
+one slice, as the transforms use them and as the basis store keeps them). The angular part
 (exp(-i m phi) per xy point, Pbar_lm per (z, ring) pair) is recomputed by the transforms,
 which is cheaper than reading it back.
 """
@@ -10,7 +12,7 @@ which is cheaper than reading it back.
 import numpy as np
 
 from zernike3d.maths.indexing import nl_table
-from zernike3d.maths.radial import radial_polynomials, radial_polynomials_for_l
+from zernike3d.maths.radial import radial_polynomials_for_l
 
 #: bump when the tables change meaning, so that cached stores are rebuilt
 TABLE_FORMAT = 1
@@ -26,7 +28,7 @@ class Basis:
         self.order = int(order)
         self.grid = grid
         self.radial_table = radial_table
-        self._rows_of_l = [np.flatnonzero(nl_table(order)[:, 1] == l) for l in range(order + 1)]
+        self.row_start = radial_row_starts(order)
 
     @classmethod
     def build(cls, geometry, order, radial_table=None):
@@ -34,8 +36,7 @@ class Basis:
         grid = geometry.grid
         if radial_table is None:
             radial_table = radial_table_bytes(order, grid.n_shells) <= RADIAL_TABLE_LIMIT
-        table = radial_polynomials(order, grid.shell_radius) if radial_table else None
-        return cls(geometry, order, grid, table)
+        return cls(geometry, order, grid, radial_table_l_major(order, grid.shell_radius) if radial_table else None)
 
     @staticmethod
     def key_for(geometry, order):
@@ -54,7 +55,7 @@ class Basis:
     def radial(self, l):
         """R_nl at every shell radius for n = l, l+2, ..., <= order: (n_count, n_shells)."""
         if self.radial_table is not None:
-            return self.radial_table[self._rows_of_l[l]]
+            return self.radial_table[self.row_start[l] : self.row_start[l + 1]]
         return radial_polynomials_for_l(self.order, l, self.grid.shell_radius)
 
     def arrays(self):
@@ -63,6 +64,21 @@ class Basis:
         if self.radial_table is not None:
             arrays["radial_table"] = self.radial_table
         return arrays
+
+
+def radial_row_starts(order):
+    """Offsets of each l's rows in an l-major radial table (length order + 2)."""
+    return np.concatenate([[0], np.cumsum([(order - l) // 2 + 1 for l in range(order + 1)])]).astype(np.int64)
+
+
+def radial_table_l_major(order, r):
+    """R_nl(r) of every (n, l), rows l-major (see the module docstring): (n_nl, len(r))."""
+    r = np.atleast_1d(np.asarray(r, dtype=np.float64))
+    start = radial_row_starts(order)
+    table = np.empty((start[-1], r.size))  # filled in place, one l at a time: no second copy
+    for l in range(order + 1):
+        table[start[l] : start[l + 1]] = radial_polynomials_for_l(order, l, r)
+    return table
 
 
 def radial_table_bytes(order, n_shells):

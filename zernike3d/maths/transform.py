@@ -60,10 +60,9 @@ def decompose(maps, geometry, order, *, basis=None, backend="numba", threads=Non
     for m0, m1 in plan.iterate(progress, "decompose"):
         shells = engine.shell_sums(m0, m1)
         for l in range(m0, order + 1):
-            ns, columns, lm = plan.columns(l, m0, m1)
-            block = _real_view(xp.ascontiguousarray(shells[:, xp.asarray(lm), :]))
-            result = _complex_view(engine.radial(l) @ block, (ns, lm.size, n_vol))
-            moments[:, xp.asarray(columns)] = result.transpose(2, 0, 1)
+            ns, columns, block = plan.columns(l, m0, m1)
+            parts = (engine.radial(l) @ shells[:, block]).reshape(ns, 2, n_vol, columns.shape[1])
+            moments[:, xp.asarray(columns)] = (parts[:, 0] + 1j * parts[:, 1]).transpose(1, 0, 2)
     return engine.to_numpy(moments) * geometry.voxel_volume
 
 
@@ -83,12 +82,12 @@ def reconstruct(moments, geometry, order, *, basis=None, backend="numba", thread
     device_moments = xp.asarray(moments)
     n_shells = plan.grid.n_shells
     for m0, m1 in plan.iterate(progress, "reconstruct"):
-        shells = xp.zeros((n_shells, plan.lm_count(m0, m1), n_vol), dtype=xp.complex128)
+        shells = xp.empty((n_shells, plan.shell_width(m0, m1)))
         for l in range(m0, order + 1):
-            ns, columns, lm = plan.columns(l, m0, m1)
-            coefficients = xp.ascontiguousarray(device_moments[:, xp.asarray(columns)].transpose(1, 2, 0))
-            values = engine.radial(l).T @ _real_view(coefficients.reshape(ns, -1))
-            shells[:, xp.asarray(lm), :] = _complex_view(values, (n_shells, lm.size, n_vol))
+            ns, columns, block = plan.columns(l, m0, m1)
+            coefficients = device_moments[:, xp.asarray(columns)].transpose(1, 0, 2)  # (n, V, m)
+            parts = xp.stack([coefficients.real, coefficients.imag], axis=1).reshape(ns, -1)
+            shells[:, block] = engine.radial(l).T @ parts
         engine.add_maps(shells, m0, m1)
     return engine.maps()
 
@@ -127,6 +126,7 @@ class _Plan:
         self.order = order
         self.a, self.b, self.diag = recurrence_coefficients(order)
         self.offsets = nlm_offsets(order)
+        self.n_volumes = n_volumes
         self.m_block = m_block_size(self.grid, order, n_volumes, max_workspace)
 
     def iterate(self, progress, label):
@@ -141,20 +141,38 @@ class _Plan:
         """exp(-i m phi) of every xy point, (n_points, m1 - m0)."""
         return np.exp(-1j * np.outer(self.grid.point_phi, np.arange(m0, m1)))
 
-    def lm_offset(self, m0, m1):
-        counts = [self.order + 1 - m for m in range(m0, m1)]
+    def l_start(self, m0, m1):
+        """Index of (l, m0) among the (l, m) of the block, for each l (length order + 1;
+        l < m0 unused): the (l, m) are l-major, for l = m0, ..., order the m = m0, ...,
+        min(l, m1 - 1)."""
+        counts = [min(l, m1 - 1) - m0 + 1 if l >= m0 else 0 for l in range(self.order + 1)]
         return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
 
     def lm_count(self, m0, m1):
         return sum(self.order + 1 - m for m in range(m0, m1))
 
+    def shell_width(self, m0, m1):
+        """Columns of the block's shell sums: 2 (real, imag) x V x lm_count."""
+        return 2 * self.n_volumes * self.lm_count(m0, m1)
+
     def columns(self, l, m0, m1):
-        """For one l: number of n, moment columns (n_count, nm) and shell columns (nm,)."""
+        """For one l: number of n, moment columns (n_count, n_m) and the slice of shell-sum
+        columns that holds its m = m0, ..., min(l, m1 - 1).
+
+        Shell sums are real, (n_shells, shell_width): the block of l starts at column
+        2 V l_start[l] and holds [real, imag] x V x n_m, m fastest, so that it is the
+        right-hand side of the radial step's matrix product as it lies in memory."""
         ms = np.arange(m0, min(m1, l + 1))
         ns = np.arange(l, self.order + 1, 2)
         columns = self.offsets[ns, l][:, None] + ms[None, :]
-        lm = self.lm_offset(m0, m1)[ms - m0] + (l - ms)
-        return ns.size, columns, lm
+        start = 2 * self.n_volumes * self.l_start(m0, m1)[l]
+        return ns.size, columns, slice(start, start + 2 * self.n_volumes * ms.size)
+
+    def shell_columns(self, l, m, m0, m1):
+        """The 2 V shell-sum columns of one (l, m): [real, imag] x V (see :meth:`columns`)."""
+        n_m = min(l, m1 - 1) - m0 + 1
+        start = 2 * self.n_volumes * self.l_start(m0, m1)[l]
+        return start + np.arange(2 * self.n_volumes) * n_m + (m - m0)
 
 
 def _as_volumes(maps, geometry):
@@ -167,14 +185,3 @@ def _as_volumes(maps, geometry):
     if maps.dtype not in (np.float32, np.float64):
         maps = maps.astype(np.float64)
     return np.ascontiguousarray(maps)
-
-
-def _real_view(complex_array):
-    """A contiguous (rows, ...) complex array as a (rows, 2k) float64 view (NumPy or CuPy)."""
-    return complex_array.reshape(complex_array.shape[0], -1).view(complex_array.real.dtype)
-
-
-def _complex_view(real_array, shape):
-    """Inverse of :func:`_real_view`."""
-    contiguous = real_array if real_array.flags.c_contiguous else real_array.copy()
-    return contiguous.view(np.complex128).reshape(shape)
