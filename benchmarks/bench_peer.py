@@ -419,8 +419,8 @@ def main(argv=None):
 
     load_before = os.getloadavg()
     if load_before[0] > 0.25 * (os.cpu_count() or 1):
-        print(f"note: load average {load_before[0]:.2f} on {os.cpu_count()} cores: other work shares the machine, "
-              "so the timings are not an idle machine's", file=sys.stderr)
+        print(f"note: 1-minute load average {load_before[0]:.2f} on {os.cpu_count()} cores before the run: if other "
+              "work is still running, the timings are not an idle machine's", file=sys.stderr)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-peer-") as folder:
         for box, order in args.cases:
