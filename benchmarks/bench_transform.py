@@ -24,9 +24,11 @@ temporary folder with its own numba cache) runs each case alternately with this
 checkout's, --repeats times each; the best warm time of each counts (shared machines are
 noisy: alternating exposes both to the same load). --steps times the three steps of one
 decomposition separately (same blocks of m as the transform) and reports GFLOP/s
-against the float64 matrix-product rate of NumPy's BLAS on the same threads: ring step 8
-flops per (voxel visit, m, volume); polar step 4 flops per (pair, l, m) for the Legendre
-recurrence plus 4 per volume; radial step 4 per (shell, coefficient, volume).
+against the float64 matrix-product rate of NumPy's BLAS on the same threads, counting
+the flops each step executes: ring step 12 per (fold, xy orbit) visit and m (2 or 4
+multiply-adds per fold parity; 8 per (fold, xy point) visit and m when the centre is
+off the voxel lattice and there are no orbits); polar step 4 per (pair, l, m) for the
+Legendre recurrence plus 4 per volume; radial step 4 per (shell, coefficient, volume).
 """
 
 import argparse
@@ -67,7 +69,6 @@ def step_rates(box, order, threads):
     import numba
     import numpy as np
 
-    from zernike3d.maths import _kernels
     from zernike3d.maths.backends import NumbaBackend
     from zernike3d.maths.geometry import BallGeometry
     from zernike3d.maths.indexing import coefficient_count
@@ -84,11 +85,9 @@ def step_rates(box, order, threads):
     g = plan.grid
     seconds = {"ring": 0.0, "polar": 0.0, "radial": 0.0}
     for m0, m1 in plan.iterate(False, ""):
-        rings = np.zeros((g.n_pairs, 1, 2, m1 - m0), dtype=np.complex128)
         shells = np.zeros((g.n_shells, plan.shell_width(m0, m1)))
-        phase = plan.phase(m0, m1)
         start = time.perf_counter()
-        _kernels.ring_sums(engine._flat, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, phase, rings)
+        rings = engine._ring_sums(m0, m1)
         seconds["ring"] += time.perf_counter() - start
         start = time.perf_counter()
         engine._polar(rings, shells, m0, adjoint=False)
@@ -98,10 +97,15 @@ def step_rates(box, order, threads):
             _, _, block = plan.columns(l, m0, m1)
             engine.radial(l) @ shells[:, block]
         seconds["radial"] += time.perf_counter() - start
-    ring_size = np.bincount(g.point_ring, minlength=g.pair_of.shape[1])
+    if g.orbit_ring.size:  # per (fold, orbit) visit and m: 2 or 4 multiply-adds for each fold parity
+        ring_size = np.bincount(g.orbit_ring, minlength=g.pair_of.shape[1])
+        ring_flops = 12.0
+    else:  # per (fold, point) visit and m: two complex multiply-adds
+        ring_size = np.bincount(g.point_ring, minlength=g.pair_of.shape[1])
+        ring_flops = 8.0
     visits = int(ring_size[g.pair_ring].sum())
     n_lm = (order + 1) * (order + 2) // 2
-    flops = {"ring": 8.0 * visits * (order + 1), "polar": 8.0 * g.n_pairs * n_lm,
+    flops = {"ring": ring_flops * visits * (order + 1), "polar": 8.0 * g.n_pairs * n_lm,
              "radial": 4.0 * g.n_shells * coefficient_count(order)}
     a = np.random.default_rng(1).standard_normal((2048, 2048))
     a @ a

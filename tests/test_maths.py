@@ -73,6 +73,7 @@ def test_legendre_is_orthonormal_at_degree_200():
         (9, 1.0, None, None),  # odd box, inscribed ball
         (10, 1.3, "circumscribed", None),  # even box, every voxel counts
         (10, 0.9, 4.0, (4.3, 5.1, 3.7)),  # off-lattice centre given in Å
+        (10, 1.0, 4.5, (3.0, 6.0, 4.5)),  # x, y on voxels away from box // 2 (xy orbits cut by the box), z between
     ],
 )
 def test_decompose_and_reconstruct_match_direct_sums(box, voxel_size, radius, center):
@@ -83,6 +84,22 @@ def test_decompose_and_reconstruct_match_direct_sums(box, voxel_size, radius, ce
     moments = decompose(maps, geometry, order)
     assert relative_error(moments, expected) < 1e-10
     assert relative_error(reconstruct(expected, geometry, order), direct_reference.reconstruct(expected, geometry, order)) < 1e-10
+
+
+@pytest.mark.parametrize("box, center", [(9, None), (10, None), (10, (3.0, 6.0, 4.5)), (10, (4.3, 5.1, 3.7))])
+def test_xy_orbits_count_every_point_of_the_disc_once(box, center):
+    grid = BallGeometry.for_box(box, 1.0, "circumscribed" if center is None else 4.5, center).grid
+    if center is not None and center[0] != int(center[0]):
+        assert grid.orbit_ring.size == 0  # off-lattice: the ring step runs over points
+        return
+    counts = np.zeros(box * box)
+    rings = np.full(box * box, -1)
+    for index, ring, weight in zip(grid.orbit_index, grid.orbit_ring, grid.orbit_weight):
+        np.add.at(counts, index[index >= 0], weight)
+        rings[index[index >= 0]] = ring
+    np.testing.assert_allclose(counts[grid.point_index], 1.0)
+    assert counts.sum() == pytest.approx(grid.n_points)
+    np.testing.assert_array_equal(rings[grid.point_index], grid.point_ring)
 
 
 def test_m_blocks_and_volume_batches_do_not_change_results():

@@ -75,6 +75,156 @@ def ring_sums_adjoint(ring_values, fold_plus, fold_minus, point_index, point_rin
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
+def orbit_ring_sums(maps, fold_plus, fold_minus, orbit_index, orbit_ring, pair_of, cos_w, sin_w, m0, out):
+    """:func:`ring_sums` over xy orbits (see :class:`zernike3d.maths.geometry.GridTables`).
+
+    ``out`` is the ring sums as a float64 view (n_pairs, V, 2, mb, 2); ``cos_w``, ``sin_w``
+    (n_orbits, mb) are w cos(m phi), w sin(m phi) of each orbit's first point, with w its
+    weight. With E = exp(-i m phi) and f1..f8 the orbit's 8 values (the order of
+    ``orbit_index``), the orbit adds
+
+        E (f1 + (-1)^m f4 + (-i)^m f6 + i^m f7) + conj(E) (f3 + (-1)^m f2 + (-i)^m f5 + i^m f8),
+
+    which per class of m mod 4 takes two or four real products with eight real
+    combinations of the f (:func:`_orbit_channels`), instead of eight complex ones.
+    """
+    n_vol = maps.shape[0]
+    mb = cos_w.shape[1]
+    for f in prange(fold_plus.size):
+        plus = fold_plus[f]
+        minus = fold_minus[f]
+        values = np.empty((2, 8))
+        channels = np.empty(8)
+        for q in range(orbit_ring.size):
+            pair = pair_of[f, orbit_ring[q]]
+            if pair < 0:
+                continue
+            for v in range(n_vol):
+                for k in range(8):
+                    idx = orbit_index[q, k]
+                    upper = maps[v, plus, idx] if plus >= 0 and idx >= 0 else 0.0
+                    lower = maps[v, minus, idx] if minus >= 0 and idx >= 0 else 0.0
+                    values[0, k] = upper + lower
+                    values[1, k] = upper - lower
+                for parity in range(2):
+                    _orbit_channels(values[parity], channels)
+                    target = out[pair, v, parity]
+                    for cls in range(4):
+                        for j in range((cls - m0) % 4, mb, 4):
+                            c = cos_w[q, j]
+                            s = sin_w[q, j]
+                            if cls == 0:
+                                target[j, 0] += c * channels[0]
+                                target[j, 1] -= s * channels[1]
+                            elif cls == 2:
+                                target[j, 0] += c * channels[2]
+                                target[j, 1] -= s * channels[3]
+                            elif cls == 1:
+                                target[j, 0] += c * channels[4] + s * channels[5]
+                                target[j, 1] += c * channels[6] - s * channels[7]
+                            else:
+                                target[j, 0] += c * channels[4] - s * channels[5]
+                                target[j, 1] -= c * channels[6] + s * channels[7]
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def orbit_ring_sums_adjoint(ring_values, fold_plus, fold_minus, orbit_index, orbit_ring, pair_of, cos_w, sin_w, m0, out):
+    """Adjoint of :func:`orbit_ring_sums` for a real map, as :func:`ring_sums_adjoint`:
+    adds to out[v, plane, idx]. ``ring_values`` is a float64 view (n_pairs, V, 2, mb, 2)."""
+    n_vol = out.shape[0]
+    mb = cos_w.shape[1]
+    for f in prange(fold_plus.size):
+        plus = fold_plus[f]
+        minus = fold_minus[f]
+        values = np.empty((2, 8))
+        channels = np.empty(8)
+        for q in range(orbit_ring.size):
+            pair = pair_of[f, orbit_ring[q]]
+            if pair < 0:
+                continue
+            for v in range(n_vol):
+                for parity in range(2):
+                    source = ring_values[pair, v, parity]
+                    channels[:] = 0.0
+                    for cls in range(4):
+                        for j in range((cls - m0) % 4, mb, 4):
+                            w = 1.0 if m0 + j == 0 else 2.0
+                            c = w * cos_w[q, j]
+                            s = w * sin_w[q, j]
+                            real = source[j, 0]
+                            imag = source[j, 1]
+                            if cls == 0:
+                                channels[0] += c * real
+                                channels[1] -= s * imag
+                            elif cls == 2:
+                                channels[2] += c * real
+                                channels[3] -= s * imag
+                            elif cls == 1:
+                                channels[4] += c * real
+                                channels[5] += s * real
+                                channels[6] += c * imag
+                                channels[7] -= s * imag
+                            else:
+                                channels[4] += c * real
+                                channels[5] -= s * real
+                                channels[6] -= c * imag
+                                channels[7] -= s * imag
+                    _orbit_channels_adjoint(channels, values[parity])
+                for k in range(8):
+                    idx = orbit_index[q, k]
+                    if idx < 0:
+                        continue
+                    if plus >= 0:
+                        out[v, plus, idx] += values[0, k] + values[1, k]
+                    if minus >= 0:
+                        out[v, minus, idx] += values[0, k] - values[1, k]
+
+
+@numba.njit(cache=True, fastmath=True)
+def _orbit_channels(f, channels):
+    """The eight real combinations of an orbit's values f[0..7] (f1..f8 of
+    :func:`orbit_ring_sums`) that its ring sums need, by class of m mod 4:
+
+    0: E0 = s14 + s67 + s23 + s58,  F0 = s14 + s67 - s23 - s58   (re += c E0, im -= s F0)
+    2: E2 = s14 - s67 + s23 - s58,  F2 = s14 - s67 - s23 + s58   (re += c E2, im -= s F2)
+    1, 3: X = d14 + d32, Y = d76 - d85, U = d76 + d85, W = d14 - d32
+       (re += c X +- s Y, im += +-c U - s W; upper signs for m = 1 mod 4)
+
+    with sij = fi + fj and dij = fi - fj.
+    """
+    s14 = f[0] + f[3]
+    s67 = f[5] + f[6]
+    s23 = f[1] + f[2]
+    s58 = f[4] + f[7]
+    d14 = f[0] - f[3]
+    d32 = f[2] - f[1]
+    d76 = f[6] - f[5]
+    d85 = f[7] - f[4]
+    channels[0] = s14 + s67 + s23 + s58
+    channels[1] = s14 + s67 - s23 - s58
+    channels[2] = s14 - s67 + s23 - s58
+    channels[3] = s14 - s67 - s23 + s58
+    channels[4] = d14 + d32
+    channels[5] = d76 - d85
+    channels[6] = d76 + d85
+    channels[7] = d14 - d32
+
+
+@numba.njit(cache=True, fastmath=True)
+def _orbit_channels_adjoint(channels, f):
+    """Transpose of :func:`_orbit_channels`: f[0..7] from the eight channel values."""
+    e0, f0, e2, f2, x, y, u, w = channels[0], channels[1], channels[2], channels[3], channels[4], channels[5], channels[6], channels[7]
+    f[0] = e0 + f0 + e2 + f2 + x + w
+    f[1] = e0 - f0 + e2 - f2 - x + w
+    f[2] = e0 - f0 + e2 - f2 + x - w
+    f[3] = e0 + f0 + e2 + f2 - x - w
+    f[4] = e0 - f0 - e2 + f2 + y - u
+    f[5] = e0 + f0 - e2 - f2 - y - u
+    f[6] = e0 + f0 - e2 - f2 + y + u
+    f[7] = e0 - f0 - e2 + f2 - y + u
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
 def shell_transform(ring_values, shell_values, shell_start, chunk_start, pair_cos, pair_sin, m0, lmax, a, b, diag, l_start, adjoint):
     """The polar step and its adjoint, over the pairs of each shell.
 

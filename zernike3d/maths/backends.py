@@ -2,7 +2,9 @@
 
 Two implementations of the same three operations, chosen by name:
 
-* ``numba`` (default): the multi-threaded CPU kernels of :mod:`zernike3d.maths._kernels`.
+* ``numba`` (default): the multi-threaded CPU kernels of :mod:`zernike3d.maths._kernels`;
+  the ring step runs over xy orbits when the grid has them (centre on a voxel in x and
+  y), else over every xy point.
 * ``numpy`` / ``cupy``: the same sums written as array operations only (elementwise
   products, sparse matrix products with ring and shell membership matrices, dense
   matrix products), for any NumPy-compatible array module. With ``cupy`` everything runs
@@ -81,22 +83,34 @@ class NumbaBackend:
         self._flat = maps.reshape(maps.shape[0], self._box, self._box * self._box)
 
     def shell_sums(self, m0, m1):
-        g, plan = self.grid, self.plan
-        rings = np.zeros((g.n_pairs, self.n_volumes, 2, m1 - m0), dtype=np.complex128)
-        shells = np.zeros((g.n_shells, plan.shell_width(m0, m1)))
+        shells = np.zeros((self.grid.n_shells, self.plan.shell_width(m0, m1)))
         with self._threads():
-            _kernels.ring_sums(self._flat, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, plan.phase(m0, m1), rings)
-            self._polar(rings, shells, m0, adjoint=False)
+            self._polar(self._ring_sums(m0, m1), shells, m0, adjoint=False)
         return shells
 
+    def _ring_sums(self, m0, m1):
+        """The ring step of one block: (n_pairs, V, 2, m1 - m0) complex."""
+        g, plan = self.grid, self.plan
+        rings = np.zeros((g.n_pairs, self.n_volumes, 2, m1 - m0), dtype=np.complex128)
+        if g.orbit_ring.size:
+            cos_w, sin_w = plan.orbit_phase(m0, m1)
+            _kernels.orbit_ring_sums(self._flat, g.fold_plus, g.fold_minus, g.orbit_index, g.orbit_ring, g.pair_of, cos_w, sin_w, m0, _float_view(rings))
+        else:
+            _kernels.ring_sums(self._flat, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, plan.phase(m0, m1), rings)
+        return rings
+
     def add_maps(self, shells, m0, m1):
-        g = self.grid
+        g, plan = self.grid, self.plan
         if self._out is None:
             self._out = np.zeros((self.n_volumes, self._box, self._box * self._box))
         rings = np.zeros((g.n_pairs, self.n_volumes, 2, m1 - m0), dtype=np.complex128)
         with self._threads():
             self._polar(rings, shells, m0, adjoint=True)
-            _kernels.ring_sums_adjoint(rings, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, self.plan.phase(m0, m1), m0, self._out)
+            if g.orbit_ring.size:
+                cos_w, sin_w = plan.orbit_phase(m0, m1)
+                _kernels.orbit_ring_sums_adjoint(_float_view(rings), g.fold_plus, g.fold_minus, g.orbit_index, g.orbit_ring, g.pair_of, cos_w, sin_w, m0, self._out)
+            else:
+                _kernels.ring_sums_adjoint(rings, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, plan.phase(m0, m1), m0, self._out)
 
     def maps(self):
         return self._out.reshape(self.n_volumes, self._box, self._box, self._box)
@@ -107,8 +121,7 @@ class NumbaBackend:
     def _polar(self, rings, shells, m0, adjoint):
         g, p = self.grid, self.plan
         l_start = p.l_start(m0, m0 + rings.shape[3])
-        ring_view = rings.view(np.float64).reshape(*rings.shape, 2)
-        _kernels.shell_transform(ring_view, shells, g.shell_start, self._chunks, g.pair_cos, g.pair_sin, m0, p.order, p.a, p.b, p.diag, l_start, adjoint)
+        _kernels.shell_transform(_float_view(rings), shells, g.shell_start, self._chunks, g.pair_cos, g.pair_sin, m0, p.order, p.a, p.b, p.diag, l_start, adjoint)
 
     @contextlib.contextmanager
     def _threads(self):
@@ -121,6 +134,11 @@ class NumbaBackend:
             yield
         finally:
             numba.set_num_threads(previous)
+
+
+def _float_view(complex_array):
+    """A C-contiguous complex array as float64 with a last axis [real, imag]."""
+    return complex_array.view(np.float64).reshape(*complex_array.shape, 2)
 
 
 class ArrayBackend:

@@ -20,7 +20,13 @@ groupings of the voxels inside the ball:
 * rings: xy positions with the same rho^2 = dx^2 + dy^2 (the same in every z plane);
 * folds: z planes taken in pairs +dz / -dz (Y_lm changes only by (-1)^(l+m) between
   them), each fold has a ``plus`` and a ``minus`` plane index, -1 where absent;
-* pairs (fold, ring) inside the ball, grouped in shells of equal r^2 = dz^2 + rho^2.
+* pairs (fold, ring) inside the ball, grouped in shells of equal r^2 = dz^2 + rho^2;
+* xy orbits, when the centre's x and y fall on voxel centres (the default): the up to 8
+  points (+-a, +-b), (+-b, +-a) around the centre, a >= b >= 0, that the sign flips of x
+  and y and the swap x <-> y map onto each other. exp(-i m phi) at any of them is that of
+  (a, b) up to conjugation and a factor (-1)^m or (+-i)^m, so the ring step needs one
+  phase per orbit (see :func:`zernike3d.maths._kernels.orbit_ring_sums`). Points beyond
+  the box edge (an even box has one more voxel below the centre than above) count as 0.
 
 For the default centre, distances are integers in voxel units and the groups are few
 (a 64^3 box has ~900 shells inside the inscribed ball); for an arbitrary centre they are
@@ -177,6 +183,14 @@ class GridTables:
       pair_of[fold, ring]: pair index or -1 (outside the ball)
     shells: shell_start (CSR offsets into the pairs, length n_shells + 1),
       shell_radius (unit-ball radius of the shell)
+    orbits (empty unless the centre's x and y are on voxel centres):
+      orbit_index  (n_orbits, 8) flat indices of (a, b), (-a, b), (a, -b), (-a, -b),
+                   (b, a), (-b, a), (b, -a), (-b, -a) from the centre, -1 beyond the box
+      orbit_ring   ring of the orbit
+      orbit_phi    azimuth atan2(b, a) of its first point, in [0, pi/4]
+      orbit_weight 1 / (number of the 8 that coincide with the first): 1, 1/2 on the
+                   axes and diagonals, 1/8 at the centre, so that the 8 images count
+                   each distinct point once
     """
 
     point_index: np.ndarray
@@ -192,6 +206,10 @@ class GridTables:
     pair_of: np.ndarray
     shell_start: np.ndarray
     shell_radius: np.ndarray
+    orbit_index: np.ndarray
+    orbit_ring: np.ndarray
+    orbit_phi: np.ndarray
+    orbit_weight: np.ndarray
 
     @property
     def n_points(self):
@@ -225,6 +243,7 @@ class GridTables:
         point_index = np.flatnonzero(rho2 <= limit)
         point_phi = np.arctan2(np.broadcast_to(dy, (n, n)).ravel(), np.broadcast_to(dx, (n, n)).ravel())[point_index]
         ring_rho2, point_ring = np.unique(rho2[point_index], return_inverse=True)
+        orbits = _xy_orbits(n, cx, cy, point_index, ring_rho2)
 
         dz = offsets - cz
         fold_dz, fold_of_plane = np.unique(np.abs(dz), return_inverse=True)
@@ -264,7 +283,30 @@ class GridTables:
             pair_of=pair_of,
             shell_start=shell_start.astype(np.int64),
             shell_radius=np.sqrt(shell_r2) / geometry.radius_voxels,
+            **orbits,
         )
+
+
+def _xy_orbits(box, cx, cy, point_index, ring_rho2):
+    """The orbit tables of :class:`GridTables` (empty unless cx and cy are integers)."""
+    if cx != np.rint(cx) or cy != np.rint(cy):
+        return {"orbit_index": np.zeros((0, 8), np.int64), "orbit_ring": np.zeros(0, np.int64),
+                "orbit_phi": np.zeros(0), "orbit_weight": np.zeros(0)}
+    cx, cy = int(cx), int(cy)
+    dy, dx = np.divmod(point_index, box)
+    dx, dy = np.abs(dx - cx), np.abs(dy - cy)
+    a, b = np.unique(np.stack([np.maximum(dx, dy), np.minimum(dx, dy)]), axis=1)
+    images_x = np.stack([a, -a, a, -a, b, -b, b, -b], axis=1)
+    images_y = np.stack([b, b, -b, -b, a, a, -a, -a], axis=1)
+    x, y = cx + images_x, cy + images_y
+    inside = (x >= 0) & (x < box) & (y >= 0) & (y < box)
+    orbit_size = np.where(a == 0, 1, np.where((b == 0) | (a == b), 4, 8))
+    return {
+        "orbit_index": np.where(inside, y * box + x, -1).astype(np.int64),
+        "orbit_ring": np.searchsorted(ring_rho2, (a * a + b * b).astype(np.float64)).astype(np.int64),
+        "orbit_phi": np.arctan2(b, a).astype(np.float64),
+        "orbit_weight": orbit_size / 8.0,
+    }
 
 
 @lru_cache(maxsize=4)

@@ -141,6 +141,12 @@ class _Plan:
         """exp(-i m phi) of every xy point, (n_points, m1 - m0)."""
         return np.exp(-1j * np.outer(self.grid.point_phi, np.arange(m0, m1)))
 
+    def orbit_phase(self, m0, m1):
+        """w cos(m phi), w sin(m phi) of every xy orbit, each (n_orbits, m1 - m0)."""
+        angles = np.outer(self.grid.orbit_phi, np.arange(m0, m1))
+        weight = self.grid.orbit_weight[:, None]
+        return weight * np.cos(angles), weight * np.sin(angles)
+
     def l_start(self, m0, m1):
         """Index of (l, m0) among the (l, m) of the block, for each l (length order + 1;
         l < m0 unused): the (l, m) are l-major, for l = m0, ..., order the m = m0, ...,
