@@ -5,9 +5,13 @@ Array layouts (one block of m values, m = m0 + j, j < mb):
   phase     (n_points, mb) complex     exp(-i m phi) of each xy point
   ring_sums (n_pairs, V, 2, mb)        per (fold, ring) pair: [even, odd] fold of the
                                        +dz / -dz planes of sum_ring f * exp(-i m phi)
-  shell_sums(n_shells, n_lm, V)        per shell: sum_pairs Pbar_lm(cos theta) * ring_sums;
-                                       column l_start[l] + j holds (l, m): l-major, so the
-                                       columns of one l are consecutive
+                                       (only without xy orbits; with them the polar step
+                                       computes each pair's from the channels)
+  channels  (folds, n_orbits, V, 2, 8) per (fold, xy orbit): eight real combinations of
+                                       its [even, odd] folded values (_orbit_channels)
+  shell_sums(n_shells, 2 V n_lm)       per shell: sum_pairs Pbar_lm(cos theta) * ring_sums,
+                                       real; l-major blocks of [real, imag] x V x m, so
+                                       the columns of one l are consecutive
 """
 
 import numba
@@ -75,30 +79,18 @@ def ring_sums_adjoint(ring_values, fold_plus, fold_minus, point_index, point_rin
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def orbit_ring_sums(maps, fold_plus, fold_minus, orbit_index, orbit_ring, pair_of, cos_w, sin_w, m0, out):
-    """:func:`ring_sums` over xy orbits (see :class:`zernike3d.maths.geometry.GridTables`).
-
-    ``out`` is the ring sums as a float64 view (n_pairs, V, 2, mb, 2); ``cos_w``, ``sin_w``
-    (n_orbits, mb) are w cos(m phi), w sin(m phi) of each orbit's first point, with w its
-    weight. With E = exp(-i m phi) and f1..f8 the orbit's 8 values (the order of
-    ``orbit_index``), the orbit adds
-
-        E (f1 + (-1)^m f4 + (-i)^m f6 + i^m f7) + conj(E) (f3 + (-1)^m f2 + (-i)^m f5 + i^m f8),
-
-    which per class of m mod 4 takes two or four real products with eight real
-    combinations of the f (:func:`_orbit_channels`), instead of eight complex ones.
-    """
+def orbit_channels(maps, fold_plus, fold_minus, orbit_index, fold_start, out):
+    """out[fold - fold_start, orbit, v, parity, :] = the eight channels
+    (:func:`_orbit_channels`) of the orbit's values in the even (parity 0: f(+dz) + f(-dz))
+    and odd (1: f(+dz) - f(-dz)) fold of the map, for the folds fold_start ..
+    fold_start + len(out) - 1; points beyond the box and missing planes read 0."""
     n_vol = maps.shape[0]
-    mb = cos_w.shape[1]
-    for f in prange(fold_plus.size):
+    for g in prange(out.shape[0]):
+        f = fold_start + g
         plus = fold_plus[f]
         minus = fold_minus[f]
         values = np.empty((2, 8))
-        channels = np.empty(8)
-        for q in range(orbit_ring.size):
-            pair = pair_of[f, orbit_ring[q]]
-            if pair < 0:
-                continue
+        for q in range(orbit_index.shape[0]):
             for v in range(n_vol):
                 for k in range(8):
                     idx = orbit_index[q, k]
@@ -106,70 +98,23 @@ def orbit_ring_sums(maps, fold_plus, fold_minus, orbit_index, orbit_ring, pair_o
                     lower = maps[v, minus, idx] if minus >= 0 and idx >= 0 else 0.0
                     values[0, k] = upper + lower
                     values[1, k] = upper - lower
-                for parity in range(2):
-                    _orbit_channels(values[parity], channels)
-                    target = out[pair, v, parity]
-                    for cls in range(4):
-                        for j in range((cls - m0) % 4, mb, 4):
-                            c = cos_w[q, j]
-                            s = sin_w[q, j]
-                            if cls == 0:
-                                target[j, 0] += c * channels[0]
-                                target[j, 1] -= s * channels[1]
-                            elif cls == 2:
-                                target[j, 0] += c * channels[2]
-                                target[j, 1] -= s * channels[3]
-                            elif cls == 1:
-                                target[j, 0] += c * channels[4] + s * channels[5]
-                                target[j, 1] += c * channels[6] - s * channels[7]
-                            else:
-                                target[j, 0] += c * channels[4] - s * channels[5]
-                                target[j, 1] -= c * channels[6] + s * channels[7]
+                _orbit_channels(values[0], out[g, q, v, 0])
+                _orbit_channels(values[1], out[g, q, v, 1])
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def orbit_ring_sums_adjoint(ring_values, fold_plus, fold_minus, orbit_index, orbit_ring, pair_of, cos_w, sin_w, m0, out):
-    """Adjoint of :func:`orbit_ring_sums` for a real map, as :func:`ring_sums_adjoint`:
-    adds to out[v, plane, idx]. ``ring_values`` is a float64 view (n_pairs, V, 2, mb, 2)."""
+def orbit_channels_adjoint(channels, fold_plus, fold_minus, orbit_index, fold_start, out):
+    """Adjoint of :func:`orbit_channels`: adds to out[v, plane, idx]."""
     n_vol = out.shape[0]
-    mb = cos_w.shape[1]
-    for f in prange(fold_plus.size):
+    for g in prange(channels.shape[0]):
+        f = fold_start + g
         plus = fold_plus[f]
         minus = fold_minus[f]
         values = np.empty((2, 8))
-        channels = np.empty(8)
-        for q in range(orbit_ring.size):
-            pair = pair_of[f, orbit_ring[q]]
-            if pair < 0:
-                continue
+        for q in range(orbit_index.shape[0]):
             for v in range(n_vol):
-                for parity in range(2):
-                    source = ring_values[pair, v, parity]
-                    channels[:] = 0.0
-                    for cls in range(4):
-                        for j in range((cls - m0) % 4, mb, 4):
-                            w = 1.0 if m0 + j == 0 else 2.0
-                            c = w * cos_w[q, j]
-                            s = w * sin_w[q, j]
-                            real = source[j, 0]
-                            imag = source[j, 1]
-                            if cls == 0:
-                                channels[0] += c * real
-                                channels[1] -= s * imag
-                            elif cls == 2:
-                                channels[2] += c * real
-                                channels[3] -= s * imag
-                            elif cls == 1:
-                                channels[4] += c * real
-                                channels[5] += s * real
-                                channels[6] += c * imag
-                                channels[7] -= s * imag
-                            else:
-                                channels[4] += c * real
-                                channels[5] -= s * real
-                                channels[6] -= c * imag
-                                channels[7] -= s * imag
-                    _orbit_channels_adjoint(channels, values[parity])
+                _orbit_channels_adjoint(channels[g, q, v, 0], values[0])
+                _orbit_channels_adjoint(channels[g, q, v, 1], values[1])
                 for k in range(8):
                     idx = orbit_index[q, k]
                     if idx < 0:
@@ -183,7 +128,7 @@ def orbit_ring_sums_adjoint(ring_values, fold_plus, fold_minus, orbit_index, orb
 @numba.njit(cache=True, fastmath=True)
 def _orbit_channels(f, channels):
     """The eight real combinations of an orbit's values f[0..7] (f1..f8 of
-    :func:`orbit_ring_sums`) that its ring sums need, by class of m mod 4:
+    :func:`_add_orbit_ring_sums`) that its ring sums need, by class of m mod 4:
 
     0: E0 = s14 + s67 + s23 + s58,  F0 = s14 + s67 - s23 - s58   (re += c E0, im -= s F0)
     2: E2 = s14 - s67 + s23 - s58,  F2 = s14 - s67 - s23 + s58   (re += c E2, im -= s F2)
@@ -225,28 +170,42 @@ def _orbit_channels_adjoint(channels, f):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def shell_transform(ring_values, shell_values, shell_start, chunk_start, pair_cos, pair_sin, m0, lmax, a, b, diag, l_start, adjoint):
+def shell_transform(ring_values, channels, fold_start, shell_values, shell_start, chunk_start, pair_cos, pair_sin, pair_fold, pair_ring, ring_orbits, cos_w, sin_w, m0, lmax, a, b, diag, l_start, adjoint):
     """The polar step and its adjoint, over the pairs of each shell.
 
-    forward: S[s, l, part, v, j] += sum_{pairs p in s} Pbar_lm(cos theta_p) part(ring_values[p, v, (l+m)%2, j])
-    adjoint: ring_values[p, v, (l+m)%2, j] += sum_l Pbar_lm(cos theta_p) S[s, l, part, v, j]
+    forward: S[s, l, part, v, j] += sum_{pairs p in s} Pbar_lm(cos theta_p) part(R[p, v, (l+m)%2, j])
+    adjoint: R[p, v, (l+m)%2, j] += sum_l Pbar_lm(cos theta_p) S[s, l, part, v, j]
 
-    with m = m0 + j, part = real | imaginary, ``ring_values`` passed as a float64 view
-    (n_pairs, V, 2, mb, 2), and S the shell sums (n_shells, 2 V n_lm) float64, where the
-    block of l starts at column 2 V l_start[l] and holds [real, imag] x V x its n_m
-    values of m (see :meth:`zernike3d.maths.transform._Plan.columns`).
+    with m = m0 + j, part = real | imaginary, S the shell sums (n_shells, 2 V n_lm)
+    float64, whose block of l starts at column 2 V l_start[l] and holds [real, imag] x V x
+    its n_m values of m (see :meth:`zernike3d.maths.transform._Plan.columns`), and R the
+    ring sums of the pair, [even, odd] fold, taken from one of two sources:
+
+    * ``ring_values``, a float64 view (n_pairs, V, 2, mb, 2) of :func:`ring_sums`, when
+      ``channels`` is empty (the centre is off the voxel lattice in x or y);
+    * else computed here from the pair's xy orbits, orbits ``ring_orbits[r] ..
+      ring_orbits[r + 1] - 1`` of its ring r at its fold: ``channels`` (folds,
+      n_orbits, V, 2, 8) of the folds fold_start .. fold_start + len(channels) - 1 from
+      :func:`orbit_channels` (only the pairs of those folds are visited), and ``cos_w``,
+      ``sin_w`` (n_orbits, mb), w cos(m phi) and w sin(m phi) of each orbit
+      (:func:`_add_orbit_ring_sums`). The ring sums of a block then never exist as an
+      array; in the adjoint, ``channels`` accumulates the adjoint channels, which
+      :func:`orbit_channels_adjoint` unfolds. ``ring_values`` must then have shape
+      (0, V, 2, mb, 2).
 
     Threads take chunks of whole shells (``chunk_start``: shell offsets, see
-    :func:`shell_chunks`), so each shell's row has one writer. For each pair the
-    Legendre recurrence runs in l, and for each l across all the m of the block at once:
-    the m are independent, so the innermost loops run over m in SIMD lanes on unit-stride
-    rows (the pair's ring values are first copied into rows ordered by the parity of l).
-    fastmath lets LLVM fuse multiply-adds and vectorise; each sum still adds the pairs in
-    their order.
+    :func:`shell_chunks`), so each shell's row, and each (fold, orbit) of ``channels``,
+    has one writer. For each pair the Legendre recurrence runs in l, and for each l across
+    all the m of the block at once: the m are independent, so the innermost loops run over
+    m in SIMD lanes on unit-stride rows (the pair's ring sums are first put in rows
+    ordered by the parity of l). fastmath lets LLVM fuse multiply-adds and vectorise;
+    each sum still adds the pairs in their order.
     """
     n_vol = ring_values.shape[1]
     mb = ring_values.shape[3]
     width = 2 * n_vol
+    from_orbits = channels.shape[0] > 0
+    fold_stop = fold_start + channels.shape[0]
     norm = 1.0 / np.sqrt(4.0 * np.pi)
     for c in prange(chunk_start.size - 1):
         pmm = np.empty(mb)
@@ -256,6 +215,9 @@ def shell_transform(ring_values, shell_values, shell_start, chunk_start, pair_co
         for s in range(chunk_start[c], chunk_start[c + 1]):
             out = shell_values[s]
             for p in range(shell_start[s], shell_start[s + 1]):
+                f = pair_fold[p] - fold_start
+                if from_orbits and (f < 0 or pair_fold[p] >= fold_stop):
+                    continue
                 ct = pair_cos[p]
                 st = pair_sin[p]
                 value = norm
@@ -265,12 +227,20 @@ def shell_transform(ring_values, shell_values, shell_start, chunk_start, pair_co
                     if j > 0:
                         value *= diag[m0 + j] * st
                     pmm[j] = value
-                for k in range(2):
-                    for part in range(2):
+                if adjoint or from_orbits:
+                    rows[:] = 0.0
+                if from_orbits and not adjoint:
+                    for q in range(ring_orbits[pair_ring[p]], ring_orbits[pair_ring[p] + 1]):
                         for v in range(n_vol):
-                            row = rows[k, part * n_vol + v]
-                            for j in range(mb):
-                                row[j] = 0.0 if adjoint else ring_values[p, v, (k + m0 + j) & 1, j, part]
+                            for parity in range(2):
+                                _add_orbit_ring_sums(channels[f, q, v, parity], cos_w[q], sin_w[q], m0, parity, rows, v, n_vol)
+                elif not adjoint:
+                    for k in range(2):
+                        for part in range(2):
+                            for v in range(n_vol):
+                                row = rows[k, part * n_vol + v]
+                                for j in range(mb):
+                                    row[j] = ring_values[p, v, (k + m0 + j) & 1, j, part]
                 for l in range(m0, lmax + 1):
                     n_old = min(l - m0, mb)  # the m < l, continued by the recurrence
                     a_l = a[l, m0:]
@@ -294,13 +264,84 @@ def shell_transform(ring_values, shell_values, shell_start, chunk_start, pair_co
                         else:
                             for j in range(n_m):
                                 block[j] += current[j] * row[j]
-                if adjoint:
+                if adjoint and from_orbits:
+                    for q in range(ring_orbits[pair_ring[p]], ring_orbits[pair_ring[p] + 1]):
+                        for v in range(n_vol):
+                            for parity in range(2):
+                                _add_orbit_channels(rows, v, n_vol, parity, cos_w[q], sin_w[q], m0, channels[f, q, v, parity])
+                elif adjoint:
                     for k in range(2):
                         for part in range(2):
                             for v in range(n_vol):
                                 row = rows[k, part * n_vol + v]
                                 for j in range(mb):
                                     ring_values[p, v, (k + m0 + j) & 1, j, part] += row[j]
+
+
+@numba.njit(cache=True, fastmath=True)
+def _add_orbit_ring_sums(channels, cos_w, sin_w, m0, parity, rows, v, n_vol):
+    """Add one orbit's ring sums of fold ``parity`` to rows[(parity + m) % 2, part * V + v, j]
+    (the row of the parity of l, as l + m = parity mod 2), m = m0 + j.
+
+    With E = exp(-i m phi), c = w cos(m phi), s = w sin(m phi), the orbit's 8 values f1..f8
+    (the order of ``orbit_index``) add
+
+        E (f1 + (-1)^m f4 + (-i)^m f6 + i^m f7) + conj(E) (f3 + (-1)^m f2 + (-i)^m f5 + i^m f8),
+
+    which per class of m mod 4 is two or four real products with the channels of
+    :func:`_orbit_channels`, instead of eight complex ones.
+    """
+    mb = cos_w.size
+    for cls in range(4):
+        for j in range((cls - m0) % 4, mb, 4):
+            c = cos_w[j]
+            s = sin_w[j]
+            if cls == 0:
+                real = c * channels[0]
+                imag = -s * channels[1]
+            elif cls == 2:
+                real = c * channels[2]
+                imag = -s * channels[3]
+            elif cls == 1:
+                real = c * channels[4] + s * channels[5]
+                imag = c * channels[6] - s * channels[7]
+            else:
+                real = c * channels[4] - s * channels[5]
+                imag = -c * channels[6] - s * channels[7]
+            k = (parity + cls) & 1
+            rows[k, v, j] += real
+            rows[k, n_vol + v, j] += imag
+
+
+@numba.njit(cache=True, fastmath=True)
+def _add_orbit_channels(rows, v, n_vol, parity, cos_w, sin_w, m0, channels):
+    """Adjoint of :func:`_add_orbit_ring_sums` for a real map: adds to the eight channels,
+    each m weighted w_m = 1 (m = 0) or 2 (the m < 0 terms)."""
+    mb = cos_w.size
+    for cls in range(4):
+        k = (parity + cls) & 1
+        for j in range((cls - m0) % 4, mb, 4):
+            w = 1.0 if m0 + j == 0 else 2.0
+            c = w * cos_w[j]
+            s = w * sin_w[j]
+            real = rows[k, v, j]
+            imag = rows[k, n_vol + v, j]
+            if cls == 0:
+                channels[0] += c * real
+                channels[1] -= s * imag
+            elif cls == 2:
+                channels[2] += c * real
+                channels[3] -= s * imag
+            elif cls == 1:
+                channels[4] += c * real
+                channels[5] += s * real
+                channels[6] += c * imag
+                channels[7] -= s * imag
+            else:
+                channels[4] += c * real
+                channels[5] -= s * real
+                channels[6] -= c * imag
+                channels[7] -= s * imag
 
 
 def shell_chunks(shell_start, pairs_per_chunk=512):

@@ -63,17 +63,27 @@ def import_cupy(gpu_id=None):
 
 
 class NumbaBackend:
-    """CPU kernels; ``threads`` limits numba's thread pool for each call."""
+    """CPU kernels; ``threads`` limits numba's thread pool for each call.
+
+    With xy orbits (the centre on a voxel in x and y), the maps are folded once into
+    orbit channels (:func:`_kernels.orbit_channels`, float64, about 8 bytes per voxel)
+    and the polar step computes each pair's ring sums from them, so no block of ring sums
+    is ever stored; reconstruct accumulates adjoint channels over the blocks and unfolds
+    them once. Without orbits the ring step writes the block's ring sums (per xy point).
+    """
 
     xp = np
 
     def __init__(self, plan, n_volumes, threads=None):
         self.plan = plan
-        self.grid = plan.grid
+        self.grid = g = plan.grid
         self.n_volumes = n_volumes
         self.threads = threads
         self._box = plan.basis.geometry.box
-        self._chunks = _kernels.shell_chunks(self.grid.shell_start)
+        self._chunks = _kernels.shell_chunks(g.shell_start)
+        self._orbits = g.orbit_ring.size > 0
+        self._ring_orbits = np.searchsorted(g.orbit_ring, np.arange(g.pair_of.shape[1] + 1)).astype(np.int64)
+        self._channels = np.zeros((0, 0, n_volumes, 2, 8))
         self._out = None
 
     def radial(self, l):
@@ -81,47 +91,75 @@ class NumbaBackend:
 
     def load_maps(self, maps):
         self._flat = maps.reshape(maps.shape[0], self._box, self._box * self._box)
+        if self._orbits and len(self.plan.fold_groups) == 1:  # folded once for every block
+            self._channels = self._fold(0, self.grid.fold_plus.size)
 
     def shell_sums(self, m0, m1):
         shells = np.zeros((self.grid.n_shells, self.plan.shell_width(m0, m1)))
         with self._threads():
-            self._polar(self._ring_sums(m0, m1), shells, m0, adjoint=False)
+            if not self._orbits:
+                self._polar(self._ring_sums(m0, m1), self._channels, 0, shells, m0, m1, adjoint=False)
+            for f0, f1 in self.plan.fold_groups if self._orbits else ():
+                channels = self._channels if len(self.plan.fold_groups) == 1 else self._fold(f0, f1)
+                self._polar(self._no_rings(m0, m1), channels, f0, shells, m0, m1, adjoint=False)
         return shells
 
     def _ring_sums(self, m0, m1):
-        """The ring step of one block: (n_pairs, V, 2, m1 - m0) complex."""
-        g, plan = self.grid, self.plan
+        """The ring step of one block without orbits: (n_pairs, V, 2, m1 - m0) complex."""
+        g = self.grid
         rings = np.zeros((g.n_pairs, self.n_volumes, 2, m1 - m0), dtype=np.complex128)
-        if g.orbit_ring.size:
-            cos_w, sin_w = plan.orbit_phase(m0, m1)
-            _kernels.orbit_ring_sums(self._flat, g.fold_plus, g.fold_minus, g.orbit_index, g.orbit_ring, g.pair_of, cos_w, sin_w, m0, _float_view(rings))
-        else:
-            _kernels.ring_sums(self._flat, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, plan.phase(m0, m1), rings)
+        _kernels.ring_sums(self._flat, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, self.plan.phase(m0, m1), rings)
         return rings
 
+    def _no_rings(self, m0, m1):
+        return np.zeros((0, self.n_volumes, 2, m1 - m0), dtype=np.complex128)
+
+    def _fold(self, f0, f1):
+        """The orbit channels of folds f0 .. f1 - 1 of the loaded maps."""
+        g = self.grid
+        channels = np.empty((f1 - f0, g.orbit_ring.size, self.n_volumes, 2, 8))
+        _kernels.orbit_channels(self._flat, g.fold_plus, g.fold_minus, g.orbit_index, f0, channels)
+        return channels
+
     def add_maps(self, shells, m0, m1):
-        g, plan = self.grid, self.plan
-        if self._out is None:
+        g, groups = self.grid, self.plan.fold_groups
+        if self._out is None and not (self._orbits and len(groups) == 1):
             self._out = np.zeros((self.n_volumes, self._box, self._box * self._box))
-        rings = np.zeros((g.n_pairs, self.n_volumes, 2, m1 - m0), dtype=np.complex128)
         with self._threads():
-            self._polar(rings, shells, m0, adjoint=True)
-            if g.orbit_ring.size:
-                cos_w, sin_w = plan.orbit_phase(m0, m1)
-                _kernels.orbit_ring_sums_adjoint(_float_view(rings), g.fold_plus, g.fold_minus, g.orbit_index, g.orbit_ring, g.pair_of, cos_w, sin_w, m0, self._out)
+            if not self._orbits:
+                rings = np.zeros((g.n_pairs, self.n_volumes, 2, m1 - m0), dtype=np.complex128)
+                self._polar(rings, self._channels, 0, shells, m0, m1, adjoint=True)
+                _kernels.ring_sums_adjoint(rings, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, self.plan.phase(m0, m1), m0, self._out)
+            elif len(groups) == 1:  # adjoint channels summed over the blocks, unfolded by maps()
+                if not self._channels.size:
+                    self._channels = np.zeros((g.fold_plus.size, g.orbit_ring.size, self.n_volumes, 2, 8))
+                self._polar(self._no_rings(m0, m1), self._channels, 0, shells, m0, m1, adjoint=True)
             else:
-                _kernels.ring_sums_adjoint(rings, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, plan.phase(m0, m1), m0, self._out)
+                for f0, f1 in groups:
+                    channels = np.zeros((f1 - f0, g.orbit_ring.size, self.n_volumes, 2, 8))
+                    self._polar(self._no_rings(m0, m1), channels, f0, shells, m0, m1, adjoint=True)
+                    _kernels.orbit_channels_adjoint(channels, g.fold_plus, g.fold_minus, g.orbit_index, f0, self._out)
 
     def maps(self):
+        g = self.grid
+        if self._out is None:
+            self._out = np.zeros((self.n_volumes, self._box, self._box * self._box))
+            with self._threads():
+                _kernels.orbit_channels_adjoint(self._channels, g.fold_plus, g.fold_minus, g.orbit_index, 0, self._out)
         return self._out.reshape(self.n_volumes, self._box, self._box, self._box)
 
     def to_numpy(self, array):
         return array
 
-    def _polar(self, rings, shells, m0, adjoint):
+    def _polar(self, rings, channels, fold_start, shells, m0, m1, adjoint):
         g, p = self.grid, self.plan
-        l_start = p.l_start(m0, m0 + rings.shape[3])
-        _kernels.shell_transform(_float_view(rings), shells, g.shell_start, self._chunks, g.pair_cos, g.pair_sin, m0, p.order, p.a, p.b, p.diag, l_start, adjoint)
+        if self._orbits:
+            cos_w, sin_w = p.orbit_phase(m0, m1)
+        else:
+            cos_w = sin_w = np.zeros((0, m1 - m0))
+        _kernels.shell_transform(_float_view(rings), channels, fold_start, shells, g.shell_start, self._chunks, g.pair_cos,
+                                 g.pair_sin, g.pair_fold, g.pair_ring, self._ring_orbits, cos_w, sin_w, m0, p.order, p.a,
+                                 p.b, p.diag, p.l_start(m0, m1), adjoint)
 
     @contextlib.contextmanager
     def _threads(self):

@@ -183,7 +183,7 @@ class GridTables:
       pair_of[fold, ring]: pair index or -1 (outside the ball)
     shells: shell_start (CSR offsets into the pairs, length n_shells + 1),
       shell_radius (unit-ball radius of the shell)
-    orbits (empty unless the centre's x and y are on voxel centres):
+    orbits (empty unless the centre's x and y are on voxel centres), sorted by ring:
       orbit_index  (n_orbits, 8) flat indices of (a, b), (-a, b), (a, -b), (-a, -b),
                    (b, a), (-b, a), (b, -a), (-b, -a) from the centre, -1 beyond the box
       orbit_ring   ring of the orbit
@@ -301,11 +301,13 @@ def _xy_orbits(box, cx, cy, point_index, ring_rho2):
     x, y = cx + images_x, cy + images_y
     inside = (x >= 0) & (x < box) & (y >= 0) & (y < box)
     orbit_size = np.where(a == 0, 1, np.where((b == 0) | (a == b), 4, 8))
+    ring = np.searchsorted(ring_rho2, (a * a + b * b).astype(np.float64))
+    by_ring = np.argsort(ring, kind="stable")  # the ring step then writes each fold's rings in order
     return {
-        "orbit_index": np.where(inside, y * box + x, -1).astype(np.int64),
-        "orbit_ring": np.searchsorted(ring_rho2, (a * a + b * b).astype(np.float64)).astype(np.int64),
-        "orbit_phi": np.arctan2(b, a).astype(np.float64),
-        "orbit_weight": orbit_size / 8.0,
+        "orbit_index": np.where(inside, y * box + x, -1)[by_ring].astype(np.int64),
+        "orbit_ring": ring[by_ring].astype(np.int64),
+        "orbit_phi": np.arctan2(b, a)[by_ring].astype(np.float64),
+        "orbit_weight": orbit_size[by_ring] / 8.0,
     }
 
 

@@ -93,18 +93,43 @@ def reconstruct(moments, geometry, order, *, basis=None, backend="numba", thread
 
 
 def workspace_bytes(grid, order, n_volumes, m_block):
-    """Bytes of the per-block work arrays for a block of ``m_block`` orders (worst block)."""
+    """Bytes of the per-block work arrays for a block of ``m_block`` orders (worst block).
+
+    With xy orbits: the orbit channels of every fold (see :func:`channel_bytes`; the
+    transform holds fewer folds at a time when they take more than half its budget), the
+    shell sums and the orbit phases. Without: the ring sums, shell sums and point phases.
+    """
     lm = sum(order + 1 - m for m in range(min(m_block, order + 1)))
-    rings = grid.n_pairs * n_volumes * 2 * m_block * 16
     shells = grid.n_shells * lm * n_volumes * 16
+    if grid.orbit_ring.size:
+        return channel_bytes(grid, n_volumes) + shells + grid.orbit_ring.size * m_block * 16
+    rings = grid.n_pairs * n_volumes * 2 * m_block * 16
     phase = grid.n_points * m_block * 16
     return rings + shells + phase
 
 
+def channel_bytes(grid, n_volumes, folds=None):
+    """Bytes of the orbit channels (16 float64 per fold, orbit and volume) of ``folds``
+    folds (default all): about 8 bytes per voxel of the maps; 0 without orbits."""
+    folds = grid.fold_plus.size if folds is None else folds
+    return folds * grid.orbit_ring.size * n_volumes * 16 * 8
+
+
+def fold_group_size(grid, n_volumes, max_workspace):
+    """Folds whose orbit channels are held at once: all of them when they take at most
+    half of ``max_workspace``, else as many as do (at least one)."""
+    per_fold = channel_bytes(grid, n_volumes, 1)
+    if per_fold == 0:
+        return grid.fold_plus.size
+    return int(min(grid.fold_plus.size, max(1, (max_workspace // 2) // per_fold)))
+
+
 def m_block_size(grid, order, n_volumes, max_workspace):
-    """The largest block of m values whose work arrays fit in ``max_workspace`` (>= 1)."""
+    """The largest block of m values whose work arrays fit in ``max_workspace`` (>= 1),
+    with the channels of one group of folds (:func:`fold_group_size`) held."""
+    unheld = channel_bytes(grid, n_volumes) - channel_bytes(grid, n_volumes, fold_group_size(grid, n_volumes, max_workspace))
     size = order + 1
-    while size > 1 and workspace_bytes(grid, order, n_volumes, size) > max_workspace:
+    while size > 1 and workspace_bytes(grid, order, n_volumes, size) - unheld > max_workspace:
         size = max(1, size * 3 // 4)
     return size
 
@@ -128,6 +153,9 @@ class _Plan:
         self.offsets = nlm_offsets(order)
         self.n_volumes = n_volumes
         self.m_block = m_block_size(self.grid, order, n_volumes, max_workspace)
+        group = fold_group_size(self.grid, n_volumes, max_workspace)
+        n_folds = self.grid.fold_plus.size
+        self.fold_groups = [(f0, min(f0 + group, n_folds)) for f0 in range(0, n_folds, group)]
 
     def iterate(self, progress, label):
         blocks = [(m0, min(m0 + self.m_block, self.order + 1)) for m0 in range(0, self.order + 1, self.m_block)]
