@@ -22,13 +22,14 @@ is generated as float32 (no float64 copy of it is ever made).
 With --compare-to COMMIT the zernike3d package of that commit (``git archive``, in a
 temporary folder with its own numba cache) runs each case alternately with this
 checkout's, --repeats times each; the best warm time of each counts (shared machines are
-noisy: alternating exposes both to the same load). --steps times the three steps of one
-decomposition separately (same blocks of m as the transform) and reports GFLOP/s
-against the float64 matrix-product rate of NumPy's BLAS on the same threads, counting
-the flops each step executes: ring step 12 per (fold, xy orbit) visit and m (2 or 4
-multiply-adds per fold parity; 8 per (fold, xy point) visit and m when the centre is
-off the voxel lattice and there are no orbits); polar step 4 per (pair, l, m) for the
-Legendre recurrence plus 4 per volume; radial step 4 per (shell, coefficient, volume).
+noisy: alternating exposes both to the same load). --steps times the steps of one
+decomposition separately (same blocks of m as the transform; circumscribed ball, so the
+centre is on a voxel and the xy orbits are used) and reports GFLOP/s against the float64
+matrix-product rate of NumPy's BLAS on the same threads, counting the flops each step
+executes: fold 3 per voxel (the orbit channels, once); ring + polar 12 per (pair, orbit
+of its ring, m) for the ring sums from the channels plus 8 per (pair, l, m) for the
+Legendre recurrence and the two multiply-adds of one volume; radial 4 per (shell,
+coefficient, volume).
 """
 
 import argparse
@@ -64,8 +65,9 @@ def run_case(box, order, threads):
 
 
 def step_rates(box, order, threads):
-    """Seconds and GFLOP/s of the ring, polar and radial steps of one decomposition
-    (this checkout's kernels, the transform's own blocks of m), and the BLAS peak."""
+    """Seconds and GFLOP/s of the steps of one decomposition (this checkout's kernels, the
+    transform's own blocks of m), and the BLAS peak: fold (maps to orbit channels, once),
+    ring + polar (the polar step computes each pair's ring sums from the channels), radial."""
     import numba
     import numpy as np
 
@@ -81,31 +83,23 @@ def step_rates(box, order, threads):
     decompose(maps, geometry, order, threads=threads)  # compiled, tables cached
     plan = _Plan(geometry, order, None, 1, DEFAULT_WORKSPACE)
     engine = NumbaBackend(plan, 1, threads)
-    engine.load_maps(maps)
     g = plan.grid
-    seconds = {"ring": 0.0, "polar": 0.0, "radial": 0.0}
+    start = time.perf_counter()
+    engine.load_maps(maps)
+    seconds = {"fold": time.perf_counter() - start, "ring+polar": 0.0, "radial": 0.0}
     for m0, m1 in plan.iterate(False, ""):
-        shells = np.zeros((g.n_shells, plan.shell_width(m0, m1)))
         start = time.perf_counter()
-        rings = engine._ring_sums(m0, m1)
-        seconds["ring"] += time.perf_counter() - start
-        start = time.perf_counter()
-        engine._polar(rings, shells, m0, adjoint=False)
-        seconds["polar"] += time.perf_counter() - start
+        shells = engine.shell_sums(m0, m1)
+        seconds["ring+polar"] += time.perf_counter() - start
         start = time.perf_counter()
         for l in range(m0, order + 1):
             _, _, block = plan.columns(l, m0, m1)
             engine.radial(l) @ shells[:, block]
         seconds["radial"] += time.perf_counter() - start
-    if g.orbit_ring.size:  # per (fold, orbit) visit and m: 2 or 4 multiply-adds for each fold parity
-        ring_size = np.bincount(g.orbit_ring, minlength=g.pair_of.shape[1])
-        ring_flops = 12.0
-    else:  # per (fold, point) visit and m: two complex multiply-adds
-        ring_size = np.bincount(g.point_ring, minlength=g.pair_of.shape[1])
-        ring_flops = 8.0
-    visits = int(ring_size[g.pair_ring].sum())
     n_lm = (order + 1) * (order + 2) // 2
-    flops = {"ring": ring_flops * visits * (order + 1), "polar": 8.0 * g.n_pairs * n_lm,
+    orbits_per_ring = np.bincount(g.orbit_ring, minlength=g.pair_of.shape[1])
+    ring_flops = 12.0 * int(orbits_per_ring[g.pair_ring].sum()) * (order + 1)
+    flops = {"fold": 3.0 * box**3, "ring+polar": ring_flops + 8.0 * g.n_pairs * n_lm,
              "radial": 4.0 * g.n_shells * coefficient_count(order)}
     a = np.random.default_rng(1).standard_normal((2048, 2048))
     a @ a
@@ -258,13 +252,15 @@ def main():
         results = compare_table(args.cases, args.threads, args.compare_to, args.repeats)
     elif args.steps:
         results = []
-        print("| box | order | ring s (GFLOP/s) | polar s (GFLOP/s) | radial s (GFLOP/s) | BLAS dgemm GFLOP/s |")
+        print("seconds (GFLOP/s, % of the BLAS dgemm rate) of each step")
+        print("| box | order | fold | ring + polar | radial | BLAS dgemm GFLOP/s |")
         print("|---|---|---|---|---|---|")
         for case in args.cases:
             box, order = map(int, case.split(":"))
             t = child(case, args.threads, extra=["--steps"])
             results.append({"box": box, "order": order, **t})
-            cells = " | ".join(f"{t['seconds'][k]:.3f} ({t['gflops'][k]:.2f})" for k in ("ring", "polar", "radial"))
+            cells = " | ".join(f"{t['seconds'][k]:.3f} ({t['gflops'][k]:.2f}, {100 * t['gflops'][k] / t['blas_gflops']:.1f}%)"
+                               for k in ("fold", "ring+polar", "radial"))
             print(f"| {box} | {order} | {cells} | {t['blas_gflops']:.1f} |", flush=True)
     if results is not None:
         if args.out:
