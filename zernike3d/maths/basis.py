@@ -9,6 +9,8 @@ one slice, as the transforms use them and as the basis store keeps them). The an
 which is cheaper than reading it back.
 """
 
+from functools import lru_cache
+
 import numpy as np
 
 from zernike3d.maths.indexing import nl_table
@@ -18,6 +20,9 @@ from zernike3d.maths.radial import radial_polynomials_for_l
 TABLE_FORMAT = 1
 #: keep the radial table in memory when it is at most this large (bytes)
 RADIAL_TABLE_LIMIT = 512 * 2**20
+#: radial tables up to this size are kept between calls for the same geometry and order
+#: (many small maps in a row then pay for the table once)
+RADIAL_TABLE_CACHED = 32 * 2**20
 
 
 class Basis:
@@ -36,7 +41,11 @@ class Basis:
         grid = geometry.grid
         if radial_table is None:
             radial_table = radial_table_bytes(order, grid.n_shells) <= RADIAL_TABLE_LIMIT
-        return cls(geometry, order, grid, radial_table_l_major(order, grid.shell_radius) if radial_table else None)
+        if not radial_table:
+            return cls(geometry, order, grid)
+        if radial_table_bytes(order, grid.n_shells) <= RADIAL_TABLE_CACHED:
+            return cls(geometry, order, grid, _cached_radial_table(geometry, order))
+        return cls(geometry, order, grid, radial_table_l_major(order, grid.shell_radius))
 
     @staticmethod
     def key_for(geometry, order):
@@ -78,6 +87,13 @@ def radial_table_l_major(order, r):
     table = np.empty((start[-1], r.size))  # filled in place, one l at a time: no second copy
     for l in range(order + 1):
         table[start[l] : start[l + 1]] = radial_polynomials_for_l(order, l, r)
+    return table
+
+
+@lru_cache(maxsize=4)
+def _cached_radial_table(geometry, order):
+    table = radial_table_l_major(order, geometry.grid.shell_radius)
+    table.flags.writeable = False  # shared between calls
     return table
 
 

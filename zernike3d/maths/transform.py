@@ -156,6 +156,7 @@ class _Plan:
         group = fold_group_size(self.grid, n_volumes, max_workspace)
         n_folds = self.grid.fold_plus.size
         self.fold_groups = [(f0, min(f0 + group, n_folds)) for f0 in range(0, n_folds, group)]
+        self._l_starts = {}
 
     def iterate(self, progress, label):
         blocks = [(m0, min(m0 + self.m_block, self.order + 1)) for m0 in range(0, self.order + 1, self.m_block)]
@@ -179,8 +180,10 @@ class _Plan:
         """Index of (l, m0) among the (l, m) of the block, for each l (length order + 1;
         l < m0 unused): the (l, m) are l-major, for l = m0, ..., order the m = m0, ...,
         min(l, m1 - 1)."""
-        counts = [min(l, m1 - 1) - m0 + 1 if l >= m0 else 0 for l in range(self.order + 1)]
-        return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        if (m0, m1) not in self._l_starts:
+            counts = [min(l, m1 - 1) - m0 + 1 if l >= m0 else 0 for l in range(self.order + 1)]
+            self._l_starts[m0, m1] = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        return self._l_starts[m0, m1]
 
     def lm_count(self, m0, m1):
         return sum(self.order + 1 - m for m in range(m0, m1))
