@@ -29,9 +29,9 @@ from zernike3d.planning import RATES_FILE, CpuRates, GpuRates, Sizes, cpu_model
 #: dominates somewhere (ring ~ order, polar ~ order^2, radial ~ order^3; small blocks
 #: for the scan and the per-step overhead); each runs in about 0.1-1 s on one thread
 CALIBRATION_CASES = (
-    (96, 12, 1, None), (96, 12, 6, None), (96, 12, 2, 1), (64, 40, 1, None), (64, 40, 6, None),
-    (64, 40, 2, 3), (40, 110, 1, None), (40, 110, 4, None), (112, 30, 3, None), (56, 90, 2, None),
-    (24, 90, 1, 1),
+    (160, 12, 1, None), (160, 12, 6, None), (160, 12, 2, 1), (112, 40, 1, None), (112, 40, 6, None),
+    (112, 40, 2, 3), (64, 110, 1, None), (64, 110, 4, None), (176, 30, 3, None), (96, 90, 2, None),
+    (40, 90, 1, 1),
 )
 
 
@@ -46,7 +46,7 @@ def calibrate(path=RATES_FILE, repeats=3):
     """
     from scipy.optimize import nnls
 
-    names = ("ring", "scan", "polar", "legendre", "radial", "step")
+    names = ("ring", "scan", "sweep", "polar", "legendre", "radial", "step")
     rows, seconds = [], []
     for case in CALIBRATION_CASES:
         box, order, volumes, m_block = case

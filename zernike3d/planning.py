@@ -37,7 +37,7 @@ import numpy as np
 
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.indexing import coefficient_count, nl_table
-from zernike3d.maths.transform import workspace_bytes
+from zernike3d.maths.transform import fold_group_size, workspace_bytes
 
 PLACEMENTS = ("gpu-resident", "gpu-streamed", "cpu-ram", "cpu-zarr", "cpu-onthefly")
 #: plan to use at most this fraction of the free RAM, GPU memory and disk
@@ -67,8 +67,13 @@ GPU_RATES_FILE = RATES_FILE.with_name("gpu-rates.json")
 class CpuRates:
     """Seconds per operation on one CPU thread (and bytes/s of reading the zarr store).
 
-    ring: one (point, volume, m) of the ring step; scan: one (fold, xy point) visit per
-    m block; polar: one (pair, l, m, volume) of the polar step; legendre: one (pair, l, m)
+    ring: one (pair, xy orbit of its ring, volume, m) of the ring sums (without orbits, an
+    off-lattice centre: one (pair, xy point of its ring, volume, m)); scan: one (fold, xy
+    orbit) visit folding the maps into orbit channels, once (or once per m block when the
+    channels are held in fold groups; without orbits: one (fold, xy point) per m block);
+    sweep: one pass of an inner loop of the polar step over the m of a block, for one
+    (pair, l) and m block: the Legendre recurrence and one per volume and real/imaginary
+    part (loop overheads, which dominate when blocks of m are short); polar: one (pair, l, m, volume) of the polar step; legendre: one (pair, l, m)
     Legendre value; radial: one (shell, coefficient, volume) of the radial BLAS products;
     step: Python overhead per (m block, l); radial_eval: one R_nl value recomputed;
     zarr_read_seconds: fixed cost of reading one chunk from the store; zarr_bytes_per_s:
@@ -78,6 +83,7 @@ class CpuRates:
 
     ring: float
     scan: float
+    sweep: float
     polar: float
     legendre: float
     radial: float
@@ -89,22 +95,26 @@ class CpuRates:
 
 
 #: Measured with `zernike3d plan --calibrate` (one thread: NUMBA/OMP/OPENBLAS threads = 1;
-#: each case a fresh process, fastest of 3) on 2026-11-23 on an "AMD EPYC" VM whose 2
-#: cores were shared with other jobs (load ~1.8): the fit reproduced the 11 calibration
-#: runs within 17%, and repeated calibrations differed by up to ~1.5x in single rates.
-#: The two zarr rates were re-measured on 2026-11-30 (idle) for store format 2
+#: each case a fresh process, fastest of 3) on 2026-11-30 on an "AMD EPYC" VM with 2
+#: cores, after the transforms fused the ring step into the polar step: medians of four
+#: calibrations, whose single rates differed by up to 2x (the fits reproduced their runs
+#: within 39-68%; the worst case is a deliberately tiny budget, blocks of 3-4 m with the
+#: orbit channels in two fold groups, under-predicted about 2x). ``scan`` was not
+#: separable from ``ring`` in the fits (fitted 0); it is set from the fold step timed
+#: alone (``benchmarks/bench_transform.py --steps``: 0.043 s for 129 folds x 8385 orbits
+#: at 256^3). The zarr rates were measured on 2026-11-30 (idle) for store format 2
 #: (uncompressed, CRC32C-checked chunks): 0.9-1.1 ms a chunk, and 0.54-0.84 GB/s for the
 #: radial tables that `decompose --basis` reads (benchmarks/bench_basis_cache.py at
-#: (128, 50), (256, 50), (256, 150)), where recomputing them took 0.6 of the read time.
-#: Recalibrate on the machine that runs the work: `zernike3d plan --calibrate` stores its
-#: own rates, which load_rates() prefers.
+#: (128, 50), (256, 50), (256, 150)). Recalibrate on the machine that runs the work:
+#: `zernike3d plan --calibrate` stores its own rates, which load_rates() prefers.
 CPU_RATES = CpuRates(
-    ring=2.6e-9,
-    scan=4.5e-9,
-    polar=2.2e-9,
-    legendre=3.2e-9,
-    radial=1.5e-10,
-    step=1.35e-5,
+    ring=2.0e-8,
+    scan=4.0e-8,
+    sweep=7.0e-10,
+    polar=3.0e-10,
+    legendre=8.0e-10,
+    radial=3.5e-10,
+    step=2.3e-5,
     radial_eval=6.0e-9,
     zarr_read_seconds=1.0e-3,
     zarr_bytes_per_s=0.7e9,
@@ -288,7 +298,9 @@ class Sizes:
     @classmethod
     def of(cls, geometry, order, n_volumes, stage):
         grid = geometry.grid
-        ring_size = np.bincount(grid.point_ring, minlength=grid.pair_of.shape[1])
+        # ring-step visits per pair: the xy orbits of its ring, or without orbits its points
+        members = grid.orbit_ring if grid.orbit_ring.size else grid.point_ring
+        ring_size = np.bincount(members, minlength=grid.pair_of.shape[1])
         nl = nl_table(order)
         return cls(
             grid=grid,
@@ -389,9 +401,16 @@ class Sizes:
     def op_counts(self, m_block):
         """Operations of each step of the numba backend (see :class:`CpuRates`)."""
         g, v, blocks = self.grid, self.n_volumes, self.blocks(m_block)
+        if g.orbit_ring.size:  # maps folded into orbit channels once, or once per block in fold groups
+            budget = workspace_bytes(g, self.order, v, m_block)
+            passes = 1 if fold_group_size(g, v, budget) >= g.fold_dz.size else len(blocks)
+            scan = passes * g.fold_dz.size * g.orbit_ring.size
+        else:
+            scan = len(blocks) * g.fold_dz.size * g.n_points
         return {
             "ring": self.n_visits * v * (self.order + 1),
-            "scan": len(blocks) * g.fold_dz.size * g.n_points,
+            "scan": scan,
+            "sweep": g.n_pairs * (1 + 2 * v) * sum(self.order + 1 - m0 for m0, _ in blocks),
             "polar": g.n_pairs * self.n_lm * v,
             "legendre": g.n_pairs * self.n_lm,
             "radial": g.n_shells * coefficient_count(self.order) * v,
