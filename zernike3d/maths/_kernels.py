@@ -128,14 +128,10 @@ def orbit_channels_adjoint(channels, fold_plus, fold_minus, orbit_index, fold_st
 @numba.njit(cache=True, fastmath=True)
 def _orbit_channels(f, channels):
     """The eight real combinations of an orbit's values f[0..7] (f1..f8 of
-    :func:`_add_orbit_ring_sums`) that its ring sums need, by class of m mod 4:
+    :func:`_add_orbit_ring_sums`) that its ring sums need, with sij = fi + fj, dij = fi - fj:
 
-    0: E0 = s14 + s67 + s23 + s58,  F0 = s14 + s67 - s23 - s58   (re += c E0, im -= s F0)
-    2: E2 = s14 - s67 + s23 - s58,  F2 = s14 - s67 - s23 + s58   (re += c E2, im -= s F2)
-    1, 3: X = d14 + d32, Y = d76 - d85, U = d76 + d85, W = d14 - d32
-       (re += c X +- s Y, im += +-c U - s W; upper signs for m = 1 mod 4)
-
-    with sij = fi + fj and dij = fi - fj.
+    even m: P = s14 + s23, Q = s67 + s58, R = s14 - s23, T = s67 - s58
+    odd m:  X = d14 + d32, Y = d76 - d85, U = d76 + d85, W = d14 - d32
     """
     s14 = f[0] + f[3]
     s67 = f[5] + f[6]
@@ -145,10 +141,10 @@ def _orbit_channels(f, channels):
     d32 = f[2] - f[1]
     d76 = f[6] - f[5]
     d85 = f[7] - f[4]
-    channels[0] = s14 + s67 + s23 + s58
-    channels[1] = s14 + s67 - s23 - s58
-    channels[2] = s14 - s67 + s23 - s58
-    channels[3] = s14 - s67 - s23 + s58
+    channels[0] = s14 + s23
+    channels[1] = s67 + s58
+    channels[2] = s14 - s23
+    channels[3] = s67 - s58
     channels[4] = d14 + d32
     channels[5] = d76 - d85
     channels[6] = d76 + d85
@@ -158,19 +154,19 @@ def _orbit_channels(f, channels):
 @numba.njit(cache=True, fastmath=True)
 def _orbit_channels_adjoint(channels, f):
     """Transpose of :func:`_orbit_channels`: f[0..7] from the eight channel values."""
-    e0, f0, e2, f2, x, y, u, w = channels[0], channels[1], channels[2], channels[3], channels[4], channels[5], channels[6], channels[7]
-    f[0] = e0 + f0 + e2 + f2 + x + w
-    f[1] = e0 - f0 + e2 - f2 - x + w
-    f[2] = e0 - f0 + e2 - f2 + x - w
-    f[3] = e0 + f0 + e2 + f2 - x - w
-    f[4] = e0 - f0 - e2 + f2 + y - u
-    f[5] = e0 + f0 - e2 - f2 - y - u
-    f[6] = e0 + f0 - e2 - f2 + y + u
-    f[7] = e0 - f0 - e2 + f2 - y + u
+    p, q, r, t, x, y, u, w = channels[0], channels[1], channels[2], channels[3], channels[4], channels[5], channels[6], channels[7]
+    f[0] = p + r + x + w
+    f[1] = p - r - x + w
+    f[2] = p - r + x - w
+    f[3] = p + r - x - w
+    f[4] = q - t + y - u
+    f[5] = q + t - y - u
+    f[6] = q + t + y + u
+    f[7] = q - t - y + u
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def shell_transform(ring_values, channels, fold_start, shell_values, shell_start, chunk_start, pair_cos, pair_sin, pair_fold, pair_ring, ring_orbits, cos_w, sin_w, m0, lmax, a, b, diag, l_start, adjoint):
+def shell_transform(ring_values, channels, fold_start, shell_values, shell_start, chunk_start, pair_cos, pair_sin, pair_fold, pair_ring, ring_orbits, phase, m0, lmax, a, b, diag, l_start, adjoint):
     """The polar step and its adjoint, over the pairs of each shell.
 
     forward: S[s, l, part, v, j] += sum_{pairs p in s} Pbar_lm(cos theta_p) part(R[p, v, (l+m)%2, j])
@@ -186,9 +182,8 @@ def shell_transform(ring_values, channels, fold_start, shell_values, shell_start
     * else computed here from the pair's xy orbits, orbits ``ring_orbits[r] ..
       ring_orbits[r + 1] - 1`` of its ring r at its fold: ``channels`` (folds,
       n_orbits, V, 2, 8) of the folds fold_start .. fold_start + len(channels) - 1 from
-      :func:`orbit_channels` (only the pairs of those folds are visited), and ``cos_w``,
-      ``sin_w`` (n_orbits, mb), w cos(m phi) and w sin(m phi) of each orbit
-      (:func:`_add_orbit_ring_sums`). The ring sums of a block then never exist as an
+      :func:`orbit_channels` (only the pairs of those folds are visited), and ``phase``
+      (n_orbits, 4, mb), each orbit's table of :func:`_add_orbit_ring_sums`. The ring sums of a block then never exist as an
       array; in the adjoint, ``channels`` accumulates the adjoint channels, which
       :func:`orbit_channels_adjoint` unfolds. ``ring_values`` must then have shape
       (0, V, 2, mb, 2).
@@ -233,7 +228,7 @@ def shell_transform(ring_values, channels, fold_start, shell_values, shell_start
                     for q in range(ring_orbits[pair_ring[p]], ring_orbits[pair_ring[p] + 1]):
                         for v in range(n_vol):
                             for parity in range(2):
-                                _add_orbit_ring_sums(channels[f, q, v, parity], cos_w[q], sin_w[q], m0, parity, rows, v, n_vol)
+                                _add_orbit_ring_sums(channels[f, q, v, parity], phase[q], m0, parity, rows, v, n_vol)
                 elif not adjoint:
                     for k in range(2):
                         for part in range(2):
@@ -268,7 +263,7 @@ def shell_transform(ring_values, channels, fold_start, shell_values, shell_start
                     for q in range(ring_orbits[pair_ring[p]], ring_orbits[pair_ring[p] + 1]):
                         for v in range(n_vol):
                             for parity in range(2):
-                                _add_orbit_channels(rows, v, n_vol, parity, cos_w[q], sin_w[q], m0, channels[f, q, v, parity])
+                                _add_orbit_channels(rows, v, n_vol, parity, phase[q], m0, channels[f, q, v, parity])
                 elif adjoint:
                     for k in range(2):
                         for part in range(2):
@@ -279,69 +274,57 @@ def shell_transform(ring_values, channels, fold_start, shell_values, shell_start
 
 
 @numba.njit(cache=True, fastmath=True)
-def _add_orbit_ring_sums(channels, cos_w, sin_w, m0, parity, rows, v, n_vol):
+def _add_orbit_ring_sums(channels, table, m0, parity, rows, v, n_vol):
     """Add one orbit's ring sums of fold ``parity`` to rows[(parity + m) % 2, part * V + v, j]
     (the row of the parity of l, as l + m = parity mod 2), m = m0 + j.
 
-    With E = exp(-i m phi), c = w cos(m phi), s = w sin(m phi), the orbit's 8 values f1..f8
-    (the order of ``orbit_index``) add
+    With E = exp(-i m phi), the orbit's 8 values f1..f8 (the order of ``orbit_index``) add
 
         E (f1 + (-1)^m f4 + (-i)^m f6 + i^m f7) + conj(E) (f3 + (-1)^m f2 + (-i)^m f5 + i^m f8),
 
-    which per class of m mod 4 is two or four real products with the channels of
-    :func:`_orbit_channels`, instead of eight complex ones.
+    which is, with the channels of :func:`_orbit_channels` and the orbit's ``table``
+    (4, mb) from :meth:`zernike3d.maths.transform._Plan.orbit_phase`:
+
+        even m: real = t0 P + t1 Q, imag = t2 R + t3 T
+        odd m:  real = t0 X + t1 Y, imag = t2 U + t3 W
+
+    four real products per m instead of eight complex ones.
     """
-    mb = cos_w.size
-    for cls in range(4):
-        for j in range((cls - m0) % 4, mb, 4):
-            c = cos_w[j]
-            s = sin_w[j]
-            if cls == 0:
-                real = c * channels[0]
-                imag = -s * channels[1]
-            elif cls == 2:
-                real = c * channels[2]
-                imag = -s * channels[3]
-            elif cls == 1:
-                real = c * channels[4] + s * channels[5]
-                imag = c * channels[6] - s * channels[7]
-            else:
-                real = c * channels[4] - s * channels[5]
-                imag = -c * channels[6] - s * channels[7]
-            k = (parity + cls) & 1
-            rows[k, v, j] += real
-            rows[k, n_vol + v, j] += imag
+    mb = table.shape[1]
+    for half in range(2):  # even, then odd m
+        k = parity ^ half
+        first = (m0 + half) & 1
+        c0 = channels[4 * half]
+        c1 = channels[4 * half + 1]
+        c2 = channels[4 * half + 2]
+        c3 = channels[4 * half + 3]
+        real = rows[k, v]
+        imag = rows[k, n_vol + v]
+        for j in range(first, mb, 2):
+            real[j] += table[0, j] * c0 + table[1, j] * c1
+            imag[j] += table[2, j] * c2 + table[3, j] * c3
 
 
 @numba.njit(cache=True, fastmath=True)
-def _add_orbit_channels(rows, v, n_vol, parity, cos_w, sin_w, m0, channels):
-    """Adjoint of :func:`_add_orbit_ring_sums` for a real map: adds to the eight channels,
-    each m weighted w_m = 1 (m = 0) or 2 (the m < 0 terms)."""
-    mb = cos_w.size
-    for cls in range(4):
-        k = (parity + cls) & 1
-        for j in range((cls - m0) % 4, mb, 4):
-            w = 1.0 if m0 + j == 0 else 2.0
-            c = w * cos_w[j]
-            s = w * sin_w[j]
-            real = rows[k, v, j]
-            imag = rows[k, n_vol + v, j]
-            if cls == 0:
-                channels[0] += c * real
-                channels[1] -= s * imag
-            elif cls == 2:
-                channels[2] += c * real
-                channels[3] -= s * imag
-            elif cls == 1:
-                channels[4] += c * real
-                channels[5] += s * real
-                channels[6] += c * imag
-                channels[7] -= s * imag
-            else:
-                channels[4] += c * real
-                channels[5] -= s * real
-                channels[6] -= c * imag
-                channels[7] -= s * imag
+def _add_orbit_channels(rows, v, n_vol, parity, table, m0, channels):
+    """Adjoint of :func:`_add_orbit_ring_sums`: adds to the eight channels. For a real
+    map ``table`` holds each m weighted w_m = 1 (m = 0) or 2 (the m < 0 terms)."""
+    mb = table.shape[1]
+    for half in range(2):
+        k = parity ^ half
+        first = (m0 + half) & 1
+        real = rows[k, v]
+        imag = rows[k, n_vol + v]
+        c0 = c1 = c2 = c3 = 0.0
+        for j in range(first, mb, 2):
+            c0 += table[0, j] * real[j]
+            c1 += table[1, j] * real[j]
+            c2 += table[2, j] * imag[j]
+            c3 += table[3, j] * imag[j]
+        channels[4 * half] += c0
+        channels[4 * half + 1] += c1
+        channels[4 * half + 2] += c2
+        channels[4 * half + 3] += c3
 
 
 def shell_chunks(shell_start, pairs_per_chunk=512):

@@ -153,12 +153,9 @@ class NumbaBackend:
 
     def _polar(self, rings, channels, fold_start, shells, m0, m1, adjoint):
         g, p = self.grid, self.plan
-        if self._orbits:
-            cos_w, sin_w = p.orbit_phase(m0, m1)
-        else:
-            cos_w = sin_w = np.zeros((0, m1 - m0))
+        phase = p.orbit_phase(m0, m1, adjoint) if self._orbits else np.zeros((0, 4, m1 - m0))
         _kernels.shell_transform(_float_view(rings), channels, fold_start, shells, g.shell_start, self._chunks, g.pair_cos,
-                                 g.pair_sin, g.pair_fold, g.pair_ring, self._ring_orbits, cos_w, sin_w, m0, p.order, p.a,
+                                 g.pair_sin, g.pair_fold, g.pair_ring, self._ring_orbits, phase, m0, p.order, p.a,
                                  p.b, p.diag, p.l_start(m0, m1), adjoint)
 
     @contextlib.contextmanager

@@ -12,29 +12,38 @@ Algorithm. With Y_lm = Pbar_lm(cos theta) exp(i m phi), the sum factorises over 
 tables of :mod:`zernike3d.maths.geometry`:
 
 1. ring step: for each (fold, ring) pair, the ring sums of f(+dz) +/- f(-dz) times
-   exp(-i m phi): cost voxels x orders x volumes;
+   exp(-i m phi). When the centre's x and y are on voxels (the default), the 8 points of
+   an xy orbit share one phase up to conjugation and a factor (-1)^m or (+-i)^m: the maps
+   are folded once into 8 real "channels" per (fold, orbit, parity), and a pair's ring
+   sums cost 2-4 real multiply-adds per (orbit of its ring, m), about 8x less than per
+   voxel, computed inside the polar step where they are used (no block of ring sums is
+   stored). Off the lattice, the ring sums run over every xy point;
 2. polar step: for each shell, the sum over its pairs of Pbar_lm(cos theta) times the
-   even (l + m even) or odd fold: cost pairs x (l, m) x volumes;
+   even (l + m even) or odd fold: cost pairs x (l, m) x volumes. Each pair runs the
+   Legendre recurrence in l across all the m of a block at once (SIMD lanes over m);
 3. radial step: Omega_nlm = dV sum_shells R_nl(r_shell) A_lm(shell), a real matrix
-   product per l (BLAS).
+   product per l (BLAS) on the shell sums as they lie in memory (real, l-major).
 
 Reconstruction runs the adjoint steps in reverse order. The m values are processed in
 blocks sized to a memory budget, so memory stays bounded by the map, the tables and the
-budget, never by (basis functions x voxels). Everything is float64.
+budget, never by (basis functions x voxels); the orbit channels (about 8 bytes a voxel)
+count against the budget and are held in groups of folds when they take more than half
+of it. Everything is float64.
 
 Why numba rather than ducc0's spherical-harmonic transforms (measured at box 128, order
 50, whole-cube ball, 2 cores): ducc0's scattered-point adjoint transform sums all voxels
 in 0.05 s but cannot keep the radial shells apart. Its Legendre step, called once per
-shell (8,041 shells), would cost about 0.24 s per fold parity, against 0.39 s for both
-parities in the polar kernel here then, and 0.32 s since it runs the l-recurrence across
-the pairs of a chunk of shells (``benchmarks/bench_transform.py --steps``, 2 shared cores).
-The ring step takes 0.11-0.17 s.
+shell (8,041 shells), would cost about 0.24 s per fold parity, against 0.17 s for both
+parities and the ring sums in the polar step here (``benchmarks/bench_transform.py
+--steps``, 2 shared cores).
 """
+
+from functools import lru_cache
 
 import numpy as np
 
 from zernike3d.maths.backends import make_backend
-from zernike3d.maths.basis import Basis
+from zernike3d.maths.basis import RADIAL_TABLE_CACHED, Basis, radial_table_bytes
 from zernike3d.maths.indexing import coefficient_count, nlm_offsets
 from zernike3d.maths.legendre import recurrence_coefficients
 
@@ -52,7 +61,7 @@ def decompose(maps, geometry, order, *, basis=None, backend="numba", threads=Non
     """
     maps = _as_volumes(maps, geometry)
     n_vol = maps.shape[0]
-    plan = _Plan(geometry, order, basis, n_vol, max_workspace)
+    plan = _plan(geometry, order, basis, n_vol, max_workspace)
     engine = make_backend(backend, plan, n_vol, threads, gpu_id, radial_resident)
     xp = engine.xp
     engine.load_maps(maps)
@@ -76,7 +85,7 @@ def reconstruct(moments, geometry, order, *, basis=None, backend="numba", thread
     if moments.shape[1] != coefficient_count(order):
         raise ValueError(f"expected {coefficient_count(order)} coefficients for order {order}, got {moments.shape[1]}")
     n_vol = moments.shape[0]
-    plan = _Plan(geometry, order, basis, n_vol, max_workspace)
+    plan = _plan(geometry, order, basis, n_vol, max_workspace)
     engine = make_backend(backend, plan, n_vol, threads, gpu_id, radial_resident)
     xp = engine.xp
     device_moments = xp.asarray(moments)
@@ -134,8 +143,22 @@ def m_block_size(grid, order, n_volumes, max_workspace):
     return size
 
 
+def _plan(geometry, order, basis, n_volumes, max_workspace):
+    """The :class:`_Plan` of a call; without a ``basis`` given, small plans are kept
+    between calls (the per-call costs of many small maps in a row)."""
+    if basis is None and order >= 0 and radial_table_bytes(order, geometry.grid.n_shells) <= RADIAL_TABLE_CACHED:
+        return _cached_plan(geometry, order, n_volumes, max_workspace)
+    return _Plan(geometry, order, basis, n_volumes, max_workspace)
+
+
+@lru_cache(maxsize=8)
+def _cached_plan(geometry, order, n_volumes, max_workspace):
+    return _Plan(geometry, order, None, n_volumes, max_workspace)
+
+
 class _Plan:
-    """Per-call constants: basis, Legendre coefficients, m blocks and column indices."""
+    """Per-call constants: basis, Legendre coefficients, m blocks and column indices.
+    Read-only once built, but for the tables it computes once on first use."""
 
     def __init__(self, geometry, order, basis, n_volumes, max_workspace):
         if order < 0:
@@ -157,6 +180,8 @@ class _Plan:
         n_folds = self.grid.fold_plus.size
         self.fold_groups = [(f0, min(f0 + group, n_folds)) for f0 in range(0, n_folds, group)]
         self._l_starts = {}
+        self._columns = {}
+        self._orbit_phases = {}
 
     def iterate(self, progress, label):
         blocks = [(m0, min(m0 + self.m_block, self.order + 1)) for m0 in range(0, self.order + 1, self.m_block)]
@@ -170,11 +195,33 @@ class _Plan:
         """exp(-i m phi) of every xy point, (n_points, m1 - m0)."""
         return np.exp(-1j * np.outer(self.grid.point_phi, np.arange(m0, m1)))
 
-    def orbit_phase(self, m0, m1):
-        """w cos(m phi), w sin(m phi) of every xy orbit, each (n_orbits, m1 - m0)."""
-        angles = np.outer(self.grid.orbit_phi, np.arange(m0, m1))
+    def orbit_phase(self, m0, m1, adjoint=False):
+        """Each xy orbit's table (n_orbits, 4, m1 - m0) for its ring sums
+        (:func:`zernike3d.maths._kernels._add_orbit_ring_sums`): with c = w cos(m phi),
+        s = w sin(m phi) (w the orbit's weight, phi its first point's azimuth) and
+        sigma = +1 for m = 0, 1 mod 4, -1 for m = 2, 3 mod 4:
+
+            even m: (c, sigma c, -s, -sigma s);   odd m: (c, sigma s, sigma c, -s).
+
+        ``adjoint``: each m weighted 1 (m = 0) or 2 (the m < 0 terms of a real map).
+        Kept for the next call when under 4 MiB."""
+        key = (m0, m1, adjoint)
+        if key in self._orbit_phases:
+            return self._orbit_phases[key]
+        m = np.arange(m0, m1)
+        angles = np.outer(self.grid.orbit_phi, m)
         weight = self.grid.orbit_weight[:, None]
-        return weight * np.cos(angles), weight * np.sin(angles)
+        c, s = weight * np.cos(angles), weight * np.sin(angles)
+        sigma = np.where(m % 4 < 2, 1.0, -1.0)
+        even = m % 2 == 0
+        table = np.stack([c, np.where(even, sigma * c, sigma * s), np.where(even, -s, sigma * c),
+                          np.where(even, -sigma * s, -s)], axis=1)
+        if adjoint:
+            table *= np.where(m == 0, 1.0, 2.0)
+        if table.nbytes <= 4 * 2**20:
+            table.flags.writeable = False
+            self._orbit_phases[key] = table
+        return table
 
     def l_start(self, m0, m1):
         """Index of (l, m0) among the (l, m) of the block, for each l (length order + 1;
@@ -199,11 +246,14 @@ class _Plan:
         Shell sums are real, (n_shells, shell_width): the block of l starts at column
         2 V l_start[l] and holds [real, imag] x V x n_m, m fastest, so that it is the
         right-hand side of the radial step's matrix product as it lies in memory."""
-        ms = np.arange(m0, min(m1, l + 1))
-        ns = np.arange(l, self.order + 1, 2)
-        columns = self.offsets[ns, l][:, None] + ms[None, :]
-        start = 2 * self.n_volumes * self.l_start(m0, m1)[l]
-        return ns.size, columns, slice(start, start + 2 * self.n_volumes * ms.size)
+        key = (l, m0, m1)
+        if key not in self._columns:
+            ms = np.arange(m0, min(m1, l + 1))
+            ns = np.arange(l, self.order + 1, 2)
+            columns = self.offsets[ns, l][:, None] + ms[None, :]
+            start = 2 * self.n_volumes * self.l_start(m0, m1)[l]
+            self._columns[key] = ns.size, columns, slice(start, start + 2 * self.n_volumes * ms.size)
+        return self._columns[key]
 
     def shell_columns(self, l, m, m0, m1):
         """The 2 V shell-sum columns of one (l, m): [real, imag] x V (see :meth:`columns`)."""
