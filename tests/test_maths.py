@@ -114,6 +114,28 @@ def test_m_blocks_and_volume_batches_do_not_change_results():
     assert relative_error(reconstruct(moments, geometry, 12, max_workspace=1), reconstruct(moments, geometry, 12)) < 1e-13
 
 
+def test_reused_work_arrays_keep_calls_and_threads_apart():
+    from concurrent.futures import ThreadPoolExecutor
+
+    geometry = BallGeometry.for_box(16, 1.0)
+    maps = np.random.default_rng(4).standard_normal((6, 16, 16, 16))
+    expected = [decompose(m, geometry, 10) for m in maps]
+    again = [decompose(m, geometry, 10) for m in maps]  # the same work arrays, reused
+    for e, a in zip(expected, again):
+        np.testing.assert_array_equal(a, e)
+    import numba
+
+    if numba.threading_layer() != "workqueue":  # which cannot launch kernels from two threads
+        with ThreadPoolExecutor(3) as pool:
+            threaded = list(pool.map(lambda m: decompose(m, geometry, 10), maps))
+        for e, t in zip(expected, threaded):
+            np.testing.assert_array_equal(t, e)
+    # the moments returned are the caller's: a later call does not change them
+    before = expected[0].copy()
+    decompose(maps[1], geometry, 10)
+    np.testing.assert_array_equal(expected[0], before)
+
+
 def test_reconstruct_is_the_adjoint_of_decompose():
     geometry = BallGeometry.for_box(14, 1.0, "circumscribed")
     rng = np.random.default_rng(3)
