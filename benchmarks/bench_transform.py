@@ -81,20 +81,20 @@ def step_rates(box, order, threads):
     geometry = BallGeometry.for_box(box, 1.0, "circumscribed")
     maps = np.random.default_rng(0).standard_normal((1, box, box, box), dtype=np.float32)
     decompose(maps, geometry, order, threads=threads)  # compiled, tables cached
-    plan = _Plan(geometry, order, None, 1, DEFAULT_WORKSPACE)
+    plan = _Plan(geometry, order, None, 1, DEFAULT_WORKSPACE, shell_blocks=True)
     engine = NumbaBackend(plan, 1, threads)
     g = plan.grid
     start = time.perf_counter()
     engine.load_maps(maps)
     seconds = {"fold": time.perf_counter() - start, "ring+polar": 0.0, "radial": 0.0}
-    for m0, m1 in plan.iterate(False, ""):
+    for m0, m1, s0, s1 in plan.iterate(False, ""):
         start = time.perf_counter()
-        shells = engine.shell_sums(m0, m1)
+        shells = engine.shell_sums(m0, m1, s0, s1)
         seconds["ring+polar"] += time.perf_counter() - start
         start = time.perf_counter()
         for l in range(m0, order + 1):
             _, _, block = plan.columns(l, m0, m1)
-            engine.radial(l) @ shells[:, block]
+            engine.radial(l, s0, s1) @ shells[:, block]
         seconds["radial"] += time.perf_counter() - start
     n_lm = (order + 1) * (order + 2) // 2
     orbits_per_ring = np.bincount(g.orbit_ring, minlength=g.pair_of.shape[1])

@@ -114,6 +114,23 @@ def test_m_blocks_and_volume_batches_do_not_change_results():
     assert relative_error(reconstruct(moments, geometry, 12, max_workspace=1), reconstruct(moments, geometry, 12)) < 1e-13
 
 
+def test_shell_blocks_do_not_change_results():
+    from zernike3d.maths.transform import _Plan, channel_bytes
+
+    geometry = BallGeometry.for_box(40, 1.0, "circumscribed")
+    order, volumes = 20, 2
+    grid = geometry.grid
+    per_shell = 2 * volumes * (order + 1) * (order + 2) // 2 * 8
+    budget = channel_bytes(grid, volumes) + grid.orbit_ring.size * (order + 1) * 32 + 400 * per_shell
+    plan = _Plan(geometry, order, None, volumes, budget, shell_blocks=True)
+    assert (plan.m_block, plan.shell_block) == (order + 1, 400) and grid.n_shells > 400
+    maps = np.random.default_rng(5).standard_normal((volumes, 40, 40, 40))
+    whole = decompose(maps, geometry, order)
+    blocked = decompose(maps, geometry, order, max_workspace=budget)
+    assert relative_error(blocked, whole) < 1e-13
+    assert relative_error(reconstruct(whole, geometry, order, max_workspace=budget), reconstruct(whole, geometry, order)) < 1e-13
+
+
 def test_reused_work_arrays_keep_calls_and_threads_apart():
     from concurrent.futures import ThreadPoolExecutor
 

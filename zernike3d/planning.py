@@ -367,16 +367,20 @@ class Sizes:
     def cpu_block_sizes(self):
         """(m_block, peak bytes of the blocks) of the numba backend, largest first.
 
-        The worst block of: its ring sums and exp(-i m phi) (the transform's work
-        arrays), its shell sums, in decompose the previous block's shell sums (alive until
-        the new ones are returned, and written to, by the backend), and transients:
-        building exp(-i m phi) (24 B per point and m) and the radial step's copy of one
-        (shell, m, volume) slice and its product.
+        The worst block of: its ring sums and exp(-i m phi), or with xy orbits the orbit
+        channels and tables (the transform's work arrays), its shell sums, in decompose the
+        previous block's shell sums (alive until the new ones are returned, and written to,
+        by the backend), and transients: building exp(-i m phi) (24 B per point and m) and
+        the radial step's copy of one (shell, m, volume) slice and its product, or with
+        orbits building the orbit tables (80 B per orbit and m) and one radial product.
         """
         g, v = self.grid, self.n_volumes
         for m_block in self.block_sizes():
             fixed = workspace_bytes(g, self.order, v, m_block) - g.n_shells * self.lm_count(m_block) * v * 16
-            fixed += 24 * g.n_points * m_block + 2 * g.n_shells * m_block * v * 16
+            if g.orbit_ring.size:  # the orbit tables and their temporaries; one radial product
+                fixed += 80 * g.orbit_ring.size * m_block + g.n_shells * m_block * v * 16
+            else:
+                fixed += 24 * g.n_points * m_block + 2 * g.n_shells * m_block * v * 16
             shells = [g.n_shells * sum(self.order + 1 - m for m in range(m0, m1)) * v * 16
                       for m0, m1 in self.blocks(m_block)]
             previous = [0] + shells[:-1] if self.stage == "decompose" else [0] * len(shells)

@@ -242,8 +242,8 @@ class StreamedBasis(Basis):
         super().__init__(geometry, order, grid, radial_table=None)
         self._radial = radial
 
-    def radial(self, l):
-        return self._radial[self.row_start[l] : self.row_start[l + 1]]
+    def radial(self, l, first=0, stop=None):
+        return self._radial[self.row_start[l] : self.row_start[l + 1], first:stop]
 
 
 def _problem(path, geometry, order):

@@ -166,7 +166,7 @@ def _orbit_channels_adjoint(channels, f):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def shell_transform(ring_values, channels, fold_start, shell_values, shell_start, chunk_start, pair_cos, pair_sin, pair_fold, pair_ring, ring_orbits, phase, m0, lmax, a, b, diag, l_start, adjoint):
+def shell_transform(ring_values, channels, fold_start, shell_values, shell_first, shell_start, chunk_start, pair_cos, pair_sin, pair_fold, pair_ring, ring_orbits, phase, m0, lmax, a, b, diag, l_start, adjoint):
     """The polar step and its adjoint, over the pairs of each shell.
 
     forward: S[s, l, part, v, j] += sum_{pairs p in s} Pbar_lm(cos theta_p) part(R[p, v, (l+m)%2, j])
@@ -189,8 +189,9 @@ def shell_transform(ring_values, channels, fold_start, shell_values, shell_start
       (0, V, 2, mb, 2).
 
     Threads take chunks of whole shells (``chunk_start``: shell offsets, see
-    :func:`shell_chunks`), so each shell's row, and each (fold, orbit) of ``channels``,
-    has one writer. For each pair the Legendre recurrence runs in l, and for each l across
+    :func:`shell_chunks`; the chunks of one block of shells), so each shell's row, and each
+    (fold, orbit) of ``channels``, has one writer; row s of S is shell_values[s -
+    shell_first]. For each pair the Legendre recurrence runs in l, and for each l across
     all the m of the block at once: the m are independent, so the innermost loops run over
     m in SIMD lanes on unit-stride rows (the pair's ring sums are first put in rows
     ordered by the parity of l). fastmath lets LLVM fuse multiply-adds and vectorise;
@@ -208,7 +209,7 @@ def shell_transform(ring_values, channels, fold_start, shell_values, shell_start
         older = np.empty(mb)
         rows = np.empty((2, width, mb))  # [parity of l, part * V + v, j]
         for s in range(chunk_start[c], chunk_start[c + 1]):
-            out = shell_values[s]
+            out = shell_values[s - shell_first]
             for p in range(shell_start[s], shell_start[s + 1]):
                 f = pair_fold[p] - fold_start
                 if from_orbits and (f < 0 or pair_fold[p] >= fold_stop):

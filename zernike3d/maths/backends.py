@@ -11,10 +11,12 @@ Two implementations of the same three operations, chosen by name:
   on the GPU; with ``numpy`` the very same code runs on the CPU, which is how the tests
   check the GPU code path on machines without a GPU.
 
-Each backend offers ``xp`` (its array module), ``load_maps(maps)``, ``shell_sums(m0, m1)``
--> (n_shells, plan.shell_width) real (layout: ``transform._Plan.columns``), ``add_maps(shells, m0, m1)`` (the adjoint, accumulating
-into the output maps), ``maps()`` -> NumPy (V, box, box, box), and ``radial(l)`` -> the
-radial rows of one l on the backend's device (kept resident when ``radial_resident``).
+Each backend offers ``xp`` (its array module), ``load_maps(maps)``,
+``shell_sums(m0, m1, s0, s1)`` -> (s1 - s0, plan.shell_width) real, the block of m values
+m0 .. m1 - 1 and shells s0 .. s1 - 1 (layout: ``transform._Plan.columns``),
+``add_maps(shells, m0, m1, s0, s1)`` (the adjoint, accumulating into the output maps),
+``maps()`` -> NumPy (V, box, box, box), and ``radial(l, s0, s1)`` -> the radial rows of
+one l at those shells on the backend's device (kept resident when ``radial_resident``).
 """
 
 import contextlib
@@ -112,22 +114,22 @@ class NumbaBackend:
         self._channels = np.zeros((0, 0, n_volumes, 2, 8))
         self._out = None
 
-    def radial(self, l):
-        return self.plan.basis.radial(l)
+    def radial(self, l, first=0, stop=None):
+        return self.plan.basis.radial(l, first, stop)
 
     def load_maps(self, maps):
         self._flat = maps.reshape(maps.shape[0], self._box, self._box * self._box)
         if self._orbits and len(self.plan.fold_groups) == 1:  # folded once for every block
             self._channels = self._fold(0, self.grid.fold_plus.size)
 
-    def shell_sums(self, m0, m1):
-        shells = _work_array("shells", (self.grid.n_shells, self.plan.shell_width(m0, m1)))
+    def shell_sums(self, m0, m1, s0, s1):
+        shells = _work_array("shells", (s1 - s0, self.plan.shell_width(m0, m1)))
         with self._threads():
             if not self._orbits:
-                self._polar(self._ring_sums(m0, m1), self._channels, 0, shells, m0, m1, adjoint=False)
+                self._polar(self._ring_sums(m0, m1), self._channels, 0, shells, m0, m1, s0, s1, adjoint=False)
             for f0, f1 in self.plan.fold_groups if self._orbits else ():
                 channels = self._channels if len(self.plan.fold_groups) == 1 else self._fold(f0, f1)
-                self._polar(self._no_rings(m0, m1), channels, f0, shells, m0, m1, adjoint=False)
+                self._polar(self._no_rings(m0, m1), channels, f0, shells, m0, m1, s0, s1, adjoint=False)
         return shells
 
     def _ring_sums(self, m0, m1):
@@ -147,23 +149,23 @@ class NumbaBackend:
         _kernels.orbit_channels(self._flat, g.fold_plus, g.fold_minus, g.orbit_index, f0, channels)
         return channels
 
-    def add_maps(self, shells, m0, m1):
+    def add_maps(self, shells, m0, m1, s0, s1):
         g, groups = self.grid, self.plan.fold_groups
         if self._out is None and not (self._orbits and len(groups) == 1):
             self._out = np.zeros((self.n_volumes, self._box, self._box * self._box))
         with self._threads():
             if not self._orbits:
                 rings = np.zeros((g.n_pairs, self.n_volumes, 2, m1 - m0), dtype=np.complex128)
-                self._polar(rings, self._channels, 0, shells, m0, m1, adjoint=True)
+                self._polar(rings, self._channels, 0, shells, m0, m1, s0, s1, adjoint=True)
                 _kernels.ring_sums_adjoint(rings, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, self.plan.phase(m0, m1), m0, self._out)
             elif len(groups) == 1:  # adjoint channels summed over the blocks, unfolded by maps()
                 if not self._channels.size:
                     self._channels = _work_array("channels", (g.fold_plus.size, g.orbit_ring.size, self.n_volumes, 2, 8))
-                self._polar(self._no_rings(m0, m1), self._channels, 0, shells, m0, m1, adjoint=True)
+                self._polar(self._no_rings(m0, m1), self._channels, 0, shells, m0, m1, s0, s1, adjoint=True)
             else:
                 for f0, f1 in groups:
                     channels = _work_array("channels", (f1 - f0, g.orbit_ring.size, self.n_volumes, 2, 8))
-                    self._polar(self._no_rings(m0, m1), channels, f0, shells, m0, m1, adjoint=True)
+                    self._polar(self._no_rings(m0, m1), channels, f0, shells, m0, m1, s0, s1, adjoint=True)
                     _kernels.orbit_channels_adjoint(channels, g.fold_plus, g.fold_minus, g.orbit_index, f0, self._out)
 
     def maps(self):
@@ -177,10 +179,13 @@ class NumbaBackend:
     def to_numpy(self, array):
         return array
 
-    def _polar(self, rings, channels, fold_start, shells, m0, m1, adjoint):
+    def _polar(self, rings, channels, fold_start, shells, m0, m1, s0, s1, adjoint):
+        """The polar step on shells s0 .. s1 - 1 (``shells`` holds those rows)."""
         g, p = self.grid, self.plan
         phase = p.orbit_phase(m0, m1, adjoint) if self._orbits else np.zeros((0, 4, m1 - m0))
-        _kernels.shell_transform(_float_view(rings), channels, fold_start, shells, g.shell_start, self._chunks, g.pair_cos,
+        chunks = self._chunks[(self._chunks > s0) & (self._chunks < s1)]
+        chunks = np.concatenate([[s0], chunks, [s1]]).astype(np.int64)
+        _kernels.shell_transform(_float_view(rings), channels, fold_start, shells, s0, g.shell_start, chunks, g.pair_cos,
                                  g.pair_sin, g.pair_fold, g.pair_ring, self._ring_orbits, phase, m0, p.order, p.a,
                                  p.b, p.diag, p.l_start(m0, m1), adjoint)
 
@@ -243,10 +248,10 @@ class ArrayBackend:
         self._radial = {l: xp.asarray(plan.basis.radial(l)) for l in range(plan.order + 1)} if radial_resident else None
         self._out = None
 
-    def radial(self, l):
+    def radial(self, l, first=0, stop=None):
         if self._radial is not None:
-            return self._radial[l]
-        return self.xp.asarray(self.plan.basis.radial(l))
+            return self._radial[l][:, first:stop]
+        return self.xp.asarray(self.plan.basis.radial(l, first, stop))
 
     def to_numpy(self, array):
         return array.get() if hasattr(array, "get") else array
@@ -275,7 +280,8 @@ class ArrayBackend:
                     p2, p1 = p1, self.a[l, m] * (self.cos * p1 - self.b[l, m] * p2)
                 yield j, m, l, (l + m) & 1, p1
 
-    def shell_sums(self, m0, m1):
+    def shell_sums(self, m0, m1, s0, s1):
+        """Shell sums of every shell (s0, s1 = 0, n_shells: its plans have no shell blocks)."""
         xp = self.xp
         shells = xp.zeros((self.shell_matrix.shape[0], self.plan.shell_width(m0, m1)))
         rings = []
@@ -290,7 +296,7 @@ class ArrayBackend:
             shells[:, xp.asarray(self.plan.shell_columns(l, m, m0, m1))] = self.shell_matrix @ parts
         return shells
 
-    def add_maps(self, shells, m0, m1):
+    def add_maps(self, shells, m0, m1, s0, s1):
         xp = self.xp
         rings = [xp.zeros((self.shell_matrix.shape[1], self.n_volumes, 2), dtype=xp.complex128) for _ in range(m0, m1)]
         for j, m, l, parity, plm in self._legendre_columns(m0, m1):

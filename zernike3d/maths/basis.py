@@ -61,11 +61,12 @@ class Basis:
         table = 0 if self.radial_table is None else self.radial_table.nbytes
         return self.grid.nbytes + table
 
-    def radial(self, l):
-        """R_nl at every shell radius for n = l, l+2, ..., <= order: (n_count, n_shells)."""
+    def radial(self, l, first=0, stop=None):
+        """R_nl at the radii of shells first .. stop - 1 (default all) for n = l, l+2, ...,
+        <= order: (n_count, shells)."""
         if self.radial_table is not None:
-            return self.radial_table[self.row_start[l] : self.row_start[l + 1]]
-        return radial_polynomials_for_l(self.order, l, self.grid.shell_radius)
+            return self.radial_table[self.row_start[l] : self.row_start[l + 1], first:stop]
+        return radial_polynomials_for_l(self.order, l, self.grid.shell_radius[first:stop])
 
     def arrays(self):
         """The grid tables and, if kept, the radial table, by name."""

@@ -61,17 +61,18 @@ def decompose(maps, geometry, order, *, basis=None, backend="numba", threads=Non
     """
     maps = _as_volumes(maps, geometry)
     n_vol = maps.shape[0]
-    plan = _plan(geometry, order, basis, n_vol, max_workspace)
+    plan = _plan(geometry, order, basis, n_vol, max_workspace, backend == "numba")
     engine = make_backend(backend, plan, n_vol, threads, gpu_id, radial_resident)
     xp = engine.xp
     engine.load_maps(maps)
     moments = xp.zeros((n_vol, coefficient_count(order)), dtype=xp.complex128)
-    for m0, m1 in plan.iterate(progress, "decompose"):
-        shells = engine.shell_sums(m0, m1)
+    for m0, m1, s0, s1 in plan.iterate(progress, "decompose"):
+        shells = None  # the previous block's shell sums are freed before the next are made
+        shells = engine.shell_sums(m0, m1, s0, s1)
         for l in range(m0, order + 1):
             ns, columns, block = plan.columns(l, m0, m1)
-            parts = (engine.radial(l) @ shells[:, block]).reshape(ns, 2, n_vol, columns.shape[1])
-            moments[:, xp.asarray(columns)] = (parts[:, 0] + 1j * parts[:, 1]).transpose(1, 0, 2)
+            parts = (engine.radial(l, s0, s1) @ shells[:, block]).reshape(ns, 2, n_vol, columns.shape[1])
+            moments[:, xp.asarray(columns)] += (parts[:, 0] + 1j * parts[:, 1]).transpose(1, 0, 2)
     return engine.to_numpy(moments) * geometry.voxel_volume
 
 
@@ -85,19 +86,19 @@ def reconstruct(moments, geometry, order, *, basis=None, backend="numba", thread
     if moments.shape[1] != coefficient_count(order):
         raise ValueError(f"expected {coefficient_count(order)} coefficients for order {order}, got {moments.shape[1]}")
     n_vol = moments.shape[0]
-    plan = _plan(geometry, order, basis, n_vol, max_workspace)
+    plan = _plan(geometry, order, basis, n_vol, max_workspace, backend == "numba")
     engine = make_backend(backend, plan, n_vol, threads, gpu_id, radial_resident)
     xp = engine.xp
     device_moments = xp.asarray(moments)
-    n_shells = plan.grid.n_shells
-    for m0, m1 in plan.iterate(progress, "reconstruct"):
-        shells = xp.empty((n_shells, plan.shell_width(m0, m1)))
+    for m0, m1, s0, s1 in plan.iterate(progress, "reconstruct"):
+        shells = None
+        shells = xp.empty((s1 - s0, plan.shell_width(m0, m1)))
         for l in range(m0, order + 1):
             ns, columns, block = plan.columns(l, m0, m1)
             coefficients = device_moments[:, xp.asarray(columns)].transpose(1, 0, 2)  # (n, V, m)
             parts = xp.stack([coefficients.real, coefficients.imag], axis=1).reshape(ns, -1)
-            shells[:, block] = engine.radial(l).T @ parts
-        engine.add_maps(shells, m0, m1)
+            shells[:, block] = engine.radial(l, s0, s1).T @ parts
+        engine.add_maps(shells, m0, m1, s0, s1)
     return engine.maps()
 
 
@@ -143,24 +144,47 @@ def m_block_size(grid, order, n_volumes, max_workspace):
     return size
 
 
-def _plan(geometry, order, basis, n_volumes, max_workspace):
+def _plan(geometry, order, basis, n_volumes, max_workspace, shell_blocks=True):
     """The :class:`_Plan` of a call; without a ``basis`` given, small plans are kept
     between calls (the per-call costs of many small maps in a row)."""
     if basis is None and order >= 0 and radial_table_bytes(order, geometry.grid.n_shells) <= RADIAL_TABLE_CACHED:
-        return _cached_plan(geometry, order, n_volumes, max_workspace)
-    return _Plan(geometry, order, basis, n_volumes, max_workspace)
+        return _cached_plan(geometry, order, n_volumes, max_workspace, shell_blocks)
+    return _Plan(geometry, order, basis, n_volumes, max_workspace, shell_blocks)
 
 
 @lru_cache(maxsize=8)
-def _cached_plan(geometry, order, n_volumes, max_workspace):
-    return _Plan(geometry, order, None, n_volumes, max_workspace)
+def _cached_plan(geometry, order, n_volumes, max_workspace, shell_blocks):
+    return _Plan(geometry, order, None, n_volumes, max_workspace, shell_blocks)
+
+
+#: shell blocks smaller than this are not worth their per-block costs (m blocks instead)
+MIN_SHELL_BLOCK = 256
+
+
+def shell_block_size(grid, order, n_volumes, max_workspace):
+    """Shells per block when every m goes in one block: the shell sums of that many
+    shells, beside the orbit channels of all folds and the orbit phases, fit in
+    ``max_workspace`` (0 when not even one does)."""
+    fixed = channel_bytes(grid, n_volumes) + grid.orbit_ring.size * (order + 1) * 32
+    per_shell = 2 * n_volumes * sum(order + 1 - m for m in range(order + 1)) * 8
+    return int(max(0, min(grid.n_shells, (max_workspace - fixed) // per_shell)))
 
 
 class _Plan:
-    """Per-call constants: basis, Legendre coefficients, m blocks and column indices.
-    Read-only once built, but for the tables it computes once on first use."""
+    """Per-call constants: basis, Legendre coefficients, blocks and column indices.
+    Read-only once built, but for the tables it computes once on first use.
 
-    def __init__(self, geometry, order, basis, n_volumes, max_workspace):
+    Blocks. The work arrays of a block are its shell sums, (shells of the block) x (2 V
+    (l, m) of its m), the orbit channels and phases. When every m does not fit with every
+    shell, the transforms split the shells into blocks that each take every m (with
+    ``shell_blocks``, the numba backend, and xy orbits; the orbit channels of all folds
+    are then held): each pair's Legendre recurrence then runs once, over every m.
+    Otherwise (the CuPy backend, no orbits, or not even MIN_SHELL_BLOCK shells a block
+    beside the channels) the m values are split into blocks that each take every shell,
+    with the channels in fold groups when they take more than half the budget.
+    """
+
+    def __init__(self, geometry, order, basis, n_volumes, max_workspace, shell_blocks=False):
         if order < 0:
             raise ValueError(f"order must be >= 0, got {order}")
         if basis is None:
@@ -179,16 +203,24 @@ class _Plan:
         group = fold_group_size(self.grid, n_volumes, max_workspace)
         n_folds = self.grid.fold_plus.size
         self.fold_groups = [(f0, min(f0 + group, n_folds)) for f0 in range(0, n_folds, group)]
+        self.shell_block = self.grid.n_shells
+        if shell_blocks and self.grid.orbit_ring.size and self.m_block <= order:
+            size = shell_block_size(self.grid, order, n_volumes, max_workspace)
+            if size >= min(MIN_SHELL_BLOCK, self.grid.n_shells):  # every m, every fold's channels
+                self.m_block, self.shell_block, self.fold_groups = order + 1, size, [(0, n_folds)]
         self._l_starts = {}
         self._columns = {}
         self._orbit_phases = {}
 
     def iterate(self, progress, label):
-        blocks = [(m0, min(m0 + self.m_block, self.order + 1)) for m0 in range(0, self.order + 1, self.m_block)]
+        """The blocks (m0, m1, s0, s1): m values m0 .. m1 - 1 of shells s0 .. s1 - 1."""
+        n_shells = self.grid.n_shells
+        blocks = [(m0, min(m0 + self.m_block, self.order + 1), s0, min(s0 + self.shell_block, n_shells))
+                  for m0 in range(0, self.order + 1, self.m_block) for s0 in range(0, n_shells, self.shell_block)]
         if progress and len(blocks) > 1:
             from zernike3d.progress import progress as report
 
-            return report(blocks, label, "m-block")
+            return report(blocks, label, "block")
         return blocks
 
     def phase(self, m0, m1):
