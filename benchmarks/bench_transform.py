@@ -146,6 +146,7 @@ def run_planned(box, order, stage, threads, max_memory_gb):
         transform = decompose if stage == "decompose" else reconstruct
         transform(data, geometry, order, basis=basis, threads=threads, max_workspace=options["max_workspace"])
     return {"stage": stage, "placement": plan.choice.placement, "m_block": plan.choice.m_block,
+            "shell_block": plan.choice.shell_block,
             "seconds": time.perf_counter() - start, "peak_rss_bytes": peak_rss(),
             "predicted_seconds": plan.choice.seconds, "predicted_bytes": plan.choice.host_bytes}
 
@@ -206,7 +207,7 @@ def compare_table(cases, threads, commit, repeats):
 
 def planned_table(cases, threads, max_memory_gb):
     print(f"cores: {os.cpu_count()}, threads: {threads or 'all'}, memory cap: {max_memory_gb:g} GiB (planner's choice)")
-    print("| box | order | stage | placement (m-block) | seconds (predicted) | peak RSS MiB (predicted) |")
+    print("| box | order | stage | placement (block: m x shells) | seconds (predicted) | peak RSS MiB (predicted) |")
     print("|---|---|---|---|---|---|")
     results = []
     for case in cases:
@@ -217,7 +218,7 @@ def planned_table(cases, threads, max_memory_gb):
             if "error" in t:
                 print(f"| {box} | {order} | {stage} | nothing fits: {t['error']} | | |", flush=True)
                 continue
-            print(f"| {box} | {order} | {stage} | {t['placement']} ({t['m_block']}) | {t['seconds']:.1f} "
+            print(f"| {box} | {order} | {stage} | {t['placement']} ({t['m_block']} x {t['shell_block']}) | {t['seconds']:.1f} "
                   f"({t['predicted_seconds']:.1f}) | {t['peak_rss_bytes'] / 2**20:.0f} "
                   f"({t['predicted_bytes'] / 2**20:.0f}) |", flush=True)
     return results

@@ -37,7 +37,7 @@ import numpy as np
 
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.indexing import coefficient_count, nl_table
-from zernike3d.maths.transform import fold_group_size, workspace_bytes
+from zernike3d.maths.transform import block_layout, fold_group_size, workspace_bytes
 
 PLACEMENTS = ("gpu-resident", "gpu-streamed", "cpu-ram", "cpu-zarr", "cpu-onthefly")
 #: plan to use at most this fraction of the free RAM, GPU memory and disk
@@ -182,6 +182,7 @@ class Estimate:
     max_workspace: int
     fits: bool
     why_not: str = ""
+    shell_block: int = 0  # shells per block (every shell unless the numba backend takes blocks of shells)
 
     def transform_options(self):
         """How to run it: ``backend`` for decompose/reconstruct, ``radial`` for
@@ -221,12 +222,12 @@ class Plan:
 
     def table(self):
         """The estimates as text, one line per placement, then the choice."""
-        lines = [f"{'placement':<14}{'host MiB':>10}{'GPU MiB':>10}{'seconds':>10}{'m-block':>9}  fits?"]
+        lines = [f"{'placement':<14}{'host MiB':>10}{'GPU MiB':>10}{'seconds':>10}{'block m x shells':>18}  fits?"]
         for e in self.estimates:
             fits = "yes" if e.fits else f"no: {e.why_not}"
-            block = e.m_block or "-"
+            block = f"{e.m_block} x {e.shell_block}" if e.m_block else "-"
             lines.append(f"{e.placement:<14}{e.host_bytes / 2**20:>10.0f}{e.gpu_bytes / 2**20:>10.0f}"
-                         f"{e.seconds:>10.3g}{block:>9}  {fits}")
+                         f"{e.seconds:>10.3g}{block:>18}  {fits}")
         if self.choice is None:
             lines.append("choice: none fits")
         else:
@@ -365,17 +366,27 @@ class Sizes:
             size = max(1, size * 3 // 4)
 
     def cpu_block_sizes(self):
-        """(m_block, peak bytes of the blocks) of the numba backend, largest first.
+        """(m_block, peak bytes of the blocks) of the numba backend, largest first, where
+        m_block sets the budget (``workspace_bytes``) within which the backend lays out its
+        blocks (:meth:`cpu_layout`).
 
         The worst block of: its ring sums and exp(-i m phi), or with xy orbits the orbit
-        channels and tables (the transform's work arrays), its shell sums, in decompose the
-        previous block's shell sums (alive until the new ones are returned, and written to,
-        by the backend), and transients: building exp(-i m phi) (24 B per point and m) and
-        the radial step's copy of one (shell, m, volume) slice and its product, or with
-        orbits building the orbit tables (80 B per orbit and m) and one radial product.
+        channels and tables (the transform's work arrays), its shell sums, and transients:
+        building exp(-i m phi) (24 B per point and m) and the radial step's copy of one
+        (shell, m, volume) slice and its product, or with orbits building the orbit tables
+        (80 B per orbit and m) and one radial product. A block's shell sums are freed
+        before the next block's are made.
         """
         g, v = self.grid, self.n_volumes
         for m_block in self.block_sizes():
+            m_layout, shell_block, _ = self.cpu_layout(m_block)
+            if shell_block < g.n_shells:  # every m, in blocks of shells
+                m_count = self.order + 1
+                work = (workspace_bytes(g, self.order, v, m_count) - g.n_shells * self.n_lm * v * 16
+                        + shell_block * self.n_lm * v * 16 + 80 * g.orbit_ring.size * m_count
+                        + shell_block * m_count * v * 16)
+                yield m_block, work
+                continue
             fixed = workspace_bytes(g, self.order, v, m_block) - g.n_shells * self.lm_count(m_block) * v * 16
             if g.orbit_ring.size:  # the orbit tables and their temporaries; one radial product
                 fixed += 80 * g.orbit_ring.size * m_block + g.n_shells * m_block * v * 16
@@ -383,8 +394,7 @@ class Sizes:
                 fixed += 24 * g.n_points * m_block + 2 * g.n_shells * m_block * v * 16
             shells = [g.n_shells * sum(self.order + 1 - m for m in range(m0, m1)) * v * 16
                       for m0, m1 in self.blocks(m_block)]
-            previous = [0] + shells[:-1] if self.stage == "decompose" else [0] * len(shells)
-            yield m_block, fixed + max(s + p for s, p in zip(shells, previous))
+            yield m_block, fixed + max(shells)
 
     def gpu_block_sizes(self):
         """(m_block, peak GPU bytes beyond the fixed arrays) of the CuPy backend.
@@ -402,30 +412,42 @@ class Sizes:
             temporaries = 2 * self.point_columns_bytes + 3 * cells * v * 16 + 6 * cells * 8
             yield m_block, max(load, rings + shells + temporaries)
 
-    def op_counts(self, m_block):
-        """Operations of each step of the numba backend (see :class:`CpuRates`)."""
-        g, v, blocks = self.grid, self.n_volumes, self.blocks(m_block)
+    def cpu_layout(self, m_block):
+        """(m values, shells, folds of channels) of a block of the numba backend when it
+        runs within the budget of ``m_block`` (:func:`zernike3d.maths.transform.block_layout`:
+        it may take every m in blocks of shells instead)."""
+        g = self.grid
+        return block_layout(g, self.order, self.n_volumes, workspace_bytes(g, self.order, self.n_volumes, m_block))
+
+    def op_counts(self, m_block, shell_blocks=True):
+        """Operations of each step of the numba backend (see :class:`CpuRates`) within the
+        budget of ``m_block``; ``shell_blocks`` False: blocks of m only, as the CuPy backend."""
+        g, v = self.grid, self.n_volumes
+        if shell_blocks:
+            m_block, shell_block, group = self.cpu_layout(m_block)
+        else:
+            shell_block, group = g.n_shells, fold_group_size(g, v, workspace_bytes(g, self.order, v, m_block))
+        blocks = self.blocks(m_block)
         if g.orbit_ring.size:  # maps folded into orbit channels once, or once per block in fold groups
-            budget = workspace_bytes(g, self.order, v, m_block)
-            passes = 1 if fold_group_size(g, v, budget) >= g.fold_dz.size else len(blocks)
-            scan = passes * g.fold_dz.size * g.orbit_ring.size
+            scan = (1 if group >= g.fold_dz.size else len(blocks)) * g.fold_dz.size * g.orbit_ring.size
         else:
             scan = len(blocks) * g.fold_dz.size * g.n_points
+        steps = sum(self.order + 1 - m0 for m0, _ in blocks)
         return {
             "ring": self.n_visits * v * (self.order + 1),
             "scan": scan,
-            "sweep": g.n_pairs * (1 + 2 * v) * sum(self.order + 1 - m0 for m0, _ in blocks),
+            "sweep": g.n_pairs * (1 + 2 * v) * steps,
             "polar": g.n_pairs * self.n_lm * v,
             "legendre": g.n_pairs * self.n_lm,
             "radial": g.n_shells * coefficient_count(self.order) * v,
-            "step": sum(self.order + 1 - m0 for m0, _ in blocks),
+            "step": -(-g.n_shells // shell_block) * steps,
         }
 
     def gpu_op_counts(self, m_block):
         """Device bytes moved, FLOPs and kernel launches of the CuPy backend."""
         g, v = self.grid, self.n_volumes
         cells, m_count = g.pair_of.size, self.order + 1
-        steps = self.op_counts(m_block)["step"]
+        steps = self.op_counts(m_block, shell_blocks=False)["step"]
         return {
             "bytes": m_count * 6 * self.point_columns_bytes + self.n_lm * cells * (5 * 8 + 4 * v * 16),
             "flops": m_count * 8 * self.point_columns_bytes // 8 + self.n_lm * cells * (6 + 8 * v),
@@ -434,8 +456,9 @@ class Sizes:
         }
 
     def radial_rows_read(self, m_block):
-        """R_nl rows that the radial steps of all blocks use (each l >= m0 per block)."""
-        return sum(sum(self.rows_of_l[m0:]) for m0, _ in self.blocks(m_block))
+        """R_nl rows (of every shell) that the radial steps of all blocks of the numba
+        backend use within the budget of ``m_block`` (each l >= m0 per block of m)."""
+        return sum(sum(self.rows_of_l[m0:]) for m0, _ in self.blocks(self.cpu_layout(m_block)[0]))
 
 
 def _fast_and_small(options):
@@ -486,8 +509,9 @@ def _cpu_estimate(placement, sizes, machine, threads, budget, rates):
         why_not = f"needs {(fixed + work) / 2**20:.0f} MiB of host RAM, budget {budget / 2**20:.0f} MiB"
     elif placement == "cpu-zarr" and g.nbytes + sizes.radial_bytes > HEADROOM * machine.disk_free_bytes:
         why_not = f"store of {sizes.radial_bytes / 2**20:.0f} MiB exceeds the free disk"
-    return Estimate(placement, fixed + work, 0, seconds, m_block,
-                    workspace_bytes(g, sizes.order, sizes.n_volumes, max(m_block, 1)), not why_not, why_not)
+    layout = sizes.cpu_layout(max(m_block, 1))
+    return Estimate(placement, fixed + work, 0, seconds, m_block and layout[0],
+                    workspace_bytes(g, sizes.order, sizes.n_volumes, max(m_block, 1)), not why_not, why_not, layout[1])
 
 
 def _gpu_estimate(placement, sizes, machine, gpu, gpu_id, host_budget):
@@ -520,7 +544,7 @@ def _gpu_estimate(placement, sizes, machine, gpu, gpu_id, host_budget):
     elif host > host_budget:
         why_not = f"needs {host / 2**20:.0f} MiB of host RAM, budget {host_budget / 2**20:.0f} MiB"
     return Estimate(placement, host, fixed_gpu + work, seconds, m_block,
-                    workspace_bytes(g, sizes.order, v, max(m_block, 1)), not why_not, why_not)
+                    workspace_bytes(g, sizes.order, v, max(m_block, 1)), not why_not, why_not, g.n_shells)
 
 
 def gpu_time_parts(sizes, m_block, rates, resident=True):

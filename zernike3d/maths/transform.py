@@ -170,6 +170,18 @@ def shell_block_size(grid, order, n_volumes, max_workspace):
     return int(max(0, min(grid.n_shells, (max_workspace - fixed) // per_shell)))
 
 
+def block_layout(grid, order, n_volumes, max_workspace, shell_blocks=True):
+    """(m values, shells, folds of orbit channels) a block of the transforms takes within
+    ``max_workspace`` bytes (see :class:`_Plan`; ``shell_blocks``: the numba backend)."""
+    n_folds = grid.fold_plus.size
+    m_block = m_block_size(grid, order, n_volumes, max_workspace)
+    if shell_blocks and grid.orbit_ring.size and m_block <= order:
+        size = shell_block_size(grid, order, n_volumes, max_workspace)
+        if size >= min(MIN_SHELL_BLOCK, grid.n_shells):  # every m, every fold's channels
+            return order + 1, size, n_folds
+    return m_block, grid.n_shells, fold_group_size(grid, n_volumes, max_workspace)
+
+
 class _Plan:
     """Per-call constants: basis, Legendre coefficients, blocks and column indices.
     Read-only once built, but for the tables it computes once on first use.
@@ -199,15 +211,9 @@ class _Plan:
         self.a, self.b, self.diag = recurrence_coefficients(order)
         self.offsets = nlm_offsets(order)
         self.n_volumes = n_volumes
-        self.m_block = m_block_size(self.grid, order, n_volumes, max_workspace)
-        group = fold_group_size(self.grid, n_volumes, max_workspace)
+        self.m_block, self.shell_block, group = block_layout(self.grid, order, n_volumes, max_workspace, shell_blocks)
         n_folds = self.grid.fold_plus.size
         self.fold_groups = [(f0, min(f0 + group, n_folds)) for f0 in range(0, n_folds, group)]
-        self.shell_block = self.grid.n_shells
-        if shell_blocks and self.grid.orbit_ring.size and self.m_block <= order:
-            size = shell_block_size(self.grid, order, n_volumes, max_workspace)
-            if size >= min(MIN_SHELL_BLOCK, self.grid.n_shells):  # every m, every fold's channels
-                self.m_block, self.shell_block, self.fold_groups = order + 1, size, [(0, n_folds)]
         self._l_starts = {}
         self._columns = {}
         self._orbit_phases = {}
