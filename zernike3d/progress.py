@@ -3,7 +3,7 @@
 On a terminal: a tqdm bar, shown only after 2 s. In a log (stderr not a terminal, as in
 every workflow job): tqdm would write each update after a carriage return, which a log
 file keeps as one ever-growing line; instead, one plain line per tenth of the work,
-also only after 2 s, e.g. ``decompose: 4/8 m-block (50%), 3.1 s``.
+also only after 2 s, e.g. ``decompose: 4/8 block (50%), 3.1 s``.
 """
 
 import sys

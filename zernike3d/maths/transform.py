@@ -24,11 +24,11 @@ tables of :mod:`zernike3d.maths.geometry`:
 3. radial step: Omega_nlm = dV sum_shells R_nl(r_shell) A_lm(shell), a real matrix
    product per l (BLAS) on the shell sums as they lie in memory (real, l-major).
 
-Reconstruction runs the adjoint steps in reverse order. The m values are processed in
-blocks sized to a memory budget, so memory stays bounded by the map, the tables and the
+Reconstruction runs the adjoint steps in reverse order. The work is split into blocks
+sized to a memory budget (blocks of shells that take every m, else blocks of m that take
+every shell; see :class:`_Plan`), so memory stays bounded by the map, the tables and the
 budget, never by (basis functions x voxels); the orbit channels (about 8 bytes a voxel)
-count against the budget and are held in groups of folds when they take more than half
-of it. Everything is float64.
+count against the budget. Everything is float64.
 
 Why numba rather than ducc0's spherical-harmonic transforms (measured at box 128, order
 50, whole-cube ball, 2 cores): ducc0's scattered-point adjoint transform sums all voxels
