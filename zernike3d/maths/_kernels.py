@@ -328,9 +328,11 @@ def _add_orbit_channels(rows, v, n_vol, parity, table, m0, channels):
         channels[4 * half + 3] += c3
 
 
-def shell_chunks(shell_start, pairs_per_chunk=512):
+def shell_chunks(shell_start, pairs_per_chunk=128):
     """Shell offsets cutting the shells into runs of about ``pairs_per_chunk`` pairs (a
-    shell is never split): the units of work of :func:`shell_transform`."""
+    shell is never split): the units of work of :func:`shell_transform`. Small units
+    balance the threads of small transforms (64^3 at order 10-20: 8-14% faster than 512
+    pairs a unit; no change at 128^3, order 50)."""
     shell_start = np.asarray(shell_start)
     targets = np.arange(0, shell_start[-1], pairs_per_chunk)
     cuts = np.unique(np.searchsorted(shell_start, targets, side="left"))

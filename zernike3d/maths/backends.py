@@ -108,9 +108,9 @@ class NumbaBackend:
         self.n_volumes = n_volumes
         self.threads = threads
         self._box = plan.basis.geometry.box
-        self._chunks = _kernels.shell_chunks(g.shell_start)
+        self._chunks = plan.shell_chunks
         self._orbits = g.orbit_ring.size > 0
-        self._ring_orbits = np.searchsorted(g.orbit_ring, np.arange(g.pair_of.shape[1] + 1)).astype(np.int64)
+        self._ring_orbits = plan.ring_orbits
         self._channels = np.zeros((0, 0, n_volumes, 2, 8))
         self._out = None
 

@@ -13,7 +13,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from zernike3d.maths.indexing import nl_table
 from zernike3d.maths.radial import radial_polynomials_for_l
 
 #: bump when the tables change meaning, so that cached stores are rebuilt
@@ -99,4 +98,4 @@ def _cached_radial_table(geometry, order):
 
 
 def radial_table_bytes(order, n_shells):
-    return len(nl_table(order)) * n_shells * 8
+    return int(radial_row_starts(order)[-1]) * n_shells * 8

@@ -6,6 +6,8 @@ then m. Because n varies slowest, the coefficients up to a lower order are a pre
 those up to a higher one.
 """
 
+from functools import lru_cache
+
 import numpy as np
 
 
@@ -26,6 +28,7 @@ def nl_table(order):
     return np.array(rows, dtype=np.int32).reshape(-1, 2)
 
 
+@lru_cache(maxsize=64)
 def coefficient_count(order):
     """Number of stored (m >= 0) coefficients up to ``order``."""
     return sum((l + 1) for n in range(order + 1) for l in range(n % 2, n + 1, 2))

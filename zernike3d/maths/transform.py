@@ -38,7 +38,7 @@ parities and the ring sums in the polar step here (``benchmarks/bench_transform.
 --steps``, 2 shared cores).
 """
 
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -217,6 +217,18 @@ class _Plan:
         self._l_starts = {}
         self._columns = {}
         self._orbit_phases = {}
+
+    @cached_property
+    def shell_chunks(self):
+        """The polar step's units of work (:func:`zernike3d.maths._kernels.shell_chunks`)."""
+        from zernike3d.maths._kernels import shell_chunks
+
+        return shell_chunks(self.grid.shell_start)
+
+    @cached_property
+    def ring_orbits(self):
+        """CSR offsets of each ring's xy orbits (they are sorted by ring)."""
+        return np.searchsorted(self.grid.orbit_ring, np.arange(self.grid.pair_of.shape[1] + 1)).astype(np.int64)
 
     def iterate(self, progress, label):
         """The blocks (m0, m1, s0, s1): m values m0 .. m1 - 1 of shells s0 .. s1 - 1."""
