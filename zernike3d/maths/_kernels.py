@@ -228,8 +228,7 @@ def shell_transform(ring_values, channels, fold_start, shell_values, shell_first
                 if from_orbits and not adjoint:
                     for q in range(ring_orbits[pair_ring[p]], ring_orbits[pair_ring[p] + 1]):
                         for v in range(n_vol):
-                            for parity in range(2):
-                                _add_orbit_ring_sums(channels[f, q, v, parity], phase[q], m0, parity, rows, v, n_vol)
+                            _add_orbit_ring_sums(channels[f, q, v], phase[q], m0, rows, v, n_vol)
                 elif not adjoint:
                     for k in range(2):
                         for part in range(2):
@@ -275,35 +274,36 @@ def shell_transform(ring_values, channels, fold_start, shell_values, shell_first
 
 
 @numba.njit(cache=True, fastmath=True)
-def _add_orbit_ring_sums(channels, table, m0, parity, rows, v, n_vol):
-    """Add one orbit's ring sums of fold ``parity`` to rows[(parity + m) % 2, part * V + v, j]
+def _add_orbit_ring_sums(channels, table, m0, rows, v, n_vol):
+    """Add one orbit's ring sums, both fold parities, to rows[(parity + m) % 2, part * V + v, j]
     (the row of the parity of l, as l + m = parity mod 2), m = m0 + j.
 
-    With E = exp(-i m phi), the orbit's 8 values f1..f8 (the order of ``orbit_index``) add
+    With E = exp(-i m phi), the orbit's 8 values f1..f8 (the order of ``orbit_index``) in
+    one fold add
 
         E (f1 + (-1)^m f4 + (-i)^m f6 + i^m f7) + conj(E) (f3 + (-1)^m f2 + (-i)^m f5 + i^m f8),
 
-    which is, with the channels of :func:`_orbit_channels` and the orbit's ``table``
-    (4, mb) from :meth:`zernike3d.maths.transform._Plan.orbit_phase`:
+    which is, with that fold's channels (``channels[parity]``, :func:`_orbit_channels`)
+    and the orbit's ``table`` (4, mb) from :meth:`zernike3d.maths.transform._Plan.orbit_phase`:
 
         even m: real = t0 P + t1 Q, imag = t2 R + t3 T
         odd m:  real = t0 X + t1 Y, imag = t2 U + t3 W
 
-    four real products per m instead of eight complex ones.
+    four real products per m and fold instead of eight complex ones. One pass over m:
+    at low orders the loop overheads, not the products, cost the time.
     """
     mb = table.shape[1]
-    for half in range(2):  # even, then odd m
-        k = parity ^ half
-        first = (m0 + half) & 1
-        c0 = channels[4 * half]
-        c1 = channels[4 * half + 1]
-        c2 = channels[4 * half + 2]
-        c3 = channels[4 * half + 3]
-        real = rows[k, v]
-        imag = rows[k, n_vol + v]
-        for j in range(first, mb, 2):
-            real[j] += table[0, j] * c0 + table[1, j] * c1
-            imag[j] += table[2, j] * c2 + table[3, j] * c3
+    for j in range(mb):
+        half = (m0 + j) & 1  # 0: even m, P Q R T; 1: odd m, X Y U W
+        t0 = table[0, j]
+        t1 = table[1, j]
+        t2 = table[2, j]
+        t3 = table[3, j]
+        for parity in range(2):
+            c = channels[parity]
+            k = parity ^ half
+            rows[k, v, j] += t0 * c[4 * half] + t1 * c[4 * half + 1]
+            rows[k, n_vol + v, j] += t2 * c[4 * half + 2] + t3 * c[4 * half + 3]
 
 
 @numba.njit(cache=True, fastmath=True)
