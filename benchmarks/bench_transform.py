@@ -81,7 +81,7 @@ def step_rates(box, order, threads):
     geometry = BallGeometry.for_box(box, 1.0, "circumscribed")
     maps = np.random.default_rng(0).standard_normal((1, box, box, box), dtype=np.float32)
     decompose(maps, geometry, order, threads=threads)  # compiled, tables cached
-    plan = _Plan(geometry, order, None, 1, DEFAULT_WORKSPACE, shell_blocks=True)
+    plan = _Plan(geometry, order, None, 1, DEFAULT_WORKSPACE)
     engine = NumbaBackend(plan, 1, threads)
     g = plan.grid
     start = time.perf_counter()

@@ -122,7 +122,7 @@ def test_shell_blocks_do_not_change_results():
     grid = geometry.grid
     per_shell = 2 * volumes * (order + 1) * (order + 2) // 2 * 8
     budget = channel_bytes(grid, volumes) + grid.orbit_ring.size * (order + 1) * 32 + 400 * per_shell
-    plan = _Plan(geometry, order, None, volumes, budget, shell_blocks=True)
+    plan = _Plan(geometry, order, None, volumes, budget)
     assert (plan.m_block, plan.shell_block) == (order + 1, 400) and grid.n_shells > 400
     maps = np.random.default_rng(5).standard_normal((volumes, 40, 40, 40))
     whole = decompose(maps, geometry, order)

@@ -91,7 +91,7 @@ def reconstruct(moments, geometry, order, *, basis=None, backend="numba", thread
     xp = engine.xp
     device_moments = xp.asarray(moments)
     for m0, m1, s0, s1 in plan.iterate(progress, "reconstruct"):
-        shells = None
+        shells = None  # the previous block's shell sums are freed before the next are made
         shells = xp.empty((s1 - s0, plan.shell_width(m0, m1)))
         for l in range(m0, order + 1):
             ns, columns, block = plan.columns(l, m0, m1)
@@ -144,7 +144,7 @@ def m_block_size(grid, order, n_volumes, max_workspace):
     return size
 
 
-def _plan(geometry, order, basis, n_volumes, max_workspace, shell_blocks=True):
+def _plan(geometry, order, basis, n_volumes, max_workspace, shell_blocks):
     """The :class:`_Plan` of a call; without a ``basis`` given, small plans are kept
     between calls (the per-call costs of many small maps in a row)."""
     if basis is None and order >= 0 and radial_table_bytes(order, geometry.grid.n_shells) <= RADIAL_TABLE_CACHED:
@@ -196,7 +196,7 @@ class _Plan:
     with the channels in fold groups when they take more than half the budget.
     """
 
-    def __init__(self, geometry, order, basis, n_volumes, max_workspace, shell_blocks=False):
+    def __init__(self, geometry, order, basis, n_volumes, max_workspace, shell_blocks=True):
         if order < 0:
             raise ValueError(f"order must be >= 0, got {order}")
         if basis is None:
