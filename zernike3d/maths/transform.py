@@ -254,7 +254,7 @@ class _Plan:
             even m: (c, sigma c, -s, -sigma s);   odd m: (c, sigma s, sigma c, -s).
 
         ``adjoint``: each m weighted 1 (m = 0) or 2 (the m < 0 terms of a real map).
-        Kept for the next call when under 4 MiB."""
+        Kept with the plan: every block of shells uses the same table."""
         key = (m0, m1, adjoint)
         if key in self._orbit_phases:
             return self._orbit_phases[key]
@@ -268,9 +268,8 @@ class _Plan:
                           np.where(even, -sigma * s, -s)], axis=1)
         if adjoint:
             table *= np.where(m == 0, 1.0, 2.0)
-        if table.nbytes <= 4 * 2**20:
-            table.flags.writeable = False
-            self._orbit_phases[key] = table
+        table.flags.writeable = False
+        self._orbit_phases[key] = table
         return table
 
     def l_start(self, m0, m1):
