@@ -484,8 +484,9 @@ def _choose_block(candidates, fixed_bytes, budget, seconds_for):
 
 def _cpu_estimate(placement, sizes, machine, threads, budget, rates):
     g = sizes.grid
-    # cpu-ram: the table and the copy of one l's rows that Basis.radial takes out of it
-    # (measured: 512^3 at order 100 peaked 50 MiB above the model without it)
+    # cpu-ram: the table and one l's rows beside it (measured on 2026-11-30, when
+    # Basis.radial still copied them out: 512^3 at order 100 peaked 50 MiB above the model
+    # without this term; kept as headroom now that it returns a view)
     radial_resident = {"cpu-ram": sizes.radial_bytes + sizes.slab_bytes, "cpu-zarr": 2 * sizes.slab_bytes + ZARR_READ_BYTES,
                        "cpu-onthefly": 3 * sizes.slab_bytes}[placement]
     fixed = BASE_PROCESS_BYTES + sizes.data_bytes + g.nbytes + radial_resident

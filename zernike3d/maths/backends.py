@@ -124,11 +124,13 @@ class NumbaBackend:
 
     def shell_sums(self, m0, m1, s0, s1):
         shells = _work_array("shells", (s1 - s0, self.plan.shell_width(m0, m1)))
+        groups = self.plan.fold_groups
         with self._threads():
             if not self._orbits:
                 self._polar(self._ring_sums(m0, m1), self._channels, 0, shells, m0, m1, s0, s1, adjoint=False)
-            for f0, f1 in self.plan.fold_groups if self._orbits else ():
-                channels = self._channels if len(self.plan.fold_groups) == 1 else self._fold(f0, f1)
+                return shells
+            for f0, f1 in groups:  # one group: the channels folded by load_maps
+                channels = self._channels if len(groups) == 1 else self._fold(f0, f1)
                 self._polar(self._no_rings(m0, m1), channels, f0, shells, m0, m1, s0, s1, adjoint=False)
         return shells
 

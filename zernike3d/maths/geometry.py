@@ -25,7 +25,7 @@ groupings of the voxels inside the ball:
   points (+-a, +-b), (+-b, +-a) around the centre, a >= b >= 0, that the sign flips of x
   and y and the swap x <-> y map onto each other. exp(-i m phi) at any of them is that of
   (a, b) up to conjugation and a factor (-1)^m or (+-i)^m, so the ring step needs one
-  phase per orbit (see :func:`zernike3d.maths._kernels.orbit_ring_sums`). Points beyond
+  phase per orbit (see :func:`zernike3d.maths._kernels._add_orbit_ring_sums`). Points beyond
   the box edge (an even box has one more voxel below the centre than above) count as 0.
 
 For the default centre, distances are integers in voxel units and the groups are few
