@@ -11,6 +11,7 @@ empty numba cache.
     python benchmarks/bench_transform.py --cases 512:100 --max-memory 6   # large maps, as planned
     python benchmarks/bench_transform.py --cases 128:50 256:50 64:150 --compare-to 09efea0 --repeats 3
     python benchmarks/bench_transform.py --cases 128:50 --steps            # GFLOP/s of each step
+    python benchmarks/bench_transform.py --cases 64:10 64:15 64:20 --legendre-table --threads 2
 
 With --max-memory GB each case runs as a job with that memory limit would run it: the
 planner (:func:`zernike3d.planning.plan_for`, CPU placements, this machine's free RAM
@@ -30,6 +31,12 @@ executes: fold 3 per voxel (the orbit channels, once); ring + polar 12 per (pair
 of its ring, m) for the ring sums from the channels plus 8 per (pair, l, m) for the
 Legendre recurrence and the two multiply-adds of one volume; radial 4 per (shell,
 coefficient, volume).
+
+--legendre-table times decompose of one map (many in a row: the plan and its tables are
+kept between calls, as for a user's loop over maps) with the polar step from the table of
+Pbar_lm (what single maps up to ``TABLE_MAX_ORDER`` use) against the recurrence (the table
+switched off), alternating blocks of 20 calls, best block of --repeats x 3 each, in one
+process; the ball is the peer benchmark's (radius 0.464 box, about 40 % of the voxels).
 """
 
 import argparse
@@ -93,7 +100,7 @@ def step_rates(box, order, threads):
         seconds["ring+polar"] += time.perf_counter() - start
         start = time.perf_counter()
         for l in range(m0, order + 1):
-            _, _, block = plan.columns(l, m0, m1)
+            _, block = plan.columns(l, m0, m1)
             engine.radial(l, s0, s1) @ shells[:, block]
         seconds["radial"] += time.perf_counter() - start
     n_lm = (order + 1) * (order + 2) // 2
@@ -109,6 +116,42 @@ def step_rates(box, order, threads):
     peak = 3 * 2 * 2048**3 / (time.perf_counter() - start)
     return {"seconds": seconds, "gflops": {k: flops[k] / seconds[k] / 1e9 for k in seconds},
             "blas_gflops": peak / 1e9}
+
+
+def legendre_table_rows(cases, threads, repeats):
+    """Seconds per decompose call of one map, from the table of Pbar_lm and from the
+    recurrence (``TABLE_MAX_ORDER`` set to -1), alternating, in this process."""
+    import numpy as np
+
+    from zernike3d.maths import transform
+    from zernike3d.maths.geometry import BallGeometry
+
+    limit = transform.TABLE_MAX_ORDER
+    print(f"cores: {os.cpu_count()}, threads: {threads or 'all'}; seconds per call of one map, best block of 20 calls")
+    print("| box | order | table of Pbar_lm (s) | recurrence (s) | speed-up | table MiB |")
+    print("|---|---|---|---|---|---|")
+    rows = []
+    for case in cases:
+        box, order = map(int, case.split(":"))
+        geometry = BallGeometry.for_box(box, 1.0, radius=0.464 * box)
+        volume = np.random.default_rng(0).standard_normal((box, box, box), dtype=np.float32)
+        best = {}
+        for _ in range(3 * repeats):
+            for path, max_order in (("table", limit), ("recurrence", -1)):
+                transform.TABLE_MAX_ORDER = max_order
+                transform._cached_plan.cache_clear()
+                transform.decompose(volume, geometry, order, threads=threads)  # plan and tables
+                start = time.perf_counter()
+                for _ in range(20):
+                    transform.decompose(volume, geometry, order, threads=threads)
+                best[path] = min(best.get(path, float("inf")), (time.perf_counter() - start) / 20)
+        transform.TABLE_MAX_ORDER = limit
+        size = transform.legendre_table_bytes(geometry.grid, order, 1, transform.DEFAULT_WORKSPACE)
+        rows.append({"box": box, "order": order, **best, "table_bytes": size})
+        note = "" if size else " (no table: above TABLE_MAX_ORDER or LEGENDRE_TABLE_MAX)"
+        print(f"| {box} | {order} | {best['table']:.5f} | {best['recurrence']:.5f} | {best['recurrence'] / best['table']:.2f}x "
+              f"| {size / 2**20:.1f}{note} |", flush=True)
+    return rows
 
 
 def run_planned(box, order, stage, threads, max_memory_gb):
@@ -233,7 +276,8 @@ def main():
     parser.add_argument("--compare-to", metavar="COMMIT", help="time that commit's zernike3d against this one")
     parser.add_argument("--repeats", type=int, default=3, help="with --compare-to: alternating runs of each")
     parser.add_argument("--steps", action="store_true", help="GFLOP/s of each step of decompose")
-    parser.add_argument("--out", default=None, help="also write the results as JSON (--max-memory, --compare-to, --steps)")
+    parser.add_argument("--legendre-table", action="store_true", help="one map: the table of Pbar_lm against the recurrence")
+    parser.add_argument("--out", default=None, help="also write the results as JSON (--max-memory, --compare-to, --steps, --legendre-table)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--stage", choices=("decompose", "reconstruct"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -251,6 +295,8 @@ def main():
         results = planned_table(args.cases, args.threads, args.max_memory)
     elif args.compare_to:
         results = compare_table(args.cases, args.threads, args.compare_to, args.repeats)
+    elif args.legendre_table:
+        results = legendre_table_rows(args.cases, args.threads, args.repeats)
     elif args.steps:
         results = []
         print("seconds (GFLOP/s, % of the BLAS dgemm rate) of each step")

@@ -83,6 +83,8 @@ def test_decompose_and_reconstruct_match_direct_sums(box, voxel_size, radius, ce
     expected = direct_reference.decompose(maps, geometry, order)
     moments = decompose(maps, geometry, order)
     assert relative_error(moments, expected) < 1e-10
+    single = decompose(maps[1], geometry, order)  # one map: with xy orbits, from the table of Pbar_lm
+    assert relative_error(single, expected[1:]) < 1e-10
     assert relative_error(reconstruct(expected, geometry, order), direct_reference.reconstruct(expected, geometry, order)) < 1e-10
 
 
@@ -129,6 +131,39 @@ def test_shell_blocks_do_not_change_results():
     blocked = decompose(maps, geometry, order, max_workspace=budget)
     assert relative_error(blocked, whole) < 1e-13
     assert relative_error(reconstruct(whole, geometry, order, max_workspace=budget), reconstruct(whole, geometry, order)) < 1e-13
+
+
+def test_single_maps_at_low_order_take_the_legendre_table_with_the_same_results():
+    from zernike3d.maths.transform import TABLE_MAX_ORDER, _Plan, channel_bytes
+
+    geometry = BallGeometry.for_box(40, 1.0, "circumscribed")
+    grid = geometry.grid
+    maps = np.random.default_rng(6).standard_normal((2, 40, 40, 40))
+
+    def table_plan(order, volumes, budget=2**29, where=geometry):
+        return _Plan(where, order, None, volumes, budget).uses_legendre_table
+
+    assert table_plan(0, 1) and table_plan(TABLE_MAX_ORDER, 1)
+    assert not table_plan(TABLE_MAX_ORDER + 1, 1) and not table_plan(10, 2)
+    assert not table_plan(10, 1, where=BallGeometry.for_box(10, 0.9, 4.0, (4.3, 5.1, 3.7)))  # no xy orbits
+    assert not table_plan(10, 1, budget=1)  # blocks of m
+    order = 20
+    per_shell = 2 * (order + 1) * (order + 2) // 2 * 8
+    budget = channel_bytes(grid, 1) + grid.orbit_ring.size * (order + 1) * 32 + 400 * per_shell
+    plan = _Plan(geometry, order, None, 1, budget)
+    assert plan.uses_legendre_table and plan.shell_block == 400 < grid.n_shells
+    for order, limit in ((0, None), (1, None), (7, None), (20, None), (20, budget)):
+        kwargs = {} if limit is None else {"max_workspace": limit}
+        table = decompose(maps[0], geometry, order, **kwargs)
+        recurrence = decompose(maps, geometry, order, **kwargs)[:1]  # two maps: the recurrence
+        assert relative_error(table, recurrence) < 1e-13, order
+    # reconstruct never needs the table: the plan builds it on decompose's first use
+    reconstruct(table, geometry, 20)
+    from zernike3d.maths.transform import _cached_plan
+
+    _cached_plan.cache_clear()
+    reconstruct(table, geometry, 20)
+    assert "legendre_table" not in _cached_plan(geometry, 20, 1, 512 * 2**20, True).__dict__
 
 
 def test_reused_work_arrays_keep_calls_and_threads_apart():

@@ -37,7 +37,7 @@ import numpy as np
 
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.indexing import coefficient_count, nl_table
-from zernike3d.maths.transform import block_layout, fold_group_size, workspace_bytes
+from zernike3d.maths.transform import block_layout, fold_group_size, legendre_table_bytes, workspace_bytes
 
 PLACEMENTS = ("gpu-resident", "gpu-streamed", "cpu-ram", "cpu-zarr", "cpu-onthefly")
 #: plan to use at most this fraction of the free RAM, GPU memory and disk
@@ -385,7 +385,7 @@ class Sizes:
                 work = (workspace_bytes(g, self.order, v, m_count) - g.n_shells * self.n_lm * v * 16
                         + shell_block * self.n_lm * v * 16 + 80 * g.orbit_ring.size * m_count
                         + shell_block * m_count * v * 16)
-                yield m_block, work
+                yield m_block, work + self.legendre_table_bytes(m_block)
                 continue
             fixed = workspace_bytes(g, self.order, v, m_block) - g.n_shells * self.lm_count(m_block) * v * 16
             if g.orbit_ring.size:  # the orbit tables and their temporaries; one radial product
@@ -394,7 +394,15 @@ class Sizes:
                 fixed += 24 * g.n_points * m_block + 2 * g.n_shells * m_block * v * 16
             shells = [g.n_shells * sum(self.order + 1 - m for m in range(m0, m1)) * v * 16
                       for m0, m1 in self.blocks(m_block)]
-            yield m_block, fixed + max(shells)
+            yield m_block, fixed + max(shells) + self.legendre_table_bytes(m_block)
+
+    def legendre_table_bytes(self, m_block):
+        """decompose's table of Pbar_lm at the pairs (one map at low order) within the
+        budget of ``m_block`` (:func:`zernike3d.maths.transform.legendre_table_bytes`)."""
+        if self.stage != "decompose":
+            return 0
+        g, v = self.grid, self.n_volumes
+        return legendre_table_bytes(g, self.order, v, workspace_bytes(g, self.order, v, m_block))
 
     def gpu_block_sizes(self):
         """(m_block, peak GPU bytes beyond the fixed arrays) of the CuPy backend.

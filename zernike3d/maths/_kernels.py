@@ -12,6 +12,8 @@ Array layouts (one block of m values, m = m0 + j, j < mb):
   shell_sums(n_shells, 2 V n_lm)       per shell: sum_pairs Pbar_lm(cos theta) * ring_sums,
                                        real; l-major blocks of [real, imag] x V x m, so
                                        the columns of one l are consecutive
+  table     (n_pairs, n_lm)            Pbar_lm(cos theta) of each pair, (l, m) l-major over
+                                       every m (one map at low order, legendre_table)
 """
 
 import numba
@@ -92,14 +94,23 @@ def orbit_channels(maps, fold_plus, fold_minus, orbit_index, fold_start, out):
         values = np.empty((2, 8))
         for q in range(orbit_index.shape[0]):
             for v in range(n_vol):
-                for k in range(8):
-                    idx = orbit_index[q, k]
-                    upper = maps[v, plus, idx] if plus >= 0 and idx >= 0 else 0.0
-                    lower = maps[v, minus, idx] if minus >= 0 and idx >= 0 else 0.0
-                    values[0, k] = upper + lower
-                    values[1, k] = upper - lower
-                _orbit_channels(values[0], out[g, q, v, 0])
-                _orbit_channels(values[1], out[g, q, v, 1])
+                _fold_orbit(maps[v], plus, minus, orbit_index[q], values, out[g, q, v])
+
+
+@numba.njit(cache=True, fastmath=True)
+def _fold_orbit(planes, plus, minus, index, values, channels):
+    """channels[parity, :] = the eight channels (:func:`_orbit_channels`) of the orbit's
+    points ``index`` (-1: beyond the box) in the even (parity 0) and odd fold of planes
+    ``plus`` and ``minus`` (-1: missing) of one map ``planes`` (box, box * box);
+    ``values`` (2, 8) is scratch."""
+    for k in range(8):
+        idx = index[k]
+        upper = planes[plus, idx] if plus >= 0 and idx >= 0 else 0.0
+        lower = planes[minus, idx] if minus >= 0 and idx >= 0 else 0.0
+        values[0, k] = upper + lower
+        values[1, k] = upper - lower
+    _orbit_channels(values[0], channels[0])
+    _orbit_channels(values[1], channels[1])
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
@@ -271,6 +282,50 @@ def shell_transform(ring_values, channels, fold_start, shell_values, shell_first
                                 row = rows[k, part * n_vol + v]
                                 for j in range(mb):
                                     ring_values[p, v, (k + m0 + j) & 1, j, part] += row[j]
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def shell_sums_from_table(planes, fold_plus, fold_minus, orbit_index, shell_values, shell_first, shell_start, chunk_start, pair_fold, pair_ring, ring_orbits, phase, table, gather, columns):
+    """The forward polar step of one map (V = 1) with every m, from a table of Pbar_lm:
+
+        S[s, column of (l, m, part)] += sum_{pairs p in s} table[p, i] part(R[p, (l+m)%2, m])
+
+    with i = l (l + 1) / 2 + m (``table`` from :func:`zernike3d.maths.legendre.legendre_table`
+    at the pairs' polar angles) and the ring sums R computed from the xy orbits as in
+    :func:`shell_transform`, each orbit's channels folded here from the map ``planes``
+    (box, box * box) (each (fold, orbit) belongs to one pair), ``phase`` (n_orbits, 4,
+    order + 1). For single maps at low order, where :func:`shell_transform`
+    spends its time on per-(pair, l) loop overheads: here each pair costs one loop over
+    its (l, m) per part, reading its ring sum through ``gather`` (the index of (l, m) in the
+    pair's rows (parity of l, part, m), part 0) and adding to a buffer per shell, which goes
+    to the shell's row at ``columns`` (the (part, i) -> column map of
+    :meth:`zernike3d.maths.transform._Plan.columns`) once per shell.
+    """
+    mb = phase.shape[2]
+    n_lm = table.shape[1]
+    for c in prange(chunk_start.size - 1):
+        rows = np.empty((2, 2, mb))  # [parity of l, part, m]
+        flat = rows.reshape(4 * mb)
+        buffer = np.empty(2 * n_lm)  # [part, i]
+        scratch = np.empty((2, 8))
+        channels = np.empty((2, 8))
+        for s in range(chunk_start[c], chunk_start[c + 1]):
+            buffer[:] = 0.0
+            for p in range(shell_start[s], shell_start[s + 1]):
+                f = pair_fold[p]
+                rows[:] = 0.0
+                for q in range(ring_orbits[pair_ring[p]], ring_orbits[pair_ring[p] + 1]):
+                    _fold_orbit(planes, fold_plus[f], fold_minus[f], orbit_index[q], scratch, channels)
+                    _add_orbit_ring_sums(channels, phase[q], 0, rows, 0, 1)
+                legendre = table[p]
+                for part in range(2):
+                    start = part * n_lm
+                    offset = part * mb
+                    for i in range(n_lm):
+                        buffer[start + i] += legendre[i] * flat[gather[i] + offset]
+            out = shell_values[s - shell_first]
+            for k in range(2 * n_lm):
+                out[columns[k]] += buffer[k]
 
 
 @numba.njit(cache=True, fastmath=True)

@@ -119,7 +119,7 @@ class NumbaBackend:
 
     def load_maps(self, maps):
         self._flat = maps.reshape(maps.shape[0], self._box, self._box * self._box)
-        if self._orbits and len(self.plan.fold_groups) == 1:  # folded once for every block
+        if self._orbits and len(self.plan.fold_groups) == 1 and not self.plan.uses_legendre_table:  # folded once for every block
             self._channels = self._fold(0, self.grid.fold_plus.size)
 
     def shell_sums(self, m0, m1, s0, s1):
@@ -128,6 +128,9 @@ class NumbaBackend:
         with self._threads():
             if not self._orbits:
                 self._polar(self._ring_sums(m0, m1), self._channels, 0, shells, m0, m1, s0, s1, adjoint=False)
+                return shells
+            if self.plan.uses_legendre_table:  # one map, every m, one group of folds
+                self._polar_from_table(shells, s0, s1)
                 return shells
             for f0, f1 in groups:  # one group: the channels folded by load_maps
                 channels = self._channels if len(groups) == 1 else self._fold(f0, f1)
@@ -185,11 +188,21 @@ class NumbaBackend:
         """The polar step on shells s0 .. s1 - 1 (``shells`` holds those rows)."""
         g, p = self.grid, self.plan
         phase = p.orbit_phase(m0, m1, adjoint) if self._orbits else np.zeros((0, 4, m1 - m0))
-        chunks = self._chunks[(self._chunks > s0) & (self._chunks < s1)]
-        chunks = np.concatenate([[s0], chunks, [s1]]).astype(np.int64)
-        _kernels.shell_transform(_float_view(rings), channels, fold_start, shells, s0, g.shell_start, chunks, g.pair_cos,
+        _kernels.shell_transform(_float_view(rings), channels, fold_start, shells, s0, g.shell_start, self._chunk_bounds(s0, s1), g.pair_cos,
                                  g.pair_sin, g.pair_fold, g.pair_ring, self._ring_orbits, phase, m0, p.order, p.a,
                                  p.b, p.diag, p.l_start(m0, m1), adjoint)
+
+    def _polar_from_table(self, shells, s0, s1):
+        """The forward polar step of one map from the plan's table of Pbar_lm."""
+        g, p = self.grid, self.plan
+        gather, columns = p.legendre_table_index
+        _kernels.shell_sums_from_table(self._flat[0], g.fold_plus, g.fold_minus, g.orbit_index, shells, s0, g.shell_start, self._chunk_bounds(s0, s1), g.pair_fold, g.pair_ring,
+                                       self._ring_orbits, p.orbit_phase(0, p.order + 1), p.legendre_table, gather, columns)
+
+    def _chunk_bounds(self, s0, s1):
+        """Shell offsets of the polar step's units of work within shells s0 .. s1 - 1."""
+        chunks = self._chunks[(self._chunks > s0) & (self._chunks < s1)]
+        return np.concatenate([[s0], chunks, [s1]]).astype(np.int64)
 
     @contextlib.contextmanager
     def _threads(self):

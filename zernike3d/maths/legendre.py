@@ -35,35 +35,39 @@ def recurrence_coefficients(lmax):
     return np.ascontiguousarray(a), np.ascontiguousarray(b), c
 
 
-@numba.njit(cache=True)
-def legendre_column(ct, pmm, m, lmax, a, b, out):
-    """Fill ``out[0 : lmax - m + 1]`` with Pbar_lm(ct) for l = m..lmax, given Pbar_mm."""
-    p2 = 0.0
-    p1 = pmm
-    out[0] = p1
-    for l in range(m + 1, lmax + 1):
-        p = a[l, m] * (ct * p1 - b[l, m] * p2)
-        out[l - m] = p
-        p2 = p1
-        p1 = p
+@numba.njit(parallel=True, cache=True)
+def legendre_table(cos_theta, sin_theta, lmax, a, b, diag, out):
+    """Fill out[p, l (l + 1) / 2 + m] with Pbar_lm(cos_theta[p]) for 0 <= m <= l <= lmax
+    (l-major, m fastest), with (a, b, diag) from :func:`recurrence_coefficients`;
+    ``sin_theta`` >= 0."""
+    norm = 1.0 / np.sqrt(4.0 * np.pi)
+    for p in numba.prange(cos_theta.size):
+        ct = cos_theta[p]
+        pmm = norm
+        for m in range(lmax + 1):
+            if m > 0:
+                pmm *= diag[m] * sin_theta[p]
+            older = 0.0
+            current = pmm
+            out[p, m * (m + 1) // 2 + m] = current
+            for l in range(m + 1, lmax + 1):
+                value = a[l, m] * (ct * current - b[l, m] * older)
+                out[p, l * (l + 1) // 2 + m] = value
+                older = current
+                current = value
 
 
 def normalised_legendre(lmax, cos_theta):
     """Pbar_lm(cos_theta) for 0 <= m <= l <= lmax; shape (lmax+1, lmax+1, n), [l, m, point].
 
-    A plain NumPy-facing evaluation (same recurrence as the kernels) for tests and for
-    small problems; entries with m > l are 0.
+    A NumPy-facing layout of :func:`legendre_table` (the recurrence the transforms use) for
+    tests and small problems; entries with m > l are 0.
     """
     ct = np.atleast_1d(np.asarray(cos_theta, dtype=np.float64))
     st = np.sqrt(np.clip(1.0 - ct * ct, 0.0, None))
-    a, b, c = recurrence_coefficients(lmax)
+    table = np.empty((ct.size, (lmax + 1) * (lmax + 2) // 2))
+    legendre_table(ct, st, lmax, *recurrence_coefficients(lmax), table)
+    l, m = np.tril_indices(lmax + 1)
     out = np.zeros((lmax + 1, lmax + 1, ct.size))
-    column = np.empty(lmax + 1)
-    for i in range(ct.size):
-        pmm = 1.0 / np.sqrt(4.0 * np.pi)
-        for m in range(lmax + 1):
-            if m > 0:
-                pmm *= c[m] * st[i]
-            legendre_column(ct[i], pmm, m, lmax, a, b, column)
-            out[m:, m, i] = column[: lmax - m + 1]
+    out[l, m] = table.T
     return out

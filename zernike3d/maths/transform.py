@@ -21,6 +21,8 @@ tables of :mod:`zernike3d.maths.geometry`:
 2. polar step: for each shell, the sum over its pairs of Pbar_lm(cos theta) times the
    even (l + m even) or odd fold: cost pairs x (l, m) x volumes. Each pair runs the
    Legendre recurrence in l across all the m of a block at once (SIMD lanes over m);
+   decompose of a single map at low order reads Pbar_lm from a table kept with the plan
+   instead (TABLE_MAX_ORDER), and folds each orbit's channels where it is used;
 3. radial step: Omega_nlm = dV sum_shells R_nl(r_shell) A_lm(shell), a real matrix
    product per l (BLAS) on the shell sums as they lie in memory (real, l-major).
 
@@ -45,7 +47,7 @@ import numpy as np
 from zernike3d.maths.backends import make_backend
 from zernike3d.maths.basis import RADIAL_TABLE_CACHED, Basis, radial_table_bytes
 from zernike3d.maths.indexing import coefficient_count, nlm_offsets
-from zernike3d.maths.legendre import recurrence_coefficients
+from zernike3d.maths.legendre import legendre_table, recurrence_coefficients
 
 #: default memory budget of the per-block work arrays (bytes)
 DEFAULT_WORKSPACE = 512 * 2**20
@@ -65,15 +67,14 @@ def decompose(maps, geometry, order, *, basis=None, backend="numba", threads=Non
     engine = make_backend(backend, plan, n_vol, threads, gpu_id, radial_resident)
     xp = engine.xp
     engine.load_maps(maps)
-    moments = xp.zeros((n_vol, coefficient_count(order)), dtype=xp.complex128)
+    parts = xp.zeros(n_vol * coefficient_count(order) * 2)  # the moments' [real, imag]
     for m0, m1, s0, s1 in plan.iterate(progress, "decompose"):
         shells = None  # the previous block's shell sums are freed before the next are made
         shells = engine.shell_sums(m0, m1, s0, s1)
         for l in range(m0, order + 1):
-            ns, columns, block = plan.columns(l, m0, m1)
-            parts = (engine.radial(l, s0, s1) @ shells[:, block]).reshape(ns, 2, n_vol, columns.shape[1])
-            moments[:, xp.asarray(columns)] += (parts[:, 0] + 1j * parts[:, 1]).transpose(1, 0, 2)
-    return engine.to_numpy(moments) * geometry.voxel_volume
+            index, block = plan.columns(l, m0, m1)
+            parts[xp.asarray(index)] += engine.radial(l, s0, s1) @ shells[:, block]
+    return engine.to_numpy(parts).view(np.complex128).reshape(n_vol, -1) * geometry.voxel_volume
 
 
 def reconstruct(moments, geometry, order, *, basis=None, backend="numba", threads=None, gpu_id=None, radial_resident=True, progress=False, max_workspace=DEFAULT_WORKSPACE):
@@ -89,15 +90,13 @@ def reconstruct(moments, geometry, order, *, basis=None, backend="numba", thread
     plan = _plan(geometry, order, basis, n_vol, max_workspace, backend == "numba")
     engine = make_backend(backend, plan, n_vol, threads, gpu_id, radial_resident)
     xp = engine.xp
-    device_moments = xp.asarray(moments)
+    parts = xp.asarray(np.ascontiguousarray(moments).view(np.float64).ravel())  # [real, imag]
     for m0, m1, s0, s1 in plan.iterate(progress, "reconstruct"):
         shells = None  # the previous block's shell sums are freed before the next are made
         shells = xp.empty((s1 - s0, plan.shell_width(m0, m1)))
         for l in range(m0, order + 1):
-            ns, columns, block = plan.columns(l, m0, m1)
-            coefficients = device_moments[:, xp.asarray(columns)].transpose(1, 0, 2)  # (n, V, m)
-            parts = xp.stack([coefficients.real, coefficients.imag], axis=1).reshape(ns, -1)
-            shells[:, block] = engine.radial(l, s0, s1).T @ parts
+            index, block = plan.columns(l, m0, m1)
+            shells[:, block] = engine.radial(l, s0, s1).T @ parts[xp.asarray(index)]
         engine.add_maps(shells, m0, m1, s0, s1)
     return engine.maps()
 
@@ -160,6 +159,16 @@ def _cached_plan(geometry, order, n_volumes, max_workspace, shell_blocks):
 #: shell blocks smaller than this are not worth their per-block costs (m blocks instead)
 MIN_SHELL_BLOCK = 256
 
+#: decompose of a single map up to this order takes the polar step from a table of
+#: Pbar_lm at the pairs (:func:`zernike3d.maths._kernels.shell_sums_from_table`) when the
+#: table fits in LEGENDRE_TABLE_MAX; kept with the plan, so a loop over maps builds it
+#: once. Whole decompose calls, 2 cores (``bench_transform.py --legendre-table``): 1.75x
+#: faster than the recurrence at 64^3 orders 5-10, 1.4x at 15, 1.25x at 20, 1.6x at 96^3
+#: order 10; the polar step alone was slower than the recurrence from order 30, and with
+#: 2 maps or more (the recurrence then serves every map at once)
+TABLE_MAX_ORDER = 20
+LEGENDRE_TABLE_MAX = 16 * 2**20
+
 
 def shell_block_size(grid, order, n_volumes, max_workspace):
     """Shells per block when every m goes in one block: the shell sums of that many
@@ -168,6 +177,17 @@ def shell_block_size(grid, order, n_volumes, max_workspace):
     fixed = channel_bytes(grid, n_volumes) + grid.orbit_ring.size * (order + 1) * 32
     per_shell = 2 * n_volumes * sum(order + 1 - m for m in range(order + 1)) * 8
     return int(max(0, min(grid.n_shells, (max_workspace - fixed) // per_shell)))
+
+
+def legendre_table_bytes(grid, order, n_volumes, max_workspace, shell_blocks=True):
+    """Bytes of the table of Pbar_lm at the pairs that decompose of ``n_volumes`` maps
+    uses (see TABLE_MAX_ORDER), 0 when it takes the recurrence: one map, xy orbits, every
+    m and every fold's channels in each block (numba backend), n_pairs x n_lm float64."""
+    if not (shell_blocks and n_volumes == 1 and grid.orbit_ring.size and order <= TABLE_MAX_ORDER):
+        return 0
+    m_block, _, group = block_layout(grid, order, n_volumes, max_workspace, shell_blocks)
+    size = grid.n_pairs * (order + 1) * (order + 2) // 2 * 8
+    return size if m_block == order + 1 and group == grid.fold_plus.size and size <= LEGENDRE_TABLE_MAX else 0
 
 
 def block_layout(grid, order, n_volumes, max_workspace, shell_blocks=True):
@@ -214,6 +234,7 @@ class _Plan:
         self.m_block, self.shell_block, group = block_layout(self.grid, order, n_volumes, max_workspace, shell_blocks)
         n_folds = self.grid.fold_plus.size
         self.fold_groups = [(f0, min(f0 + group, n_folds)) for f0 in range(0, n_folds, group)]
+        self.uses_legendre_table = legendre_table_bytes(self.grid, order, n_volumes, max_workspace, shell_blocks) > 0
         self._l_starts = {}
         self._columns = {}
         self._orbit_phases = {}
@@ -224,6 +245,26 @@ class _Plan:
         from zernike3d.maths._kernels import shell_chunks
 
         return shell_chunks(self.grid.shell_start)
+
+    @cached_property
+    def legendre_table(self):
+        """Pbar_lm(cos theta) of every pair, (n_pairs, n_lm), l-major (decompose of one map
+        at low order: see :func:`legendre_table_bytes`)."""
+        g = self.grid
+        table = np.empty((g.n_pairs, (self.order + 1) * (self.order + 2) // 2))
+        legendre_table(g.pair_cos, g.pair_sin, self.order, self.a, self.b, self.diag, table)
+        table.flags.writeable = False
+        return table
+
+    @cached_property
+    def legendre_table_index(self):
+        """(gather, columns) of :func:`zernike3d.maths._kernels.shell_sums_from_table`: for
+        (l, m) at i = l (l + 1) / 2 + m, the index (parity of l) * 2 (order + 1) + m of its
+        ring sum, and for (part, i) the shell-sum column (one map, every m)."""
+        lm = [(l, m) for l in range(self.order + 1) for m in range(l + 1)]
+        gather = np.array([(l & 1) * 2 * (self.order + 1) + m for l, m in lm], dtype=np.int64)
+        columns = np.array([[self.shell_columns(l, m, 0, self.order + 1)[part] for l, m in lm] for part in range(2)], dtype=np.int64)
+        return gather, columns.ravel()
 
     @cached_property
     def ring_orbits(self):
@@ -289,19 +330,24 @@ class _Plan:
         return 2 * self.n_volumes * self.lm_count(m0, m1)
 
     def columns(self, l, m0, m1):
-        """For one l: number of n, moment columns (n_count, n_m) and the slice of shell-sum
-        columns that holds its m = m0, ..., min(l, m1 - 1).
+        """For one l: the moments its radial step makes and the shell-sum columns it
+        reads, (index, block).
 
         Shell sums are real, (n_shells, shell_width): the block of l starts at column
-        2 V l_start[l] and holds [real, imag] x V x n_m, m fastest, so that it is the
-        right-hand side of the radial step's matrix product as it lies in memory."""
+        2 V l_start[l] and holds [real, imag] x V x n_m for its m = m0, ..., min(l, m1 - 1),
+        m fastest, so that it is the right-hand side of the radial step's matrix product
+        as it lies in memory. ``index`` (n_count, 2 V n_m) gives where each entry of that
+        product (row n = l, l + 2, ..., order) goes in the moments (V, ncoef) complex seen
+        as float64 [real, imag] and flattened."""
         key = (l, m0, m1)
         if key not in self._columns:
             ms = np.arange(m0, min(m1, l + 1))
             ns = np.arange(l, self.order + 1, 2)
-            columns = self.offsets[ns, l][:, None] + ms[None, :]
+            coefficient = self.offsets[ns, l][:, None, None, None] + ms  # (n, part, v, m)
+            volume = np.arange(self.n_volumes)[:, None]
+            index = (volume * coefficient_count(self.order) + coefficient) * 2 + np.arange(2)[:, None, None]
             start = 2 * self.n_volumes * self.l_start(m0, m1)[l]
-            self._columns[key] = ns.size, columns, slice(start, start + 2 * self.n_volumes * ms.size)
+            self._columns[key] = index.reshape(ns.size, -1), slice(start, start + 2 * self.n_volumes * ms.size)
         return self._columns[key]
 
     def shell_columns(self, l, m, m0, m1):
