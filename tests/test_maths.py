@@ -133,7 +133,8 @@ def test_shell_blocks_do_not_change_results():
     assert relative_error(reconstruct(whole, geometry, order, max_workspace=budget), reconstruct(whole, geometry, order)) < 1e-13
 
 
-def test_single_maps_at_low_order_take_the_legendre_table_with_the_same_results():
+def test_single_maps_at_low_order_take_the_legendre_table_with_the_same_results(monkeypatch):
+    from zernike3d.maths import transform
     from zernike3d.maths.transform import TABLE_MAX_ORDER, _Plan, channel_bytes
 
     geometry = BallGeometry.for_box(40, 1.0, "circumscribed")
@@ -154,9 +155,14 @@ def test_single_maps_at_low_order_take_the_legendre_table_with_the_same_results(
     assert plan.uses_legendre_table and plan.shell_block == 400 < grid.n_shells
     for order, limit in ((0, None), (1, None), (7, None), (20, None), (20, budget)):
         kwargs = {} if limit is None else {"max_workspace": limit}
-        table = decompose(maps[0], geometry, order, **kwargs)
-        recurrence = decompose(maps, geometry, order, **kwargs)[:1]  # two maps: the recurrence
+        table = decompose(maps[1], geometry, order, **kwargs)
+        with monkeypatch.context() as patch:
+            patch.setattr(transform, "TABLE_MAX_ORDER", -1)
+            transform._cached_plan.cache_clear()
+            recurrence = decompose(maps[1], geometry, order, **kwargs)
+        transform._cached_plan.cache_clear()
         assert relative_error(table, recurrence) < 1e-13, order
+        assert relative_error(table, decompose(maps, geometry, order, **kwargs)[1:]) < 1e-13, order  # two maps
     # reconstruct never needs the table: the plan builds it on decompose's first use
     reconstruct(table, geometry, 20)
     from zernike3d.maths.transform import _cached_plan
@@ -356,7 +362,7 @@ def test_a_float32_map_is_never_copied_to_float64():
     box = 96
     geometry = BallGeometry.for_box(box, 1.0)
     maps = np.random.default_rng(3).standard_normal((1, box, box, box), dtype=np.float32)
-    decompose(maps[:, :8, :8, :8].copy(), BallGeometry.for_box(8, 1.0), 2)  # kernels compiled
+    decompose(maps[:, :8, :8, :8].copy(), BallGeometry.for_box(8, 1.0), 2, max_workspace=1)  # the same kernels compiled
     geometry.grid  # tables built (and cached) before tracing
     tracemalloc.start()
     try:
