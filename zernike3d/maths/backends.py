@@ -98,6 +98,8 @@ class NumbaBackend:
     and the polar step computes each pair's ring sums from them, so no block of ring sums
     is ever stored; reconstruct accumulates adjoint channels over the blocks and unfolds
     them once. Without orbits the ring step writes the block's ring sums (per xy point).
+    When the plan uses its table of Pbar_lm (decompose of one map at low order), no
+    channels are stored either: the table kernel folds each orbit where it is used.
     """
 
     xp = np
