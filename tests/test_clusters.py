@@ -12,7 +12,8 @@ from cryosparc.dataset import Dataset as CsDataset
 from zernike3d.analysis import clusters as cl
 from zernike3d.cli import main
 from zernike3d.errors import InputError
-from zernike3d.io.cryosparc_export import rows_of_uids
+from zernike3d.io.cryosparc import read_particles
+from zernike3d.io.cryosparc_export import result_type, rows_of_uids
 from zernike3d.io.dataset import Dataset
 from zernike3d.synthetic import write_3dva_job
 
@@ -116,7 +117,8 @@ def test_subsets_partition_the_job_and_keep_every_field(real_job, tmp_path):
         prefixes = {f.split("/")[0] for f in original.dtype.names if "/" in f}
         assert set(group["results"]) == prefixes
         for prefix, result in group["results"].items():
-            assert result == {"metafile": f">{name}.cs", "num_items": len(table), "type": f"particle.{prefix}"}
+            kind = "components" if prefix.startswith("components_mode_") else prefix  # cryoSPARC's result types
+            assert result == {"metafile": f">{name}.cs", "num_items": len(table), "type": f"particle.{kind}"}
         return set(table["uid"].tolist())
 
     clusters = [subset(f"cluster_{c:02d}") for c in range(3)]
@@ -293,3 +295,58 @@ def test_latent_figure_for_one_or_several_components(tmp_path, components):
     plot_latent_pairs(path, latents, "test", labels=labels, centres=centres, series=latents[:5],
                       paths={"path_a_b": latents[[0, 100, 400]]})
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def save_cs(path, records):
+    """``records`` (a NumPy structured array) as a NumPy-format .cs, fields packed."""
+    from numpy.lib.recfunctions import repack_fields
+
+    with open(path, "wb") as f:
+        np.save(f, repack_fields(records))
+
+
+def test_a_jobs_own_particles_file_is_joined_with_its_passthrough_file(tmp_path, shared_data, capsys):
+    """cryoSPARC writes a 3DVA job's J<n>_particles.cs with uid and components_mode_* only,
+    and the blob, ctf and alignments3D fields in J<n>_passthrough_particles.cs: import reads
+    the pixel size there, and the subsets carry every field of both, row by uid."""
+    job = tmp_path / "J1"
+    _, _, cs = write_3dva_job(job, box=16, particles_cs=shared_data / "cryosparc_P12_J24_001_particles.cs")
+    whole = np.load(cs)
+    made = [f for f in whole.dtype.names if f == "uid" or f.startswith("components_mode_")]
+    inherited = [f for f in whole.dtype.names if not f.startswith("components_mode_")]
+    save_cs(cs, whole[made])
+    assert read_particles(cs).psize_A is None  # the job's own file alone has no pixel size
+    passthrough = job / "J1_passthrough_particles.cs"
+    save_cs(passthrough, whole[inherited][::-1])  # rows in another order: joined by uid, not by row
+    particles = read_particles(cs)
+    assert (particles.psize_A, particles.blob_box) == (float(whole["blob/psize_A"][0]), int(whole["blob/shape"][0][0]))
+
+    dataset = tmp_path / "dataset.npz"
+    assert main(["import", "--job-dir", str(job), "--out", str(dataset)]) == 0
+    out = tmp_path / "clusters"
+    assert main(["cluster", str(dataset), "--k", "2", "--threads", "1", "--subsets", "--out-dir", str(out)]) == 0
+    assert "joined by uid" in capsys.readouterr().out
+    for c in range(2):
+        table = np.load(out / "subsets" / f"cluster_{c:02d}.cs")
+        wanted = whole[np.isin(whole["uid"], table["uid"])]  # the job's order
+        assert sorted(table.dtype.names) == sorted(whole.dtype.names)
+        for field in whole.dtype.names:  # every field of every row, exactly, with its dtype
+            assert table.dtype[field] == whole.dtype[field], field
+            np.testing.assert_array_equal(table[field], wanted[field], err_msg=field)
+        group = yaml.safe_load((out / "subsets" / f"cluster_{c:02d}.csg").read_text())
+        assert group["results"]["components_mode_2"]["type"] == "particle.components"
+        assert group["results"]["blob"]["type"] == "particle.blob"
+        assert group["results"]["alignments3D"]["type"] == "particle.alignments3D"
+
+    save_cs(passthrough, whole[inherited][1:])  # a particle missing from the passthrough file
+    assert main(["cluster", str(dataset), "--k", "2", "--threads", "1", "--subsets", "--out-dir", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert f"error: {passthrough}: 1 of the dataset's 2019 particles are not in this table" in error and "\n" not in error
+    assert error.endswith("not the passthrough file of J1_particles.cs, or a damaged one")
+    assert len(np.load(out / "subsets" / "cluster_01.cs")) == len(table)  # the earlier output stands
+
+
+def test_result_types_follow_cryosparc():
+    assert [result_type(p) for p in ("components_mode_0", "components_mode_12", "alignments_class_3", "blob",
+                                     "ctf", "alignments3D", "location", "components_mode")] == [
+        "components", "components", "alignments3D", "blob", "ctf", "alignments3D", "location", "components_mode"]

@@ -179,6 +179,22 @@ def test_several_jobs_in_one_directory_is_ambiguous(job, tmp_path):
         run_import("--job-dir", directory, "--out", tmp_path / "x.npz")
 
 
+def test_downloaded_job_files_are_found_and_a_second_copy_is_refused(job, tmp_path):
+    directory, map_path, components, cs = job
+    downloaded = tmp_path / "downloaded"
+    downloaded.mkdir()
+    for path in (map_path, *components, cs):  # as cryoSPARC names a download: cryosparc_P<p>_ in front
+        shutil.copy(path, downloaded / f"cryosparc_P3_{path.name}")
+    assert run_import("--job-dir", downloaded, "--out", tmp_path / "a.npz") == 0
+    run_import("--job-dir", directory, "--out", tmp_path / "b.npz")
+    a, b = Dataset.load(tmp_path / "a.npz"), Dataset.load(tmp_path / "b.npz")
+    np.testing.assert_array_equal(a.maps, b.maps)
+    np.testing.assert_array_equal(a.latents, b.latents)
+    shutil.copy(map_path, downloaded / map_path.name)
+    with pytest.raises(InputError, match="two files for the map: J1_map.mrc and cryosparc_P3_J1_map.mrc"):
+        run_import("--job-dir", downloaded, "--out", tmp_path / "c.npz")
+
+
 def test_empty_job_dir(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no 3D Variability outputs"):

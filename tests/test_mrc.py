@@ -40,6 +40,20 @@ def test_axis_map_is_reordered_to_z_y_x(tmp_path):
     assert np.array_equal(read_map(tmp_path / "swapped.mrc").data, stored.transpose(2, 1, 0))
 
 
+def test_a_zero_origin_field_gives_way_to_the_start_indices_as_in_chimerax(tmp_path):
+    # EMDB-style header: origin 0, the offset in nxstart/nystart/nzstart (column, row, section
+    # starts), here with columns along z and sections along x
+    with mrcfile.new(tmp_path / "emdb.mrc") as mrc:
+        mrc.set_data(np.zeros((4, 4, 4), np.float32))
+        mrc.voxel_size = 1.5
+        mrc.header.mapc, mrc.header.mapr, mrc.header.maps = 3, 2, 1
+        mrc.header.nxstart, mrc.header.nystart, mrc.header.nzstart = -8, -4, 2
+    assert read_map(tmp_path / "emdb.mrc").origin == (2 * 1.5, -4 * 1.5, -8 * 1.5)  # x, y, z
+    with mrcfile.open(tmp_path / "emdb.mrc", mode="r+") as mrc:  # a set origin field wins
+        mrc.header.origin = (1.0, 0.0, 0.0)
+    assert read_map(tmp_path / "emdb.mrc").origin == (1.0, 0.0, 0.0)
+
+
 def test_voxel_size_override_and_zero_header(tmp_path):
     path = write_raw(tmp_path / "zero.mrc", np.zeros((4, 4, 4), np.float32), voxel_size=0.0)
     with pytest.raises(InputError, match="zero.mrc: voxel size in the header is 0"):

@@ -73,7 +73,7 @@ def movie_script(script_name, movie_name, frames):
         "movie record",
         "vseries play #2 loop false direction oscillate",
         f"wait {2 * frames}",
-        f"movie encode {_quote(movie_name)} framerate 10",
+        f"movie encode {_quote(movie_name)} framerate 10 wait true",
         "",
     ])
 

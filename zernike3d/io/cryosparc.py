@@ -6,10 +6,17 @@ understands both the NumPy format (``np.save`` of a structured array) and the ne
 compressed format. A 3D Variability job adds, for each component k, the fields
 ``components_mode_{k}/component`` (uint32, the value k) and ``components_mode_{k}/value``
 (float32, the particle's latent coordinate along component k, unitless).
+
+cryoSPARC splits each output of a job in two files: ``J<n>_<output>.cs`` with the
+fields the job made (for 3D Variability: ``uid`` and ``components_mode_*``) and
+``J<n>_passthrough_<output>.cs`` with the fields it passed on unchanged from its inputs
+(``blob``, ``ctf``, ``alignments3D``, ...), row for row by uid (:func:`passthrough_path`).
+An output downloaded or exported from cryoSPARC holds both in one file.
 """
 
 import dataclasses
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +26,9 @@ from cryosparc.dataset import DatasetLoadError
 from zernike3d.errors import InputError
 
 _COMPONENT_FIELD = re.compile(r"^components_mode_(\d+)/")
+#: J<n>_<output>.cs, J<n>_<iteration>_<output>.cs, or either downloaded
+#: (cryosparc_P<p>_ in front); not a passthrough file itself
+_JOB_OUTPUT = re.compile(r"^(?P<job>.*J\d+(?:_\d+)?)_(?P<output>(?!passthrough_).+)\.cs$")
 #: first bytes of a compressed (CSDAT) .cs file (cryosparc.dataset.FORMAT_MAGIC_PREFIXES)
 CSDAT_MAGIC = b"\x95CSDAT"
 
@@ -47,40 +57,115 @@ class VariabilityParticles:
         return self.latents.shape[1]
 
 
-def read_particles(path):
-    """Read a 3DVA ``particles.cs``; :class:`InputError` naming ``path`` if it is not one.
+def passthrough_path(path):
+    """The passthrough file beside a job's output ``path``
+    (``J<n>_passthrough_<output>.cs`` beside ``J<n>_<output>.cs``), or None if there is none."""
+    path = Path(path)
+    match = _JOB_OUTPUT.match(path.name)
+    if match is None:
+        return None
+    sibling = path.with_name(f"{match['job']}_passthrough_{match['output']}.cs")
+    return sibling if sibling.is_file() else None
 
-    Only the fields used are loaded (uid, ``components_mode_*/value``, ``blob/psize_A``,
-    ``blob/shape``), all numeric. A compressed (CSDAT) file's framing is checked first
-    (:func:`check_csdat_framing`): cryosparc-tools crashes the process (segmentation
-    fault) on a truncated one when it frees the half-decoded string columns, so those
-    are never decoded. A table without a ``uid`` field is refused: cryosparc-tools would
-    make up new random uids on every load.
-    """
+
+def checked_header(path):
+    """cryosparc-tools' header of the ``.cs`` table ``path`` (``dtype``: its fields,
+    ``length``: its rows), after the checks that loading it needs: a readable ``.cs`` with
+    a ``uid`` field, and for a compressed (CSDAT) file every column present
+    (:func:`check_csdat_framing`: cryosparc-tools crashes the process, a segmentation
+    fault, on a truncated one when it frees the half-decoded string columns). A table
+    without uids is refused: cryosparc-tools would make up new random uids on every
+    load. :class:`InputError` naming ``path`` otherwise."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "particles file not found")
     try:
         header = CsDataset.inspect(path)
-    except DatasetLoadError as err:
+    except (DatasetLoadError, ValueError, OSError) as err:
         cause = str(err.__cause__ or err).splitlines()[0][:120]
         raise InputError(path, f"not a readable cryoSPARC .cs file, or a truncated one ({cause})") from None
-    fields = [field[0] for field in header["dtype"]]
-    if "uid" not in fields:
+    if "uid" not in [field[0] for field in header["dtype"]]:
         raise InputError(path, "particles table has no uid field (cryoSPARC would invent random uids on "
                          "every load, so results could not be traced back to particles)")
+    if is_compressed(path):
+        check_csdat_framing(path, header)
+    return header
+
+
+def is_compressed(path):
+    """True for cryoSPARC's compressed (CSDAT) format, False for NumPy ``.npy`` records."""
     with open(path, "rb") as f:
-        if f.read(len(CSDAT_MAGIC)) == CSDAT_MAGIC:
-            check_csdat_framing(path, header)
-    wanted = [f for f in fields if f in ("blob/psize_A", "blob/shape") or _COMPONENT_FIELD.match(f) and f.endswith("/value")]
-    kinds = {field[0]: _field_dtype(field).base.kind for field in header["dtype"]}
-    if any(kinds[f] not in "iuf" for f in ["uid", *wanted]):
-        raise InputError(path, f"non-numeric fields: {', '.join(f for f in ['uid', *wanted] if kinds[f] not in 'iuf')}")
+        return f.read(len(CSDAT_MAGIC)) == CSDAT_MAGIC
+
+
+def load_table(path, fields=None):
+    """The cryosparc-tools Dataset of a ``.cs`` that passed :func:`checked_header`: every
+    field, or ``uid`` and ``fields``."""
     try:
-        table = CsDataset.load(path, fields=wanted)
-    except DatasetLoadError as err:
-        raise InputError(path, f"not a readable cryoSPARC .cs file ({err.__cause__ or err})") from None
-    return particles_from_table(path, fields, table.__getitem__)
+        return CsDataset.load(path, fields=fields)
+    except (DatasetLoadError, ValueError, OSError) as err:
+        cause = str(err.__cause__ or err).splitlines()[0][:120]
+        raise InputError(path, f"not a readable cryoSPARC .cs file, or a truncated one ({cause})") from None
+
+
+def read_particles(path):
+    """Read a 3DVA ``particles.cs``; :class:`InputError` naming ``path`` if it is not one.
+
+    Only the fields used are loaded (uid, ``components_mode_*/value``, ``blob/psize_A``,
+    ``blob/shape``), all numeric. When the table has no ``blob`` fields (a job's own
+    ``J<n>_particles.cs``), the pixel size and box come from its passthrough file, if it
+    is there and readable (they only serve a check of the map's voxel size).
+    """
+    path = Path(path)
+    header = checked_header(path)
+    fields = [field[0] for field in header["dtype"]]
+    wanted = [f for f in fields if f in _SAMPLING_FIELDS or _COMPONENT_FIELD.match(f) and f.endswith("/value")]
+    _check_numeric(path, header, ["uid", *wanted])
+    table = load_table(path, wanted)
+    particles = particles_from_table(path, fields, table.__getitem__)
+    passthrough = passthrough_path(path)
+    if particles.psize_A is None and passthrough is not None:
+        particles = _sampling_from_passthrough(particles, passthrough)
+    return particles
+
+
+_SAMPLING_FIELDS = ("blob/psize_A", "blob/shape")
+
+
+def _check_numeric(path, header, fields):
+    kinds = {field[0]: _field_dtype(field).base.kind for field in header["dtype"]}
+    bad = [f for f in fields if kinds[f] not in "iuf"]
+    if bad:
+        raise InputError(path, f"non-numeric fields: {', '.join(bad)}")
+
+
+def _sampling_from_passthrough(particles, path):
+    """``particles`` with the pixel size and box of its first particle's row in the
+    passthrough file ``path``; unchanged, with a warning, if that cannot be read."""
+    try:
+        header = checked_header(path)
+        fields = [field[0] for field in header["dtype"]]
+        wanted = [f for f in _SAMPLING_FIELDS if f in fields]
+        if not wanted:
+            return particles
+        _check_numeric(path, header, wanted)
+        table = load_table(path, wanted)
+    except InputError as err:
+        warnings.warn(f"{err}: the particles' pixel size is not known", stacklevel=3)
+        return particles
+    rows = np.flatnonzero(np.asarray(table["uid"], dtype=np.uint64) == particles.uid[0])
+    if rows.size == 0:
+        return particles
+    psize, box = _sampling(wanted, lambda name: table[name][rows])
+    return dataclasses.replace(particles, psize_A=psize, blob_box=box)
+
+
+def _sampling(fields, column):
+    """(``blob/psize_A`` in Å, the box in pixels of ``blob/shape``) of the first row, each
+    None when the table lacks the field."""
+    psize = float(column("blob/psize_A")[0]) if "blob/psize_A" in fields else None
+    box = int(np.ravel(column("blob/shape")[0])[0]) if "blob/shape" in fields else None
+    return psize, box
 
 
 def check_csdat_framing(path, header):
@@ -140,6 +225,4 @@ def particles_from_table(source, fields, column):
         cols = ", ".join(f"components_mode_{k}/value" for k in np.flatnonzero(bad.any(axis=0)))
         raise InputError(source, f"{int(bad.any(axis=1).sum())} particles have NaN or "
                          f"infinite latents ({cols})")
-    psize = float(column("blob/psize_A")[0]) if "blob/psize_A" in fields else None
-    box = int(np.ravel(column("blob/shape")[0])[0]) if "blob/shape" in fields else None
-    return VariabilityParticles(uid, latents, psize, box)
+    return VariabilityParticles(uid, latents, *_sampling(fields, column))

@@ -1,7 +1,8 @@
 """Particle subsets written back for cryoSPARC: a ``.cs`` table and its ``.csg`` group file.
 
 A subset is the job's original particle rows, selected by uid, with every field and
-its dtype unchanged, saved with cryosparc-tools' ``Dataset.save`` in the format of the
+its dtype unchanged (and those of the job's passthrough file, joined by uid: see
+:func:`read_table`), saved with cryosparc-tools' ``Dataset.save`` in the format of the
 source file (NumPy ``.npy`` records or cryoSPARC's compressed stream, told apart by the
 file's first bytes). cryoSPARC's *Import Result Group* job reads the ``.csg`` file, a
 YAML document::
@@ -16,14 +17,18 @@ YAML document::
       blob:
         metafile: '>cluster_00.cs'  # '>' = a path relative to the .csg file
         num_items: 1234
-        type: particle.blob
+        type: particle.blob       # particle.<result type>: see result_type
       ctf: ...
+      components_mode_0:
+        ...
+        type: particle.components
     version: zernike3d 0.1.0      # cryoSPARC writes its own version here
 
 as cryoSPARC's own exported groups (``exports/groups/*/*.csg``) are laid out.
 """
 
 import datetime
+import re
 from pathlib import Path
 
 import numpy as np
@@ -33,41 +38,43 @@ from zernike3d.errors import InputError
 
 
 def read_table(path):
-    """The particles table of ``path`` (cryosparc-tools Dataset, every field) and its save
-    format (``NUMPY_FORMAT`` or ``CSDAT_FORMAT``). :class:`InputError` if it is not a
-    readable .cs table with uids; a compressed file's framing is checked before it is
-    decoded (:func:`zernike3d.io.cryosparc.check_csdat_framing`)."""
+    """The particles table of ``path`` (cryosparc-tools Dataset, every field), its save
+    format (``NUMPY_FORMAT`` or ``CSDAT_FORMAT``) and the passthrough file whose fields
+    were joined to it, or None.
+
+    A job's own output (``J<n>_particles.cs`` of 3D Variability: uid and
+    ``components_mode_*`` only) gets the fields it lacks from its passthrough file
+    (:func:`zernike3d.io.cryosparc.passthrough_path`: ``blob``, ``ctf``, ``alignments3D``,
+    ...), row by uid, so that a subset holds the particle images and their poses.
+    :class:`InputError` if either is not a readable .cs table with uids, or the
+    passthrough file lacks a particle.
+    """
     from cryosparc.dataset import CSDAT_FORMAT, NUMPY_FORMAT
-    from cryosparc.dataset import Dataset as CsDataset
-    from cryosparc.dataset import DatasetLoadError
 
-    from zernike3d.io.cryosparc import CSDAT_MAGIC, check_csdat_framing
+    from zernike3d.io.cryosparc import checked_header, is_compressed, load_table, passthrough_path
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "particles file not found")
-    try:
-        header = CsDataset.inspect(path)
-    except (DatasetLoadError, ValueError, OSError) as err:
-        cause = str(err.__cause__ or err).splitlines()[0][:120]
-        raise InputError(path, f"not a readable cryoSPARC .cs file, or a truncated one ({cause})") from None
-    if "uid" not in [field[0] for field in header["dtype"]]:
-        raise InputError(path, "particles table has no uid field: subsets are selected by uid")
-    with open(path, "rb") as f:
-        fmt = CSDAT_FORMAT if f.read(len(CSDAT_MAGIC)) == CSDAT_MAGIC else NUMPY_FORMAT
-    if fmt == CSDAT_FORMAT:
-        check_csdat_framing(path, header)
-    try:
-        table = CsDataset.load(path)
-    except (DatasetLoadError, ValueError, OSError) as err:
-        cause = str(err.__cause__ or err).splitlines()[0][:120]
-        raise InputError(path, f"not a readable cryoSPARC .cs file, or a truncated one ({cause})") from None
-    return table, fmt
+    checked_header(path)
+    table = load_table(path)
+    fmt = CSDAT_FORMAT if is_compressed(path) else NUMPY_FORMAT
+    passthrough = passthrough_path(path)
+    if passthrough is None:
+        return table, fmt, None
+    missing = [field for field in checked_header(passthrough)["dtype"] if field[0] not in table.fields()]
+    if not missing:
+        return table, fmt, None
+    inherited = load_table(passthrough, [field[0] for field in missing])
+    rows = rows_of_uids(inherited["uid"], table["uid"], passthrough,
+                        f"not the passthrough file of {Path(path).name}, or a damaged one")
+    table.add_fields(missing)
+    for field in missing:
+        table[field[0]] = inherited[field[0]][rows]
+    return table, fmt, passthrough
 
 
-def rows_of_uids(table_uid, uid, source):
+def rows_of_uids(table_uid, uid, source, hint="is it the job's particles .cs?"):
     """Row of each of ``uid`` in ``table_uid`` -> int64 (len(uid),); :class:`InputError`
-    naming ``source`` (the table) if a uid is missing or the table repeats one."""
+    naming ``source`` (the table), and ending in ``hint``, if a uid is missing or the
+    table repeats one."""
     table_uid = np.asarray(table_uid, dtype=np.uint64)
     uid = np.asarray(uid, dtype=np.uint64)
     order = np.argsort(table_uid, kind="stable")
@@ -78,9 +85,21 @@ def rows_of_uids(table_uid, uid, source):
     found = ordered[place] == uid
     if not found.all():
         raise InputError(source, f"{int((~found).sum())} of the dataset's {len(uid)} particles "
-                         f"are not in this table (first missing uid {int(uid[~found][0])}): "
-                         "is it the job's particles .cs?")
+                         f"are not in this table (first missing uid {int(uid[~found][0])}): {hint}")
     return order[place]
+
+
+#: result names whose type is not the name itself (cryosparc-tools ``spec.Slot``: e.g.
+#: 3D Variability's ``components_mode_X`` are of type ``components``)
+_RESULT_TYPES = ((re.compile(r"^components_mode_\d+$"), "components"),
+                 (re.compile(r"^alignments_class_\d+$"), "alignments3D"),
+                 (re.compile(r"^background_blob$"), "stat_blob"))
+
+
+def result_type(prefix):
+    """cryoSPARC's type of the result (field prefix) ``prefix``: ``components_mode_3`` ->
+    ``components``, ``alignments_class_0`` -> ``alignments3D``, ``ctf`` -> ``ctf``."""
+    return next((kind for pattern, kind in _RESULT_TYPES if pattern.match(prefix)), prefix)
 
 
 def csg_document(name, cs_filename, prefixes, count, description):
@@ -94,7 +113,7 @@ def csg_document(name, cs_filename, prefixes, count, description):
             "description": description,
         },
         "results": {
-            prefix: {"metafile": f">{cs_filename}", "num_items": int(count), "type": f"particle.{prefix}"}
+            prefix: {"metafile": f">{cs_filename}", "num_items": int(count), "type": f"particle.{result_type(prefix)}"}
             for prefix in prefixes
         },
         "version": f"zernike3d {__version__}",

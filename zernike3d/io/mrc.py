@@ -2,9 +2,12 @@
 
 Maps are held as ``data[z, y, x]`` (x the last axis, as MRC files store them when
 their axis map is the usual ``mapc, mapr, maps = 1, 2, 3``; other axis maps are
-transposed to this order). The voxel size is in Å. The origin is the MRC header's
-``origin`` field, (x, y, z) in Å: it places the map in a viewer and is written back
-unchanged; it plays no part in where the Zernike ball sits (see docs/conventions.md).
+transposed to this order). The voxel size is in Å. The origin is (x, y, z) in Å of voxel
+(0, 0, 0): the MRC header's ``origin`` field or, when that is all zero, the start indices
+(``nxstart``, ``nystart``, ``nzstart``, in the file's column, row, section order) times the
+voxel size, as ChimeraX places a map (EMDB maps often carry their offset that way). It
+places the map in a viewer and is written back as the ``origin`` field (start indices 0);
+it plays no part in where the Zernike ball sits (see docs/conventions.md).
 
 ``read_map`` accepts only what the transforms can use: a 3D cubic box of finite
 values with a known, isotropic voxel size. Anything else raises
@@ -67,6 +70,7 @@ def _read_checked(path, voxel_size):
             header_voxel = _header_floats(mrc.voxel_size.tolist())
             origin = _header_floats(header.origin.tolist())
             axis_map = (int(header.maps), int(header.mapr), int(header.mapc))
+            starts = (int(header.nzstart), int(header.nystart), int(header.nxstart))  # sections, rows, columns
     except ValueError as err:
         raise InputError(path, f"not an MRC file, or a damaged one ({err})")
     except OSError as err:
@@ -105,6 +109,9 @@ def _read_checked(path, voxel_size):
         raise InputError(path, f"voxel size must be a finite positive number of Å, got {voxel_size}")
     if not np.isfinite(origin).all():
         raise InputError(path, f"origin in the header is not finite (x, y, z = {origin} Å)")
+    if not any(origin):  # (x, y, z) start of the axis each of sections, rows, columns runs along
+        start = dict(zip(axis_map, starts))
+        origin = tuple(float(start[axis] * voxel_size) for axis in (1, 2, 3))
     return MapFile(data=data, voxel_size=voxel_size, origin=origin)
 
 

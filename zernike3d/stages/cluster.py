@@ -168,7 +168,9 @@ def _particle_table(args, dataset):
                          "a bundle or single map): give the job's particles .cs")
     if args.particles_cs is None and not Path(path).is_file():
         raise InputError(path, f"the particles .cs {args.dataset} was imported from is gone: give it with --particles-cs")
-    table, fmt = read_table(path)
+    table, fmt, passthrough = read_table(path)
+    if passthrough is not None:
+        print(f"subsets: the fields of {path} with those of {passthrough}, joined by uid")
     return table, fmt, path
 
 

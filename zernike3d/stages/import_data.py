@@ -2,7 +2,8 @@
 
 Give exactly one source:
   --job-dir DIR        a 3DVA job directory holding J<n>_map.mrc, J<n>_component_<k>.mrc
-                       (k = 0, 1, ...) and J<n>_particles.cs, of one job only
+                       (k = 0, 1, ...) and J<n>_particles.cs, of one job only (or these
+                       files as downloaded: cryosparc_P<p>_J<n>_map.mrc, ...)
   --map MAP.mrc        a single map, or with --components C0.mrc C1.mrc ... (in order of k)
                        and --particles P.cs the files of a 3DVA job named explicitly
   --wiggle B.npz       a WIGGLE 3DVA bundle (wiggle_packager.py): `consensus_map` (N, N, N)
@@ -14,7 +15,9 @@ Give exactly one source:
 
 The voxel size comes from the map header unless --apix is given. If it matches neither
 the particles' pixel size (blob/psize_A) nor that size rescaled to the map's box
-(blob/psize_A x blob/shape / N), a warning names the numbers. Everything is checked
+(blob/psize_A x blob/shape / N), a warning names the numbers. A job's own
+J<n>_particles.cs holds only uid and components_mode_*: the pixel size then comes from
+J<n>_passthrough_particles.cs beside it, if it is there. Everything is checked
 before the output is written, and it is written atomically: see zernike3d/io/dataset.py.
 """
 
@@ -31,7 +34,7 @@ from zernike3d.io.dataset import Dataset, input_record, provenance_step
 from zernike3d.io.mrc import read_map
 from zernike3d.stages import common
 
-_JOB_FILE = re.compile(r"^(J\d+)_(?:(map)\.mrc|component_(\d+)\.mrc|(particles)\.cs)$")
+_JOB_FILE = re.compile(r"^(?:cryosparc_P\d+_)?(J\d+)_(?:(map)\.mrc|component_(\d+)\.mrc|(particles)\.cs)$")
 
 
 def add_arguments(parser):
@@ -86,13 +89,11 @@ def find_job_files(directory):
             continue
         job, is_map, k, is_particles = match.groups()
         files = jobs.setdefault(job, {"components": {}})
-        if k is not None:
-            if int(k) in files["components"]:
-                raise InputError(directory, f"two files for component {int(k)}: "
-                                 f"{files['components'][int(k)].name} and {path.name}")
-            files["components"][int(k)] = path
-        else:
-            files["map" if is_map else "particles"] = path
+        slot, key = (files["components"], int(k)) if k is not None else (files, "map" if is_map else "particles")
+        if key in slot:  # e.g. J7_map.mrc and its download cryosparc_P1_J7_map.mrc
+            what = f"component {key}" if k is not None else f"the {key}"
+            raise InputError(directory, f"two files for {what}: {slot[key].name} and {path.name}")
+        slot[key] = path
     if not jobs:
         raise InputError(directory, "no 3D Variability outputs here (expected J<n>_map.mrc, "
                          "J<n>_component_<k>.mrc and J<n>_particles.cs)")
