@@ -155,6 +155,36 @@ def test_output_equal_to_an_input_or_another_output_is_refused_by_every_stage(ca
         assert "the input" in err or "the other output" in err, (argv, err)
 
 
+def test_the_analysis_stages_never_write_over_their_inputs(capsys, monkeypatch, tmp_path, job):
+    d = job.dataset
+    clusters = tmp_path / "clusters"
+    assert cli("cluster", d, "--k", 2, "--out-dir", clusters) == 0
+    inside = clusters / "dataset.npz"  # an input kept in an earlier output folder
+    inside.write_bytes(d.read_bytes())
+    refused(capsys, tmp_path, ["cluster", inside, "--k", 2, "--out-dir", clusters], clusters, "holds the input")
+    refused(capsys, tmp_path, ["cluster", d, "--k", 2, "--out-dir", tmp_path / "job"], tmp_path / "job", "holds the input")
+    refused(capsys, tmp_path, ["compare", tmp_path / "job", clusters, "--out-dir", tmp_path], tmp_path, "holds the input")
+    refused(capsys, tmp_path, ["path", d, "--between", "index:0", "index:5", "--out", tmp_path / "p.png",
+                               "--plot", tmp_path / "p.png"], "the other output")
+    refused(capsys, tmp_path, ["path", d, "--between", "index:0", "index:5", "--out", d], d, "is the input")
+    monkeypatch.chdir(clusters)
+    refused(capsys, tmp_path, ["cluster", d, "--k", 2, "--out-dir", "."], "current folder")
+
+
+def test_a_users_file_saved_into_an_earlier_output_folder_keeps_it_from_being_replaced(capsys, tmp_path, job):
+    maps = tmp_path / "maps"
+    argv = ["reconstruct", job.moments, "--particles", job.dataset, "--out-dir", maps, "--latent", "0,0"]
+    assert cli(*argv) == 0
+    assert (maps / MARKER).read_text().splitlines() == ["reconstruct --out-dir", "base.mrc", "index.csv", "latent_00.mrc"]
+    (maps / "sessions").mkdir()
+    (maps / "sessions" / "my_session.cxs").write_text("a ChimeraX session\n")
+    err = refused(capsys, tmp_path, argv, maps, "sessions/my_session.cxs")
+    assert "1 file(s) that zernike3d did not write" in err
+    (maps / "sessions" / "my_session.cxs").unlink()
+    (maps / ".snakemake_timestamp").touch()  # Snakemake's stamp of a directory() output is no one's data
+    assert cli(*argv) == 0  # nor is an empty folder left behind
+
+
 def test_an_earlier_output_of_another_kind_is_not_replaced(capsys, tmp_path, job):
     # a moments file where the invariants .npz or a dataset is to go, a dataset where moments go
     refused(capsys, tmp_path, ["invariants", job.moments, "--out", job.dataset], job.dataset, "invariants file")

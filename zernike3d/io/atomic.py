@@ -11,8 +11,11 @@ Rules every stage follows through :func:`atomic_path` / :func:`atomic_paths`:
   ``format`` entry of our ``.npz`` files, a ``zernike3d`` label in an MRC header, the
   attributes in a zarr store's ``zarr.json``, the header row of a CSV, the keys of a JSON
   record, the ``Software`` text of a PNG, and for a folder written as a whole (``--out-dir``,
-  ``--job-dir``) the marker file ``.zernike3d-output`` naming the stage that wrote it.
-  Nothing at the path, or an empty folder, may always be replaced.
+  ``--job-dir``) the marker file ``.zernike3d-output``: its first line names the stage
+  that wrote the folder, the others the files it wrote (paths relative to the folder). A
+  folder that holds any other file (a session or notes saved there since) is not
+  replaced: the refusal names that file. Nothing at the path, or an empty folder, may
+  always be replaced.
 * **All or none.** Each output is written to a temporary sibling
   ``.<stem>.tmp-<host>-<pid><suffix>`` (the suffix is kept, so libraries that pick a
   format by suffix still do the right thing). Only when every output of the call is
@@ -45,6 +48,9 @@ from zernike3d.errors import InputError
 
 #: the file inside a folder written as a whole that names the stage which wrote it
 MARKER = ".zernike3d-output"
+#: files others put into our folders that are not anyone's data: Snakemake's stamp of a
+#: directory() output
+_BOOKKEEPING = {MARKER, ".snakemake_timestamp"}
 #: a temporary from another host counts as abandoned after this long untouched (s)
 STALE_SECONDS = 24 * 3600
 #: recognition reads at most this many bytes of a small entry (format string, CSV header)
@@ -109,14 +115,28 @@ def csv_kind(columns, description):
 
 
 def folder_kind(stage):
-    """A folder written as a whole by ``stage``: it holds :data:`MARKER` naming ``stage``."""
+    """A folder written as a whole by ``stage``: it holds :data:`MARKER` naming ``stage``
+    and no file but those the marker lists (:func:`foreign_files`)."""
 
     def recognise(path):
         with open(path / MARKER) as f:
-            return f.read(_SMALL).strip() == stage
+            return f.readline(_SMALL).strip() == stage and not foreign_files(path)
 
     return OutputKind(f"a folder written by `zernike3d {stage}` (it has no {MARKER} naming {stage!r})",
                       recognise, marker=stage)
+
+
+def foreign_files(folder):
+    """The files in ``folder`` (relative paths, sorted) that its :data:`MARKER` does not
+    list as written with it (Snakemake's ``.snakemake_timestamp`` aside); [] if the
+    marker lists no files (written before markers listed them)."""
+    folder = Path(folder)
+    with open(folder / MARKER) as f:
+        written = set(f.read(_JSON_LIMIT).splitlines()[1:])
+    if not written:
+        return []
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir()}
+    return sorted(present - written - _BOOKKEEPING)
 
 
 def is_replaceable(path, kind):
@@ -135,9 +155,25 @@ def is_replaceable(path, kind):
 def check_replaceable(path, kind):
     """Raise :class:`InputError` naming ``path`` unless :func:`is_replaceable`."""
     if not is_replaceable(path, kind):
+        foreign = _foreign_files_of_output(path, kind)
+        if foreign:
+            raise InputError(path, f"holds {len(foreign)} file(s) that zernike3d did not write there "
+                                   f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); refusing to "
+                                   "replace the folder (move them away or choose another output path)")
         what = "folder" if Path(path).is_dir() else "file"
         raise InputError(path, f"a {what} is already there and is not {kind.description}; refusing to "
                                "replace it (move it away or choose another output path)")
+
+
+def _foreign_files_of_output(path, kind):
+    """:func:`foreign_files` of a folder whose marker names ``kind``'s stage, else []."""
+    try:
+        with open(Path(path) / MARKER) as f:
+            if kind.marker is None or f.readline(_SMALL).strip() != kind.marker:
+                return []
+        return foreign_files(path)
+    except OSError:
+        return []
 
 
 @contextlib.contextmanager
@@ -174,8 +210,9 @@ def atomic_paths(outputs):
         except OSError as err:
             raise _naming_output(err, items, tmps) from None
         for (path, kind), tmp in zip(items, tmps):
-            if kind.marker is not None:
-                (tmp / MARKER).write_text(kind.marker + "\n")
+            if kind.marker is not None:  # the stage, then every file written
+                files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if not p.is_dir())
+                (tmp / MARKER).write_text("".join(f"{line}\n" for line in [kind.marker, *files]))
             check_replaceable(path, kind)  # something may have appeared meanwhile
         _commit([path for path, _ in items], tmps)
     except BaseException:

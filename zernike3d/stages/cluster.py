@@ -52,7 +52,8 @@ def add_arguments(parser):
 def run(args):
     from zernike3d.analysis import clusters as cl
     from zernike3d.analysis.latent_plots import index_points, plot_latent_pairs
-    from zernike3d.io.atomic import atomic_path, check_replaceable, folder_kind
+    from zernike3d.io.atomic import atomic_path, folder_kind
+    from zernike3d.io.cryosparc import passthrough_path
     from zernike3d.io.cryosparc_export import rows_of_uids, write_subset
     from zernike3d.io.dataset import Dataset
 
@@ -63,7 +64,9 @@ def run(args):
         raise InputError("--k", "give --k (clusters), --bins or --range: there is nothing to do")
     if args.subsets and args.k is None:
         raise InputError("--subsets", "writes the clusters' particles: give --k")
-    check_replaceable(args.out_dir, folder_kind("cluster"))  # before any work
+    particles_cs = args.particles_cs or source_particles_cs(dataset)
+    common.check_outputs([args.dataset, args.particle_invariants, args.index, particles_cs,
+                          particles_cs and passthrough_path(particles_cs)], [(args.out_dir, folder_kind("cluster"))])
     latents = dataset.latents.astype(np.float64)
     invariants = _particle_invariants(args, dataset) if args.particle_invariants else None
     if args.space == "invariants" and invariants is None:

@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from zernike3d.errors import InputError
+from zernike3d.stages import common
 
 #: default order of the alignment fit: align recovers rotations to about 0.5° and shifts
 #: to 0.3 Å at order 20 (benchmarks/bench_align.py); on the 64^3 maps of
@@ -115,10 +116,10 @@ def read_results(folder):
 
 
 def run(args):
-    from zernike3d.io.atomic import atomic_path, check_replaceable, folder_kind
+    from zernike3d.io.atomic import atomic_path, folder_kind
 
     check_options(args)
-    check_replaceable(args.out_dir, folder_kind("compare"))  # before any work
+    common.check_outputs(args.results, [(args.out_dir, folder_kind("compare"))])
     results = [read_results(folder) for folder in args.results]
     check_comparable(results, args.results)
     comparison = compare(results, args)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from zernike3d.errors import InputError
+from zernike3d.stages import common
 
 
 def add_arguments(parser):
@@ -50,6 +51,7 @@ def run(args):
         from zernike3d.plots import FIGURE_OUTPUT
 
         outputs.append((args.plot, FIGURE_OUTPUT))
+    common.check_outputs([args.dataset, args.clusters, args.index], outputs)
     latents = dataset.latents.astype(np.float64)
     centres = {p.name: p.z for p in points_from_csv(args.clusters, dataset.n_components, "--clusters")} if args.clusters else {}
     rows, tracks = [], {}
