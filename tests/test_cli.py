@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 import pytest
+from cryosparc.dataset import CSDAT_FORMAT
+from cryosparc.dataset import Dataset as CsDataset
 from scipy.ndimage import gaussian_filter
 
 from zernike3d.cli import main
@@ -231,6 +233,15 @@ def test_example_writes_a_3dva_job_for_the_workflow(capsys, tmp_path, shared_dat
     )
     assert read_map(job / "J1_map.mrc").data.shape == (16, 16, 16)
     assert_refused(capsys, argv[:-1] + [tmp_path / "none.cs"], str(tmp_path / "none.cs"), "file not found", tmp_path / "other")
+    (tmp_path / "text.cs").write_text("not a table\n")
+    assert_refused(capsys, argv[:-1] + [tmp_path / "text.cs"], str(tmp_path / "text.cs"), "not a readable cryoSPARC .cs", tmp_path / "other")
+    with open(tmp_path / "bare.cs", "wb") as f:
+        np.save(f, np.zeros(3, dtype=[("uid", "<u8"), ("ctf/df1_A", "<f4")]))
+    assert_refused(capsys, argv[:-1] + [tmp_path / "bare.cs"], str(tmp_path / "bare.cs"), "no blob/psize_A", tmp_path / "other")
+    compressed = tmp_path / "compressed.cs"  # cryoSPARC's compressed format gives the same job
+    CsDataset.load(particles).save(compressed, format=CSDAT_FORMAT)
+    assert cli("example", "--job-dir", tmp_path / "job2", "--box", 16, "--components", 2, "--particles-cs", compressed) == 0
+    assert np.array_equal(np.load(tmp_path / "job2" / "J1_particles.cs"), np.load(job / "J1_particles.cs"))
 
 
 def test_example_job_without_a_particles_file_has_synthetic_particles(tmp_path):

@@ -56,8 +56,9 @@ def write_3dva_job(directory, box=32, voxel_size=None, n_components=3, *, partic
 
     Files: ``J1_map.mrc`` (the chiral phantom), ``J1_component_{k}.mrc`` (smooth difference
     maps: a Gaussian blob moved by a quarter of its width for even k, grown by 10% for odd
-    k) and ``J1_particles.cs``: the particles table ``particles_cs`` (NumPy .cs format), or
-    :func:`synthetic_particles` when None, with every field kept as it is and
+    k) and ``J1_particles.cs`` (NumPy .cs format): the particles table ``particles_cs``
+    (either .cs format), or :func:`synthetic_particles` when None, with every field kept as
+    it is and
     ``components_mode_{k}/component`` (uint32, = k) and ``components_mode_{k}/value``
     (float32, Gaussian latents with standard deviation 1 / (k + 1)) added.
 
@@ -74,7 +75,7 @@ def write_3dva_job(directory, box=32, voxel_size=None, n_components=3, *, partic
     if particles_cs is None:
         particles = synthetic_particles(voxel_size=voxel_size or 2.0, box=box, seed=seed)
     else:
-        particles = np.load(particles_cs, allow_pickle=False)
+        particles = _particle_records(particles_cs)
     if voxel_size is None:
         voxel_size = float(particles["blob/psize_A"][0])
     base = chiral_phantom(box, voxel_size)
@@ -111,6 +112,19 @@ def write_3dva_job(directory, box=32, voxel_size=None, n_components=3, *, partic
     with open(particles_path, "wb") as f:
         np.save(f, table)
     return map_path, component_paths, particles_path
+
+
+def _particle_records(path):
+    """The rows of the cryoSPARC particles table ``path`` (either .cs format) as a NumPy
+    structured array, strings as fixed-length bytes as the NumPy format stores them;
+    :class:`~zernike3d.errors.InputError` naming ``path`` unless it is a readable table
+    with uids and ``blob/psize_A`` (the job's maps take their voxel size from it)."""
+    from zernike3d.errors import InputError
+    from zernike3d.io.cryosparc import checked_header, load_table
+
+    if "blob/psize_A" not in [field[0] for field in checked_header(path)["dtype"]]:
+        raise InputError(path, "particles table has no blob/psize_A field: the job's maps take the particles' pixel size")
+    return load_table(path).to_records(fixed=True)
 
 
 def protein_like(box, voxel_size, seed, blur=0.8, step=1.5, fill=0.75, atoms_per_A3=0.045):

@@ -93,8 +93,6 @@ def run(args):
 
 def write_job(args):
     """The --job-dir mode: :func:`zernike3d.synthetic.write_3dva_job`, atomically."""
-    if args.particles_cs is not None and not Path(args.particles_cs).is_file():
-        raise InputError(args.particles_cs, "file not found")
     if args.components < 1:
         raise InputError("--components", f"must be at least 1, got {args.components}")
     common.check_outputs([args.particles_cs], [(args.job_dir, JOB_FOLDER)])
