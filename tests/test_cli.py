@@ -99,10 +99,16 @@ def test_decompose_reports_outside_density_and_unresolvable_order(capsys, tmp_pa
     captured = capsys.readouterr()
     assert "absolute density outside the ball (R = 9 Å)" in captured.out
     warnings = captured.err.strip().splitlines()
-    assert len(warnings) == 2
-    assert re.search(r"warning: \d+\.\d% of the absolute density of phantom lies outside", warnings[0])
-    assert "warning: order 60 exceeds what the sampling resolves (order 15 already reaches Nyquist" in warnings[1]
+    assert len(warnings) == 2  # the order is checked first, then the maps against the ball
+    assert "warning: order 60 exceeds what the sampling resolves (order 15 already reaches Nyquist" in warnings[0]
+    assert re.search(r"warning: \d+\.\d% of the absolute density of phantom lies outside", warnings[1])
     assert Moments.load(out).radius == 9.0
+
+
+def test_an_order_too_large_for_the_memory_is_refused_at_once(capsys, tmp_path, phantom):
+    out = tmp_path / "m.npz"
+    assert_refused(capsys, ["decompose", phantom, "--order", 100000, "--out", out], "--order",
+                   r"order 100000 has 8\.33e\+13 moments per map: at least .* GiB of memory needed", out)
 
 
 def test_decompose_several_maps_with_names(tmp_path, phantom):
@@ -115,6 +121,8 @@ def test_decompose_several_maps_with_names(tmp_path, phantom):
     assert moments.names == ["hand", "mirror"] and moments.moments.shape[0] == 2
     assert moments.origin == (5.0, 6.0, 7.0)  # from the first map
     assert np.allclose(moments.invariants()[0], moments.invariants()[1], rtol=1e-6)  # mirror images
+    for names in ("hand,hand", "hand,"):
+        assert main(["decompose", str(phantom), str(mirror), "--order", "6", "--names", names, "--out", str(tmp_path / "x.npz")]) == 2
 
 
 def test_decompose_a_dataset_bundle_with_a_cached_basis(tmp_path, phantom, moments_file):

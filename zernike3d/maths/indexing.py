@@ -30,8 +30,9 @@ def nl_table(order):
 
 @lru_cache(maxsize=64)
 def coefficient_count(order):
-    """Number of stored (m >= 0) coefficients up to ``order``."""
-    return sum((l + 1) for n in range(order + 1) for l in range(n % 2, n + 1, 2))
+    """Number of stored (m >= 0) coefficients up to ``order``: each l has l + 1 values of m
+    at each of the (order - l) // 2 + 1 orders n = l, l + 2, ... <= order."""
+    return sum((l + 1) * ((order - l) // 2 + 1) for l in range(order + 1))
 
 
 def nlm_offsets(order):

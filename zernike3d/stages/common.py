@@ -143,8 +143,15 @@ def ball_geometry(box, voxel_size, radius=None, center=None, sources=None):
 
 
 def parse_order(value, source="--order"):
+    """``value`` if it is an order whose moments of one map (16 bytes each, complex
+    float64) fit in this machine's available memory; :class:`InputError` naming
+    ``source`` before anything of that size is built."""
+    from zernike3d.maths.indexing import coefficient_count
+
     if value < 0:
         raise InputError(source, f"order must be >= 0, got {value}")
+    count = coefficient_count(value)
+    require_memory(source, 16 * count, f"order {value} has {count:.3g} moments per map")
     return value
 
 

@@ -56,14 +56,16 @@ def run(args):
         names = args.names.split(",")
         if len(names) != len(volumes):
             raise InputError("--names", f"{len(names)} names for {len(volumes)} volumes")
+        if "" in names or len(set(names)) != len(names):
+            raise InputError("--names", f"every volume needs a name of its own, got {args.names!r}")
 
     geometry = common.ball_geometry(volumes.shape[-1], voxel_size, radius, center, sources={"voxel_size": args.maps[0]})
     if args.basis is not None:
         from zernike3d.io.basis_store import read_basis_record
 
         read_basis_record(args.basis)  # a missing or malformed record fails here, before any work
-    report_outside(geometry, volumes, names)
     order = common.order_for(args, geometry)
+    report_outside(geometry, volumes, names)
     options = common.transform_options(args, geometry, order, len(volumes), "decompose", args.basis)
 
     moments = Moments.from_maps(volumes, geometry, order, names=names, origin=origin, maps_sha256=fingerprints,
