@@ -298,3 +298,17 @@ def test_help_imports_no_stage_and_no_numpy():
     assert run.returncode == 0, run.stderr
     version = subprocess.run([sys.executable, "-m", "zernike3d", "--version"], capture_output=True, text=True)
     assert version.returncode == 0 and version.stdout.startswith("zernike3d ")
+
+
+def test_a_stages_help_imports_none_of_the_heavy_libraries():
+    """`zernike3d STAGE --help` builds that stage's options only: numba, scipy, matplotlib,
+    zarr and scikit-learn are imported when a stage runs, not for its help."""
+    code = (
+        "import sys; from zernike3d.cli import STAGES, main\n"
+        "for stage in STAGES:\n"
+        "    try:\n        main([stage, '--help'])\n    except SystemExit:\n        pass\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'numba', 'scipy', 'matplotlib', 'zarr', 'sklearn'})\n"
+        "assert not heavy, heavy"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]

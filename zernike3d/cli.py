@@ -43,7 +43,13 @@ STAGES = {
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown in --help, descriptions kept as written."""
+    """Defaults shown in --help, descriptions kept as written; no "(default: None)" or
+    "(default: False)", and none added where the help text already states the default."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action.default, bool) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _top_parser():

@@ -12,7 +12,6 @@ import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.cluster.vq import kmeans2
 
 from zernike3d.errors import InputError
 from zernike3d.io.dataset import map_names
@@ -129,6 +128,8 @@ def cluster_points(latents, n_clusters, seed=0):
         raise InputError(
             "--kmeans", f"need 1..{len(latents)} clusters (one per particle at most), got {n_clusters}"
         )
+    from scipy.cluster.vq import kmeans2
+
     centres, labels = kmeans2(
         np.asarray(latents, dtype=np.float64), n_clusters, minit="++", seed=seed
     )

@@ -5,7 +5,6 @@ voxel indices are given as (z, y, x), like the arrays.
 """
 
 import numpy as np
-from scipy.ndimage import distance_transform_edt
 
 
 def center_of_mass(data, voxel_size):
@@ -106,6 +105,8 @@ def soften_mask(mask, voxel_size, edge):
     inside = np.asarray(mask) >= 0.5
     if not inside.any():
         return np.zeros(inside.shape, dtype=np.float32)
+    from scipy.ndimage import distance_transform_edt
+
     distance = distance_transform_edt(~inside, sampling=voxel_size)
     return _cosine_edge(distance, edge)
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from zernike3d.errors import InputError
 from zernike3d.io.atomic import atomic_path, json_kind
-from zernike3d.io.basis_store import basis_record, ensure_store
 from zernike3d.stages import common
 
 #: what --out may replace: an earlier basis.json
@@ -30,6 +29,8 @@ def add_arguments(parser):
 
 
 def run(args):
+    from zernike3d.io.basis_store import basis_record, ensure_store
+
     common.check_outputs([args.input], [(args.out, RECORD_OUTPUT)])
     box, voxel_size = input_box(args.input)
     geometry = common.ball_geometry(

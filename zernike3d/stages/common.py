@@ -86,9 +86,26 @@ def add_geometry_arguments(parser):
     )
 
 
+def at_least(kind, least):
+    """An argparse ``type``: ``kind(text)`` refused unless it is >= ``least``."""
+    import argparse
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value >= least:  # NaN too
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
 def add_threads_argument(parser):
     parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads (default: all cores)"
+        "--threads", type=at_least(int, 1), default=None, help="CPU threads (default: all cores)"
     )
 
 
@@ -215,7 +232,7 @@ def add_device_arguments(parser):
         "--gpu-id", type=int, default=None,
         help="GPU index as `zernike3d hardware` and nvidia-smi number them (default: the one with most free memory)",
     )
-    group.add_argument("--max-memory", type=float, default=None, metavar="GiB", help="cap on host memory")
+    group.add_argument("--max-memory", type=at_least(float, 0.01), default=None, metavar="GiB", help="cap on host memory")
 
 
 def transform_options(args, geometry, order, n_volumes, stage, basis_path=None):
@@ -248,7 +265,7 @@ def transform_options(args, geometry, order, n_volumes, stage, basis_path=None):
         threads=args.threads, max_memory_bytes=max_bytes,
     )
     if plan.choice is None:
-        raise InputError("--max-memory" if max_bytes else "memory", f"no placement fits: {plan.why_nothing_fits()}")
+        raise InputError("memory" if max_bytes is None else "--max-memory", f"no placement fits: {plan.why_nothing_fits()}")
     choice = plan.choice
     print(f"plan: {choice.placement} (predicted {choice.seconds:.2g} s, {choice.host_bytes / 2**20:.0f} MiB host"
           + (f", {choice.gpu_bytes / 2**20:.0f} MiB GPU)" if choice.gpu_bytes else ")"))

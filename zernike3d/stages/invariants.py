@@ -20,13 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from zernike3d.errors import InputError
-from zernike3d.io import particle_invariants
 from zernike3d.io.atomic import atomic_path, atomic_paths, csv_kind, npz_kind
 from zernike3d.io.dataset import Dataset
-from zernike3d.io.particle_invariants import write_particle_invariants
-from zernike3d.maths.backends import BackendUnavailable, import_cupy
-from zernike3d.latents import check_job
-from zernike3d.maths.invariants import particle_invariant_forms
 from zernike3d.moments import Moments
 from zernike3d.stages import common
 
@@ -55,6 +50,12 @@ def add_arguments(parser):
 
 
 def run(args):
+    from zernike3d.io import particle_invariants
+    from zernike3d.io.particle_invariants import write_particle_invariants
+    from zernike3d.latents import check_job
+    from zernike3d.maths.backends import BackendUnavailable, import_cupy
+    from zernike3d.maths.invariants import particle_invariant_forms
+
     suffix = Path(args.out).suffix.lower()
     if suffix not in (".csv", ".npz"):
         raise InputError(args.out, "output must end in .csv or .npz")

@@ -12,8 +12,6 @@ import dataclasses
 from zernike3d.errors import InputError
 from zernike3d.hardware import describe, probe
 from zernike3d.maths.indexing import nl_table
-from zernike3d.calibration import calibrate
-from zernike3d.planning import CPU_RATES, RATES_FILE, CpuRates, load_rates, plan_for
 from zernike3d.stages import common
 
 
@@ -30,14 +28,18 @@ def add_arguments(parser):
     parser.add_argument("--device", choices=("cpu", "gpu"), default=None, help="only plan for this device")
     parser.add_argument("--gpu-id", type=int, default=None, help="NVML index of the GPU (default: most free memory)")
     common.add_threads_argument(parser)
-    parser.add_argument("--max-memory", type=float, default=None, metavar="GiB",
+    parser.add_argument("--max-memory", type=common.at_least(float, 0.01), default=None, metavar="GiB",
                         help="hard cap on host memory in GiB (e.g. the batch job's limit)")
     parser.add_argument("--cache", default=".", metavar="DIR", help="where the basis store would go (free disk)")
     parser.add_argument("--calibrate", action="store_true",
-                        help=f"measure this machine's CPU rates (about a minute) and store them in {RATES_FILE}")
+                        help="measure this machine's CPU rates (about a minute) and store them where the planner "
+                        "reads them (~/.cache/zernike3d/cpu-rates.json)")
 
 
 def run(args):
+    from zernike3d.calibration import calibrate
+    from zernike3d.planning import CPU_RATES, RATES_FILE, load_rates, plan_for
+
     if args.calibrate:
         rates, error = calibrate()
         print(f"stored in {RATES_FILE} (worst fit error over the calibration runs {error:.0%}):")
@@ -74,5 +76,7 @@ def run(args):
 
 
 def _as_python(rates):
+    from zernike3d.planning import CpuRates
+
     fields = ",\n".join(f"    {f.name}={getattr(rates, f.name)!r}" for f in dataclasses.fields(CpuRates))
     return f"CPU_RATES = CpuRates(\n{fields},\n)"

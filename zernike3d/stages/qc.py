@@ -33,14 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from zernike3d import plots
 from zernike3d.errors import InputError
 from zernike3d.io.atomic import atomic_path, csv_kind, folder_kind
 from zernike3d.io.dataset import Dataset
-from zernike3d.io.particle_invariants import read_particle_invariants
 from zernike3d.maths.fsc import MODEL_THRESHOLD, masked_fsc, oversampling_for
 from zernike3d.maths.resolution import expected_resolution
-from zernike3d.maths.transform import reconstruct
 from zernike3d.moments import Moments
 from zernike3d.stages import common
 
@@ -55,12 +52,16 @@ def add_arguments(parser):
     parser.add_argument("--maps-index", metavar="index.csv", help="maps of `zernike3d reconstruct` to show (optional)")
     parser.add_argument("--name", default=None, help="dataset name for the figure titles (default: the --dataset file name)")
     parser.add_argument("--out-dir", required=True, type=Path, help="folder for the tables and figures")
-    parser.add_argument("--mask-edge", type=float, default=3.0, help="soft edge of the ball mask, voxels (0: hard)")
+    parser.add_argument("--mask-edge", type=common.at_least(float, 0.0), default=3.0, help="soft edge of the ball mask, voxels (0: hard)")
     parser.add_argument("--pca-sample", type=int, default=20000, help="particles drawn for the PCA plot")
     common.add_threads_argument(parser)
 
 
 def run(args):
+    from zernike3d import plots
+    from zernike3d.io.particle_invariants import read_particle_invariants
+    from zernike3d.maths.transform import reconstruct
+
     common.check_outputs([args.dataset, args.moments, args.particle_invariants], [(args.out_dir, QC_FOLDER)])
     dataset = Dataset.load(args.dataset)
     moments = Moments.load(args.moments)
