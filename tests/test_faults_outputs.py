@@ -185,6 +185,16 @@ def test_a_users_file_saved_into_an_earlier_output_folder_keeps_it_from_being_re
     assert cli(*argv) == 0  # nor is an empty folder left behind
 
 
+def test_nothing_is_written_into_a_folder_written_whole(capsys, tmp_path):
+    example = tmp_path / "example"
+    assert cli("example", "--out", example, "--box", BOX, "--order", 2) == 0
+    phantom, moments = example / "example.mrc", example / "example_moments.npz"
+    # the phantom (a zernike3d map) is an input of what follows: not replaceable from outside
+    refused(capsys, tmp_path, ["reconstruct", moments, "--out", phantom], phantom, "inside", "zernike3d example")
+    refused(capsys, tmp_path, ["invariants", moments, "--out", example / "F.csv"], example / "F.csv", "inside")
+    assert cli("reconstruct", moments, "--out", tmp_path / "rebuilt.mrc") == 0
+
+
 def test_an_earlier_output_of_another_kind_is_not_replaced(capsys, tmp_path, job):
     # a moments file where the invariants .npz or a dataset is to go, a dataset where moments go
     refused(capsys, tmp_path, ["invariants", job.moments, "--out", job.dataset], job.dataset, "invariants file")

@@ -15,7 +15,7 @@ Rules every stage follows through :func:`atomic_path` / :func:`atomic_paths`:
   that wrote the folder, the others the files it wrote (paths relative to the folder). A
   folder that holds any other file (a session or notes saved there since) is not
   replaced: the refusal names that file. Nothing at the path, or an empty folder, may
-  always be replaced.
+  always be replaced. No output goes into such a folder: its files belong to it.
 * **All or none.** Each output is written to a temporary sibling
   ``.<stem>.tmp-<host>-<pid><suffix>`` (the suffix is kept, so libraries that pick a
   format by suffix still do the right thing). Only when every output of the call is
@@ -153,7 +153,18 @@ def is_replaceable(path, kind):
 
 
 def check_replaceable(path, kind):
-    """Raise :class:`InputError` naming ``path`` unless :func:`is_replaceable`."""
+    """Raise :class:`InputError` naming ``path`` unless :func:`is_replaceable` and outside
+    any folder written whole by zernike3d (what is in such a folder belongs to it: an
+    input map of a later stage, or a file the folder's next write would refuse to lose)."""
+    owner = Path(path).absolute().parent
+    try:
+        with open(owner / MARKER) as f:
+            stage = f.readline(_SMALL).strip()
+    except OSError:
+        stage = None
+    if stage is not None:
+        raise InputError(path, f"is inside {owner}, a folder written whole by `zernike3d {stage}`; "
+                               "choose an output path outside it")
     if not is_replaceable(path, kind):
         foreign = _foreign_files_of_output(path, kind)
         if foreign:
