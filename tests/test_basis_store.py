@@ -205,6 +205,8 @@ def test_basis_stage_reads_the_geometry_of_a_dataset_bundle(tmp_path):
     expected = BallGeometry.for_box(BOX, 1.5, radius="circumscribed")
     assert load_basis(out).geometry == expected
     assert cli_main(["basis", str(tmp_path / "data.txt"), "--order", "3", "--cache", str(tmp_path), "--out", str(out)]) == 2
+    assert cli_main(["basis", str(tmp_path / "data.npz"), "--order", "3", "--cache", str(tmp_path / "data.npz"),
+                     "--out", str(tmp_path / "b2.json")]) == 2  # a file where the folder of stores should be
 
 
 def test_the_radial_table_is_read_only_when_reading_is_predicted_faster(geometry):

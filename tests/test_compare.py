@@ -392,8 +392,13 @@ def test_bad_inputs_stop_with_one_line_and_write_nothing(tmp_path, capsys):
     assert "--clusters: must be at least 1" in capsys.readouterr().err
     assert not out.exists()
     # a folder that compare did not write is never replaced
-    assert main(["compare", str(good), str(good), "--out-dir", str(tmp_path)]) == 2
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine\n")
+    assert main(["compare", str(good), str(good), "--out-dir", str(mine)]) == 2
     assert "not a folder written by `zernike3d compare`" in capsys.readouterr().err
+    assert main(["compare", str(good), str(good), "--out-dir", str(tmp_path)]) == 2  # nor one holding an input
+    assert "holds the input" in capsys.readouterr().err
     assert (good / "moments.npz").is_file() and (tmp_path / "no_store" / "dataset.npz").is_file()
 
 

@@ -54,6 +54,16 @@ def test_a_zero_origin_field_gives_way_to_the_start_indices_as_in_chimerax(tmp_p
     assert read_map(tmp_path / "emdb.mrc").origin == (1.0, 0.0, 0.0)
 
 
+def test_an_image_stack_is_named_as_such(tmp_path):
+    with mrcfile.new(tmp_path / "particles.mrcs") as mrc:
+        mrc.set_data(np.zeros((8, 8, 8), np.float32))
+        mrc.set_image_stack()
+        mrc.voxel_size = 1.0
+        mrc.header.cella.z = 8.0  # as particle stacks often have it: the stack's depth, one section per Å
+    with pytest.raises(InputError, match="particles.mrcs: a stack of 8 images .* not a 3D map"):
+        read_map(tmp_path / "particles.mrcs")
+
+
 def test_voxel_size_override_and_zero_header(tmp_path):
     path = write_raw(tmp_path / "zero.mrc", np.zeros((4, 4, 4), np.float32), voxel_size=0.0)
     with pytest.raises(InputError, match="zero.mrc: voxel size in the header is 0"):

@@ -210,8 +210,11 @@ def test_bin_stage_scales_voxel_size_and_keeps_origin(dataset_path, tmp_path):
 def test_bin_needs_a_divisible_box(dataset_path, tmp_path):
     with pytest.raises(InputError, match="box 40 is not divisible by 3; crop to 39 or 42"):
         run_preprocess(dataset_path, "--bin", 3, "--out", tmp_path / "b.npz")
-    with pytest.raises(InputError, match="box 30 is not divisible by 4"):
-        run_preprocess(dataset_path, "--crop", 30, "--bin", 4, "--out", tmp_path / "b.npz")
+    with pytest.raises(InputError, match="box 34 is not divisible by 4"):
+        run_preprocess(dataset_path, "--crop", 34, "--bin", 4, "--out", tmp_path / "b.npz")
+    for factor in (8, 40, 80):  # 5, 1 and 0 voxels left: no map
+        with pytest.raises(InputError, match=f"box 40 binned by {factor} leaves {40 // factor} voxels; a map needs at least 8"):
+            run_preprocess(dataset_path, "--bin", factor, "--out", tmp_path / "b.npz")
     assert not (tmp_path / "b.npz").exists()
 
 

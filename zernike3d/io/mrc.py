@@ -71,6 +71,7 @@ def _read_checked(path, voxel_size):
             origin = _header_floats(header.origin.tolist())
             axis_map = (int(header.maps), int(header.mapr), int(header.mapc))
             starts = (int(header.nzstart), int(header.nystart), int(header.nxstart))  # sections, rows, columns
+            image_stack = int(header.ispg) == 0 and int(header.mz) == 1 and int(header.nz) > 1
     except ValueError as err:
         raise InputError(path, f"not an MRC file, or a damaged one ({err})")
     except OSError as err:
@@ -102,6 +103,9 @@ def _read_checked(path, voxel_size):
         if max(header_voxel) <= 0:
             raise InputError(path, "voxel size in the header is 0; give it explicitly (--voxel-size)")
         if not np.allclose(header_voxel, header_voxel[0], rtol=1e-4):
+            if image_stack:
+                raise InputError(path, f"a stack of {data.shape[0]} images (space group 0, one image per "
+                                 "section), not a 3D map")
             raise InputError(path, f"voxel size differs between axes (x, y, z = {header_voxel} Å)")
         voxel_size = header_voxel[0]
     voxel_size = float(voxel_size)

@@ -32,6 +32,8 @@ def run(args):
     from zernike3d.io.basis_store import basis_record, ensure_store
 
     common.check_outputs([args.input], [(args.out, RECORD_OUTPUT)])
+    if Path(args.cache).exists() and not Path(args.cache).is_dir():
+        raise InputError(args.cache, "is a file; --cache names the folder of the basis stores")
     box, voxel_size = input_box(args.input)
     geometry = common.ball_geometry(
         box, voxel_size, common.parse_radius(args.radius), common.parse_center(args.center),

@@ -86,8 +86,9 @@ def add_geometry_arguments(parser):
     )
 
 
-def at_least(kind, least):
-    """An argparse ``type``: ``kind(text)`` refused unless it is >= ``least``."""
+def at_least(kind, least, strictly=False):
+    """An argparse ``type``: ``kind(text)`` refused unless it is >= ``least`` (> with
+    ``strictly``)."""
     import argparse
 
     def parse(text):
@@ -95,8 +96,8 @@ def at_least(kind, least):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not value >= least:  # NaN too
-            raise argparse.ArgumentTypeError(f"must be at least {least}, got {text}")
+        if not (value > least if strictly else value >= least):  # NaN too
+            raise argparse.ArgumentTypeError(f"must be {'more than' if strictly else 'at least'} {least}, got {text}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
@@ -232,7 +233,7 @@ def add_device_arguments(parser):
         "--gpu-id", type=int, default=None,
         help="GPU index as `zernike3d hardware` and nvidia-smi number them (default: the one with most free memory)",
     )
-    group.add_argument("--max-memory", type=at_least(float, 0.01), default=None, metavar="GiB", help="cap on host memory")
+    group.add_argument("--max-memory", type=at_least(float, 0, strictly=True), default=None, metavar="GiB", help="cap on host memory")
 
 
 def transform_options(args, geometry, order, n_volumes, stage, basis_path=None):

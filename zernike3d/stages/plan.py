@@ -28,7 +28,7 @@ def add_arguments(parser):
     parser.add_argument("--device", choices=("cpu", "gpu"), default=None, help="only plan for this device")
     parser.add_argument("--gpu-id", type=int, default=None, help="NVML index of the GPU (default: most free memory)")
     common.add_threads_argument(parser)
-    parser.add_argument("--max-memory", type=common.at_least(float, 0.01), default=None, metavar="GiB",
+    parser.add_argument("--max-memory", type=common.at_least(float, 0, strictly=True), default=None, metavar="GiB",
                         help="hard cap on host memory in GiB (e.g. the batch job's limit)")
     parser.add_argument("--cache", default=".", metavar="DIR", help="where the basis store would go (free disk)")
     parser.add_argument("--calibrate", action="store_true",

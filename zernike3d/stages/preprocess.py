@@ -34,6 +34,8 @@ from zernike3d.stages import common
 from zernike3d.stages.common import parse_center
 
 DEFAULT_EDGE_VOXELS = 3
+#: the smallest box --bin may leave (a map of fewer voxels has no shape left to describe)
+MIN_BINNED_BOX = 8
 
 
 def add_arguments(parser):
@@ -188,6 +190,9 @@ def _check_options(args, box):
         if args.bin < 1:
             raise InputError("--bin", f"factor must be a positive integer, got {args.bin}")
         size = args.crop or box
+        if size // args.bin < MIN_BINNED_BOX:
+            raise InputError("--bin", f"box {size} binned by {args.bin} leaves {size // args.bin} voxels; "
+                             f"a map needs at least {MIN_BINNED_BOX}")
         if size % args.bin:
             raise InputError("--bin", f"box {size} is not divisible by {args.bin}; crop to "
                              f"{size - size % args.bin} or {size + args.bin - size % args.bin} "
