@@ -105,6 +105,12 @@ def test_decompose_reports_outside_density_and_unresolvable_order(capsys, tmp_pa
     assert Moments.load(out).radius == 9.0
 
 
+def test_a_map_of_zeros_is_named_in_a_warning(capsys, tmp_path):
+    write_map(tmp_path / "empty.mrc", np.zeros((BOX,) * 3), VOXEL)
+    assert cli("decompose", tmp_path / "empty.mrc", "--order", 2, "--out", tmp_path / "m.npz") == 0
+    assert "warning: empty is zero everywhere" in capsys.readouterr().err
+
+
 def test_an_order_too_large_for_the_memory_is_refused_at_once(capsys, tmp_path, phantom):
     out = tmp_path / "m.npz"
     assert_refused(capsys, ["decompose", phantom, "--order", 100000, "--out", out], "--order",

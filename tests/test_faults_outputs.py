@@ -167,6 +167,7 @@ def test_the_analysis_stages_never_write_over_their_inputs(capsys, monkeypatch, 
     refused(capsys, tmp_path, ["path", d, "--between", "index:0", "index:5", "--out", tmp_path / "p.png",
                                "--plot", tmp_path / "p.png"], "the other output")
     refused(capsys, tmp_path, ["path", d, "--between", "index:0", "index:5", "--out", d], d, "is the input")
+    refused(capsys, tmp_path, ["path", d, "--between", "index:0", "index:5", "--out", tmp_path / "q.png"], "q.png", ".csv")
     monkeypatch.chdir(clusters)
     refused(capsys, tmp_path, ["cluster", d, "--k", 2, "--out-dir", "."], "current folder")
 

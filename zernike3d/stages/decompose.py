@@ -98,7 +98,11 @@ def read_inputs(paths, voxel_size=None):
 
 
 def report_outside(geometry, volumes, labels):
-    """Print the share of absolute density outside the ball; warn on stderr above 1%."""
+    """Print the share of absolute density outside the ball; warn on stderr above 1%, and
+    for a map that is zero everywhere (its moments are all zero)."""
+    for label, volume in zip(labels, np.reshape(volumes, (-1, *np.shape(volumes)[-3:]))):
+        if not volume.any():
+            print(f"warning: {label} is zero everywhere: its moments are all zero", file=sys.stderr)
     fractions = geometry.outside_fraction(volumes)
     worst = int(np.argmax(fractions))
     which = f" (largest: {labels[worst]})" if len(labels) > 1 else ""

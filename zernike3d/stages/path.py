@@ -51,6 +51,8 @@ def run(args):
         from zernike3d.plots import FIGURE_OUTPUT
 
         outputs.append((args.plot, FIGURE_OUTPUT))
+    if args.out.suffix.lower() != ".csv":
+        raise InputError(args.out, "the paths table is a CSV: give a name ending in .csv")
     common.check_outputs([args.dataset, args.clusters, args.index], outputs)
     latents = dataset.latents.astype(np.float64)
     centres = {p.name: p.z for p in points_from_csv(args.clusters, dataset.n_components, "--clusters")} if args.clusters else {}
