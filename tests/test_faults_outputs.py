@@ -164,9 +164,11 @@ def test_the_analysis_stages_never_write_over_their_inputs(capsys, monkeypatch, 
     refused(capsys, tmp_path, ["cluster", inside, "--k", 2, "--out-dir", clusters], clusters, "holds the input")
     refused(capsys, tmp_path, ["cluster", d, "--k", 2, "--out-dir", tmp_path / "job"], tmp_path / "job", "holds the input")
     refused(capsys, tmp_path, ["compare", tmp_path / "job", clusters, "--out-dir", tmp_path], tmp_path, "holds the input")
-    refused(capsys, tmp_path, ["path", d, "--between", "index:0", "index:5", "--out", tmp_path / "p.png",
-                               "--plot", tmp_path / "p.png"], "the other output")
-    refused(capsys, tmp_path, ["path", d, "--between", "index:0", "index:5", "--out", d], d, "is the input")
+    refused(capsys, tmp_path, ["path", d, "--between", "index:0", "index:5", "--out", tmp_path / "p.csv",
+                               "--plot", tmp_path / "p.csv"], "the other output")
+    centres = clusters / "centres.csv"
+    refused(capsys, tmp_path, ["path", d, "--between", "cluster_00", "index:5", "--clusters", centres, "--out", centres],
+            centres, "is the input")
     refused(capsys, tmp_path, ["path", d, "--between", "index:0", "index:5", "--out", tmp_path / "q.png"], "q.png", ".csv")
     monkeypatch.chdir(clusters)
     refused(capsys, tmp_path, ["cluster", d, "--k", 2, "--out-dir", "."], "current folder")
