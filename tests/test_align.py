@@ -124,6 +124,13 @@ def test_euler_zyz_round_trip_including_gimbal_lock():
         assert np.allclose(rot.rotation_from_euler_zyz(*rot.euler_zyz(matrix)), matrix, atol=1e-12)
     with pytest.raises(ValueError):
         rot.euler_zyz(np.diag([1.0, 1.0, -1.0]))
+    # a turn about z off by rounding: exact angles by default, the turn itself with a lock
+    for beta, expected in ((1e-9, (0.3 + 0.2, 0.0, 0.0)), (np.pi - 1e-9, (0.3 - 0.2, np.pi, 0.0))):
+        nearly = rot.rotation_from_euler_zyz(0.3, beta, 0.2)
+        assert np.allclose(rot.rotation_from_euler_zyz(*rot.euler_zyz(nearly)), nearly, atol=1e-14)
+        np.testing.assert_allclose(rot.euler_zyz(nearly, lock=1e-6), expected, atol=1e-8)
+    for beta in (1e-5, 1e-7, np.pi - 1e-7):  # beta itself accurate near 0 and pi
+        assert rot.euler_zyz(rot.rotation_from_euler_zyz(0.3, beta, 0.2))[1] == pytest.approx(beta, rel=1e-6)
 
 
 def test_mirror_moments_is_the_inversion_through_the_centre():

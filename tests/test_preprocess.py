@@ -207,6 +207,16 @@ def test_bin_stage_scales_voxel_size_and_keeps_origin(dataset_path, tmp_path):
     np.testing.assert_allclose(after.maps[0].mean(), before.maps[0].mean(), rtol=1e-5)
 
 
+def test_binning_to_an_odd_box_warns_that_the_centre_moves(dataset_path, tmp_path):
+    before = Dataset.load(dataset_path)
+    with pytest.warns(UserWarning, match=f"binning box 36 by 4 gives box 9, whose centre voxel lies {2 * before.voxel_size:g} Å "
+                      "from the input's .* crop to 32 or 40 first"):
+        run_preprocess(dataset_path, "--crop", 36, "--bin", 4, "--out", tmp_path / "b.npz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an even binned box keeps its centre: no warning
+        run_preprocess(dataset_path, "--bin", 2, "--out", tmp_path / "c.npz")
+
+
 def test_bin_needs_a_divisible_box(dataset_path, tmp_path):
     with pytest.raises(InputError, match="box 40 is not divisible by 3; crop to 39 or 42"):
         run_preprocess(dataset_path, "--bin", 3, "--out", tmp_path / "b.npz")

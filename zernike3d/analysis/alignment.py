@@ -60,6 +60,9 @@ SHIFT_TOLERANCE = 0.05
 MAX_ROUNDS = 6
 CONTENDER = 4.0
 HAND_RATIO = 0.5
+#: the reported Euler angles treat sin(beta) below this as gimbal lock (gamma = 0): the
+#: fit's rounding leaves a turn about z a few 1e-9 off, which would read (101, 0, -101)
+EULER_LOCK = 1e-6
 #: re-expansions run on at most 2 n + 16 voxels across the ball (see working_geometry)
 WORKING_VOXELS_PER_ORDER, WORKING_MARGIN = 2, 16
 
@@ -202,7 +205,7 @@ def align(moving, reference, volume=0, order=None):
         rotation=rotation_matrix,
         shift=np.asarray(shift),
         matrix=matrix,
-        euler_zyz_deg=tuple(float(np.degrees(a)) for a in rot.euler_zyz(rotation_matrix)),
+        euler_zyz_deg=tuple(float(np.degrees(a)) for a in rot.euler_zyz(rotation_matrix, lock=EULER_LOCK)),
         correlation=float(same[2]),
         mirror_correlation=float(mirrored[2]),
         hand=hand,

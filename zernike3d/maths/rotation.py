@@ -51,15 +51,18 @@ def mirror_moments(moments, nlm):
     return np.asarray(moments) * np.where(nlm[:, 1] % 2 == 0, 1.0, -1.0)
 
 
-def euler_zyz(rotation):
+def euler_zyz(rotation, lock=1e-12):
     """(alpha, beta, gamma) in radians with R = Rz(alpha) Ry(beta) Rz(gamma), beta in
-    [0, pi]; at beta = 0 or pi (gimbal lock) gamma = 0. Closed form (it is called in
-    the inner loop of the alignment search)."""
+    [0, pi]; at gimbal lock, sin(beta) <= ``lock``, beta is 0 or pi and gamma = 0 (a
+    larger ``lock`` gives the angles a reader expects of a rotation that is a turn about z
+    but for rounding, e.g. (30, 0, 0) rather than (131, 0.00001, -101), at the cost of
+    that much error). Closed form (it is called in the inner loop of the alignment
+    search); beta from atan2, accurate near 0 and pi too."""
     r = np.asarray(rotation, dtype=np.float64)
     if r.shape != (3, 3) or np.abs(r @ r.T - np.eye(3)).max() > 1e-6 or np.linalg.det(r) < 0:
         raise ValueError(f"not a proper rotation matrix: {r.tolist()}")
-    beta = float(np.arccos(np.clip(r[2, 2], -1.0, 1.0)))
-    if np.hypot(r[0, 2], r[1, 2]) > 1e-12:
+    beta = float(np.arctan2(np.hypot(r[0, 2], r[1, 2]), r[2, 2]))
+    if np.hypot(r[0, 2], r[1, 2]) > lock:
         return float(np.arctan2(r[1, 2], r[0, 2])), beta, float(np.arctan2(r[2, 1], -r[2, 0]))
     if r[2, 2] > 0:  # R = Rz(alpha + gamma)
         return float(np.arctan2(r[1, 0], r[0, 0])), 0.0, 0.0

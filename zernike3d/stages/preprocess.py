@@ -122,8 +122,17 @@ def crop_dataset(dataset, box, center_text, source):
 
 
 def bin_dataset(dataset, factor, source):
-    """Fourier-bin every map by ``factor``; voxel size x factor, origin unchanged."""
-    parameters = {"factor": factor, "box_in": dataset.box, "box_out": dataset.box // factor}
+    """Fourier-bin every map by ``factor``; voxel size x factor, origin unchanged. Warns
+    when the binned box's centre voxel (box // 2, where the ball goes by default) is not
+    where the input's was."""
+    box = dataset.box // factor
+    moved = ((box // 2) * factor - dataset.box // 2) * dataset.voxel_size
+    if moved:
+        below = dataset.box - dataset.box % (2 * factor)  # boxes that bin to an even box
+        warnings.warn(f"binning box {dataset.box} by {factor} gives box {box}, whose centre voxel lies {abs(moved):g} Å "
+                      f"from the input's (the default ball centre moves with it); crop to {below} or "
+                      f"{below + 2 * factor} first to keep it", stacklevel=2)
+    parameters = {"factor": factor, "box_in": dataset.box, "box_out": box}
     step = provenance_step("preprocess", parameters, [source], operation="bin")
     return dataset.with_step(step, maps=fourier_bin(dataset.maps, factor),
                              voxel_size=dataset.voxel_size * factor)
