@@ -1,6 +1,8 @@
 """FSC maths and the `zernike3d qc` stage."""
 
+import base64
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -111,7 +113,12 @@ def test_qc_writes_tables_and_figures(tmp_path):
     assert main([str(a) for a in argv]) == 0
     assert sorted(p.name for p in out.iterdir()) == [  # and the marker naming the stage that owns the folder
         ".zernike3d-output", "fsc.csv", "fsc.png", "fsc_resolution.csv", "invariants.png", "maps.png",
-        "particle_invariants_pca.png", "series_maps.png"]
+        "particle_invariants_pca.png", "series_maps.png", "summary.html"]
+    summary = (out / "summary.html").read_bytes()
+    summary.decode("ascii")  # ASCII only: the same inlined into the report or opened alone
+    images = re.findall(rb'src="data:image/png;base64,([^"]+)"', summary)
+    assert [base64.b64decode(i) for i in images] == [(out / f).read_bytes() for f in ("fsc.png", "maps.png", "particle_invariants_pca.png")]
+    assert b"<b>my_job</b>" in summary and b"<td>component_1</td>" in summary
     with open(out / "fsc.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["shell", "frequency_per_A", "resolution_A", "base", "component_0", "component_1"]
@@ -154,7 +161,8 @@ def test_qc_of_a_single_map_has_no_particle_plot(tmp_path):
     out = tmp_path / "qc"
     assert main(["qc", "--dataset", str(single), "--moments", str(base), "--out-dir", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == [".zernike3d-output", "fsc.csv", "fsc.png", "fsc_resolution.csv", "invariants.png",
-                                                     "maps.png"]
+                                                     "maps.png", "summary.html"]
+    assert (out / "summary.html").read_text().count("data:image/png;base64,") == 2
 
 
 def _write_maps_index(folder, moments):

@@ -7,6 +7,7 @@ the per-rule peak memory against the estimate. The run takes about a minute on 2
 """
 
 import csv
+import json
 import os
 import re
 import signal
@@ -322,6 +323,14 @@ def test_report(finished, workdir):
     text = report.read_text(errors="replace")
     assert report.stat().st_size > 10_000
     assert "fsc" in text.lower()
+    # the first page: every dataset's FSC table and figures, inlined (the report still
+    # reads when moved away from results/)
+    assert 'src="results/' not in text and "src=\\\"results/" not in text
+    for name in ("hand", "job3dva"):
+        summary = (workdir / "results" / name / "qc" / "summary.html").read_text()
+        assert summary.count("data:image/png;base64,") == (3 if name == "job3dva" else 2)
+        assert f"<b>{name}</b>: FSC 0.5" in summary and "resolution_at_0.5_A" in summary
+        assert json.dumps(summary.splitlines()[1])[1:-1] in text or summary.splitlines()[1] in text, name
 
 
 def _result_values(folder):

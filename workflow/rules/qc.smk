@@ -15,6 +15,7 @@ rule qc:
         fsc=qc_report("fsc.png", "fsc.rst", "1. FSC against the expansion"),
         maps=qc_report("maps.png", "maps.rst", "2. map slices"),
         invariants=qc_report("invariants.png", "invariants.rst", "3. invariants"),
+        summary="results/{dataset}/qc/summary.html",
         pca=qc_report(
             "particle_invariants_pca.png",
             "particle_invariants_pca.rst",
@@ -48,6 +49,7 @@ use rule qc as qc_single with:
         fsc=qc_report("fsc.png", "fsc.rst", "1. FSC against the expansion"),
         maps=qc_report("maps.png", "maps.rst", "2. map slices"),
         invariants=qc_report("invariants.png", "invariants.rst", "3. invariants"),
+        summary="results/{dataset}/qc/summary.html",
     log:
         "logs/{dataset}/qc.log",
     benchmark:

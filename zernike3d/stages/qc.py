@@ -22,7 +22,10 @@ and does not apply). Figures are titled with --name (the dataset). Files written
   with the rank (Spearman) correlation of each PC with each latent;
 * with --maps-index (the index.csv of `zernike3d reconstruct`): series_maps.png, the
   central xy slice of every listed map (series, clusters, particles, points) and its
-  difference from the base map.
+  difference from the base map;
+* summary.html: the FSC 0.5 table and the FSC, map-slice and PCA figures in one
+  self-contained page (figures inlined, ASCII only), which the workflow's report shows
+  on its first page and which opens on its own in a browser.
 
 All are written into a temporary folder that replaces --out-dir only when every one is
 complete: all or none.
@@ -78,7 +81,7 @@ def run(args):
     expansions = reconstruct(moments.moments, geometry, moments.order, threads=args.threads)
     curves = map_fsc(dataset.maps, expansions, geometry, moments.names, args.mask_edge)
     expected = expected_resolution(moments.order, geometry.radius)
-    written = ["fsc.csv", "fsc_resolution.csv", "fsc.png", "maps.png", "invariants.png"]
+    written = ["fsc.csv", "fsc_resolution.csv", "fsc.png", "maps.png", "invariants.png", "summary.html"]
     with atomic_path(args.out_dir, QC_FOLDER) as folder:
         write_fsc_tables(folder, curves, moments.order, expected)
         plots.plot_fsc(folder / "fsc.png", curves,
@@ -110,6 +113,7 @@ def run(args):
                                   f"{name}: maps rebuilt from the moments (xy slice) and their difference from base",
                                   planes=("xy",))
             written.append("series_maps.png")
+        write_summary(folder, name, SUMMARY_FIGURES)
     for volume, curve in curves.items():
         print(f"{volume}: FSC {MODEL_THRESHOLD:g} at {plots.resolution_text(curve.resolution(MODEL_THRESHOLD))} "
               f"(expected for order {moments.order}: {expected:.2f} Å)")
@@ -159,6 +163,43 @@ def write_fsc_tables(directory, curves, order, expected):
     ]
     header = ["map", f"resolution_at_{MODEL_THRESHOLD:g}_A", "expected_resolution_A", "order"]
     _write_csv(directory / "fsc_resolution.csv", header, crossings)
+
+
+#: summary.html's figures, with their captions, where the folder has them
+SUMMARY_FIGURES = (
+    ("fsc.png", "FSC of each map against its expansion (ball-masked)"),
+    ("maps.png", "central slices of each map beside its expansion"),
+    ("particle_invariants_pca.png", "per-particle invariants on their first two principal components"),
+)
+
+
+def write_summary(directory, name, figures):
+    """``directory/summary.html``: the table of fsc_resolution.csv and those of
+    ``figures`` ((file name, caption)) that ``directory`` holds, as PNG data URIs. ASCII
+    only (other characters as character references), so it reads the same inlined into
+    another page or opened alone."""
+    import base64
+    import html
+
+    with open(directory / "fsc_resolution.csv", newline="") as f:
+        header, *rows = list(csv.reader(f))
+
+    def cells(row, tag):
+        return "".join(f"<{tag}>{html.escape(value)}</{tag}>" for value in row)
+
+    parts = [f"<div class=\"zernike3d-qc\"><p><b>{html.escape(name)}</b>: FSC 0.5 of each map against its "
+             "expansion, and the resolution the order is expected to reach (&#197;)</p>",
+             "<table border=\"1\"><tr>" + cells(header, "th") + "</tr>",
+             *("<tr>" + cells(row, "td") + "</tr>" for row in rows), "</table>"]
+    for file_name, caption in figures:
+        if (directory / file_name).is_file():
+            data = base64.b64encode((directory / file_name).read_bytes()).decode("ascii")
+            parts.append(f"<figure><img src=\"data:image/png;base64,{data}\" alt=\"{html.escape(file_name)}\" "
+                         f"style=\"max-width: 100%\"><figcaption>{html.escape(name)}: {html.escape(caption)}"
+                         "</figcaption></figure>")
+    parts.append("</div>")
+    text = "\n".join(parts) + "\n"
+    (directory / "summary.html").write_bytes(text.encode("ascii", "xmlcharrefreplace"))
 
 
 def principal_components(values, source):
