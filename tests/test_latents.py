@@ -82,7 +82,7 @@ def test_kmeans_recovers_separated_clusters():
     sizes = [300, 200, 100]
     latents = np.vstack([c + 0.3 * rng.normal(size=(n, 2)) for c, n in zip(truth, sizes)])
     points = cluster_points(latents, 3)
-    assert [p.name for p in points] == ["cluster_00", "cluster_01", "cluster_02"]
+    assert [p.name for p in points] == ["kmeans_00", "kmeans_01", "kmeans_02"]
     # Numbered from the most populated cluster down.
     np.testing.assert_allclose([p.z for p in points], truth, atol=0.1)
     assert [p.name for p in cluster_points(latents, 3)] == [p.name for p in points]
@@ -119,7 +119,7 @@ def test_reconstruct_at_latents_is_linear_in_the_components(tmp_path, monkeypatc
         rows = list(csv.DictReader(f))
     assert [r["file"] for r in rows] == [
         "base.mrc", "particle_index_3.mrc", f"particle_uid_{uid}.mrc", "latent_00.mrc", "latent_01.mrc",
-        *(f"series_c{k}_f{i:02d}.mrc" for k in range(2) for i in range(3)), "cluster_00.mrc", "cluster_01.mrc",
+        *(f"series_c{k}_f{i:02d}.mrc" for k in range(2) for i in range(3)), "kmeans_00.mrc", "kmeans_01.mrc",
     ]
     assert {r["kind"] for r in rows} == {"base", "particle", "latent", "series", "cluster"}
     assert sorted(p.name for p in out.glob("*.mrc")) == sorted(r["file"] for r in rows)

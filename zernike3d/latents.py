@@ -19,7 +19,7 @@ from zernike3d.io.dataset import map_names
 
 @dataclass(frozen=True)
 class LatentPoint:
-    name: str  # e.g. base, particle_uid_1234, particle_index_12, latent_00, series_c0_f03, cluster_02
+    name: str  # e.g. base, particle_uid_1234, particle_index_12, latent_00, series_c0_f03, kmeans_02
     kind: str  # "base", "particle", "latent", "series" or "cluster"
     z: np.ndarray  # (K,) float64 latent coordinates
 
@@ -135,7 +135,7 @@ def cluster_points(latents, n_clusters, seed=0):
     )
     sizes = np.bincount(labels, minlength=n_clusters)
     order = np.argsort(-sizes, kind="stable")
-    return [LatentPoint(f"cluster_{i:02d}", "cluster", centres[c]) for i, c in enumerate(order)]
+    return [LatentPoint(f"kmeans_{i:02d}", "cluster", centres[c]) for i, c in enumerate(order)]
 
 
 def select_points(dataset, source, *, particles=(), latents=(), series=None, percentiles="5,95", kmeans=None,

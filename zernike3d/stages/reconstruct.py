@@ -11,9 +11,9 @@ one MRC each named by what it shows, with DIR/index.csv (file, kind, z_0, z_1, .
 base.mrc (z = 0) always, and
 --particle IDX or uid:UID (particle_index_IDX / particle_uid_UID), --latent z0,z1,..
 (latent_NN), --series N (N frames along each component between the --percentiles of its
-latents, others at 0: series_cK_fNN), --kmeans K (cluster centres: cluster_NN) and
---points CSV (name, kind, z_0, ..: e.g. cluster centres or a path, named as listed).
-These maps are Zernike expansions to --order: base + sum_k z_k component_k of the
+latents, others at 0: series_cK_fNN), --kmeans K (k-means centres: kmeans_NN, not the
+clusters of `zernike3d cluster`) and --points CSV (name, kind, z_0, ..: e.g. cluster
+centres or a path, named as listed). These maps are Zernike expansions to --order: base + sum_k z_k component_k of the
 moments. The job's volumes are reconstructed once and combined per point, so many
 points cost about one reconstruction. With --mapspace, each point also gets
 mapspace_NAME.mrc, the dataset's own (full-resolution, unfiltered) maps combined the same
