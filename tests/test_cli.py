@@ -111,6 +111,14 @@ def test_a_map_of_zeros_is_named_in_a_warning(capsys, tmp_path):
     assert "warning: empty is zero everywhere" in capsys.readouterr().err
 
 
+def test_a_radius_beyond_every_voxel_is_warned_of(capsys, tmp_path, phantom):
+    assert cli("decompose", phantom, "--order", 2, "--radius", 500, "--out", tmp_path / "m.npz") == 0
+    far = np.sqrt(3) * (BOX // 2) * VOXEL  # the farthest voxel centre from voxel box // 2
+    assert f"warning: --radius 500 Å reaches beyond every voxel (the farthest is {far:.4g} Å" in capsys.readouterr().err
+    assert cli("decompose", phantom, "--order", 2, "--radius", "circumscribed", "--out", tmp_path / "m.npz") == 0
+    assert "beyond every voxel" not in capsys.readouterr().err
+
+
 def test_an_order_too_large_for_the_memory_is_refused_at_once(capsys, tmp_path, phantom):
     out = tmp_path / "m.npz"
     assert_refused(capsys, ["decompose", phantom, "--order", 100000, "--out", out], "--order",

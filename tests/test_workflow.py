@@ -126,8 +126,14 @@ def test_dry_run(workdir):
         (lambda c: c.__setitem__("thread", 2), "(top level): Additional properties are not allowed ('thread' was unexpected)"),
         (lambda c: c["datasets"]["hand"].__setitem__("radius", "big"), "datasets.hand.radius: 'big' is not allowed here"),
         (lambda c: c["datasets"]["hand"].__setitem__("wiggle", "x.npz"), "datasets.hand: give exactly one input of job_dir, map, wiggle, example (got map, wiggle)"),
+        (lambda c: c["datasets"]["hand"].__setitem__("map", "/nonexistent/map.mrc"), "datasets.hand.map: /nonexistent/map.mrc: file not found"),
+        (lambda c: c["datasets"]["hand"]["preprocess"].__setitem__("bin", 16), "datasets.hand.preprocess.bin: the box of 64 voxels binned by 16 leaves 4; a map needs at least 8"),
+        (lambda c: c["datasets"]["hand"].update({"order": None, "resolution": 3}), "datasets.hand.resolution: 3 Å is finer than the voxels resolve (Nyquist: 2 x 2 Å = 4 Å, 1 Å voxels binned by 2)"),
+        (lambda c: c["datasets"]["job3dva"].__setitem__("clusters", {"k": 3, "paths": [["cluster_00", "cluster_07"]]}),
+         "datasets.job3dva.clusters.paths.0: cluster_07, but clusters.k is 3 (clusters made: cluster_00 to cluster_02)"),
     ],
-    ids=["misspelt key", "bad value", "misspelt global", "bad radius", "two inputs"],
+    ids=["misspelt key", "bad value", "misspelt global", "bad radius", "two inputs", "missing map", "bin too far",
+         "resolution beyond Nyquist", "path to a cluster not made"],
 )
 def test_bad_config_stops_with_the_key_named(tmp_path, test_config, change, named):
     config = yaml.safe_load(yaml.safe_dump(test_config))

@@ -147,6 +147,16 @@ def mrc_box(path):
         return int(max(header.nx, header.ny, header.nz))
 
 
+def mrc_voxel_size(path):
+    """The map's voxel size along x in Å, from its header alone (mrcfile); None if the
+    header gives none (0)."""
+    import mrcfile
+
+    with mrcfile.open(str(path), header_only=True, permissive=True) as mrc:
+        size = float(mrc.voxel_size.x)
+    return size if size > 0 else None
+
+
 def cs_row_count(path):
     """Rows of a cryoSPARC ``.cs`` table, from its header alone: a table saved with
     ``np.save`` is memory-mapped; the compressed (CSDAT) format's JSON header states its

@@ -139,10 +139,11 @@ _check_sources()
 
 
 def _input_facts(name):
-    """``(box, components, particles)`` of a dataset's input, read cheaply before any job
-    runs (map headers, the .cs row count, the example's settings); each None where that
-    is not possible (the file is not there yet, a WIGGLE bundle)."""
-    from zernike3d.resources import cs_row_count, mrc_box
+    """``(box, components, particles, voxel size in Å)`` of a dataset's input, read
+    cheaply before any job runs (map headers, the .cs row count, the example's settings,
+    ``apix``); each None where that is not possible (a WIGGLE bundle, the example's voxel
+    size). A named input file that is missing stops the run with its key."""
+    from zernike3d.resources import cs_row_count, mrc_box, mrc_voxel_size
 
     d = DATASETS[name]
     if d.get("example") is not None:
@@ -159,7 +160,15 @@ def _input_facts(name):
             from zernike3d.synthetic import synthetic_particles
 
             rows = signature(synthetic_particles).parameters["count"].default
-        return e["box"], e["n_components"], rows
+        return e["box"], e["n_components"], rows, d.get("apix")
+    for key in ("map", "particles", "wiggle"):
+        if d.get(key) and not os.path.isfile(d[key]):
+            raise WorkflowError(f"datasets.{name}.{key}: {d[key]}: file not found")
+    for i, path in enumerate(d.get("components") or []):
+        if not os.path.isfile(path):
+            raise WorkflowError(
+                f"datasets.{name}.components.{i}: {path}: file not found"
+            )
     if d.get("job_dir"):
         from zernike3d.errors import InputError
         from zernike3d.stages.import_data import find_job_files
@@ -168,23 +177,26 @@ def _input_facts(name):
             map_path, components, particles = find_job_files(d["job_dir"])
         except InputError as err:
             raise WorkflowError(f"datasets.{name}.job_dir: {err}")
-        return mrc_box(map_path), len(components), cs_row_count(particles)
+        voxel = d.get("apix") or mrc_voxel_size(map_path)
+        return mrc_box(map_path), len(components), cs_row_count(particles), voxel
     if d.get("map"):
-        box = mrc_box(d["map"]) if os.path.isfile(d["map"]) else None
+        box, voxel = mrc_box(d["map"]), d.get("apix") or mrc_voxel_size(d["map"])
         if not d.get("components"):
-            return box, 0, 0
-        rows = cs_row_count(d["particles"]) if os.path.isfile(d["particles"]) else None
-        return box, len(d["components"]), rows
-    return None, None, None
+            return box, 0, 0, voxel
+        return box, len(d["components"]), cs_row_count(d["particles"]), voxel
+    return None, None, None, d.get("apix")
 
 
 def _check_against_inputs():
     """What the config asks of each dataset's input, checked before any job runs: crop
-    and bin against the map's box, latents against the number of components, particle
-    rows and k-means centres against the number of particles. Each problem stops the run
+    and bin against the map's box, the resolution against the voxels, latents against
+    the number of components, particle rows and k-means centres against the number of
+    particles, the clusters a path names against those made. Each problem stops the run
     (also `snakemake -n`) with one line naming the key."""
+    from zernike3d.stages.preprocess import MIN_BINNED_BOX
+
     for name, d in DATASETS.items():
-        box, components, particles = _input_facts(name)
+        box, components, particles, voxel = _input_facts(name)
         where = f"datasets.{name}"
         p, r = d["preprocess"], d["reconstruct"]
         if box is not None:
@@ -193,10 +205,36 @@ def _check_against_inputs():
                     f"{where}.preprocess.crop: {p['crop']} voxels is larger than the input's box of {box}"
                 )
             size = p.get("crop") or box
+            if size // p["bin"] < MIN_BINNED_BOX:
+                raise WorkflowError(
+                    f"{where}.preprocess.bin: the box of {size} voxels binned by {p['bin']} leaves "
+                    f"{size // p['bin']}; a map needs at least {MIN_BINNED_BOX}"
+                )
             if size % p["bin"]:
                 raise WorkflowError(
                     f"{where}.preprocess.bin: the box of {size} voxels is not divisible by {p['bin']}"
                 )
+        if voxel is not None and d.get("resolution") is not None:
+            nyquist = 2 * voxel * p["bin"]
+            if d["resolution"] < nyquist:
+                raise WorkflowError(
+                    f"{where}.resolution: {d['resolution']:g} Å is finer than the voxels resolve "
+                    f"(Nyquist: 2 x {voxel * p['bin']:g} Å = {nyquist:g} Å"
+                    + (
+                        f", {voxel:g} Å voxels binned by {p['bin']})"
+                        if p["bin"] > 1
+                        else ")"
+                    )
+                )
+        k = clusters_of(name).get("k") or 0
+        for i, pair in enumerate(clusters_of(name).get("paths") or []):
+            for end in pair:
+                found = re.fullmatch(r"cluster_(\d+)", str(end))
+                if found and int(found[1]) >= k:
+                    made = f"cluster_00 to cluster_{k - 1:02d}" if k else "none"
+                    raise WorkflowError(
+                        f"{where}.clusters.paths.{i}: {end}, but clusters.k is {k} (clusters made: {made})"
+                    )
         if (
             r.get("order") is not None
             and d["order"] is not None
@@ -250,7 +288,6 @@ def _names_regex(names):
 
 PARTICLE_DATASETS = [n for n in DATASETS if has_particles(n)]
 MAP_DATASETS = [n for n in DATASETS if not has_particles(n)]
-_check_against_inputs()
 
 
 wildcard_constraints:
@@ -689,6 +726,7 @@ def qc_report(path, caption, figure):
         f"results/{{dataset}}/qc/{path}",
         caption=f"../report/{caption}",
         category="{dataset}",
+        subcategory="quality control",
         labels={"dataset": "{dataset}", "figure": figure},
     )
 
@@ -824,3 +862,7 @@ def cluster_targets():
             f"results/{name}/path_maps",
         ]
     return targets
+
+
+# every check against the inputs, once all the helpers it uses are defined
+_check_against_inputs()

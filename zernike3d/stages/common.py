@@ -155,9 +155,15 @@ def ball_geometry(box, voxel_size, radius=None, center=None, sources=None):
     names = {"box": "--box", "voxel_size": "--voxel-size", "radius": "--radius", "center": "--center"}
     names.update(sources or {})
     try:
-        return BallGeometry.for_box(box, voxel_size, radius=radius, center=center)
+        geometry = BallGeometry.for_box(box, voxel_size, radius=radius, center=center)
     except GeometryError as err:
         raise InputError(names[err.field], str(err)) from None
+    farthest = BallGeometry.for_box(box, voxel_size, radius="circumscribed", center=geometry.center).radius
+    if geometry.radius > 1.01 * farthest:
+        print(f"warning: {names['radius']} {geometry.radius:g} Å reaches beyond every voxel (the farthest is "
+              f"{farthest:.4g} Å from the centre; the box is {box} voxels of {voxel_size:g} Å): the ball's "
+              "empty shell costs resolution at each order. Is the radius in voxels? It is in Å", file=sys.stderr)
+    return geometry
 
 
 def parse_order(value, source="--order"):
