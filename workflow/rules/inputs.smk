@@ -1,6 +1,11 @@
 # Inputs: (an example job), import into a dataset bundle, preprocess (crop/bin/mask).
 
 
+# a second's work with a few MB: on SLURM, not worth a job of its own
+localrules:
+    example_job,
+
+
 rule example_job:
     """A small synthetic cryoSPARC 3DVA job (for trying the workflow, and for .test/)."""
     input:
