@@ -229,8 +229,10 @@ def test_slurm_run_completes(slurm_run):
 def test_every_job_went_through_slurm(slurm_run):
     ours = [j for j in slurm_run["jobs"] if j["comment"].startswith("rule_")]
     rules = sorted(j["comment"] for j in ours)
-    assert len(ours) == 15, rules  # every job of the .test workflow but the target rule `all`
+    # every job of the .test workflow but the target rule `all` and the local rule `example_job`
+    assert len(ours) == 14 and not [r for r in rules if r.startswith("rule_example_job")], rules
     assert all(j["state"] == "COMPLETED" for j in ours), [(j["comment"], j["state"]) for j in ours]
+    assert (slurm_run["repo"] / "results" / "job3dva" / "example_job").is_dir()  # made on the submitting host
 
 
 def test_gpu_rules_were_scheduled_on_the_gpu(slurm_run):
