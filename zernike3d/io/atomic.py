@@ -119,11 +119,19 @@ def folder_kind(stage):
     and no file but those the marker lists (:func:`foreign_files`)."""
 
     def recognise(path):
-        with open(path / MARKER) as f:
-            return f.readline(_SMALL).strip() == stage and not foreign_files(path)
+        return marker_stage(path) == stage and not foreign_files(path)
 
     return OutputKind(f"a folder written by `zernike3d {stage}` (it has no {MARKER} naming {stage!r})",
                       recognise, marker=stage)
+
+
+def marker_stage(folder):
+    """The stage that the :data:`MARKER` of ``folder`` names, or None if it has none."""
+    try:
+        with open(Path(folder) / MARKER) as f:
+            return f.readline(_SMALL).strip()
+    except OSError:
+        return None
 
 
 def foreign_files(folder):
@@ -157,11 +165,7 @@ def check_replaceable(path, kind):
     any folder written whole by zernike3d (what is in such a folder belongs to it: an
     input map of a later stage, or a file the folder's next write would refuse to lose)."""
     owner = Path(path).absolute().parent
-    try:
-        with open(owner / MARKER) as f:
-            stage = f.readline(_SMALL).strip()
-    except OSError:
-        stage = None
+    stage = marker_stage(owner)
     if stage is not None:
         raise InputError(path, f"is inside {owner}, a folder written whole by `zernike3d {stage}`; "
                                "choose an output path outside it")
@@ -178,10 +182,9 @@ def check_replaceable(path, kind):
 
 def _foreign_files_of_output(path, kind):
     """:func:`foreign_files` of a folder whose marker names ``kind``'s stage, else []."""
+    if kind.marker is None or marker_stage(path) != kind.marker:
+        return []
     try:
-        with open(Path(path) / MARKER) as f:
-            if kind.marker is None or f.readline(_SMALL).strip() != kind.marker:
-                return []
         return foreign_files(path)
     except OSError:
         return []
