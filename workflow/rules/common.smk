@@ -193,6 +193,7 @@ def _check_against_inputs():
     the number of components, particle rows and k-means centres against the number of
     particles, the clusters a path names against those made. Each problem stops the run
     (also `snakemake -n`) with one line naming the key."""
+    from zernike3d.maths.resolution import nyquist
     from zernike3d.stages.preprocess import MIN_BINNED_BOX
 
     for name, d in DATASETS.items():
@@ -215,11 +216,11 @@ def _check_against_inputs():
                     f"{where}.preprocess.bin: the box of {size} voxels is not divisible by {p['bin']}"
                 )
         if voxel is not None and d.get("resolution") is not None:
-            nyquist = 2 * voxel * p["bin"]
-            if d["resolution"] < nyquist:
+            finest = nyquist(voxel * p["bin"])
+            if d["resolution"] < finest:
                 raise WorkflowError(
                     f"{where}.resolution: {d['resolution']:g} Å is finer than the voxels resolve "
-                    f"(Nyquist: 2 x {voxel * p['bin']:g} Å = {nyquist:g} Å"
+                    f"(Nyquist: 2 x {voxel * p['bin']:g} Å = {finest:g} Å"
                     + (
                         f", {voxel:g} Å voxels binned by {p['bin']})"
                         if p["bin"] > 1

@@ -80,7 +80,7 @@ def run(args):
     subsets = _selections(args, latents, invariants, clustering)
     table = None
     if any(export for _, _, _, export in subsets):
-        table, fmt, cs_source = _particle_table(args, dataset)
+        table, fmt, cs_source = _particle_table(args, particles_cs)
         rows = rows_of_uids(table["uid"], dataset.uid, cs_source)
 
     with atomic_path(args.out_dir, folder_kind("cluster")) as out:
@@ -162,10 +162,11 @@ def source_particles_cs(dataset):
     return None
 
 
-def _particle_table(args, dataset):
+def _particle_table(args, path):
+    """(table, format, path) of the particles .cs ``path`` (--particles-cs, else the one
+    the dataset was imported from)."""
     from zernike3d.io.cryosparc_export import read_table
 
-    path = args.particles_cs or source_particles_cs(dataset)
     if path is None:
         raise InputError("--particles-cs", f"{args.dataset} does not record a particles .cs (imported from "
                          "a bundle or single map): give the job's particles .cs")
