@@ -11,11 +11,20 @@ Rules every stage follows through :func:`atomic_path` / :func:`atomic_paths`:
   ``format`` entry of our ``.npz`` files, a ``zernike3d`` label in an MRC header, the
   attributes in a zarr store's ``zarr.json``, the header row of a CSV, the keys of a JSON
   record, the ``Software`` text of a PNG, and for a folder written as a whole (``--out-dir``,
-  ``--job-dir``) the marker file ``.zernike3d-output``: its first line names the stage
-  that wrote the folder, the others the files it wrote (paths relative to the folder). A
-  folder that holds any other file (a session or notes saved there since) is not
-  replaced: the refusal names that file. Nothing at the path, or an empty folder, may
-  always be replaced. No output goes into such a folder: its files belong to it.
+  ``--job-dir``) and for a zarr store the marker file ``.zernike3d-output``: its first
+  line names the stage that wrote the folder, the others the files it wrote (paths
+  relative to the folder), each followed, in a folder written whole, by a tab and the
+  file's SHA-256 (a store lists its chunks without hashes: they are checked by their
+  CRC32C when read). A folder that holds any other file (a session or notes saved
+  there since), or a listed file that was changed since (a subset ``.cs`` or a table
+  edited by hand), is not replaced: the refusal names that file. Nothing at the path, or
+  an empty folder, may always be replaced. No output goes into such a folder, nor
+  anywhere below it: its files belong to it.
+* **A folder is one run's output.** An earlier output folder of ours that lacks some of
+  the files its marker lists (Snakemake deletes a job's declared outputs before running
+  it, so the rest would stay beside whatever the next run writes or fails to write) is
+  removed as soon as a stage has checked its options and outputs
+  (:func:`discard_incomplete`): after a refusal or a kill, no stale half remains.
 * **All or none.** Each output is written to a temporary sibling
   ``.<stem>.tmp-<host>-<pid><suffix>`` (the suffix is kept, so libraries that pick a
   format by suffix still do the right thing). Only when every output of the call is
@@ -34,6 +43,7 @@ output path (not the hidden temporary); :mod:`zernike3d.cli` prints it as one li
 
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import re
@@ -65,12 +75,16 @@ class OutputKind:
 
     ``description`` completes "is not ..." in the refusal message; ``recognise(path)``
     returns True for an earlier output of this kind (it never raises); ``marker`` (folders
-    only) is written into the folder as :data:`MARKER`.
+    only) is written into the folder as :data:`MARKER`, with each file's SHA-256 if
+    ``hashed``.
     """
 
     description: str
     recognise: Callable[[Path], bool]
     marker: str | None = None
+    #: does the marker record each file's SHA-256 (folders written whole) or only its
+    #: name (zarr stores, whose chunks carry their own checksums)?
+    hashed: bool = True
 
 
 def npz_kind(format_name, description):
@@ -78,23 +92,42 @@ def npz_kind(format_name, description):
     return OutputKind(description, lambda path: _npz_format(path) == format_name)
 
 
-def zarr_kind(description, attributes_match, arrays):
-    """A zarr (v3) store whose root attributes satisfy ``attributes_match(dict)``; or, if
-    its root ``zarr.json`` is missing or unreadable (Snakemake deletes a declared
-    ``store/zarr.json`` output before re-running its job; a damaged store), a folder that
-    holds nothing but some of our member names ``arrays`` (and ``zarr.json``)."""
+def zarr_kind(description, attributes_match, arrays, stage):
+    """A zarr (v3) store written by ``stage``: its :data:`MARKER` names ``stage`` and lists
+    every file in it (none changed size); or, for a store written before stores had
+    markers, one whose every file is zarr's own (``zarr.json`` or a chunk of one of our
+    member names ``arrays``) and whose root attributes satisfy ``attributes_match(dict)``
+    (or whose root ``zarr.json`` is missing: Snakemake deletes a declared
+    ``store/zarr.json`` output before re-running its job)."""
 
     def recognise(path):
+        if marker_stage(path) is not None:
+            return marker_stage(path) == stage and not foreign_files(path) and not changed_files(path)
+        if not _zarr_files_only(path, arrays):
+            return False
         try:
             attributes = _small_json(path / "zarr.json").get("attributes")
         except (OSError, ValueError):
             attributes = None
         if isinstance(attributes, dict):
             return bool(attributes_match(attributes))
-        entries = {entry.name for entry in path.iterdir()}
-        return bool(entries & set(arrays)) and entries <= {*arrays, "zarr.json"}
+        return bool({entry.name for entry in path.iterdir()} & set(arrays))
 
-    return OutputKind(description, recognise)
+    return OutputKind(description, recognise, marker=stage, hashed=False)
+
+
+def _zarr_files_only(path, arrays):
+    """True if every file under ``path`` is a zarr store's own: ``zarr.json`` at the root
+    or in a member of ``arrays``, or a chunk (``<member>/c/...``)."""
+    for file in Path(path).rglob("*"):
+        if file.is_dir():
+            continue
+        parts = file.relative_to(path).parts
+        if parts == ("zarr.json",):
+            continue
+        if not (parts[0] in arrays and (parts[-1] == "zarr.json" or "c" in parts[1:-1] or parts[1:2] == ("c",))):
+            return False
+    return True
 
 
 def json_kind(keys, description):
@@ -119,7 +152,7 @@ def folder_kind(stage):
     and no file but those the marker lists (:func:`foreign_files`)."""
 
     def recognise(path):
-        return marker_stage(path) == stage and not foreign_files(path)
+        return marker_stage(path) == stage and not foreign_files(path) and not changed_files(path)
 
     return OutputKind(f"a folder written by `zernike3d {stage}` (it has no {MARKER} naming {stage!r})",
                       recognise, marker=stage)
@@ -134,17 +167,70 @@ def marker_stage(folder):
         return None
 
 
+def written_files(folder):
+    """{relative path: SHA-256 hex digest, or None where not recorded} of the files that
+    the :data:`MARKER` of ``folder`` lists as written with it."""
+    with open(Path(folder) / MARKER) as f:
+        lines = f.read().splitlines()[1:]
+    written = {}
+    for line in lines:
+        name, tab, digest = line.rpartition("\t")
+        written[name if tab else digest] = digest if tab else None
+    return written
+
+
 def foreign_files(folder):
     """The files in ``folder`` (relative paths, sorted) that its :data:`MARKER` does not
     list as written with it (Snakemake's ``.snakemake_timestamp`` aside); [] if the
     marker lists no files (written before markers listed them)."""
     folder = Path(folder)
-    with open(folder / MARKER) as f:
-        written = set(f.read(_JSON_LIMIT).splitlines()[1:])
+    written = written_files(folder)
     if not written:
         return []
-    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir()}
-    return sorted(present - written - _BOOKKEEPING)
+    return sorted(_present(folder) - set(written) - _BOOKKEEPING)
+
+
+def changed_files(folder):
+    """The files of ``folder`` (relative paths, sorted) whose content differs from the
+    SHA-256 its :data:`MARKER` recorded when they were written (edited since)."""
+    folder = Path(folder)
+    return sorted(name for name, digest in written_files(folder).items()
+                  if digest is not None and (folder / name).is_file() and _sha256(folder / name) != digest)
+
+
+def missing_files(folder):
+    """The files (relative paths, sorted) that the :data:`MARKER` of ``folder`` lists but
+    that are gone."""
+    folder = Path(folder)
+    return sorted(set(written_files(folder)) - _present(folder))
+
+
+def discard_incomplete(path, kind):
+    """Remove ``path`` if it is an earlier output of ``kind`` that lacks some of the files
+    its marker lists (the rest, unchanged, would otherwise outlive the run that replaces
+    it: see the module docstring). Returns True if it was removed."""
+    path = Path(path)
+    if kind.marker is None or not path.is_dir() or marker_stage(path) != kind.marker:
+        return False
+    try:
+        if not missing_files(path) or not is_replaceable(path, kind):
+            return False
+    except OSError:
+        return False
+    _remove(path)
+    return True
+
+
+def _present(folder):
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir()}
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def is_replaceable(path, kind):
@@ -162,32 +248,42 @@ def is_replaceable(path, kind):
 
 def check_replaceable(path, kind):
     """Raise :class:`InputError` naming ``path`` unless :func:`is_replaceable` and outside
-    any folder written whole by zernike3d (what is in such a folder belongs to it: an
-    input map of a later stage, or a file the folder's next write would refuse to lose)."""
-    owner = Path(path).absolute().parent
-    stage = marker_stage(owner)
-    if stage is not None:
-        raise InputError(path, f"is inside {owner}, a folder written whole by `zernike3d {stage}`; "
-                               "choose an output path outside it")
+    any folder written whole by zernike3d, at any depth (what is in such a folder belongs
+    to it: an input map of a later stage, or a file the folder's next write would refuse
+    to lose, or replace with it)."""
+    for owner in Path(path).absolute().parents:
+        stage = marker_stage(owner)
+        if stage is not None:
+            raise InputError(path, f"is inside {owner}, a folder written whole by `zernike3d {stage}`; "
+                                   "choose an output path outside it")
     if not is_replaceable(path, kind):
-        foreign = _foreign_files_of_output(path, kind)
+        foreign, changed = _strangers_of_output(path, kind)
         if foreign:
             raise InputError(path, f"holds {len(foreign)} file(s) that zernike3d did not write there "
-                                   f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); refusing to "
+                                   f"({_listed(foreign)}); refusing to "
                                    "replace the folder (move them away or choose another output path)")
+        if changed:
+            raise InputError(path, f"holds {len(changed)} file(s) changed since zernike3d wrote them "
+                                   f"({_listed(changed)}); refusing to replace the folder "
+                                   "(move them away or choose another output path)")
         what = "folder" if Path(path).is_dir() else "file"
         raise InputError(path, f"a {what} is already there and is not {kind.description}; refusing to "
                                "replace it (move it away or choose another output path)")
 
 
-def _foreign_files_of_output(path, kind):
-    """:func:`foreign_files` of a folder whose marker names ``kind``'s stage, else []."""
+def _strangers_of_output(path, kind):
+    """(:func:`foreign_files`, :func:`changed_files`) of a folder whose marker names
+    ``kind``'s stage, else ([], [])."""
     if kind.marker is None or marker_stage(path) != kind.marker:
-        return []
+        return [], []
     try:
-        return foreign_files(path)
+        return foreign_files(path), changed_files(path)
     except OSError:
-        return []
+        return [], []
+
+
+def _listed(names):
+    return f"{', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
 
 
 @contextlib.contextmanager
@@ -209,6 +305,8 @@ def atomic_paths(outputs):
     items = [(Path(path), kind) for path, kind in outputs]
     for path, kind in items:
         check_replaceable(path, kind)
+    for path, kind in items:
+        discard_incomplete(path, kind)
     tmps = []
     try:
         for path, kind in items:
@@ -224,15 +322,22 @@ def atomic_paths(outputs):
         except OSError as err:
             raise _naming_output(err, items, tmps) from None
         for (path, kind), tmp in zip(items, tmps):
-            if kind.marker is not None:  # the stage, then every file written
-                files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if not p.is_dir())
-                (tmp / MARKER).write_text("".join(f"{line}\n" for line in [kind.marker, *files]))
+            if kind.marker is not None:  # the stage, then every file written (and its hash)
+                (tmp / MARKER).write_text(_marker_text(tmp, kind))
             check_replaceable(path, kind)  # something may have appeared meanwhile
         _commit([path for path, _ in items], tmps)
     except BaseException:
         for tmp in tmps:
             _remove(tmp)
         raise
+
+
+def _marker_text(folder, kind):
+    """The :data:`MARKER` of ``folder``: ``kind``'s stage, then each file (with a tab and
+    its SHA-256 if ``kind.hashed``)."""
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir() and p.name != MARKER)
+    lines = [f"{name}\t{_sha256(folder / name)}" if kind.hashed else name for name in files]
+    return "".join(f"{line}\n" for line in [kind.marker, *lines])
 
 
 def remove_stale_temporaries(path):

@@ -69,7 +69,7 @@ CHUNK_CODECS = (Crc32cCodec(),)
 RADIAL_MODES = ("memory", "stream", "recompute")
 #: what write_store may replace: an earlier (stale or damaged) basis store
 STORE_OUTPUT = zarr_kind("a zernike3d basis store", lambda attrs: "store_format" in attrs and "key" in attrs,
-                         arrays=("grid", "radial"))
+                         arrays=("grid", "radial"), stage="basis")
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +329,9 @@ def _create(group, name, shape, dtype, rows=None):
     row_bytes = max(int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize, 1)
     rows = rows or max(1, CHUNK_BYTES // row_bytes)
     chunks = (max(1, min(shape[0], rows)),) + tuple(max(c, 1) for c in shape[1:])
-    return group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, compressors=CHUNK_CODECS)
+    # every chunk written, even one of zeros: a chunk not there is then missing, not zeros
+    return group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, compressors=CHUNK_CODECS,
+                              config={"write_empty_chunks": True})
 
 
 def _write_array(group, name, values):

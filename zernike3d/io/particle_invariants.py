@@ -23,10 +23,18 @@ attributes          ``format``              ``"zernike3d-particle-invariants"``
                     ``format_version``      1
                     ``order``               highest n
                     ``names``               the volumes of the forms: base, component_0..
+                    ``particles``           P, the rows written
 ==================  ======================  ============================================
 
-Read it back with :func:`read_particle_invariants`; the ``invariants`` array is read
-lazily (slice it, or use :meth:`ParticleInvariants.sample`).
+Each chunk of ``invariants`` is blosc-compressed, then followed by its CRC32C (zarr's
+``crc32c`` codec), and every chunk is written, even one of zeros. Read it back with
+:func:`read_particle_invariants`, which checks that every chunk is there (zarr would
+read a missing chunk as zeros, its fill value) and that the rows are those recorded;
+the ``invariants`` array is read lazily (slice it, or use
+:meth:`ParticleInvariants.sample`), and every read is checked: a chunk that is damaged
+(its checksum, a truncated file) or holds a value that is not finite is an
+:class:`~zernike3d.errors.InputError` naming the store. A store lists its files in its
+marker (:mod:`zernike3d.io.atomic`), so files saved into it keep it from being replaced.
 """
 
 from dataclasses import dataclass
@@ -35,7 +43,7 @@ import numba
 import numpy as np
 import zarr
 from numba import prange
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from zernike3d.errors import InputError
 from zernike3d.io.atomic import atomic_path, zarr_kind
@@ -45,22 +53,53 @@ FORMAT = "zernike3d-particle-invariants"
 FORMAT_VERSION = 1
 #: what write_particle_invariants may replace: an earlier store of this format
 OUTPUT = zarr_kind(f"a zernike3d particle invariants store (format {FORMAT!r})",
-                   lambda attrs: attrs.get("format") == FORMAT, arrays=("uid", "nl", "invariants"))
+                   lambda attrs: attrs.get("format") == FORMAT, arrays=("uid", "nl", "invariants"),
+                   stage="invariants --particles-out")
 #: particles per zarr chunk (and per computed block)
 DEFAULT_CHUNK = 4096
-#: byte-shuffled lz4: fast enough not to slow the write, some gain on float32
-COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+#: byte-shuffled lz4: fast enough not to slow the write, some gain on float32; then a
+#: CRC32C of each compressed chunk, checked by zarr on every read
+COMPRESSOR = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec())
+#: every chunk is written, so that a missing one is seen as missing (not as zeros)
+ARRAY_CONFIG = {"write_empty_chunks": True}
+
+
+class CheckedRows:
+    """The ``invariants`` zarr array of a store, read through checks: slicing it
+    returns a numpy array, or raises :class:`~zernike3d.errors.InputError` naming the
+    store when a chunk read is damaged or a value is not finite. ``shape``, ``chunks``,
+    ``dtype`` and ``ndim`` are the array's."""
+
+    def __init__(self, array: zarr.Array, path):
+        self._array, self.path = array, str(path)
+        self.shape, self.chunks, self.dtype, self.ndim = array.shape, array.chunks, array.dtype, array.ndim
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        try:
+            values = np.asarray(self._array[key])
+        except Exception as err:  # a checksum mismatch, a truncated or foreign chunk
+            problem = f"{type(err).__name__}: {err}".splitlines()[0]
+            raise InputError(self.path, f"a chunk of invariants is damaged ({problem}); "
+                                        "write the store again with `zernike3d invariants`") from None
+        if not np.isfinite(values).all():
+            raise InputError(self.path, "invariants hold values that are not finite (NaN or infinity); "
+                                        "write the store again with `zernike3d invariants`")
+        return values
 
 
 @dataclass(frozen=True)
 class ParticleInvariants:
     """A particle invariants store opened for reading.
 
-    ``invariants`` is the lazy zarr array (P, n_nl) float32; ``uid`` (P,) uint64,
+    ``invariants`` is the lazy, checked array (P, n_nl) float32 (:class:`CheckedRows`);
+    ``uid`` (P,) uint64,
     ``nl`` (n_nl, 2) int32, ``order`` and ``names`` as written.
     """
 
-    invariants: zarr.Array
+    invariants: CheckedRows
     uid: np.ndarray
     nl: np.ndarray
     order: int
@@ -114,14 +153,15 @@ def write_particle_invariants(path, forms, latents, uid, nl, *, order, names, ch
         group.attrs.update(
             format=FORMAT, format_version=FORMAT_VERSION, order=int(order), names=list(names)
         )
-        group.create_array("uid", data=np.asarray(uid, dtype=np.uint64))
-        group.create_array("nl", data=np.asarray(nl, dtype=np.int32))
+        for name, values in (("uid", np.asarray(uid, dtype=np.uint64)), ("nl", np.asarray(nl, dtype=np.int32))):
+            group.create_array(name, shape=values.shape, dtype=values.dtype, config=ARRAY_CONFIG)[...] = values
         store = group.create_array(
             "invariants",
             shape=(len(latents), n_nl),
             chunks=(chunk, n_nl),
             dtype="float32",
             compressors=COMPRESSOR,
+            config=ARRAY_CONFIG,
         )
         starts = range(0, len(latents), chunk)
         if progress:
@@ -146,12 +186,21 @@ def read_particle_invariants(path):
     missing = [name for name in ("invariants", "uid", "nl") if name not in group]
     if missing:
         raise InputError(path, f"store lacks {', '.join(missing)}")
-    invariants, uid, nl = group["invariants"], group["uid"][:], group["nl"][:]
+    try:
+        invariants, uid, nl = group["invariants"], group["uid"][:], group["nl"][:]
+    except Exception as err:  # a damaged uid or nl chunk
+        raise InputError(path, f"uid or nl is damaged ({type(err).__name__}: {err})".splitlines()[0]) from None
     if invariants.ndim != 2 or invariants.shape != (len(uid), len(nl)) or nl.shape[1:] != (2,):
         raise InputError(
             path, f"inconsistent shapes: invariants {invariants.shape}, uid {uid.shape}, nl {nl.shape}"
         )
-    return ParticleInvariants(invariants, uid, nl, int(attrs["order"]), list(attrs["names"]))
+    if "particles" in attrs and attrs["particles"] != len(uid):
+        raise InputError(path, f"holds {len(uid)} particles, but {attrs['particles']} were written")
+    for name, array in (("uid", group["uid"]), ("nl", group["nl"]), ("invariants", invariants)):
+        if array.nchunks_initialized != array.nchunks:
+            raise InputError(path, f"{array.nchunks - array.nchunks_initialized} of the {array.nchunks} chunks "
+                                   f"of {name} are missing; write the store again with `zernike3d invariants`")
+    return ParticleInvariants(CheckedRows(invariants, path), uid, nl, int(attrs["order"]), list(attrs["names"]))
 
 
 def _packed_forms(forms):
