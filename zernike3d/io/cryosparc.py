@@ -57,14 +57,21 @@ class VariabilityParticles:
         return self.latents.shape[1]
 
 
+def passthrough_name(path):
+    """The name a job's passthrough file beside ``path`` has (whether or not it is
+    there): ``J<n>_passthrough_<output>.cs``, or None if ``path`` is not named as a job's
+    output."""
+    match = _JOB_OUTPUT.match(Path(path).name)
+    return None if match is None else f"{match['job']}_passthrough_{match['output']}.cs"
+
+
 def passthrough_path(path):
     """The passthrough file beside a job's output ``path``
     (``J<n>_passthrough_<output>.cs`` beside ``J<n>_<output>.cs``), or None if there is none."""
-    path = Path(path)
-    match = _JOB_OUTPUT.match(path.name)
-    if match is None:
+    name = passthrough_name(path)
+    if name is None:
         return None
-    sibling = path.with_name(f"{match['job']}_passthrough_{match['output']}.cs")
+    sibling = Path(path).with_name(name)
     return sibling if sibling.is_file() else None
 
 

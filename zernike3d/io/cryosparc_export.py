@@ -1,7 +1,8 @@
 """Particle subsets written back for cryoSPARC: a ``.cs`` table and its ``.csg`` group file.
 
 A subset is the job's original particle rows, selected by uid, with every field and
-its dtype unchanged (and those of the job's passthrough file, joined by uid: see
+its dtype unchanged (a string field of a NumPy ``.cs`` keeps its width, ``|S112`` stays
+``|S112``) (and those of the job's passthrough file, joined by uid: see
 :func:`read_table`), saved with cryosparc-tools' ``Dataset.save`` in the format of the
 source file (NumPy ``.npy`` records or cryoSPARC's compressed stream, told apart by the
 file's first bytes). cryoSPARC's *Import Result Group* job reads the ``.csg`` file, a
@@ -39,8 +40,11 @@ from zernike3d.errors import InputError
 
 def read_table(path):
     """The particles table of ``path`` (cryosparc-tools Dataset, every field), its save
-    format (``NUMPY_FORMAT`` or ``CSDAT_FORMAT``) and the passthrough file whose fields
-    were joined to it, or None.
+    format (``NUMPY_FORMAT`` or ``CSDAT_FORMAT``), the passthrough file whose fields
+    were joined to it, or None, and the exact NumPy dtype of the table's fields as the
+    files hold them (None for a compressed file, whose strings have no fixed width):
+    cryosparc-tools keeps strings as Python objects and would save them at the width of
+    the longest one in the subset, plus one.
 
     A job's own output (``J<n>_particles.cs`` of 3D Variability: uid and
     ``components_mode_*`` only) gets the fields it lacks from its passthrough file
@@ -56,19 +60,44 @@ def read_table(path):
     checked_header(path)
     table = load_table(path)
     fmt = CSDAT_FORMAT if is_compressed(path) else NUMPY_FORMAT
+    dtype = numpy_fields(path)
     passthrough = passthrough_path(path)
     if passthrough is None:
-        return table, fmt, None
+        return table, fmt, None, dtype
     missing = [field for field in checked_header(passthrough)["dtype"] if field[0] not in table.fields()]
     if not missing:
-        return table, fmt, None
+        return table, fmt, None, dtype
     inherited = load_table(passthrough, [field[0] for field in missing])
     rows = rows_of_uids(inherited["uid"], table["uid"], passthrough,
                         f"not the passthrough file of {Path(path).name}, or a damaged one")
     table.add_fields(missing)
     for field in missing:
         table[field[0]] = inherited[field[0]][rows]
-    return table, fmt, passthrough
+    joined = numpy_fields(passthrough)
+    if dtype is not None and joined is not None:
+        dtype = np.dtype(dtype.descr + [(name, joined.fields[name][0]) for name, *_ in missing])
+    else:
+        dtype = None
+    return table, fmt, passthrough, dtype
+
+
+def numpy_fields(path):
+    """The structured dtype in the NumPy header of the ``.cs`` ``path``, or None for a
+    compressed (CSDAT) file or a header that is not NumPy's."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(version, np.lib.format.read_array_header_2_0)
+            _, _, dtype = read_header(f, max_header_size=2**20)
+    except (OSError, ValueError):
+        return None
+    return dtype if dtype.names else None
+
+
+def latents_only(table):
+    """True if ``table`` holds nothing but ``uid`` and 3DVA's ``components_mode_*`` fields:
+    a job's own output without the particle images, CTF and poses of its passthrough."""
+    return all(field == "uid" or field.startswith("components_mode_") for field in table.fields())
 
 
 def rows_of_uids(table_uid, uid, source, hint="is it the job's particles .cs?"):
@@ -120,18 +149,29 @@ def csg_document(name, cs_filename, prefixes, count, description):
     }
 
 
-def write_subset(directory, name, table, fmt, rows, description):
+def write_subset(directory, name, table, fmt, rows, description, dtype=None):
     """``directory/name.cs`` (rows ``rows`` of ``table``, every field unchanged, format
-    ``fmt``) and ``directory/name.csg`` (the group cryoSPARC imports). ``directory`` is
-    the caller's temporary output folder (:func:`zernike3d.io.atomic.atomic_path`), so the
-    files are written in place."""
+    ``fmt``; with ``dtype``, the exact dtype of the source file from :func:`read_table`,
+    written as NumPy records of that dtype) and ``directory/name.csg`` (the group
+    cryoSPARC imports). ``directory`` is the caller's temporary output folder
+    (:func:`zernike3d.io.atomic.atomic_path`), so the files are written in place."""
     import yaml
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     subset = table.take(np.asarray(rows, dtype=np.int64))
     cs_path = directory / f"{name}.cs"
-    subset.save(cs_path, format=fmt)
+    if dtype is None:
+        subset.save(cs_path, format=fmt)
+    else:
+        records = np.empty(len(subset), dtype=dtype)
+        for field in dtype.names:
+            values = subset[field]
+            if dtype[field].kind == "S" and values.dtype == object:
+                values = [v.encode() if isinstance(v, str) else v for v in values]
+            records[field] = values
+        with open(cs_path, "wb") as f:
+            np.save(f, records)
     prefixes = sorted({field.split("/")[0] for field in table.fields() if "/" in field})
     document = csg_document(name, cs_path.name, prefixes, len(subset), description)
     with open(directory / f"{name}.csg", "w") as f:

@@ -20,11 +20,15 @@ Subsets (written with --subsets for clusters; always for --bins and --range): ea
 (cluster_NN), --bins K:N (N equal-width bins of z_K, as 3DVA Display's intermediates:
 bin_cK_NN) and --range NAME=LOW:HIGH[,..] (z_K or, with --particle-invariants, F_n_l
 ranges: range_NN). The rows come from the particles .cs the dataset was imported from (its
-provenance), or from --particles-cs; selection is by uid. The folder is written whole
+provenance), or from --particles-cs; selection is by uid. A .cs holding only uid and the
+latents (a job's own output whose passthrough file is not beside it) is refused: its
+subsets would lack the images, CTF and poses; --latents-only-subsets writes them anyway,
+with a warning. The folder is written whole
 (all or nothing) and replaces only an earlier output of this stage.
 """
 
 import csv
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +45,9 @@ def add_arguments(parser):
     parser.add_argument("--particle-invariants", metavar="P.zarr", help="per-particle invariants store (zernike3d invariants)")
     parser.add_argument("--particles-cs", metavar="P.cs", help="the job's particles .cs (default: the one the dataset was imported from)")
     parser.add_argument("--subsets", action="store_true", help="write each cluster's particles as a cryoSPARC .cs/.csg")
+    parser.add_argument("--latents-only-subsets", action="store_true",
+                        help="write subsets even from a particles .cs holding only uid and latents (a job's own output "
+                        "without its passthrough file): they then lack the particle images, CTF and poses")
     parser.add_argument("--bins", nargs="+", action="extend", default=[], metavar="K:N", help="subsets: N bins along component K")
     parser.add_argument("--range", nargs="+", action="extend", default=[], metavar="NAME=LOW:HIGH[,..]",
                         help="subsets: particles with z_K (or F_n_l) in [LOW, HIGH]; a bound may be left empty")
@@ -80,7 +87,7 @@ def run(args):
     subsets = _selections(args, latents, invariants, clustering)
     table = None
     if any(export for _, _, _, export in subsets):
-        table, fmt, cs_source = _particle_table(args, particles_cs)
+        table, fmt, cs_source, dtype = _particle_table(args, particles_cs)
         rows = rows_of_uids(table["uid"], dataset.uid, cs_source)
 
     with atomic_path(args.out_dir, folder_kind("cluster")) as out:
@@ -99,7 +106,7 @@ def run(args):
             lines.append([name, kind, count, f"{count / len(mask):.6f}", _describe(args, name)])
             if export and count:
                 write_subset(out / "subsets", name, table, fmt, np.sort(rows[mask]),
-                             f"zernike3d cluster of {Path(args.dataset).name}: {_describe(args, name)}")
+                             f"zernike3d cluster of {Path(args.dataset).name}: {_describe(args, name)}", dtype)
         _write_csv(out / "selections.csv", ["name", "kind", "count", "fraction", "description"], lines)
         centres = ({f"cluster_{c:02d}": latents[row] for c, row in enumerate(clustering.snapped)}
                    if clustering is not None else None)
@@ -163,19 +170,28 @@ def source_particles_cs(dataset):
 
 
 def _particle_table(args, path):
-    """(table, format, path) of the particles .cs ``path`` (--particles-cs, else the one
+    """(table, format, path, exact dtype or None) of the particles .cs ``path`` (--particles-cs, else the one
     the dataset was imported from)."""
-    from zernike3d.io.cryosparc_export import read_table
+    from zernike3d.io.cryosparc import passthrough_name
+    from zernike3d.io.cryosparc_export import latents_only, read_table
 
     if path is None:
         raise InputError("--particles-cs", f"{args.dataset} does not record a particles .cs (imported from "
                          "a bundle or single map): give the job's particles .cs")
     if args.particles_cs is None and not Path(path).is_file():
         raise InputError(path, f"the particles .cs {args.dataset} was imported from is gone: give it with --particles-cs")
-    table, fmt, passthrough = read_table(path)
+    table, fmt, passthrough, dtype = read_table(path)
     if passthrough is not None:
         print(f"subsets: the fields of {path} with those of {passthrough}, joined by uid")
-    return table, fmt, path
+    if latents_only(table):
+        if not args.latents_only_subsets:
+            raise InputError(path, f"holds only uid and the latents ({len(table.fields())} fields: no particle images, "
+                             f"CTF or poses) and no passthrough file {passthrough_name(path) or 'J<n>_passthrough_particles.cs'} is beside it: put it there, "
+                             "give --particles-cs the job's full particles .cs, or --latents-only-subsets to write "
+                             "subsets of these fields alone")
+        print(f"warning: subsets of {path} hold only uid and the latents: no particle images, CTF or poses",
+              file=sys.stderr)
+    return table, fmt, path, dtype
 
 
 def _z_names(dataset):

@@ -16,12 +16,13 @@ def check_outputs(inputs, outputs):
     whatever is at an output path must be
     an earlier output of its kind (:func:`zernike3d.io.atomic.check_replaceable`); and
     the folder it goes into (or its nearest existing parent) must be writable.
-    Raises :class:`InputError` naming the output path.
+    Raises :class:`InputError` naming the output path. Then an earlier output folder that
+    lacks some of its files is removed (:func:`zernike3d.io.atomic.discard_incomplete`).
     """
     import os
     from pathlib import Path
 
-    from zernike3d.io.atomic import check_replaceable
+    from zernike3d.io.atomic import check_replaceable, discard_incomplete
 
     read = [(str(p), Path(p).resolve()) for p in inputs if p is not None]
     written = []
@@ -47,6 +48,9 @@ def check_outputs(inputs, outputs):
         if not os.access(folder, os.W_OK | os.X_OK):
             raise InputError(path, f"cannot write into {folder} (a read-only file system or no permission); "
                                    "choose a writable folder")
+    for path, kind in outputs:  # what remains of a run Snakemake cleaned up is no run's output
+        if path is not None:
+            discard_incomplete(path, kind)
 
 
 def require_memory(option, nbytes, what):
