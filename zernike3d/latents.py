@@ -42,13 +42,22 @@ def check_job(moments, moments_source, dataset, dataset_source):
             moments_source,
             f"has {len(names) - 1} components but {dataset_source} has latents for {dataset.n_components}",
         )
+    check_fingerprints(moments, moments_source, dataset, dataset_source)
+
+
+def check_fingerprints(moments, moments_source, dataset, dataset_source):
+    """Raise :class:`InputError` naming ``moments_source`` unless ``moments`` were
+    decomposed from the maps of ``dataset`` (their fingerprints,
+    :func:`zernike3d.io.dataset.maps_fingerprint`, agree); a one-line warning when the
+    moments record none (written by an older zernike3d)."""
     if moments.maps_sha256 is None:
         warnings.warn(
             f"{moments_source} records no fingerprint of the maps it was decomposed from (an older zernike3d "
             f"wrote it), so it is not checked against {dataset_source}; decompose again to check"
         )
     elif list(moments.maps_sha256) != dataset.maps_sha256:
-        differ = [name for name, ours, theirs in zip(names, moments.maps_sha256, dataset.maps_sha256) if ours != theirs]
+        differ = [name for name, ours, theirs in zip(moments.names, moments.maps_sha256, dataset.maps_sha256)
+                  if ours != theirs]
         raise InputError(
             moments_source,
             f"was decomposed from other maps than those of {dataset_source} ({', '.join(differ)} differ by "
@@ -144,7 +153,8 @@ def select_points(dataset, source, *, particles=(), latents=(), series=None, per
     ``particles`` (selectors of :func:`particle_points`), ``latents`` ("z0,z1,.." texts),
     ``series`` frames per component between ``percentiles`` ("low,high" in %),
     ``kmeans`` cluster centres and the points listed in ``points_csv``
-    (:func:`points_from_csv`). ``source`` names the dataset in errors."""
+    (:func:`points_from_csv`; one named like another map, ``kmeans_00`` beside
+    ``kmeans``, is refused). ``source`` names the dataset in errors."""
     if (particles or series or kmeans) and len(dataset.latents) == 0:
         raise InputError(source, "has no particles (a single map): only --latent points apply")
     points = [LatentPoint("base", "base", np.zeros(dataset.n_components))]
@@ -154,9 +164,15 @@ def select_points(dataset, source, *, particles=(), latents=(), series=None, per
         points += series_points(dataset.latents, series, parse_percentiles(percentiles))
     if kmeans is not None:
         points += cluster_points(dataset.latents, kmeans)
+    points = list({p.name: p for p in points}.values())  # a name is always the same point
     if points_csv is not None:
-        points += points_from_csv(points_csv, dataset.n_components)
-    return list({p.name: p for p in points}.values())  # a name is always the same point
+        made = {p.name for p in points}
+        for point in points_from_csv(points_csv, dataset.n_components):
+            if point.name in made or point.name.startswith("mapspace_"):
+                raise InputError(points_csv, f"--points: point name {point.name!r} is the name of another map "
+                                             "this run writes; rename the point")
+            points.append(point)
+    return points
 
 
 def parse_percentiles(text, source="--percentiles"):
@@ -224,8 +240,9 @@ def mapspace_maps(dataset, points):
 
 def points_from_csv(path, n_components, source="--points"):
     """Latent points listed in a CSV with columns ``name``, ``kind`` and ``z_0`` ..
-    ``z_{K-1}`` (other columns ignored), e.g. the ``centres.csv`` of `zernike3d cluster` or
-    the ``path.csv`` of `zernike3d path`. Names are file stems: letters, digits, ``_-.``."""
+    ``z_{K-1}`` (other columns ignored, but not a ``z_K`` or beyond: points of a job with
+    more components), e.g. the ``centres.csv`` of `zernike3d cluster` or the ``path.csv``
+    of `zernike3d path`. Names are file stems: letters, digits, ``_-.``, each given once."""
     import csv
     import re
 
@@ -234,13 +251,22 @@ def points_from_csv(path, n_components, source="--points"):
             rows = list(csv.DictReader(f))
     except OSError as err:
         raise InputError(path, f"cannot read the points file ({err.strerror or err})") from None
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise InputError(path, f"{source}: not a CSV text file ({str(err).splitlines()[0][:80]})") from None
     columns = ["name", "kind", *(f"z_{k}" for k in range(n_components))]
     if not rows or any(c not in rows[0] for c in columns):
         raise InputError(path, f"{source}: expected a CSV with columns {', '.join(columns)} and one row per point")
-    points = []
+    extra = [c for c in rows[0] if re.fullmatch(r"z_\d+", c or "") and int(c[2:]) >= n_components]
+    if extra:
+        raise InputError(path, f"{source}: has column {extra[0]}, but the job has {n_components} components "
+                               f"(z_0..z_{n_components - 1}): are these points of another job?")
+    points, seen = [], set()
     for row in rows:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", row["name"] or "") or row["name"] in ("index", "base"):
             raise InputError(path, f"{source}: point name {row['name']!r} is not usable as a file name")
+        if row["name"] in seen:
+            raise InputError(path, f"{source}: point name {row['name']!r} is given twice; name each point once")
+        seen.add(row["name"])
         try:
             z = np.array([float(row[f"z_{k}"]) for k in range(n_components)])
         except (TypeError, ValueError):

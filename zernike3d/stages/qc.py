@@ -125,7 +125,10 @@ def run(args):
 
 
 def check_same_maps(dataset, dataset_source, moments, moments_source):
-    """Raise :class:`InputError` unless the moments are of maps shaped like the dataset's."""
+    """Raise :class:`InputError` unless the moments are of the dataset's own maps (shape,
+    then fingerprints: :func:`zernike3d.latents.check_fingerprints`)."""
+    from zernike3d.latents import check_fingerprints
+
     if len(moments.names) != len(dataset.names):
         raise InputError(moments_source, f"has {len(moments.names)} volumes but {dataset_source} has {len(dataset.names)} maps")
     if moments.box != dataset.box or not np.isclose(moments.voxel_size, dataset.voxel_size, rtol=1e-5):
@@ -134,6 +137,7 @@ def check_same_maps(dataset, dataset_source, moments, moments_source):
             f"box {moments.box} at {moments.voxel_size:g} Å differs from {dataset_source} "
             f"(box {dataset.box} at {dataset.voxel_size:g} Å)",
         )
+    check_fingerprints(moments, moments_source, dataset, dataset_source)
 
 
 def map_fsc(maps, expansions, geometry, names, mask_edge):
