@@ -62,6 +62,13 @@ def invariant_features(invariants, dimensions=INVARIANT_DIMENSIONS):
     return standard @ axes
 
 
+#: most clusters one run makes (each gets a subset and a map): more cannot make sense of
+#: a 3DVA landscape, and k-means' cost grows with them
+MAX_CLUSTERS = 100
+#: most bins along one component (each bin is a subset .cs and .csg)
+MAX_BINS = 100
+
+
 def cluster(features, k, method="kmeans", seed=0, threads=None):
     """Cluster ``features`` (P, D) into ``k`` groups -> :class:`Clustering`.
 
@@ -80,8 +87,9 @@ def cluster(features, k, method="kmeans", seed=0, threads=None):
     features = np.asarray(features, dtype=np.float64)
     if method not in METHODS:
         raise InputError("--method", f"expected one of {', '.join(METHODS)}, got {method!r}")
-    if not 1 <= k <= len(features):
-        raise InputError("--k", f"need 1..{len(features)} clusters (one per particle at most), got {k}")
+    if not 1 <= k <= min(len(features), MAX_CLUSTERS):
+        raise InputError("--k", f"need 1..{min(len(features), MAX_CLUSTERS)} clusters (at most one per particle, "
+                                f"and {MAX_CLUSTERS}), got {k}")
     sample = features
     if len(features) > FIT_SAMPLE:
         sample = features[np.sort(np.random.default_rng(seed).choice(len(features), FIT_SAMPLE, replace=False))]
@@ -131,6 +139,8 @@ def parse_bins(text):
         component, bins = (int(v) for v in text.split(":"))
     except ValueError:
         raise InputError("--bins", f"expected COMPONENT:BINS, e.g. 0:5, got {text!r}") from None
+    if not 1 <= bins <= MAX_BINS:
+        raise InputError("--bins", f"{text!r}: need 1..{MAX_BINS} bins (each is a subset of two files), got {bins}")
     return component, bins
 
 
@@ -154,7 +164,7 @@ def range_selection(text, columns):
             high = float(high) if high.strip() else np.inf
         except ValueError:
             sep = ""
-        if not sep or low > high:
+        if not sep or not low <= high:  # NaN bounds too
             raise InputError("--range", f"expected NAME=LOW:HIGH with LOW <= HIGH, got {condition!r}")
         values = np.asarray(columns[name])
         inside = (values >= low) & (values <= high)

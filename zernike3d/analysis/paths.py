@@ -20,6 +20,11 @@ from zernike3d.errors import InputError
 #: paths are searched among at most this many particles (a fixed random sample, plus the
 #: two ends): the graph of a million particles is no better and much slower
 MAX_PARTICLES = 200_000
+#: most neighbours per particle in the graph: far more than a path needs (10 is the
+#: default), and the graph's size and the search grow with them
+MAX_NEIGHBOURS = 100
+#: most frames along one path: each becomes a map of `reconstruct --points`
+MAX_FRAMES = 1000
 
 
 def knn_graph(latents, neighbours, density=False):

@@ -141,10 +141,15 @@ def write_map(path, data, voxel_size, origin=(0.0, 0.0, 0.0)):
     if it is such a map.
 
     voxel_size: Å (isotropic); origin: (x, y, z) Å, stored in the header's origin field.
+    A map with a voxel that is not finite in float32 is refused (:class:`InputError`).
     """
     data = np.asarray(data, dtype=np.float32)
     if data.ndim != 3:
         raise ValueError(f"a map must be 3D, got shape {data.shape}")
+    bad = data.size - int(np.count_nonzero(np.isfinite(data)))
+    if bad:  # never a map that no program can display
+        raise InputError(path, f"{bad} voxels would not be finite in float32 (NaN, or beyond ±3.4e38); "
+                               "nothing written (are the latents or values asked for far too large?)")
     with atomic_path(path, MAP_OUTPUT) as tmp:
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(data)

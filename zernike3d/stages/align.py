@@ -20,6 +20,7 @@ reference's frame and geometry, as a moments file.
 """
 
 import json
+import math
 
 from zernike3d.errors import InputError
 from zernike3d.stages import common
@@ -80,10 +81,14 @@ def run(args):
         alignment = align(moving, reference, volume=args.volume, order=args.order)
     except ValueError as err:  # what is left after the checks above: a blank volume
         raise InputError(f"{args.moving} and {args.reference}", str(err)) from None
+    record = alignment.to_json()
+    if not _finite(record):
+        raise InputError(f"{args.moving} and {args.reference}", "the alignment is not finite (NaN or infinity): "
+                         "are the volumes blank or their values far too large?")
     rotated = express_in_reference_frame(moving, alignment) if args.rotated_out is not None else None
     with atomic_paths(outputs) as temporaries:  # the JSON and the rotated moments: both or neither
         with open(temporaries[0], "w", encoding="utf-8") as f:
-            f.write(_json_text(alignment.to_json()))
+            f.write(_json_text(record))
         if rotated is not None:
             rotated.save(temporaries[1])
     alpha, beta, gamma = alignment.euler_zyz_deg
@@ -97,6 +102,15 @@ def run(args):
         print(f"wrote {args.rotated_out}: {len(rotated.names)} volume(s) in the reference frame")
     print(f"ChimeraX (reference as #1, moving as #2): {alignment.to_json()['chimerax']}")
     return 0
+
+
+def _finite(value):
+    """True if every number in ``value`` (nested dicts and lists of a JSON record) is finite."""
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def _json_text(record):

@@ -57,6 +57,8 @@ ALIGN_ORDER = 20
 #: reference's keeps its stored per-particle invariants; farther, they are recomputed
 #: about the reference's centre
 RECENTRE_TOLERANCE_VOXELS = 0.05
+#: most bootstrap resamplings of the cluster populations (each a pass over all particles)
+MAX_BOOTSTRAP = 10000
 
 
 def add_arguments(parser):
@@ -122,6 +124,7 @@ def run(args):
     common.check_outputs(args.results, [(args.out_dir, folder_kind("compare"))])
     results = [read_results(folder) for folder in args.results]
     check_comparable(results, args.results)
+    check_against_particles(args, results)
     comparison = compare(results, args)
     with atomic_path(args.out_dir, folder_kind("compare")) as tmp:
         write_outputs(Path(tmp), results, comparison, args)
@@ -131,6 +134,8 @@ def run(args):
 
 
 def check_options(args):
+    from zernike3d.analysis.clusters import MAX_CLUSTERS
+
     if len(args.results) < 2:
         raise InputError("RESULTS", "give at least two results folders (the first is the reference)")
     for option, value, least in (("--axes", args.axes, 2), ("--clusters", args.clusters, 1),
@@ -138,6 +143,16 @@ def check_options(args):
                                  ("--match-particles", args.match_particles, 1), ("--align-order", args.align_order, 1)):
         if value < least:
             raise InputError(option, f"must be at least {least}, got {value}")
+    for option, value, most in (("--clusters", args.clusters, MAX_CLUSTERS), ("--bootstrap", args.bootstrap, MAX_BOOTSTRAP)):
+        if value > most:
+            raise InputError(option, f"must be at most {most}, got {value}")
+
+
+def check_against_particles(args, results):
+    """Refuse ``--clusters`` that are not fewer than all the particles compared."""
+    total = sum(len(r.uid) for r in results)
+    if args.clusters >= total:
+        raise InputError("--clusters", f"{args.clusters} clusters for {total} particles in all: ask for fewer")
 
 
 def check_comparable(results, folders):

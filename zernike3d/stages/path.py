@@ -54,6 +54,7 @@ def run(args):
     if args.out.suffix.lower() != ".csv":
         raise InputError(args.out, "the paths table is a CSV: give a name ending in .csv")
     common.check_outputs([args.dataset, args.clusters, args.index], outputs)
+    check_counts(args.frames, args.neighbours, len(dataset.uid))
     latents = dataset.latents.astype(np.float64)
     centres = {p.name: p.z for p in points_from_csv(args.clusters, dataset.n_components, "--clusters")} if args.clusters else {}
     rows, tracks = [], {}
@@ -77,6 +78,20 @@ def run(args):
                               centres=centres, series=series, paths=tracks)
     print(f"wrote {args.out}: {len(tracks)} path(s) of {args.frames} frames" + (f", and {args.plot}" if args.plot else ""))
     return 0
+
+
+def check_counts(frames: int, neighbours: int, particles: int, names=("--frames", "--neighbours")) -> None:
+    """Refuse, naming the option (``names``: how the caller calls frames and
+    neighbours), frames outside 2..MAX_FRAMES and neighbours outside 1..MAX_NEIGHBOURS
+    or not fewer than the ``particles``."""
+    from zernike3d.analysis.paths import MAX_FRAMES, MAX_NEIGHBOURS
+
+    if not 2 <= frames <= MAX_FRAMES:
+        raise InputError(names[0], f"need 2..{MAX_FRAMES} frames along a path (each becomes a map), got {frames}")
+    most = min(MAX_NEIGHBOURS, particles - 1)
+    if not 1 <= neighbours <= most:
+        raise InputError(names[1], f"need 1..{most} neighbours (fewer than the {particles} particles, and at most "
+                                   f"{MAX_NEIGHBOURS}), got {neighbours}")
 
 
 def _state_row(text, dataset, latents, centres):

@@ -27,6 +27,8 @@ is installed, and says in one line where it is not.
 import csv
 from pathlib import Path
 
+import numpy as np
+
 from zernike3d.errors import InputError
 from zernike3d.io import chimerax
 from zernike3d.io.atomic import atomic_path, folder_kind
@@ -120,6 +122,10 @@ def write_latent_maps(args, moments):
             return volumes.reconstruct(box=args.box, voxel_size=args.voxel_size, progress=True, **options)
 
         for point, result in maps_at_points(moments, points, transform, batch):
+            if not np.isfinite(result.data.astype(np.float32)).all():
+                raise InputError("--latent" if point.name.startswith("latent_") else args.points or args.particles,
+                                 f"the map at point {point.name} (z = {', '.join(f'{v:g}' for v in point.z)}) would not be "
+                                 "finite in float32: latents far too large")
             write_map(folder / f"{point.name}.mrc", result.data, result.voxel_size, result.origin)
             rows.append([f"{point.name}.mrc", point.kind, *point.z.tolist()])
             if point.kind == "base":
