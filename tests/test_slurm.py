@@ -8,8 +8,12 @@ $XDG_CONFIG_HOME, and runs exactly `snakemake --profile slurm` from that folder.
 job goes through sbatch; the GPU-capable rules of the GPU dataset must have asked for
 `--gpus=testgpu:1` and been scheduled on the fake GPU.
 
-Skipped, with the reason, when not root or when SLURM cannot be installed or started.
-The profile tests at the top need no cluster.
+Run only when asked (ZERNIKE3D_TEST_SLURM=1; .ci/run installs SLURM and asks); skipped,
+with the reason, otherwise, or when not root, SLURM is not installed or cannot start. The
+test never installs anything, and everything the daemons write (state, munge's key and
+socket, the fake GPU device, mode 0600) lies in its temporary folder; only
+/etc/slurm/slurm.conf lies outside, and is removed on stop. The profile tests at the top
+need no cluster.
 """
 
 import os
@@ -122,18 +126,29 @@ def test_jobs_are_fitted_to_the_nodes():
 # --- the cluster ----------------------------------------------------------------------
 
 
+#: the SLURM cluster tests run only when this is 1 (README, "Tests"): they start daemons and
+#: need slurm-wlm and munge installed (`bash tools/slurm_cluster.sh install`; .ci/run does both)
+OPT_IN = "ZERNIKE3D_TEST_SLURM"
+STATE = {}
+
+
 def _cluster(*args, timeout=120):
-    return subprocess.run(["bash", str(CLUSTER), *args], capture_output=True, text=True, timeout=timeout)
+    env = dict(os.environ, ZERNIKE3D_SLURM_DIR=str(STATE["dir"]))
+    return subprocess.run(["bash", str(CLUSTER), *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")
-def slurm_cluster():
+def slurm_cluster(tmp_path_factory):
+    """A single-node cluster whose state, munge key and socket and fake GPU all live in
+    this test's temporary folder; nothing is installed here."""
+    if os.environ.get(OPT_IN) != "1":
+        pytest.skip(f"SLURM cluster tests run when asked: {OPT_IN}=1, with slurm-wlm installed "
+                    "(bash tools/slurm_cluster.sh install)")
     if os.geteuid() != 0:
         pytest.skip("starting a SLURM cluster needs root (slurmctld, slurmd, munged, /etc/slurm)")
-    if not shutil.which("slurmctld"):
-        installed = _cluster("install", timeout=900)
-        if installed.returncode != 0:
-            pytest.skip(f"slurm-wlm/munge not installed and could not be installed: {installed.stderr.strip()[-500:]}")
+    if not shutil.which("slurmctld") or not shutil.which("munged"):
+        pytest.skip("slurm-wlm/munge are not installed (bash tools/slurm_cluster.sh install; .ci/run does)")
+    STATE["dir"] = tmp_path_factory.mktemp("slurm")
     started = _cluster("start", "--gpus", "1", "--gpu-type", GPU_TYPE)
     if started.returncode != 0:
         _cluster("stop")

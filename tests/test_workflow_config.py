@@ -74,6 +74,28 @@ BAD_SETTINGS = [
     ("k-means against a compressed table", [("datasets.hand.map", DELETE), ("datasets.hand.job_dir", "JOBS/J8"),
                                             ("datasets.hand.reconstruct", {"kmeans": 31})],
      "datasets.hand.reconstruct.kmeans: 31 centres for 30 particles"),
+    # the clusters section, which only the cluster and path jobs used to refuse
+    ("clusters beyond the particles", [("datasets.hand.map", DELETE), ("datasets.hand.job_dir", "JOBS/J7"),
+                                       ("datasets.hand.clusters", {"k": 41})],
+     "datasets.hand.clusters.k: 41 clusters, but at most 40 can be made (40 particles)"),
+    ("bins of a component the job lacks", [("datasets.job3dva.clusters", {"k": 2, "bins": ["2:4"]})],
+     "datasets.job3dva.clusters.bins.0: component 2 out of range 0..1"),
+    ("too many bins", [("datasets.job3dva.clusters", {"k": 2, "bins": ["0:100000"]})],
+     "datasets.job3dva.clusters.bins.0: '0:100000': need 1..100 bins"),
+    ("particles_cs missing", [("datasets.job3dva.clusters", {"k": 2, "particles_cs": "/nonexistent/J9_particles.cs"})],
+     "datasets.job3dva.clusters.particles_cs: /nonexistent/J9_particles.cs: file not found"),
+    ("path point of the wrong dimension", [("datasets.job3dva.clusters", {"k": 2, "paths": [["z:0,0,0", "cluster_00"]]})],
+     "datasets.job3dva.clusters.paths.0: z:0,0,0 has 3 finite values; the input has 2 components"),
+    ("a range upside down", [("datasets.job3dva.clusters", {"k": 2, "ranges": ["z_0=1:0"]})],
+     "datasets.job3dva.clusters.ranges.0: expected NAME=LOW:HIGH with LOW <= HIGH, got 'z_0=1:0'"),
+    ("a range of an invariant in latent space", [("datasets.job3dva.clusters", {"k": 2, "ranges": ["F_2_0=0:"]})],
+     "datasets.job3dva.clusters.ranges.0: F_2_0 is an invariant: it needs space: invariants"),
+    ("a path twice", [("datasets.job3dva.clusters", {"k": 2, "paths": [["cluster_00", "cluster_01"]] * 2})],
+     "datasets.job3dva.clusters.paths.1: cluster_00 to cluster_01 is given twice"),
+    ("path neighbours beyond the particles", [("datasets.hand.map", DELETE), ("datasets.hand.job_dir", "JOBS/J7"),
+                                              ("datasets.hand.clusters", {"k": 2, "paths": [["cluster_00", "cluster_01"]],
+                                                                          "path_neighbours": 40})],
+     "datasets.hand.clusters.path_neighbours: need 1..39 neighbours"),
 ]
 
 

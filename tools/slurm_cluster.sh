@@ -6,11 +6,14 @@
 #   tools/slurm_cluster.sh stop                                 # stop the daemons by PID
 #   tools/slurm_cluster.sh install                              # apt-get install slurm-wlm munge
 #
-# Needs root and Debian's `slurm-wlm` and `munge` packages. Everything the daemons write
-# (state, spool, logs, PID files) goes under $ZERNIKE3D_SLURM_DIR (default
-# /var/tmp/zernike3d-slurm). The configuration must be /etc/slurm/slurm.conf: the
-# `srun` that a batch job runs inside itself does not pass SLURM_CONF on. `stop` removes
-# that file again (only if this script wrote it), so that `scontrol`/`sinfo` calls made by
+# Needs root and Debian's `slurm-wlm` and `munge` packages; `install` is the only command
+# that installs anything (.ci/run calls it; tests/test_slurm.py never does). Everything
+# the daemons use and write (state, spool, logs, PID files, munge's key, socket and seed,
+# the fake GPU devices) goes under $ZERNIKE3D_SLURM_DIR (default /var/tmp/zernike3d-slurm;
+# the test gives its own temporary folder), and `stop` removes the keys and devices
+# again. The one file outside it is /etc/slurm/slurm.conf (and gres.conf): the `srun`
+# that a batch job runs inside itself does not pass SLURM_CONF on. `stop` removes those
+# again (only if this script wrote them), so that `scontrol`/`sinfo` calls made by
 # snakemake's SLURM plugin at start-up fail fast instead of waiting for a dead controller.
 #
 # Choices that matter for snakemake-executor-plugin-slurm:
@@ -18,8 +21,9 @@
 #     and MinJobAge (300 s here) must stay >= 3 x slurm-init-seconds-before-status-checks
 #     so that finished jobs remain visible to squeue;
 #   * fake GPUs (GRES gpu, type --gpu-type, default "testgpu") are character devices made
-#     with mknod (major 195, as the NVIDIA driver's), /dev/null when mknod is not allowed,
-#     so that jobs asking for `--gpus=testgpu:1` get scheduled. Nothing can compute on them.
+#     with mknod inside $ZERNIKE3D_SLURM_DIR/dev (major 195, as the NVIDIA driver's; mode
+#     0600, root's only), /dev/null when mknod is not allowed there, so that jobs asking
+#     for `--gpus=testgpu:1` get scheduled. Nothing can compute on them.
 set -euo pipefail
 
 STATE="${ZERNIKE3D_SLURM_DIR:-/var/tmp/zernike3d-slurm}"
@@ -28,7 +32,8 @@ GRES_CONF=/etc/slurm/gres.conf
 MARKER="# written by zernike3d tools/slurm_cluster.sh"
 CTLD_PORT="${ZERNIKE3D_SLURMCTLD_PORT:-6817}"
 SLURMD_PORT="${ZERNIKE3D_SLURMD_PORT:-6818}"
-MUNGE_SOCKET=/run/munge/munge.socket.2
+MUNGE_DIR="$STATE/munge"
+MUNGE_SOCKET="$MUNGE_DIR/munge.socket"
 
 die() { echo "slurm_cluster: $*" >&2; exit 1; }
 log() { echo "slurm_cluster: $*" >&2; }
@@ -68,8 +73,9 @@ make_fake_gpus() {
     # Prints one device path per line.
     local n="$1" i dev
     for i in $(seq 0 $((n - 1))); do
-        dev="/dev/zernike3d-fakegpu$i"
-        if [ -c "$dev" ] || mknod -m 666 "$dev" c 195 $((200 + i)) 2>/dev/null; then
+        dev="$STATE/dev/fakegpu$i"
+        mkdir -p -m 0700 "$STATE/dev"
+        if [ -c "$dev" ] || mknod -m 600 "$dev" c 195 $((200 + i)) 2>/dev/null; then
             echo "$dev"
         elif [ "$n" = 1 ]; then
             echo /dev/null           # mknod not permitted (e.g. some sandboxes)
@@ -115,6 +121,7 @@ SlurmdPort=$SLURMD_PORT
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+AuthInfo=socket=$MUNGE_SOCKET
 CryptoType=crypto/munge
 StateSaveLocation=$STATE/state
 SlurmdSpoolDir=$STATE/spool
@@ -146,26 +153,20 @@ EOF
 }
 
 start_munge() {
-    if [ -S "$MUNGE_SOCKET" ] && munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; then
+    # a munged of our own: key, socket, seed, log and PID file under $MUNGE_DIR
+    if [ -S "$MUNGE_SOCKET" ] && munge -S "$MUNGE_SOCKET" -n </dev/null 2>/dev/null | unmunge -S "$MUNGE_SOCKET" >/dev/null 2>&1; then
         log "munged already running"
         return 0
     fi
-    mkdir -p /run/munge /var/log/munge /var/lib/munge
-    chown munge:munge /run/munge /var/log/munge /var/lib/munge
-    chmod 0755 /run/munge
-    if [ ! -s /etc/munge/munge.key ]; then
-        if command -v mungekey >/dev/null; then
-            mungekey --create --keyfile /etc/munge/munge.key
-        else
-            dd if=/dev/urandom of=/etc/munge/munge.key bs=1 count=1024 2>/dev/null
-        fi
+    mkdir -p -m 0700 "$MUNGE_DIR"
+    if [ ! -s "$MUNGE_DIR/munge.key" ]; then
+        dd if=/dev/urandom of="$MUNGE_DIR/munge.key" bs=1 count=1024 2>/dev/null
     fi
-    chown munge:munge /etc/munge/munge.key
-    chmod 0400 /etc/munge/munge.key
-    runuser -u munge -- munged --pid-file=/run/munge/munged.pid \
-        || die "munged failed to start (see /var/log/munge/munged.log)"
-    cp /run/munge/munged.pid "$STATE/munged.pid"
-    munge -n </dev/null | unmunge >/dev/null || die "munge does not work"
+    chmod 0400 "$MUNGE_DIR/munge.key"
+    munged --force --key-file="$MUNGE_DIR/munge.key" --socket="$MUNGE_SOCKET" --pid-file="$STATE/munged.pid" \
+        --log-file="$STATE/log/munged.log" --seed-file="$MUNGE_DIR/munged.seed" \
+        || die "munged failed to start (see $STATE/log/munged.log)"
+    munge -S "$MUNGE_SOCKET" -n </dev/null | unmunge -S "$MUNGE_SOCKET" >/dev/null || die "munge does not work"
 }
 
 wait_idle() {
@@ -217,6 +218,7 @@ cmd_stop() {
     for f in "$CONF" "$GRES_CONF"; do
         if [ -f "$f" ] && grep -qF "$MARKER" "$f"; then rm -f "$f"; fi
     done
+    rm -rf "$MUNGE_DIR" "$STATE/dev"   # the key and the fake GPU devices go with the cluster
     log "stopped"
 }
 

@@ -227,6 +227,12 @@ def _check_against_inputs():
                         else ")"
                     )
                 )
+        from zernike3d.config_checks import cluster_problems
+
+        for problem in cluster_problems(
+            f"{where}.clusters", clusters_of(name), components, particles
+        ):
+            raise WorkflowError(problem)
         k = clusters_of(name).get("k") or 0
         for i, pair in enumerate(clusters_of(name).get("paths") or []):
             for end in pair:
@@ -565,7 +571,11 @@ def import_inputs(wildcards):
     if d.get("example") is not None:
         return {"source": f"results/{wildcards.dataset}/example_job"}
     if d.get("job_dir"):
-        return {"source": d["job_dir"]}
+        # the files that import reads, not only the folder (whose time changes only when
+        # a file is added or removed): a rewritten J42_particles.cs re-runs import
+        from zernike3d.stages.import_data import job_files_read
+
+        return {"source": d["job_dir"], "files": job_files_read(d["job_dir"])}
     if d.get("wiggle"):
         return {"source": d["wiggle"]}
     files = {"source": d["map"]}
@@ -781,6 +791,11 @@ def cluster_inputs(wildcards):
         files["particle_invariants"] = (
             f"results/{wildcards.dataset}/particle_invariants.zarr/zarr.json"
         )
+    if clusters_of(wildcards.dataset).get("particles_cs"):
+        from zernike3d.io.cryosparc import passthrough_path
+
+        cs = clusters_of(wildcards.dataset)["particles_cs"]
+        files["particles_cs"] = [cs] + [str(p) for p in [passthrough_path(cs)] if p]
     return files
 
 

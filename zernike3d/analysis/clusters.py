@@ -144,28 +144,37 @@ def parse_bins(text):
     return component, bins
 
 
-def range_selection(text, columns):
-    """Particles inside every condition of ``text`` -> boolean mask (P,).
-
-    ``text`` is "NAME=LOW:HIGH[,NAME=LOW:HIGH..]", LOW <= value <= HIGH, either bound may
-    be empty (open); NAME a key of ``columns`` ({name: (P,) values}, e.g. ``z_0`` for a
-    latent, ``F_4_2`` for an invariant).
-    """
-    mask = None
+def parse_range(text):
+    """"NAME=LOW:HIGH[,NAME=LOW:HIGH..]" -> [(NAME, LOW, HIGH)] floats, LOW <= HIGH (an
+    empty bound is -inf or +inf); :class:`InputError` naming ``--range`` otherwise (a NaN
+    bound too)."""
+    conditions = []
     for condition in text.split(","):
         name, _, bounds = condition.partition("=")
-        name = name.strip()
-        if name not in columns:
-            known = ", ".join(list(columns)[:6]) + (", ..." if len(columns) > 6 else "")
-            raise InputError("--range", f"unknown quantity {name!r} in {text!r} (known: {known})")
         low, sep, high = bounds.partition(":")
         try:
             low = float(low) if low.strip() else -np.inf
             high = float(high) if high.strip() else np.inf
         except ValueError:
             sep = ""
-        if not sep or not low <= high:  # NaN bounds too
+        if not name.strip() or not sep or not low <= high:  # NaN bounds too
             raise InputError("--range", f"expected NAME=LOW:HIGH with LOW <= HIGH, got {condition!r}")
+        conditions.append((name.strip(), low, high))
+    return conditions
+
+
+def range_selection(text, columns):
+    """Particles inside every condition of ``text`` -> boolean mask (P,).
+
+    ``text`` is "NAME=LOW:HIGH[,NAME=LOW:HIGH..]" (:func:`parse_range`), LOW <= value <=
+    HIGH, either bound may be empty (open); NAME a key of ``columns`` ({name: (P,)
+    values}, e.g. ``z_0`` for a latent, ``F_4_2`` for an invariant).
+    """
+    mask = None
+    for name, low, high in parse_range(text):
+        if name not in columns:
+            known = ", ".join(list(columns)[:6]) + (", ..." if len(columns) > 6 else "")
+            raise InputError("--range", f"unknown quantity {name!r} in {text!r} (known: {known})")
         values = np.asarray(columns[name])
         inside = (values >= low) & (values <= high)
         mask = inside if mask is None else mask & inside

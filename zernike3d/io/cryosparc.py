@@ -222,11 +222,14 @@ def particles_from_table(source, fields, column):
     uid = np.asarray(column("uid"), dtype=np.uint64)
     if uid.size == 0:
         raise InputError(source, "contains 0 particles")
-    latents = np.stack(
-        [np.asarray(column(f"components_mode_{k}/value"), dtype=np.float32)
-         for k in range(len(indices))],
-        axis=1,
-    )
+    if uid.ndim != 1:
+        raise InputError(source, f"field uid has shape {uid.shape[1:]} per particle; a uid is one number")
+    values = [np.asarray(column(f"components_mode_{k}/value"), dtype=np.float32) for k in range(len(indices))]
+    for k, value in enumerate(values):
+        if value.shape != uid.shape:
+            raise InputError(source, f"field components_mode_{k}/value has shape {value.shape[1:]} per particle; "
+                                     "a latent is one number per particle and component")
+    latents = np.stack(values, axis=1)
     bad = ~np.isfinite(latents)
     if bad.any():
         cols = ", ".join(f"components_mode_{k}/value" for k in np.flatnonzero(bad.any(axis=0)))

@@ -112,6 +112,17 @@ def find_job_files(directory):
     return files["map"], [components[k] for k in sorted(components)], files["particles"]
 
 
+def job_files_read(directory) -> list[str]:
+    """The files that importing the job in ``directory`` reads (:func:`find_job_files`:
+    map, components, particles, and the particles' passthrough file when it is there),
+    as strings: the inputs of the workflow's import job."""
+    from zernike3d.io.cryosparc import passthrough_path
+
+    map_path, components, particles = find_job_files(directory)
+    passthrough = passthrough_path(particles)
+    return [str(p) for p in (map_path, *components, particles, passthrough) if p is not None]
+
+
 def import_maps(map_path, component_paths, particles_path, apix, parameters):
     """A dataset from a map, optionally with component maps and a 3DVA particles .cs."""
     particles = None
