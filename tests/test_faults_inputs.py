@@ -350,3 +350,167 @@ def test_moments_without_fingerprint_are_accepted_with_one_warning(recwarn, work
                  str(work / "dataset.npz"), "--particles-out", str(work / "P.zarr")]) == 0
     messages = [str(w.message) for w in recwarn if "fingerprint" in str(w.message)]
     assert len(messages) == 1 and str(moments) in messages[0] and "\n" not in messages[0]
+
+
+# --- round three (issue 18): nothing silently wrong, no traceback, bounds ---------------
+
+@pytest.fixture
+def store(work):
+    """work/P.zarr: the small job's per-particle invariants (one chunk of 200 rows)."""
+    assert main(["invariants", str(work / "moments.npz"), "--out", str(work / "F.csv"), "--particles",
+                 str(work / "dataset.npz"), "--particles-out", str(work / "P.zarr")]) == 0
+    return work / "P.zarr"
+
+
+def cluster_on(store, work):
+    return ["cluster", work / "dataset.npz", "--k", 2, "--space", "invariants", "--particle-invariants", store,
+            "--out-dir", work / "clusters"]
+
+
+@pytest.mark.parametrize("damage, problem", [
+    ("delete", "chunks of invariants are missing"),
+    ("truncate", "a chunk of invariants is damaged"),
+])
+def test_a_missing_or_truncated_store_chunk_is_an_error_not_zeros(capsys, work, store, damage, problem):
+    """zarr reads a missing chunk as its fill value: 200 all-zero particles, silently."""
+    (chunk,) = [p for p in (store / "invariants" / "c").rglob("*") if p.is_file()]
+    if damage == "delete":
+        chunk.unlink()
+    else:
+        chunk.write_bytes(chunk.read_bytes()[:-7])
+    line = refused(capsys, work, cluster_on(store, work), store)
+    assert problem in line
+
+
+def test_non_finite_particle_invariants_are_refused(capsys, work, job):
+    from zernike3d.io.particle_invariants import write_particle_invariants
+    from zernike3d.maths.invariants import particle_invariant_forms
+
+    _, dataset, moments = job
+    latents = dataset.latents.copy()
+    latents[3, 0] = np.nan
+    write_particle_invariants(work / "P.zarr", particle_invariant_forms(moments.moments, moments.order), latents,
+                              dataset.uid, moments.nl, order=moments.order, names=moments.names)
+    line = refused(capsys, work, cluster_on(work / "P.zarr", work), work / "P.zarr")
+    assert "not finite" in line
+    line = refused(capsys, work, ["qc", "--dataset", work / "dataset.npz", "--moments", work / "moments.npz",
+                                  "--particle-invariants", work / "P.zarr", "--out-dir", work / "qc"], work / "P.zarr")
+    assert "not finite" in line
+
+
+def latents_only_job(directory, width=None):
+    """A job folder whose J1_particles.cs holds uid and latents only (a job's own output)
+    and, with ``width``, a J1_passthrough_particles.cs whose blob/path is |S<width>, each
+    path exactly that long. Returns the imported dataset."""
+    from zernike3d.synthetic import write_3dva_job
+
+    job = directory / "J1"
+    write_3dva_job(job, box=16, n_components=2, particles_cs=REAL_CS)
+    whole = np.load(job / "J1_particles.cs")
+    own = [f for f in whole.dtype.names if f == "uid" or f.startswith("components_mode_")]
+    with open(job / "J1_particles.cs", "wb") as f:
+        np.save(f, rfn.repack_fields(whole[own]))
+    if width is not None:
+        rest = rfn.repack_fields(whole[["uid"] + [f for f in whole.dtype.names if f not in own]])
+        paths = [f"{i:06d}_".encode().ljust(width, b"x") for i in range(len(rest))]
+        rest = rfn.drop_fields(rest, ["blob/path"], usemask=False)
+        rest = rfn.append_fields(rest, "blob/path", np.array(paths, dtype=f"S{width}"), usemask=False)
+        with open(job / "J1_passthrough_particles.cs", "wb") as f:
+            np.save(f, rest)
+    assert main(["import", "--job-dir", str(job), "--out", str(directory / "imported.npz")]) == 0
+    return directory / "imported.npz", job
+
+
+def test_subsets_without_the_passthrough_file_are_refused_unless_asked_for(capsys, tmp_path):
+    dataset, job = latents_only_job(tmp_path)
+    argv = ["cluster", dataset, "--bins", "0:2", "--out-dir", tmp_path / "clusters"]
+    line = refused(capsys, tmp_path, argv, job / "J1_particles.cs", "J1_passthrough_particles.cs",
+                   "--latents-only-subsets")
+    assert "no particle images, CTF or poses" in line
+    assert main([str(a) for a in argv + ["--latents-only-subsets"]]) == 0
+    assert "hold only uid and the latents" in capsys.readouterr().err
+
+
+def test_subsets_keep_every_dtype_exactly(tmp_path):
+    """cryosparc-tools would save |S112 paths 112 long as |S113 (and shorter ones narrower)."""
+    dataset, job = latents_only_job(tmp_path, width=112)
+    assert main(["cluster", str(dataset), "--bins", "0:2", "--out-dir", str(tmp_path / "clusters")]) == 0
+    expected = dict(np.load(job / "J1_particles.cs").dtype.fields) | dict(np.load(job / "J1_passthrough_particles.cs").dtype.fields)
+    for subset in (tmp_path / "clusters" / "subsets").glob("*.cs"):
+        fields = np.load(subset).dtype.fields
+        assert {name: value[0] for name, value in fields.items()} == {name: value[0] for name, value in expected.items()}
+        assert np.load(subset)["blob/path"].dtype == np.dtype("S112")
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("name,kind,z_0,z_1\nkmeans_00,x,0,0\n", "name of another map"),
+    ("name,kind,z_0,z_1\na,x,0,0\na,x,1,1\n", "given twice"),
+    ("name,kind,z_0,z_1,z_2\na,x,0,0,0\n", "has column z_2, but the job has 2 components"),
+    (b"\x89PNG\r\n\x1a\n\xff\xfe\x00", "not a CSV text file"),
+])
+def test_reconstruct_points_that_would_be_lost_or_misread(capsys, work, text, problem):
+    points = work / "points.csv"
+    points.write_bytes(text if isinstance(text, bytes) else text.encode())
+    line = refused(capsys, work, ["reconstruct", work / "moments.npz", "--particles", work / "dataset.npz",
+                                  "--kmeans", 2, "--points", points, "--out-dir", work / "maps"], points)
+    assert problem in line
+
+
+def test_qc_of_another_jobs_moments_is_refused(capsys, work, job):
+    other = other_job(work, job)
+    line = refused(capsys, work, ["qc", "--dataset", other, "--moments", work / "moments.npz",
+                                  "--out-dir", work / "qc"], work / "moments.npz", other)
+    assert "fingerprint" in line
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["reconstruct", "MOMENTS", "--particles", "DATASET", "--latent=1e308,0", "--out-dir", "OUT"], "--latent"),
+    (["cluster", "DATASET", "--range", "z_0=nan:1", "--out-dir", "OUT"], "--range"),
+])
+def test_non_finite_requests_are_refused_and_never_written(capsys, work, argv, option):
+    names = {"MOMENTS": work / "moments.npz", "DATASET": work / "dataset.npz", "OUT": work / "out"}
+    refused(capsys, work, [names.get(a, a) for a in argv], option)
+
+
+def test_a_latent_field_of_two_values_per_particle_is_one_line(capsys, tmp_path, job):
+    table = real_table_with_latents()
+    fields = [(name, ("<f4", (2,)) if name == "components_mode_0/value" else table.dtype[name]) for name in table.dtype.names]
+    wide = np.zeros(len(table), dtype=fields)
+    for name in table.dtype.names:
+        wide[name] = table[name] if name != "components_mode_0/value" else table[name][:, None]
+    particles = tmp_path / "particles.cs"
+    with open(particles, "wb") as f:
+        np.save(f, wide)
+    line = refused(capsys, tmp_path, job_files(tmp_path, job[1], particles), particles)
+    assert "components_mode_0/value has shape (2,)" in line
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["path", "DATASET", "--between", "index:0", "index:1", "--neighbours", 1000000, "--out", "OUT.csv"], "--neighbours"),
+    (["path", "DATASET", "--between", "index:0", "index:1", "--frames", 100000000, "--out", "OUT.csv"], "--frames"),
+    (["cluster", "DATASET", "--bins", "0:100000", "--out-dir", "OUT"], "--bins"),
+    (["cluster", "DATASET", "--k", 1000, "--out-dir", "OUT"], "--k"),
+    (["compare", "DATASET", "DATASET", "--clusters", 1000, "--out-dir", "OUT"], "--clusters"),
+])
+def test_requests_beyond_what_makes_sense_are_refused_naming_the_option(capsys, work, argv, option):
+    names = {"DATASET": work / "dataset.npz", "OUT": work / "out", "OUT.csv": work / "out.csv"}
+    refused(capsys, work, [names.get(a, a) for a in argv], option)
+
+
+def test_a_rewritten_file_of_a_job_dir_dataset_reruns_import(tmp_path):
+    """The files import reads are the job's inputs, not only the folder (whose time
+    does not change when a file in it is rewritten)."""
+    from test_workflow import snakemake, write_config
+    from zernike3d.synthetic import write_3dva_job
+
+    write_3dva_job(tmp_path / "J7", box=16, n_components=2, seed=0)
+    write_config(tmp_path / "work", {"datasets": {"j7": {"job_dir": str(tmp_path / "J7"), "order": 4}}})
+    target = "results/j7/dataset.npz"
+    snakemake(tmp_path / "work", "--cores", "1", target)
+    assert "Nothing to be done" in snakemake(tmp_path / "work", "-n", target)[1]
+    particles = tmp_path / "J7" / "J1_particles.cs"
+    table = np.load(particles)
+    table["components_mode_0/value"] *= 2
+    with open(particles, "wb") as f:  # in place: the folder's time stays as it was
+        np.save(f, table)
+    assert "import_data" in snakemake(tmp_path / "work", "-n", target)[1]

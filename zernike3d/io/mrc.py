@@ -143,7 +143,8 @@ def write_map(path, data, voxel_size, origin=(0.0, 0.0, 0.0)):
     voxel_size: Å (isotropic); origin: (x, y, z) Å, stored in the header's origin field.
     A map with a voxel that is not finite in float32 is refused (:class:`InputError`).
     """
-    data = np.asarray(data, dtype=np.float32)
+    with np.errstate(over="ignore"):  # overflow is refused below, in one line
+        data = np.asarray(data, dtype=np.float32)
     if data.ndim != 3:
         raise ValueError(f"a map must be 3D, got shape {data.shape}")
     bad = data.size - int(np.count_nonzero(np.isfinite(data)))

@@ -121,8 +121,8 @@ def write_latent_maps(args, moments):
         def transform(volumes):
             return volumes.reconstruct(box=args.box, voxel_size=args.voxel_size, progress=True, **options)
 
-        for point, result in maps_at_points(moments, points, transform, batch):
-            if not np.isfinite(result.data.astype(np.float32)).all():
+        for point, result in _quietly(maps_at_points(moments, points, transform, batch)):
+            if not np.isfinite(result.data).all():
                 raise InputError("--latent" if point.name.startswith("latent_") else args.points or args.particles,
                                  f"the map at point {point.name} (z = {', '.join(f'{v:g}' for v in point.z)}) would not be "
                                  "finite in float32: latents far too large")
@@ -152,3 +152,14 @@ def write_latent_maps(args, moments):
         + (f"; mapspace_*.mrc: the dataset's maps combined, box {dataset.box} at {dataset.voxel_size:g} Å" if args.mapspace else "")
     )
     return 0
+
+
+def _quietly(items):
+    """``items`` (an iterator) advanced with numpy's overflow warnings off: a map that
+    overflows float32 is refused in one line by the caller, not warned about."""
+    while True:
+        with np.errstate(over="ignore", invalid="ignore"):
+            item = next(items, None)
+        if item is None:
+            return
+        yield item
