@@ -466,3 +466,57 @@ def test_requests_that_cannot_fit_in_memory_name_the_option(capsys, tmp_path, jo
     refused(capsys, tmp_path, ["plan", "--box", 10**6, "--order", 10], "--box", "GiB")
     refused(capsys, tmp_path, ["reconstruct", job.moments, "--out", out, "--box", 10**5], "--box", "GiB")
     assert "available" in err
+
+
+# --- round three (issue 18): stores, edited files, incomplete folders ------------------
+
+
+def particle_store(tmp_path, job):
+    """tmp_path/P.zarr (and F.csv): the small job's per-particle invariants."""
+    argv = ["invariants", job.moments, "--out", tmp_path / "F.csv", "--particles", job.dataset,
+            "--particles-out", tmp_path / "P.zarr"]
+    assert cli(*argv) == 0
+    return tmp_path / "P.zarr", argv
+
+
+def test_a_store_holding_a_users_files_is_not_replaced(capsys, tmp_path, job):
+    store, argv = particle_store(tmp_path, job)
+    (store / "notes.txt").write_text("J43: the good half\n")
+    (store / "mine").mkdir()
+    (store / "mine" / "table.csv").write_text("a,b\n")
+    refused(capsys, tmp_path, argv, store, "notes.txt")
+
+
+def test_nothing_is_written_inside_a_store_at_any_depth(capsys, tmp_path, job):
+    """The store's next write would delete it: `compare --out-dir J43/P.zarr/cmp` lost
+    15 files that way."""
+    store, _ = particle_store(tmp_path, job)
+    for out in (store / "cmp", store / "a" / "b"):
+        line = refused(capsys, tmp_path, ["reconstruct", job.moments, "--particles", job.dataset, "--latent", "0,0",
+                                          "--out-dir", out], out, store)
+        assert "written whole" in line
+    assert cli(*particle_store(tmp_path, job)[1]) == 0  # and the store is still ours to replace
+
+
+def test_an_edited_output_file_is_not_replaced(capsys, tmp_path, job):
+    maps = tmp_path / "maps"
+    argv = ["reconstruct", job.moments, "--particles", job.dataset, "--out-dir", maps, "--latent", "0,0"]
+    assert cli(*argv) == 0
+    with open(maps / "index.csv", "a") as f:
+        f.write("# my notes on latent_00\n")
+    line = refused(capsys, tmp_path, argv, maps, "index.csv")
+    assert "changed since zernike3d wrote them" in line
+
+
+def test_an_incomplete_earlier_folder_is_gone_after_a_refusal(capsys, tmp_path, job):
+    """Snakemake deletes a job's declared outputs before running it: what it does not
+    declare must not outlive the run as half a folder, whether the run then fails or
+    is refused."""
+    maps = tmp_path / "maps"
+    assert cli("reconstruct", job.moments, "--particles", job.dataset, "--out-dir", maps, "--latent", "0,0") == 0
+    (maps / "base.mrc").unlink()  # as Snakemake does
+    capsys.readouterr()
+    assert cli("reconstruct", job.moments, "--particles", job.dataset, "--out-dir", maps, "--latent", "0,0,0") == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not maps.exists()
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name or ".old-" in p.name]
