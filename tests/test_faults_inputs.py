@@ -472,6 +472,16 @@ def test_non_finite_requests_are_refused_and_never_written(capsys, work, argv, o
     refused(capsys, work, [names.get(a, a) for a in argv], option)
 
 
+def test_moments_too_large_to_align_are_refused_not_written_as_nan(capsys, work):
+    big = work / "big.npz"
+    shutil.copy(work / "moments.npz", big)
+    with np.load(big) as npz:
+        moments = npz["moments"] * 1e300
+    rewrite_npz(big, moments=moments)
+    line = refused(capsys, work, ["align", big, work / "moments.npz", "--out", work / "a.json"], big)
+    assert "too large" in line
+
+
 def test_a_latent_field_of_two_values_per_particle_is_one_line(capsys, tmp_path, job):
     table = real_table_with_latents()
     fields = [(name, ("<f4", (2,)) if name == "components_mode_0/value" else table.dtype[name]) for name in table.dtype.names]

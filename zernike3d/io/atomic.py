@@ -226,11 +226,20 @@ def _present(folder):
 
 
 def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hex SHA-256 of the file ``path``; remembered for as long as its inode, size and
+    modification time stay the same (a stage checks an earlier output several times)."""
+    status = os.stat(path)
+    key = (str(Path(path).absolute()), status.st_ino, status.st_size, status.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(2**20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
+_DIGESTS = {}
 
 
 def is_replaceable(path, kind):

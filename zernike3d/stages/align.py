@@ -45,6 +45,8 @@ def add_arguments(parser):
 
 
 def run(args):
+    import numpy as np
+
     from zernike3d.analysis.alignment import align, express_in_reference_frame
     from zernike3d.io import moments_file
     from zernike3d.io.atomic import atomic_paths, json_kind
@@ -68,9 +70,13 @@ def run(args):
         )
     for path, moments in ((args.moving, moving), (args.reference, reference)):
         try:
-            moments.volume(args.volume)
+            volume = moments.volume(args.volume).moments
         except ValueError as err:
             raise InputError(f"--volume {args.volume}", f"{path}: {err}") from None
+        with np.errstate(over="ignore", invalid="ignore"):
+            power = float(np.sum(np.abs(volume) ** 2))
+        if not np.isfinite(power):
+            raise InputError(path, "moments too large to align: their squared norm overflows float64")
     highest = min(moving.order, reference.order)
     if args.order is not None and not 1 <= args.order <= highest:
         raise InputError("--order", f"must be between 1 and {highest}, the lower of the two stored orders")
