@@ -382,6 +382,20 @@ def test_a_missing_or_truncated_store_chunk_is_an_error_not_zeros(capsys, work, 
     assert problem in line
 
 
+def test_compare_reading_a_truncated_store_chunk_ends_in_one_line(capsys, tmp_path, job):
+    from zernike3d.synthetic import write_results_folder
+
+    _, dataset, moments = job
+    folders = [write_results_folder(tmp_path / name, dataset.maps, dataset.latents, dataset.uid,
+                                    dataset.voxel_size, 4) for name in ("A", "B")]
+    store = folders[1] / "particle_invariants.zarr"
+    (chunk,) = [p for p in (store / "invariants" / "c").rglob("*") if p.is_file()]
+    chunk.write_bytes(chunk.read_bytes()[:-7])
+    line = refused(capsys, tmp_path, ["compare", *folders, "--clusters", 2, "--bootstrap", 2,
+                                      "--out-dir", tmp_path / "cmp"], store)
+    assert "damaged" in line
+
+
 def test_non_finite_particle_invariants_are_refused(capsys, work, job):
     from zernike3d.io.particle_invariants import write_particle_invariants
     from zernike3d.maths.invariants import particle_invariant_forms
