@@ -11,13 +11,15 @@ Rules every stage follows through :func:`atomic_path` / :func:`atomic_paths`:
   ``format`` entry of our ``.npz`` files, a ``zernike3d`` label in an MRC header, the
   attributes in a zarr store's ``zarr.json``, the header row of a CSV, the keys of a JSON
   record, the ``Software`` text of a PNG, and for a folder written as a whole (``--out-dir``,
-  ``--job-dir``) and for a zarr store the marker file ``.zernike3d-output``: its first
-  line names the stage that wrote the folder, the others the files it wrote (paths
-  relative to the folder), each followed, in a folder written whole, by a tab and the
-  file's SHA-256 (a store lists its chunks without hashes: they are checked by their
-  CRC32C when read). A folder that holds any other file (a session or notes saved
-  there since), or a listed file that was changed since (a subset ``.cs`` or a table
-  edited by hand), is not replaced: the refusal names that file. Nothing at the path, or
+  ``--job-dir``) the marker file ``.zernike3d-output``: its first line names the stage
+  that wrote the folder, the others the files it wrote (paths relative to the folder),
+  each followed by a tab and the file's SHA-256. A zarr store names its stage in its
+  root attributes instead (``zernike3d_output``: ``{"stage": ...}``; zarr would warn
+  about a file of ours among its members), and every file in it must be zarr's own (its
+  chunks are checked by their CRC32C when read). A folder that holds any other file (a
+  session or notes saved there since), or a listed file that was changed since (a
+  subset ``.cs`` or a table edited by hand), is not replaced: the refusal names that
+  file. Nothing at the path, or
   an empty folder, may always be replaced. No output goes into such a folder, nor
   anywhere below it: its files belong to it.
 * **A folder is one run's output.** An earlier output folder of ours that lacks some of
@@ -58,6 +60,8 @@ from zernike3d.errors import InputError
 
 #: the file inside a folder written as a whole that names the stage which wrote it
 MARKER = ".zernike3d-output"
+#: the root attribute of a zarr store that names the stage which wrote it
+STORE_ATTRIBUTE = "zernike3d_output"
 #: files others put into our folders that are not anyone's data: Snakemake's stamp of a
 #: directory() output
 _BOOKKEEPING = {MARKER, ".snakemake_timestamp"}
@@ -75,16 +79,18 @@ class OutputKind:
 
     ``description`` completes "is not ..." in the refusal message; ``recognise(path)``
     returns True for an earlier output of this kind (it never raises); ``marker`` (folders
-    only) is written into the folder as :data:`MARKER`, with each file's SHA-256 if
-    ``hashed``.
+    only) is written into the folder as :data:`MARKER`, with each file's SHA-256, or
+    into a store's root attributes (``store``).
     """
 
     description: str
     recognise: Callable[[Path], bool]
     marker: str | None = None
-    #: does the marker record each file's SHA-256 (folders written whole) or only its
-    #: name (zarr stores, whose chunks carry their own checksums)?
-    hashed: bool = True
+    #: the files in an earlier output (a folder) that are not ours, or None: those its
+    #: :data:`MARKER` does not list
+    foreign: Callable[[Path], list] | None = None
+    #: a zarr store: the stage is named in its root attributes, not in a marker file
+    store: bool = False
 
 
 def npz_kind(format_name, description):
@@ -93,41 +99,43 @@ def npz_kind(format_name, description):
 
 
 def zarr_kind(description, attributes_match, arrays, stage):
-    """A zarr (v3) store written by ``stage``: its :data:`MARKER` names ``stage`` and lists
-    every file in it (none changed size); or, for a store written before stores had
-    markers, one whose every file is zarr's own (``zarr.json`` or a chunk of one of our
-    member names ``arrays``) and whose root attributes satisfy ``attributes_match(dict)``
-    (or whose root ``zarr.json`` is missing: Snakemake deletes a declared
-    ``store/zarr.json`` output before re-running its job)."""
+    """A zarr (v3) store written by ``stage``: every file in it is zarr's own
+    (``zarr.json`` or a chunk of one of our member names ``arrays``), and its root
+    attributes name ``stage`` (:data:`STORE_ATTRIBUTE`), or, for a store written before
+    they did, satisfy ``attributes_match(dict)``; or its root ``zarr.json`` is missing
+    (Snakemake deletes a declared ``store/zarr.json`` output before re-running its job)."""
 
     def recognise(path):
-        if marker_stage(path) is not None:
-            return marker_stage(path) == stage and not foreign_files(path) and not changed_files(path)
-        if not _zarr_files_only(path, arrays):
+        if _zarr_foreign(path, arrays):
             return False
         try:
             attributes = _small_json(path / "zarr.json").get("attributes")
         except (OSError, ValueError):
             attributes = None
         if isinstance(attributes, dict):
+            if isinstance(attributes.get(STORE_ATTRIBUTE), dict):
+                return attributes[STORE_ATTRIBUTE].get("stage") == stage
             return bool(attributes_match(attributes))
         return bool({entry.name for entry in path.iterdir()} & set(arrays))
 
-    return OutputKind(description, recognise, marker=stage, hashed=False)
+    return OutputKind(description, recognise, marker=stage, foreign=lambda path: _zarr_foreign(path, arrays),
+                      store=True)
 
 
-def _zarr_files_only(path, arrays):
-    """True if every file under ``path`` is a zarr store's own: ``zarr.json`` at the root
-    or in a member of ``arrays``, or a chunk (``<member>/c/...``)."""
+def _zarr_foreign(path, arrays):
+    """The files under ``path`` (relative paths, sorted) that are not a zarr store's own:
+    ``zarr.json`` at the root or in a member of ``arrays``, or a chunk
+    (``<member>/c/...``)."""
+    foreign = []
     for file in Path(path).rglob("*"):
         if file.is_dir():
             continue
         parts = file.relative_to(path).parts
         if parts == ("zarr.json",):
             continue
-        if not (parts[0] in arrays and (parts[-1] == "zarr.json" or "c" in parts[1:-1] or parts[1:2] == ("c",))):
-            return False
-    return True
+        if not (parts[0] in arrays and (parts[-1] == "zarr.json" or "c" in parts[1:-1])):
+            foreign.append(file.relative_to(path).as_posix())
+    return sorted(foreign)
 
 
 def json_kind(keys, description):
@@ -159,12 +167,18 @@ def folder_kind(stage):
 
 
 def marker_stage(folder):
-    """The stage that the :data:`MARKER` of ``folder`` names, or None if it has none."""
+    """The stage that the :data:`MARKER` of ``folder``, or the root attributes of a zarr
+    store (:data:`STORE_ATTRIBUTE`), names; None if it has neither."""
     try:
         with open(Path(folder) / MARKER) as f:
             return f.readline(_SMALL).strip()
     except OSError:
+        pass
+    try:
+        mark = _small_json(Path(folder) / "zarr.json").get("attributes", {}).get(STORE_ATTRIBUTE)
+    except (OSError, ValueError, AttributeError):
         return None
+    return mark.get("stage") if isinstance(mark, dict) else None
 
 
 def written_files(folder):
@@ -210,7 +224,7 @@ def discard_incomplete(path, kind):
     its marker lists (the rest, unchanged, would otherwise outlive the run that replaces
     it: see the module docstring). Returns True if it was removed."""
     path = Path(path)
-    if kind.marker is None or not path.is_dir() or marker_stage(path) != kind.marker:
+    if kind.marker is None or kind.store or not path.is_dir() or marker_stage(path) != kind.marker:
         return False
     try:
         if not missing_files(path) or not is_replaceable(path, kind):
@@ -282,7 +296,9 @@ def check_replaceable(path, kind):
 
 def _strangers_of_output(path, kind):
     """(:func:`foreign_files`, :func:`changed_files`) of a folder whose marker names
-    ``kind``'s stage, else ([], [])."""
+    ``kind``'s stage, or the foreign files of a store of ``kind``, else ([], [])."""
+    if kind.store:
+        return (kind.foreign(path) if Path(path).is_dir() else []), []
     if kind.marker is None or marker_stage(path) != kind.marker:
         return [], []
     try:
@@ -331,7 +347,9 @@ def atomic_paths(outputs):
         except OSError as err:
             raise _naming_output(err, items, tmps) from None
         for (path, kind), tmp in zip(items, tmps):
-            if kind.marker is not None:  # the stage, then every file written (and its hash)
+            if kind.store:
+                _mark_store(tmp, kind.marker)
+            elif kind.marker is not None:  # the stage, then every file written and its hash
                 (tmp / MARKER).write_text(_marker_text(tmp, kind))
             check_replaceable(path, kind)  # something may have appeared meanwhile
         _commit([path for path, _ in items], tmps)
@@ -342,11 +360,18 @@ def atomic_paths(outputs):
 
 
 def _marker_text(folder, kind):
-    """The :data:`MARKER` of ``folder``: ``kind``'s stage, then each file (with a tab and
-    its SHA-256 if ``kind.hashed``)."""
+    """The :data:`MARKER` of ``folder``: ``kind``'s stage, then each file, a tab and its
+    SHA-256."""
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir() and p.name != MARKER)
-    lines = [f"{name}\t{_sha256(folder / name)}" if kind.hashed else name for name in files]
-    return "".join(f"{line}\n" for line in [kind.marker, *lines])
+    return "".join(f"{line}\n" for line in [kind.marker, *(f"{name}\t{_sha256(folder / name)}" for name in files)])
+
+
+def _mark_store(store, stage):
+    """Name ``stage`` in the root attributes of the zarr store ``store``
+    (:data:`STORE_ATTRIBUTE`), editing its ``zarr.json`` (the format's own JSON)."""
+    metadata = json.loads((store / "zarr.json").read_text())
+    metadata.setdefault("attributes", {})[STORE_ATTRIBUTE] = {"stage": stage}
+    (store / "zarr.json").write_text(json.dumps(metadata, indent=2))
 
 
 def remove_stale_temporaries(path):

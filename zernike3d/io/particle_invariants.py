@@ -24,6 +24,7 @@ attributes          ``format``              ``"zernike3d-particle-invariants"``
                     ``order``               highest n
                     ``names``               the volumes of the forms: base, component_0..
                     ``particles``           P, the rows written
+                    ``zernike3d_output``    ``{"stage": "invariants --particles-out"}``
 ==================  ======================  ============================================
 
 Each chunk of ``invariants`` is blosc-compressed, then followed by its CRC32C (zarr's
@@ -33,8 +34,9 @@ read a missing chunk as zeros, its fill value) and that the rows are those recor
 the ``invariants`` array is read lazily (slice it, or use
 :meth:`ParticleInvariants.sample`), and every read is checked: a chunk that is damaged
 (its checksum, a truncated file) or holds a value that is not finite is an
-:class:`~zernike3d.errors.InputError` naming the store. A store lists its files in its
-marker (:mod:`zernike3d.io.atomic`), so files saved into it keep it from being replaced.
+:class:`~zernike3d.errors.InputError` naming the store. Its root attributes also name
+the stage that wrote it (``zernike3d_output``, :mod:`zernike3d.io.atomic`): files saved
+into it keep it from being replaced, and no output is written inside it.
 """
 
 from dataclasses import dataclass
