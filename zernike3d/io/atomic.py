@@ -19,9 +19,8 @@ Rules every stage follows through :func:`atomic_path` / :func:`atomic_paths`:
   chunks are checked by their CRC32C when read). A folder that holds any other file (a
   session or notes saved there since), or a listed file that was changed since (a
   subset ``.cs`` or a table edited by hand), is not replaced: the refusal names that
-  file. Nothing at the path, or
-  an empty folder, may always be replaced. No output goes into such a folder, nor
-  anywhere below it: its files belong to it.
+  file. Nothing at the path, or an empty folder, may always be replaced. No output goes
+  into such a folder or store, nor anywhere below it: its files belong to it.
 * **A folder is one run's output.** An earlier output folder of ours that lacks some of
   the files its marker lists (Snakemake deletes a job's declared outputs before running
   it, so the rest would stay beside whatever the next run writes or fails to write) is
@@ -86,8 +85,8 @@ class OutputKind:
     description: str
     recognise: Callable[[Path], bool]
     marker: str | None = None
-    #: the files in an earlier output (a folder) that are not ours, or None: those its
-    #: :data:`MARKER` does not list
+    #: a store's files that are not zarr's own (set by :func:`zarr_kind`; a folder's are
+    #: those its :data:`MARKER` does not list, :func:`foreign_files`)
     foreign: Callable[[Path], list] | None = None
     #: a zarr store: the stage is named in its root attributes, not in a marker file
     store: bool = False
