@@ -101,3 +101,64 @@ def _colour(index):
     from matplotlib import colormaps
 
     return colormaps["tab10"](index % 10)
+
+
+def plot_latent_scores(path, latents, scores, stems, best_points, title):
+    """Write the figure of each query's score over the latent space to ``path`` (PNG).
+
+    One row per query (``stems``), one panel per pair of components: the mean score of
+    the particles in each hexagon (from a random sample of at most
+    :data:`DENSITY_SAMPLE`), the best latent point marked by a star. ``latents`` (P, K);
+    ``scores`` (P, Q); ``best_points`` (Q, K). One component: the score of each particle
+    (a sample of :data:`SCATTER_SAMPLE`) against z_0, the best point a vertical line. No
+    particles (a single map): one bar per query.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from zernike3d.plots import SOFTWARE
+
+    latents = np.asarray(latents, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    k = latents.shape[1] if latents.ndim == 2 else 0
+    if k == 0 or len(latents) == 0:
+        fig = Figure(figsize=(1.2 * len(stems) + 3, 3.5), layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
+        ax.bar(range(len(stems)), scores[0], color="0.5")
+        ax.set_xticks(range(len(stems)), stems, rotation=30, ha="right")
+        ax.set_ylabel("correlation with the map")
+        fig.suptitle(title, fontsize=10)
+        fig.savefig(path, dpi=110, metadata={"Software": SOFTWARE})
+        return
+    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)] or [(0, None)]
+    fig = Figure(figsize=(4.2 * len(pairs) + 0.8, 3.8 * len(stems)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(stems), len(pairs), squeeze=False)
+    order = np.random.default_rng(0).permutation(len(latents))
+    dense, sample = np.sort(order[:DENSITY_SAMPLE]), order[:SCATTER_SAMPLE]
+    for q, stem in enumerate(stems):
+        finite = np.isfinite(scores[:, q])
+        low, high = np.quantile(scores[finite, q], [0.01, 1.0]) if finite.any() else (0.0, 1.0)
+        for ax, (i, j) in zip(axes[q], pairs):
+            if j is None:
+                shown = sample[finite[sample]]
+                ax.scatter(latents[shown, 0], scores[shown, q], s=2, c="0.3", alpha=0.4, linewidths=0)
+                ax.axvline(best_points[q][0], color="crimson", ls="--", label="best point")
+                ax.set_xlabel("z_0")
+                ax.set_ylabel(f"score: {stem}")
+                ax.legend(fontsize=7)
+                continue
+            shown = dense[finite[dense]]
+            image = ax.hexbin(latents[shown, i], latents[shown, j], C=scores[shown, q], reduce_C_function=np.mean,
+                              gridsize=40, cmap="viridis", vmin=low, vmax=high, mincnt=1)
+            ax.scatter([best_points[q][i]], [best_points[q][j]], s=160, marker="*", c="crimson", edgecolors="white",
+                       zorder=5, label="best point")
+            ax.set_xlabel(f"z_{i}")
+            ax.set_ylabel(f"z_{j}")
+            ax.set_title(stem, fontsize=9)
+            ax.legend(fontsize=7, loc="best")
+        if pairs[0][1] is not None:
+            fig.colorbar(image, ax=list(axes[q]), label=f"mean score: {stem}", shrink=0.9)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=110, metadata={"Software": SOFTWARE})

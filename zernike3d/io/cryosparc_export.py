@@ -71,6 +71,34 @@ def read_table(path):
     return table, fmt, passthrough
 
 
+def source_particles_cs(dataset):
+    """Path of the particles .cs the dataset (a :class:`~zernike3d.io.dataset.Dataset`) was
+    imported from (its import provenance step lists it among the files read), or None."""
+    for step in dataset.provenance:
+        if step.get("stage") == "import":
+            for record in step.get("inputs", []):
+                if str(record.get("path", "")).endswith(".cs"):
+                    return record["path"]
+    return None
+
+
+def particle_table(path, given, dataset_source):
+    """(table, format) of :func:`read_table` for the particles .cs ``path`` of a subset:
+    the one given with --particles-cs (``given``) or the one the dataset
+    ``dataset_source`` was imported from (:func:`source_particles_cs`); one line on stdout
+    when a passthrough file's fields were joined. :class:`InputError` when there is none,
+    or the recorded one is gone."""
+    if path is None:
+        raise InputError("--particles-cs", f"{dataset_source} does not record a particles .cs (imported from "
+                         "a bundle or single map): give the job's particles .cs")
+    if not given and not Path(path).is_file():
+        raise InputError(path, f"the particles .cs {dataset_source} was imported from is gone: give it with --particles-cs")
+    table, fmt, passthrough = read_table(path)
+    if passthrough is not None:
+        print(f"subsets: the fields of {path} with those of {passthrough}, joined by uid")
+    return table, fmt
+
+
 def rows_of_uids(table_uid, uid, source, hint="is it the job's particles .cs?"):
     """Row of each of ``uid`` in ``table_uid`` -> int64 (len(uid),); :class:`InputError`
     naming ``source`` (the table), and ending in ``hint``, if a uid is missing or the

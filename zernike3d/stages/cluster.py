@@ -54,7 +54,7 @@ def run(args):
     from zernike3d.analysis.latent_plots import index_points, plot_latent_pairs
     from zernike3d.io.atomic import atomic_path, folder_kind
     from zernike3d.io.cryosparc import passthrough_path
-    from zernike3d.io.cryosparc_export import rows_of_uids, write_subset
+    from zernike3d.io.cryosparc_export import particle_table, rows_of_uids, source_particles_cs, write_subset
     from zernike3d.io.dataset import Dataset
 
     dataset = Dataset.load(args.dataset)
@@ -80,8 +80,8 @@ def run(args):
     subsets = _selections(args, latents, invariants, clustering)
     table = None
     if any(export for _, _, _, export in subsets):
-        table, fmt, cs_source = _particle_table(args, particles_cs)
-        rows = rows_of_uids(table["uid"], dataset.uid, cs_source)
+        table, fmt = particle_table(particles_cs, args.particles_cs is not None, args.dataset)
+        rows = rows_of_uids(table["uid"], dataset.uid, particles_cs)
 
     with atomic_path(args.out_dir, folder_kind("cluster")) as out:
         if clustering is not None:
@@ -149,33 +149,6 @@ def _particle_invariants(args, dataset):
     store = read_particle_invariants(args.particle_invariants)
     rows = rows_of_uids(store.uid, dataset.uid, args.particle_invariants)
     return store.nl, np.asarray(store.invariants[:], dtype=np.float64)[rows]
-
-
-def source_particles_cs(dataset):
-    """Path of the particles .cs the dataset was imported from (its import provenance
-    step lists it among the files read), or None."""
-    for step in dataset.provenance:
-        if step.get("stage") == "import":
-            for record in step.get("inputs", []):
-                if str(record.get("path", "")).endswith(".cs"):
-                    return record["path"]
-    return None
-
-
-def _particle_table(args, path):
-    """(table, format, path) of the particles .cs ``path`` (--particles-cs, else the one
-    the dataset was imported from)."""
-    from zernike3d.io.cryosparc_export import read_table
-
-    if path is None:
-        raise InputError("--particles-cs", f"{args.dataset} does not record a particles .cs (imported from "
-                         "a bundle or single map): give the job's particles .cs")
-    if args.particles_cs is None and not Path(path).is_file():
-        raise InputError(path, f"the particles .cs {args.dataset} was imported from is gone: give it with --particles-cs")
-    table, fmt, passthrough = read_table(path)
-    if passthrough is not None:
-        print(f"subsets: the fields of {path} with those of {passthrough}, joined by uid")
-    return table, fmt, path
 
 
 def _z_names(dataset):

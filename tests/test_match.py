@@ -1,0 +1,264 @@
+"""`zernike3d match`: particles of a 3D Variability job scored against molecular models and maps.
+
+The molecules are built here: a synthetic four-domain "protein" (random compact chains of
+C, N and O atoms), open and closed by a hinge turn of its third domain (the fourth, out of the plane of
+the others, makes it chiral at low resolution), written as PDB
+files with gemmi in their own frame. The 3DVA job is made from their densities
+independently of the code under test (a Gaussian per atom of another width than the
+stage's molmap, by zernike3d.synthetic.gaussian_blobs), in another frame: turned and
+shifted. Its base map is 40% open; component 0 is open minus closed, component 1 a
+variation of the first domain. Known answers: the open and closed models separate the
+particles of the two states (AUC near 1), the fit recovers the job's frame, the mirror
+image of the open model is flagged, the best latent point is the open state.
+"""
+
+import csv
+import json
+import warnings
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from zernike3d.analysis import match as mt
+from zernike3d.cli import main
+from zernike3d.maths.indexing import nlm_table
+from zernike3d.synthetic import gaussian_blobs, synthetic_particles, write_results_folder
+
+BOX, VOXEL, ORDER = 32, 2.5, 14
+CENTRE = (BOX // 2) * VOXEL
+#: the job's frame: model coordinates p -> TURN (p - MODEL_POINT) + CENTRE + SHIFT
+TURN = Rotation.from_euler("ZYZ", [40, 70, -30], degrees=True).as_matrix()
+SHIFT = np.array([3.0, -2.0, 1.5])
+MODEL_POINT = np.array([52.0, 61.0, 70.0])  # the models sit about here in their own frame
+OPEN_Z, CLOSED_Z, SPREAD = 0.6, -0.4, 0.08
+PARTICLES = 240
+ELEMENTS = ("C", "N", "O")
+
+
+def domain(rng, centre, radius, count, step=1.5):
+    """A compact random chain of ``count`` atoms ``step`` Å apart within ``radius`` Å of ``centre``."""
+    atoms, position = [], np.zeros(3)
+    while len(atoms) < count:
+        trial = position + step * (d := rng.standard_normal(3)) / np.linalg.norm(d)
+        if np.linalg.norm(trial) <= radius:
+            position = trial
+            atoms.append(centre + position)
+    return np.array(atoms)
+
+
+def molecule_states(seed=3):
+    """(open, closed) atom positions (A, 3) Å in the model frame, and elements (A,)."""
+    rng = np.random.default_rng(seed)
+    a = domain(rng, np.array([-11.0, -3.0, 0.0]), 8.0, 140)
+    b = domain(rng, np.array([4.0, -4.0, 2.0]), 7.0, 110)
+    c = domain(rng, np.array([9.0, 11.0, -2.0]), 6.5, 90)
+    d = domain(rng, np.array([-6.0, 5.0, 11.0]), 5.0, 50)  # out of the plane of the others: chiral at low resolution
+    hinge = np.array([6.0, 3.0, 0.0])
+    turn = Rotation.from_rotvec(np.radians(55) * np.array([0.0, 0.3, 1.0]) / np.linalg.norm([0.0, 0.3, 1.0])).as_matrix()
+    closed_c = (c - hinge) @ turn.T + hinge
+    elements = np.array([ELEMENTS[i % 3] for i in range(len(a) + len(b) + len(c) + len(d))])
+    return (np.concatenate([a, b, c, d]) + MODEL_POINT, np.concatenate([a, b, closed_c, d]) + MODEL_POINT, elements,
+            slice(0, len(a)))
+
+
+def write_pdb(path, positions, elements):
+    import gemmi
+
+    structure, model, chain = gemmi.Structure(), gemmi.Model("1"), gemmi.Chain("A")
+    for i, (position, element) in enumerate(zip(positions, elements)):
+        residue = gemmi.Residue()
+        residue.name, residue.seqid = "GLY", gemmi.SeqId(i + 1, " ")
+        atom = gemmi.Atom()
+        atom.name, atom.element, atom.pos, atom.occ, atom.b_iso = element, gemmi.Element(element), gemmi.Position(*position), 1.0, 30.0
+        residue.add_atom(atom)
+        chain.add_residue(residue)
+    model.add_chain(chain)
+    structure.add_model(model)
+    structure.setup_entities()
+    structure.write_pdb(str(path))
+    return path
+
+
+def true_matrix():
+    return np.column_stack([TURN, CENTRE + SHIFT - TURN @ MODEL_POINT])
+
+
+def job_density(positions, elements, sigma=2.2):
+    """The map of ``positions`` (model frame) in the job's frame: Gaussians of ``sigma`` Å
+    weighted by atomic number (C 6, N 7, O 8)."""
+    weights = np.array([{"C": 6.0, "N": 7.0, "O": 8.0}[e] for e in elements])
+    placed = positions @ TURN.T + (CENTRE + SHIFT - TURN @ MODEL_POINT)
+    return gaussian_blobs(BOX, VOXEL, placed, [sigma] * len(placed), weights).astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """The models on disk, and a results folder of the job with its particles' true states."""
+    root = tmp_path_factory.mktemp("match")
+    opened, closed, elements, first_domain = molecule_states()
+    mirrored = opened * np.array([-1.0, 1.0, 1.0])
+    models = {"open": write_pdb(root / "open.pdb", opened, elements),
+              "closed": write_pdb(root / "closed.pdb", closed, elements),
+              "mirror": write_pdb(root / "mirror.pdb", mirrored, elements)}
+    open_map, closed_map = job_density(opened, elements), job_density(closed, elements)
+    wobble = job_density(opened[first_domain], elements[first_domain], sigma=2.6) - job_density(
+        opened[first_domain], elements[first_domain])
+    base = 0.6 * closed_map + 0.4 * open_map
+    rng = np.random.default_rng(11)
+    is_open = np.arange(PARTICLES) % 2 == 0
+    z0 = np.where(is_open, OPEN_Z, CLOSED_Z) + rng.normal(0, SPREAD, PARTICLES)
+    latents = np.column_stack([z0, rng.normal(0, 0.5, PARTICLES)])
+    particles = synthetic_particles(count=PARTICLES, voxel_size=VOXEL, box=BOX, seed=5)
+    folder = write_results_folder(root / "results" / "job", np.stack([base, open_map - closed_map, wobble]), latents,
+                                  particles["uid"], VOXEL, ORDER)
+    with open(root / "particles.cs", "wb") as f:
+        np.save(f, particles)
+    return {"root": root, "folder": folder, "models": models, "is_open": is_open, "latents": latents,
+            "open_atoms": opened, "uid": particles["uid"], "particles_cs": root / "particles.cs",
+            "open_map": open_map}
+
+
+def read_scores(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def auc(positive, negative):
+    """Probability that a positive scores above a negative (ties count half)."""
+    positive, negative = np.asarray(positive)[:, None], np.asarray(negative)[None, :]
+    return float(np.mean(positive > negative) + 0.5 * np.mean(positive == negative))
+
+
+@pytest.fixture(scope="module")
+def matched(job):
+    out = job["root"] / "out"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = main(["match", str(job["folder"]), "--query", str(job["models"]["open"]), str(job["models"]["closed"]),
+                     "--query", str(job["models"]["mirror"]), "--out-dir", str(out), "--subsets",
+                     "--particles-cs", str(job["particles_cs"]), "--top", "0.9"])
+    assert code == 0
+    return out, [str(w.message) for w in caught]
+
+
+@pytest.mark.slow
+def test_open_and_closed_models_separate_the_particles_of_the_two_states(job, matched):
+    out, _ = matched
+    rows = read_scores(out / "scores.csv")
+    assert list(rows[0]) == ["uid", "open", "closed", "mirror", "best"]
+    assert [int(r["uid"]) for r in rows] == job["uid"].tolist()
+    margin = np.array([float(r["open"]) - float(r["closed"]) for r in rows])
+    is_open = job["is_open"]
+    assert auc(margin[is_open], margin[~is_open]) > 0.99
+    best = np.array([r["best"] for r in rows])
+    assert np.mean(best[~is_open] == "closed") > 0.95
+    assert np.mean(np.isin(best[is_open], ["open", "mirror"])) > 0.95
+
+
+@pytest.mark.slow
+def test_the_fit_recovers_the_job_frame_and_the_best_state(job, matched):
+    out, _ = matched
+    record = json.loads((out / "match.json").read_text())
+    truth = true_matrix()
+    for stem in ("open", "closed"):
+        fit = record["queries"][stem]
+        assert fit["hand"] == "same"
+        matrix = np.array(fit["matrix"])
+        atoms = job["open_atoms"]
+        rmsd = np.sqrt(np.mean(np.sum((atoms @ matrix[:, :3].T + matrix[:, 3] - (atoms @ truth[:, :3].T + truth[:, 3])) ** 2, axis=1)))
+        assert rmsd < 1.0, (stem, rmsd)
+    open_point, closed_point = (record["queries"][s]["best_point"]["latents"][0] for s in ("open", "closed"))
+    assert abs(open_point - OPEN_Z) < 0.1 and abs(closed_point - CLOSED_Z) < 0.1
+    assert record["queries"]["open"]["fit_rounds"] >= 2  # refitted onto the open state, not only the 40% open base
+    best = record["queries"]["open"]["best_particle"]
+    assert job["is_open"][job["uid"].tolist().index(best["uid"])]
+
+
+@pytest.mark.slow
+def test_the_mirrored_model_is_flagged(matched):
+    out, messages = matched
+    record = json.loads((out / "match.json").read_text())
+    assert record["queries"]["mirror"]["hand"] == "mirrored"
+    assert np.linalg.det(np.array(record["queries"]["mirror"]["matrix"])[:, :3]) < 0
+    assert any("mirror:" in m and "mirror image of the job" in m for m in messages)
+    with open(out / "queries.csv", newline="") as f:
+        hands = {r["query"]: r["hand"] for r in csv.DictReader(f)}
+    assert hands == {"open": "same", "closed": "same", "mirror": "mirrored"}
+
+
+@pytest.mark.slow
+def test_outputs_open_together_and_go_back_to_cryosparc(job, matched):
+    import mrcfile
+    import yaml
+
+    out, _ = matched
+    for stem in ("open", "closed", "mirror"):
+        for name in (f"{stem}.mrc", f"{stem}_fitted.mrc"):
+            with mrcfile.open(out / name) as mrc:
+                assert mrc.data.shape == (BOX,) * 3
+                assert float(mrc.voxel_size.x) == pytest.approx(VOXEL)
+        script = (out / f"{stem}.cxc").read_text()
+        assert f"open {stem}.mrc" in script and f"open {stem}_fitted.mrc" in script
+        assert "view matrix models #3," in script
+    with mrcfile.open(out / "open_fitted.mrc") as mrc:
+        fitted = np.asarray(mrc.data, dtype=np.float64)
+    assert np.corrcoef(fitted.ravel(), job["open_map"].ravel())[0, 1] > 0.9  # the model lands on the open state
+    rows = read_scores(out / "scores.csv")
+    for stem in ("open", "closed"):
+        subset = np.load(out / "subsets" / f"{stem}.cs")
+        assigned = [int(r["uid"]) for r in rows if r["best"] == stem]
+        assert len(subset) == int(np.ceil(0.9 * len(assigned) - 1e-9))
+        assert set(subset["uid"].tolist()) <= set(assigned)
+        group = yaml.safe_load((out / "subsets" / f"{stem}.csg").read_text())
+        assert group["results"]["blob"]["num_items"] == len(subset)
+    assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_scores_are_the_correlations_of_the_particle_maps():
+    """The ratio of quadratic forms equals Pearson's correlation of the expansions computed
+    directly (m > 0 terms counted twice), for random moments."""
+    order = 6
+    nlm = nlm_table(order)
+    rng = np.random.default_rng(0)
+
+    def real_moments(count):
+        m = rng.normal(size=(count, len(nlm))) + 1j * rng.normal(size=(count, len(nlm)))
+        m[:, nlm[:, 2] == 0] = m[:, nlm[:, 2] == 0].real
+        return m
+
+    volumes, queries = real_moments(3), real_moments(2)
+    latents = rng.normal(size=(5, 2))
+    scores = mt.particle_scores(latents, mt.score_forms(volumes, queries, nlm))
+    full = np.concatenate([[1.0] * len(nlm), 2.0 * (nlm[:, 2] > 0)])  # weights over m = -l..l as stored pairs
+    for p, z in enumerate(latents):
+        particle = volumes[0] + z @ volumes[1:]
+        for q, query in enumerate(queries):
+            a, b = particle.copy(), query.copy()
+            a[0] = b[0] = 0.0
+            weight = np.where(nlm[:, 2] == 0, 1.0, 2.0)
+            expected = np.sum(weight * np.real(a * np.conj(b))) / np.sqrt(np.sum(weight * np.abs(a) ** 2) * np.sum(weight * np.abs(b) ** 2))
+            assert scores[p, q] == pytest.approx(expected, rel=1e-12)
+    assert full.size  # the weights' shape is that of the stored columns
+
+
+def test_assignment_leaves_out_low_and_ambiguous_particles():
+    scores = np.array([[0.9, 0.2], [0.5, 0.6], [0.3, 0.1], [0.8, 0.7], [np.nan, np.nan]])
+    assert mt.assign(scores).tolist() == [0, 1, 0, 0, -1]
+    assert mt.assign(scores, min_score=0.55).tolist() == [0, 1, -1, 0, -1]
+    assert mt.assign(scores, top=0.5).tolist() == [0, 1, -1, 0, -1]
+
+
+def test_best_latent_point_stays_where_the_particles_are():
+    """A query equal to the map at z = 0.6 along component 0 peaks there; a query that
+    the affine space reaches only far away is held at the particles' region."""
+    nlm = nlm_table(4)
+    rng = np.random.default_rng(1)
+    volumes = rng.normal(size=(2, len(nlm))) + 0j
+    latents = rng.normal(0, 0.3, size=(500, 1))
+    region = mt.LatentRegion.of(latents)
+    inside = mt.score_forms(volumes, volumes[0] + 0.6 * volumes[1], nlm)
+    assert mt.best_latent_point(inside, 0, region, latents[0])[0] == pytest.approx(0.6, abs=1e-4)
+    far = mt.score_forms(volumes, volumes[0] + 9.0 * volumes[1], nlm)
+    point = mt.best_latent_point(far, 0, region, latents[np.argmax(latents[:, 0])])
+    assert region.distance(point) == pytest.approx(region.radius, rel=1e-6)
