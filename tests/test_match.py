@@ -262,3 +262,91 @@ def test_best_latent_point_stays_where_the_particles_are():
     far = mt.score_forms(volumes, volumes[0] + 9.0 * volumes[1], nlm)
     point = mt.best_latent_point(far, 0, region, latents[np.argmax(latents[:, 0])])
     assert region.distance(point) == pytest.approx(region.radius, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_a_map_query_of_another_box_and_voxel_size_is_fitted_and_scored(job, tmp_path):
+    """The open state as a map of 56 voxels of 1.6 Å, in its own frame: the fit finds the
+    job's frame and the map scores the open particles above the closed."""
+    from zernike3d.io.mrc import write_map
+
+    box, voxel = 56, 1.6
+    centre = (box // 2) * voxel
+    opened, _, elements, _ = molecule_states()
+    in_map = opened - MODEL_POINT + centre  # the map's frame: from its voxel [0, 0, 0]
+    weights = np.array([{"C": 6.0, "N": 7.0, "O": 8.0}[e] for e in elements])
+    write_map(tmp_path / "open_state.mrc", gaussian_blobs(box, voxel, in_map, [2.0] * len(in_map), weights), voxel,
+              origin=(100.0, 0.0, -50.0))
+    out = tmp_path / "out"
+    assert main(["match", str(job["folder"]), "--query", str(tmp_path / "open_state.mrc"), "--out-dir", str(out)]) == 0
+    fit = json.loads((out / "match.json").read_text())["queries"]["open_state"]
+    assert fit["kind"] == "map" and fit["hand"] == "same"
+    matrix, truth = np.array(fit["matrix"]), np.column_stack([TURN, CENTRE + SHIFT - TURN @ np.full(3, centre)])
+    moved = in_map @ matrix[:, :3].T + matrix[:, 3] - (in_map @ truth[:, :3].T + truth[:, 3])
+    assert np.sqrt(np.mean(np.sum(moved**2, axis=1))) < 1.0
+    assert "100" in fit["chimerax"].split(",")[4] or fit["chimerax"].startswith("view matrix models #3,")
+    scores = np.array([float(r["open_state"]) for r in read_scores(out / "scores.csv")])
+    assert auc(scores[job["is_open"]], scores[~job["is_open"]]) > 0.99
+
+
+@pytest.mark.slow
+def test_a_single_map_is_scored_itself(job, tmp_path, capsys):
+    from zernike3d.io.dataset import Dataset
+    from zernike3d.maths.geometry import BallGeometry
+    from zernike3d.moments import Moments
+
+    folder = tmp_path / "results" / "single"
+    folder.mkdir(parents=True)
+    dataset = Dataset.single_map(job["open_map"], VOXEL, (0.0, 0.0, 0.0), [])
+    dataset.save(folder / "dataset.npz")
+    Moments.from_maps(dataset.maps, BallGeometry.for_box(BOX, VOXEL), ORDER, names=dataset.names).save(folder / "moments.npz")
+    out = tmp_path / "out"
+    assert main(["match", str(folder), "--query", str(job["models"]["open"]), str(job["models"]["closed"]),
+                 "--out-dir", str(out)]) == 0
+    assert "is a single map (no particles): scoring the map itself" in capsys.readouterr().out
+    (row,) = read_scores(out / "scores.csv")
+    assert row["uid"] == "map" and row["best"] == "open" and float(row["open"]) > 0.95
+    assert main(["match", str(folder), "--query", str(job["models"]["open"]), "--out-dir", str(tmp_path / "o2"),
+                 "--subsets"]) == 2
+
+
+def _pdb_text(lines):
+    return "".join(f"HETATM{i + 1:5d}  {name:<3s} {res:3s} A{i + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00 20.00          {el:>2s}\n"
+                   for i, (name, res, x, y, z, el) in enumerate(lines)) + "END\n"
+
+
+@pytest.mark.parametrize("case, named, problem", [
+    ("garbage.cif", "garbage.cif", "not a readable PDB or mmCIF model"),
+    ("garbage.mrc", "garbage.mrc", "not an MRC file"),
+    ("waters.pdb", "waters.pdb", "the model has no atoms"),
+    ("large.pdb", "large.pdb", "the model is larger than the job's ball: 1 of 4 atoms (25.0%) lie outside"),
+    ("twice", "closed.pdb", "its stem 'open' repeats that of"),
+    ("notes.txt", "notes.txt", "not a molecular model"),
+    ("no particles", "empty", "has neither preprocessed.npz nor dataset.npz"),
+])
+def test_bad_input_is_one_line_and_exit_2(job, tmp_path, capsys, case, named, problem):
+    queries = {
+        "garbage.cif": lambda p: p.write_text("this is not a model\n"),
+        "garbage.mrc": lambda p: p.write_bytes(b"\0" * 100),
+        "waters.pdb": lambda p: p.write_text(_pdb_text([("O", "HOH", 1.0, 2.0, 3.0, "O")])),
+        "large.pdb": lambda p: p.write_text(_pdb_text([("CA", "GLY", 0.0, 0.0, 0.0, "C"), ("CA", "GLY", 2.0, 0.0, 0.0, "C"),
+                                                       ("CA", "GLY", 4.0, 0.0, 0.0, "C"), ("CA", "GLY", 150.0, 0.0, 0.0, "C")])),
+        "notes.txt": lambda p: p.write_text("hello\n"),
+    }
+    folder, query = job["folder"], [str(job["models"]["open"])]
+    if case in queries:
+        queries[case](tmp_path / case)
+        query = [str(tmp_path / case)]
+    elif case == "twice":
+        (tmp_path / "other").mkdir()
+        query.append(str(tmp_path / "other" / "open.pdb"))
+        (tmp_path / "other" / "open.pdb").write_text(job["models"]["closed"].read_text())
+        named, problem = "open.pdb", "its stem 'open' repeats that of"
+    else:
+        folder = tmp_path / "empty"
+        folder.mkdir()
+    out = tmp_path / "out"
+    assert main(["match", str(folder), "--query", *query, "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err and problem in err, err
+    assert not out.exists()

@@ -75,7 +75,7 @@ def resampled_map(data: np.ndarray, voxel_size: float, matrix: np.ndarray, box: 
         frequencies = [np.fft.fftfreq(n, voxel_size) for n in data.shape[:2]] + [np.fft.rfftfreq(data.shape[2], voxel_size)]
         fz, fy, fx = np.meshgrid(*frequencies, indexing="ij", sparse=True)
         keep = fz**2 + fy**2 + fx**2 <= (0.5 / grid_voxel_size) ** 2
-        data = np.fft.irfftn(np.fft.rfftn(data) * keep, s=data.shape)
+        data = np.fft.irfftn(np.fft.rfftn(data) * keep, s=data.shape, axes=(0, 1, 2))
     matrix = np.asarray(matrix, dtype=np.float64)
     inverse = np.linalg.inv(matrix[:, :3])
     axis = np.arange(box, dtype=np.float64) * grid_voxel_size
