@@ -350,3 +350,48 @@ def test_bad_input_is_one_line_and_exit_2(job, tmp_path, capsys, case, named, pr
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and named in err and problem in err, err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_the_workflow_runs_match_and_reports_it(tmp_path):
+    """A `match:` key of the example dataset: the match rule's outputs (subsets from the
+    example job's particles .cs), its report section, a stem given twice refused by key."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    rng = np.random.default_rng(2)
+    atoms = domain(rng, np.full(3, 30.0), 9.0, 120)
+    model = write_pdb(tmp_path / "blob.pdb", atoms, np.array(["C"] * len(atoms)))
+    config = {"datasets": {"example": {"example": {"box": 24, "n_components": 2}, "order": 10, "qc": False,
+                                       "particle_invariants": False, "reconstruct": {"series": 0},
+                                       "match": [str(model)]}},
+              "threads": 1, "basis_cache": None}
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+
+    def snakemake(*args):
+        return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo / "workflow" / "Snakefile"),
+                               "-d", str(tmp_path), *args], capture_output=True, text=True, timeout=600)
+
+    run = snakemake("--cores", "2")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = tmp_path / "results" / "example" / "match"
+    assert [r["query"] for r in csv.DictReader(open(out / "queries.csv"))] == ["blob"]
+    assert len(read_scores(out / "scores.csv")) == 2000
+    assert (out / "subsets" / "blob.cs").is_file() and (out / "subsets" / "blob.csg").is_file()
+    assert "peak memory" in (tmp_path / "logs" / "example" / "match.log").read_text()
+    report = snakemake("--report", str(tmp_path / "report.html"))
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "Matching models" in (tmp_path / "report.html").read_text(errors="replace")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "blob.pdb").write_text(model.read_text())
+    config["datasets"]["example"]["match"].append(str(other / "blob.pdb"))
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    dry = snakemake("-n")
+    assert dry.returncode != 0 and "datasets.example.match: " in dry.stdout + dry.stderr
+    assert "its stem 'blob' repeats that of" in dry.stdout + dry.stderr
