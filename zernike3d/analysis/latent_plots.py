@@ -107,7 +107,7 @@ def plot_latent_scores(path, latents, scores, stems, best_points, title):
     """Write the figure of each query's score over the latent space to ``path`` (PNG).
 
     One row per query (``stems``), one panel per pair of components: the mean score of
-    the particles in each hexagon (from a random sample of at most
+    the particles in each of 50 x 50 cells (from a random sample of at most
     :data:`DENSITY_SAMPLE`), the best latent point marked by a star. ``latents`` (P, K);
     ``scores`` (P, Q); ``best_points`` (Q, K). One component: the score of each particle
     (a sample of :data:`SCATTER_SAMPLE`) against z_0, the best point a vertical line. No
@@ -150,8 +150,7 @@ def plot_latent_scores(path, latents, scores, stems, best_points, title):
                 ax.legend(fontsize=7)
                 continue
             shown = dense[finite[dense]]
-            image = ax.hexbin(latents[shown, i], latents[shown, j], C=scores[shown, q], reduce_C_function=np.mean,
-                              gridsize=40, cmap="viridis", vmin=low, vmax=high, mincnt=1)
+            image = _mean_image(ax, latents[shown, i], latents[shown, j], scores[shown, q], low, high)
             ax.scatter([best_points[q][i]], [best_points[q][j]], s=160, marker="*", c="crimson", edgecolors="white",
                        zorder=5, label="best point")
             ax.set_xlabel(f"z_{i}")
@@ -162,3 +161,13 @@ def plot_latent_scores(path, latents, scores, stems, best_points, title):
             fig.colorbar(image, ax=list(axes[q]), label=f"mean score: {stem}", shrink=0.9)
     fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=110, metadata={"Software": SOFTWARE})
+
+
+def _mean_image(ax, x, y, values, low, high, bins=50):
+    """The mean of ``values`` in each of ``bins`` x ``bins`` cells spanning ``x`` and
+    ``y`` (empty cells blank), drawn on ``ax``; returns the image (for a colour bar)."""
+    counts, x_edges, y_edges = np.histogram2d(x, y, bins=bins)
+    sums, _, _ = np.histogram2d(x, y, bins=(x_edges, y_edges), weights=values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, sums / counts, np.nan)
+    return ax.pcolormesh(x_edges, y_edges, means.T, cmap="viridis", vmin=low, vmax=high)

@@ -22,8 +22,8 @@ with the state it matches: the query is fitted (global search, both hands:
 :func:`zernike3d.analysis.alignment.align`, at ``fit_order``) onto the map at the latent
 point it currently matches best, starting from the base map (z = 0); the particles are
 scored with that fit; the best latent point (:func:`best_latent_point`) becomes the next
-state to fit onto; until that point moves by less than :data:`STATE_TOLERANCE` (in
-standard deviations of the particles' latents) or after :data:`MAX_ROUNDS` fits. The query
+state to fit onto; until the map at that point correlates with the map fitted onto by
+:data:`STATE_TOLERANCE` or more (:func:`state_correlation`), or after :data:`MAX_ROUNDS` fits. The query
 is then expressed in the job's frame exactly: its density is made again at the fitted
 placement on the job's grid (a model's atoms moved, a map resampled) and decomposed at
 the job's order, so that no re-expansion of moved moments blurs it. The hand is checked
@@ -45,8 +45,9 @@ from zernike3d.maths.rotation import inner_product
 
 #: alternations of fit and best state at most
 MAX_ROUNDS = 4
-#: the alternation stops when the best latent point moves by less than this (Mahalanobis)
-STATE_TOLERANCE = 0.05
+#: the alternation stops when the map at the new best latent point correlates with the
+#: map the query was fitted onto by at least this (the next fit would see the same map)
+STATE_TOLERANCE = 0.999
 #: the best latent point is sought within the ellipsoid that holds this share of the particles
 REGION_QUANTILE = 0.99
 #: the quantiles of each query's scores reported in match.json
@@ -101,6 +102,12 @@ def particle_scores(latents: np.ndarray, forms: ScoreForms) -> np.ndarray:
 def score_at(z: np.ndarray, forms: ScoreForms, query: int) -> float:
     """The score of the map at latent point ``z`` (K,) against query number ``query``."""
     return float(particle_scores(np.asarray(z, dtype=np.float64)[None, :], forms)[0, query])
+
+
+def state_correlation(forms: ScoreForms, z: np.ndarray, other: np.ndarray) -> float:
+    """Pearson correlation over the ball of the job's maps at latent points ``z`` and ``other``."""
+    a, b = np.concatenate([[1.0], z]), np.concatenate([[1.0], other])
+    return float(a @ forms.gram @ b / np.sqrt((a @ forms.gram @ a) * (b @ forms.gram @ b)))
 
 
 @dataclass(frozen=True)
@@ -215,11 +222,11 @@ class QueryFit:
     notes: list = field(default_factory=list)
 
 
-def fit_query(query, job, latents: np.ndarray, fit_order: int, decompose, progress=print) -> QueryFit:
+def fit_query(query, job, latents: np.ndarray, region, fit_order: int, decompose, progress=print) -> QueryFit:
     """Fit ``query`` (a :class:`Query`) into the frame of ``job`` (a
     :class:`~zernike3d.moments.Moments` of the volumes base, component_0, ..) alternating
-    with the best state (module docstring). ``latents`` (P, K) of the particles (P = 0:
-    a single map, fitted once onto it); ``decompose(map)`` -> moments (C,) of one map on
+    with the best state (module docstring). ``latents`` (P, K) of the particles and their
+    :class:`LatentRegion` ``region`` (None: a single map, fitted once onto it); ``decompose(map)`` -> moments (C,) of one map on
     the job's grid at its order; ``progress(text)`` reports each round."""
     from zernike3d.analysis.alignment import align
     from zernike3d.latents import LatentPoint, moments_at
@@ -228,7 +235,6 @@ def fit_query(query, job, latents: np.ndarray, fit_order: int, decompose, progre
     start = query.centring(geometry)
     centred = replace(job, moments=decompose(query.density(geometry, start))[None], names=[query.stem],
                       origin=job.origin, maps_sha256=None)
-    region = LatentRegion.of(latents) if len(latents) else None
     state = np.zeros(job.moments.shape[0] - 1)
     for rounds in range(1, MAX_ROUNDS + 1):
         target = replace(job, moments=moments_at(job.moments, [LatentPoint("state", "latent", state)]), names=["state"],
@@ -249,9 +255,9 @@ def fit_query(query, job, latents: np.ndarray, fit_order: int, decompose, progre
         scores = particle_scores(latents, forms)[:, 0]
         best = int(np.nanargmax(scores))
         point = best_latent_point(forms, 0, region, latents[best])
-        moved = np.linalg.norm(region.whitening @ (point - state))  # in the particles' standard deviations
+        same = state_correlation(forms, state, point) >= STATE_TOLERANCE
         state = point
-        if moved < STATE_TOLERANCE:
+        if same:
             break
     return fit
 

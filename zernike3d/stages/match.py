@@ -47,6 +47,9 @@ from zernike3d.stages import common
 
 #: default order of the fits (as `compare`): the scores use the job's full order
 FIT_ORDER = 20
+#: a map query placed with more than this share of its density (above its contour level)
+#: outside the job's ball gets a warning
+MAP_OUTSIDE_WARNING = 0.02
 #: names a query's stem may not take (columns of scores.csv)
 RESERVED_STEMS = ("uid", "best")
 
@@ -137,12 +140,14 @@ def read_query(path, stem, geometry, sigma):
 
 
 def run(args):
+    from zernike3d.analysis.match import LatentRegion
     from zernike3d.io.atomic import atomic_path, folder_kind
     from zernike3d.io.cryosparc import passthrough_path
     from zernike3d.io.cryosparc_export import source_particles_cs
     from zernike3d.maths.density import MOLMAP_SIGMA_FACTOR
     from zernike3d.maths.resolution import expected_resolution, nyquist
 
+    began = time.perf_counter()
     if args.top is not None and not 0 < args.top <= 1:
         raise InputError("--top", f"a fraction in (0, 1], got {args.top:g}")
     if args.min_score is not None and not -1 <= args.min_score <= 1:
@@ -171,9 +176,10 @@ def run(args):
     table = _subset_table(args, particles_cs, dataset, bundle) if args.subsets else None
 
     started = time.perf_counter()
-    fits = _fits(queries, job, dataset, min(args.fit_order, order), args.threads)
+    region = LatentRegion.of(dataset.latents.astype(np.float64)) if not single else None
+    fits = _fits(queries, job, dataset, region, min(args.fit_order, order), args.threads)
     fitted = time.perf_counter()
-    match = _scores(job, dataset, fits, args.min_score, args.top)
+    match = _scores(job, dataset, region, fits, args.min_score, args.top)
     with atomic_path(args.out_dir, folder_kind("match")) as out:
         _write_outputs(out, args, dataset, job, queries, fits, match, table, resolution)
     done = time.perf_counter()
@@ -181,16 +187,17 @@ def run(args):
         print(f"{stem}: fit correlation {fit.alignment.correlation:.4f}, hand {fit.alignment.hand}; best score "
               f"{match['best_scores'][stems.index(stem)]:.4f}")
     print(f"wrote {args.out_dir}: {len(dataset.uid) or 1} {'map' if single else 'particles'} scored against "
-          f"{len(queries)} queries at order {order}; fits {fitted - started:.1f} s, scores and outputs "
-          f"{done - fitted:.1f} s")
+          f"{len(queries)} queries at order {order}; reading {started - began:.1f} s, fits {fitted - started:.1f} s, "
+          f"scores and outputs {done - fitted:.1f} s")
     return 0
 
 
-def _fits(queries, job, dataset, fit_order, threads):
+def _fits(queries, job, dataset, region, fit_order, threads):
     """The :class:`~zernike3d.analysis.match.QueryFit` of every query, in order."""
     import warnings
 
     from zernike3d.analysis.match import fit_query
+    from zernike3d.io.chimerax import contour_level
     from zernike3d.maths.basis import Basis
     from zernike3d.maths.transform import decompose
 
@@ -202,7 +209,7 @@ def _fits(queries, job, dataset, fit_order, threads):
     latents = dataset.latents.astype(np.float64)
     fits = []
     for query in queries:
-        fit = fit_query(query, job, latents, fit_order, one)
+        fit = fit_query(query, job, latents, region, fit_order, one)
         for note in fit.notes:
             warnings.warn(f"{query.stem}: {note}" + (" (the query is the mirror image of the job)"
                                                      if fit.alignment.hand == "mirrored" and "mirror" in note else ""))
@@ -210,11 +217,16 @@ def _fits(queries, job, dataset, fit_order, threads):
         if outside:
             warnings.warn(f"{query.stem}: as fitted, {outside} of {total} atoms lie outside the job's ball "
                           f"(the farthest {farthest:.1f} Å from its centre): their density is not scored")
+        if query.model is None:
+            lost = job.geometry.outside_fraction(np.clip(fit.density - contour_level(fit.density), 0.0, None))[0]
+            if lost > MAP_OUTSIDE_WARNING:
+                warnings.warn(f"{query.stem}: as fitted, {100 * lost:.1f}% of the map's density above its contour "
+                              "level lies outside the job's ball: it is not scored")
         fits.append(fit)
     return fits
 
 
-def _scores(job, dataset, fits, min_score, top):
+def _scores(job, dataset, region, fits, min_score, top):
     """Scores (P, Q), assignment, best particles and best latent points of every query."""
     from zernike3d.analysis import match as mt
 
@@ -226,7 +238,6 @@ def _scores(job, dataset, fits, min_score, top):
     labels = mt.assign(scores, min_score, top)
     best_rows = [int(np.nanargmax(column)) for column in scores.T]
     if dataset.n_components:
-        region = mt.LatentRegion.of(latents)
         points = [mt.best_latent_point(forms, q, region, latents[row]) for q, row in enumerate(best_rows)]
     else:
         points = [np.zeros(0) for _ in fits]
