@@ -383,7 +383,14 @@ def test_the_workflow_runs_match_and_reports_it(tmp_path):
     assert [r["query"] for r in csv.DictReader(open(out / "queries.csv"))] == ["blob"]
     assert len(read_scores(out / "scores.csv")) == 2000
     assert (out / "subsets" / "blob.cs").is_file() and (out / "subsets" / "blob.csg").is_file()
-    assert "peak memory" in (tmp_path / "logs" / "example" / "match.log").read_text()
+    import re
+
+    from zernike3d import resources
+
+    peak = float(re.search(r"peak memory ([0-9.]+) MB", (tmp_path / "logs" / "example" / "match.log").read_text())[1])
+    settings = dict(config["datasets"]["example"], threads=1)
+    estimate = resources.rule_resources("match", tmp_path / "results" / "example" / "preprocessed.npz", 10, settings)
+    assert peak <= estimate["mem_mb"], (peak, estimate)
     report = snakemake("--report", str(tmp_path / "report.html"))
     assert report.returncode == 0, report.stderr[-3000:]
     assert "Matching models" in (tmp_path / "report.html").read_text(errors="replace")

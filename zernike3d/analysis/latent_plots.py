@@ -132,9 +132,12 @@ def plot_latent_scores(path, latents, scores, stems, best_points, title):
         fig.savefig(path, dpi=110, metadata={"Software": SOFTWARE})
         return
     pairs = [(i, j) for i in range(k) for j in range(i + 1, k)] or [(0, None)]
-    fig = Figure(figsize=(4.2 * len(pairs) + 0.8, 3.8 * len(stems)), layout="constrained")
+    # a fixed layout: the constrained one took longer than everything else at 1,000,000 particles
+    fig = Figure(figsize=(4.2 * len(pairs) + 1.2, 3.8 * len(stems) + 0.4))
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(stems), len(pairs), squeeze=False)
+    fig.subplots_adjust(left=0.8 / fig.get_figwidth(), right=0.9, bottom=0.6 / fig.get_figheight(),
+                        top=1 - 0.6 / fig.get_figheight(), wspace=0.3, hspace=0.45)
     order = np.random.default_rng(0).permutation(len(latents))
     dense, sample = np.sort(order[:DENSITY_SAMPLE]), order[:SCATTER_SAMPLE]
     for q, stem in enumerate(stems):
@@ -155,10 +158,9 @@ def plot_latent_scores(path, latents, scores, stems, best_points, title):
                        zorder=5, label="best point")
             ax.set_xlabel(f"z_{i}")
             ax.set_ylabel(f"z_{j}")
-            ax.set_title(stem, fontsize=9)
-            ax.legend(fontsize=7, loc="best")
+            ax.set_title(f"{stem}: score over z_{i}, z_{j} (star: best point)", fontsize=9)
         if pairs[0][1] is not None:
-            fig.colorbar(image, ax=list(axes[q]), label=f"mean score: {stem}", shrink=0.9)
+            fig.colorbar(image, ax=list(axes[q]), label=f"mean score: {stem}", fraction=0.04, pad=0.02)
     fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=110, metadata={"Software": SOFTWARE})
 
@@ -170,4 +172,5 @@ def _mean_image(ax, x, y, values, low, high, bins=50):
     sums, _, _ = np.histogram2d(x, y, bins=(x_edges, y_edges), weights=values)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(counts > 0, sums / counts, np.nan)
-    return ax.pcolormesh(x_edges, y_edges, means.T, cmap="viridis", vmin=low, vmax=high)
+    return ax.imshow(means.T, origin="lower", extent=(x_edges[0], x_edges[-1], y_edges[0], y_edges[-1]), aspect="auto",
+                     interpolation="nearest", cmap="viridis", vmin=low, vmax=high)

@@ -100,8 +100,10 @@ def particle_scores(latents: np.ndarray, forms: ScoreForms) -> np.ndarray:
 
 
 def score_at(z: np.ndarray, forms: ScoreForms, query: int) -> float:
-    """The score of the map at latent point ``z`` (K,) against query number ``query``."""
-    return float(particle_scores(np.asarray(z, dtype=np.float64)[None, :], forms)[0, query])
+    """The score of the map at latent point ``z`` (K,) against query number ``query`` (as
+    :func:`particle_scores`, for one point: the best-point search calls it often)."""
+    a = np.concatenate([[1.0], z])
+    return float(a @ forms.cross[query] / (np.sqrt(a @ forms.gram @ a) * forms.norms[query]))
 
 
 def state_correlation(forms: ScoreForms, z: np.ndarray, other: np.ndarray) -> float:
