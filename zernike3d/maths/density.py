@@ -9,7 +9,8 @@ Grids are cubic, indexed ``data[z, y, x]``, with voxel [i, j, k] at (x, y, z) = 
 * :func:`atom_density`: a sum of one isotropic Gaussian per atom, as ChimeraX's
   ``molmap`` makes a map from a model: standard deviation ``sigma`` = MOLMAP_SIGMA_FACTOR ×
   resolution (Å), each Gaussian normalised to its weight (so the map is in weight units
-  per Å³, e.g. electrons / Å³), truncated at :data:`GAUSSIAN_REACH` standard deviations.
+  per Å³, e.g. electrons / Å³), truncated at :data:`GAUSSIAN_REACH` standard deviations
+  along each axis.
 * :func:`resampled_map`: another map (any box and voxel size) carried onto the grid by a
   placement: low-passed to the grid's Nyquist frequency first when its voxels are finer
   (so that sampling it does not alias), then cubic B-spline interpolation (zero outside
@@ -21,11 +22,9 @@ import numpy as np
 #: molmap's sigmaFactor: sigma = 1 / (pi sqrt 2) × resolution, the Gaussian whose Fourier
 #: transform falls to 1/e at 1/resolution
 MOLMAP_SIGMA_FACTOR = 1.0 / (np.pi * np.sqrt(2.0))
-#: each Gaussian is summed out to this many standard deviations (the tail beyond holds
-#: 0.1% of its weight; the density there is 3e-4 of its value at the centre)
+#: each Gaussian is summed out to this many standard deviations along each axis (a cube;
+#: the tail beyond holds 0.02% of its weight, the density there is 3e-4 of its peak)
 GAUSSIAN_REACH = 4.0
-#: atoms × window voxels handled at once (bounds the memory of atom_density)
-_CHUNK = 2_000_000
 
 
 def placed_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -38,25 +37,17 @@ def atom_density(positions: np.ndarray, weights: np.ndarray, box: int, voxel_siz
                  sigma: float) -> np.ndarray:
     """The map (box, box, box) float64 [z, y, x] of Gaussians of standard deviation
     ``sigma`` Å at ``positions`` (A, 3) (x, y, z) Å in the grid's frame, each integrating
-    to its weight (weight units per Å³). Atoms whose Gaussian misses the box add nothing."""
-    positions = np.asarray(positions, dtype=np.float64)
-    weights = np.asarray(weights, dtype=np.float64)
+    to its weight (weight units per Å³), summed over the voxels within
+    :data:`GAUSSIAN_REACH` standard deviations of the atom's nearest voxel along each axis
+    (numba kernel :func:`zernike3d.maths._kernels.gaussian_splat`). Atoms whose Gaussian
+    misses the box add nothing."""
+    from zernike3d.maths._kernels import gaussian_splat
+
+    out = np.zeros((box, box, box))
     reach = int(np.ceil(GAUSSIAN_REACH * sigma / voxel_size))
-    offsets = np.arange(-reach, reach + 1)
-    window = np.stack(np.meshgrid(offsets, offsets, offsets, indexing="ij"), axis=-1).reshape(-1, 3)  # (x, y, z)
-    window = window[np.sum(window.astype(np.float64) ** 2, axis=1) <= (reach + 1) ** 2]
-    nearest = np.rint(positions / voxel_size).astype(np.int64)
-    norm = (2.0 * np.pi * sigma**2) ** -1.5
-    flat = np.zeros(box**3, dtype=np.float64)
-    step = max(1, _CHUNK // len(window))
-    for start in range(0, len(positions), step):
-        voxels = nearest[start : start + step, None, :] + window[None]  # (a, w, 3) x, y, z indices
-        distance2 = np.sum((voxels * voxel_size - positions[start : start + step, None, :]) ** 2, axis=2)
-        values = weights[start : start + step, None] * norm * np.exp(-0.5 * distance2 / sigma**2)
-        inside = np.all((voxels >= 0) & (voxels < box), axis=2)
-        index = (voxels[..., 2] * box + voxels[..., 1]) * box + voxels[..., 0]  # [z, y, x]
-        flat += np.bincount(index[inside], weights=values[inside], minlength=box**3)
-    return flat.reshape(box, box, box)
+    gaussian_splat(np.ascontiguousarray(positions, dtype=np.float64), np.ascontiguousarray(weights, dtype=np.float64),
+                   float(voxel_size), float(sigma), reach, out)
+    return out
 
 
 def resampled_map(data: np.ndarray, voxel_size: float, matrix: np.ndarray, box: int,
