@@ -150,8 +150,13 @@ def best_latent_point(forms: ScoreForms, query: int, region: LatentRegion, start
     if distance > region.radius:
         start = region.mean + (start - region.mean) * (region.radius / distance)
 
-    def negative(z):
-        return -score_at(z, forms, query)
+    cross, gram, norm = forms.cross[query], forms.gram, forms.norms[query]
+
+    def negative(z):  # -score and its gradient: d/dz of (a.c) / (|a|_G |q|), a = (1, z)
+        a = np.concatenate([[1.0], z])
+        power = a @ gram @ a
+        value = a @ cross / np.sqrt(power)
+        return -value / norm, -(cross[1:] / np.sqrt(power) - value * (gram @ a)[1:] / power) / norm
 
     def room(z):  # >= 0 inside the region
         offset = region.whitening @ (z - region.mean)
@@ -159,7 +164,7 @@ def best_latent_point(forms: ScoreForms, query: int, region: LatentRegion, start
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        found = minimize(negative, start, method="SLSQP", constraints=[{"type": "ineq", "fun": room}],
+        found = minimize(negative, start, jac=True, method="SLSQP", constraints=[{"type": "ineq", "fun": room}],
                          options={"ftol": 1e-12, "maxiter": 200})
     inside = np.all(np.isfinite(found.x)) and room(found.x) >= -1e-9 * max(region.radius**2, 1.0)
     return found.x if inside and -found.fun > score_at(start, forms, query) else start

@@ -37,6 +37,7 @@ A results folder of a single map (no particles) gets the map itself scored (one 
 
 import csv
 import json
+import re
 import time
 from pathlib import Path
 
@@ -87,8 +88,10 @@ def check_stems(paths):
         if stem in stems:
             raise InputError(path, f"its stem {stem!r} repeats that of {stems[stem]}: scores.csv names a column by it; "
                              "rename one of the files")
-        if stem in RESERVED_STEMS or not stem:
+        if stem in RESERVED_STEMS:
             raise InputError(path, f"its stem {stem!r} is a column of scores.csv already; rename the file")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", stem):
+            raise InputError(path, f"its stem {stem!r} names a column and files: use letters, digits and _.+- only")
         stems[stem] = path
     for stem, path in stems.items():
         if stem.endswith("_fitted") and stem[: -len("_fitted")] in stems:
@@ -183,9 +186,8 @@ def run(args):
     with atomic_path(args.out_dir, folder_kind("match")) as out:
         _write_outputs(out, args, dataset, job, queries, fits, match, table, resolution)
     done = time.perf_counter()
-    for stem, fit in zip(stems, fits):
-        print(f"{stem}: fit correlation {fit.alignment.correlation:.4f}, hand {fit.alignment.hand}; best score "
-              f"{match['best_scores'][stems.index(stem)]:.4f}")
+    for stem, fit, best in zip(stems, fits, match["best_scores"]):
+        print(f"{stem}: fit correlation {fit.alignment.correlation:.4f}, hand {fit.alignment.hand}; best score {best:.4f}")
     print(f"wrote {args.out_dir}: {len(dataset.uid) or 1} {'map' if single else 'particles'} scored against "
           f"{len(queries)} queries at order {order}; reading {started - began:.1f} s, fits {fitted - started:.1f} s, "
           f"scores and outputs {done - fitted:.1f} s")
@@ -340,17 +342,22 @@ def _assignment_note(args):
     return f" ({', '.join(notes)})" if notes else ""
 
 
-def _write_scores(path, uid, stems, scores):
-    """scores.csv: uid, a column per query (6 decimals; empty where NaN), best."""
+def _write_scores(path, uid, stems, scores, chunk=100_000):
+    """scores.csv: uid, a column per query (6 decimals; empty where NaN), best. Rows are
+    formatted a chunk at a time by one %-operation (three times faster than row by row)."""
     best = np.argmax(np.where(np.isfinite(scores), scores, -np.inf), axis=1)
     names = np.array(stems, dtype=object)[best]
     names[~np.isfinite(scores).any(axis=1)] = ""
-    line = "{}" + ",{:.6f}" * len(stems) + ",{}\n"
-    flat = ~np.isfinite(scores).all(axis=1)
+    line = "%s" + ",%.6f" * len(stems) + ",%s\n"
+    uid = np.asarray(uid, dtype=object)
     with open(path, "w", newline="") as f:
         f.write(",".join(["uid", *stems, "best"]) + "\n")
-        for u, values, name, blank in zip(uid, scores.tolist(), names.tolist(), flat.tolist()):
-            if blank:  # a particle whose map is flat in the ball: no score
-                f.write(",".join([str(u), *("" if v != v else f"{v:.6f}" for v in values), name]) + "\n")
-            else:
-                f.write(line.format(u, *values, name))
+        for start in range(0, len(scores), chunk):
+            values = scores[start : start + chunk]
+            rows = np.empty((len(values), len(stems) + 2), dtype=object)
+            rows[:, 0], rows[:, 1:-1], rows[:, -1] = uid[start : start + chunk], values, names[start : start + chunk]
+            if np.isfinite(values).all():
+                f.write((line * len(values)) % tuple(rows.ravel().tolist()))
+                continue
+            for row in rows.tolist():  # a particle whose map is flat in the ball has no score
+                f.write(",".join([str(row[0]), *("" if v != v else f"{v:.6f}" for v in row[1:-1]), row[-1]]) + "\n")
