@@ -311,7 +311,7 @@ def test_a_single_map_is_scored_itself(job, tmp_path, capsys):
 
 
 def _pdb_text(lines):
-    return "".join(f"HETATM{i + 1:5d}  {name:<3s} {res:3s} A{i + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00 20.00          {el:>2s}\n"
+    return "".join(f"HETATM{i + 1:5d}  {name:<3s} {res:3s} A{i % 9999 + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00 20.00          {el:>2s}\n"
                    for i, (name, res, x, y, z, el) in enumerate(lines)) + "END\n"
 
 
@@ -319,7 +319,7 @@ def _pdb_text(lines):
     ("garbage.cif", "garbage.cif", "not a readable PDB or mmCIF model"),
     ("garbage.mrc", "garbage.mrc", "not an MRC file"),
     ("waters.pdb", "waters.pdb", "the model has no atoms"),
-    ("large.pdb", "large.pdb", "the model is larger than the job's ball: 1 of 4 atoms (25.0%) lie outside"),
+    ("large.pdb", "large.pdb", "the model is larger than the job's ball: 10 of 91 atoms (11.0%) lie outside its radius of 40 Å"),
     ("twice", "closed.pdb", "its stem 'open' repeats that of"),
     ("notes.txt", "notes.txt", "not a molecular model"),
     ("no particles", "empty", "has neither preprocessed.npz nor dataset.npz"),
@@ -329,8 +329,8 @@ def test_bad_input_is_one_line_and_exit_2(job, tmp_path, capsys, case, named, pr
         "garbage.cif": lambda p: p.write_text("this is not a model\n"),
         "garbage.mrc": lambda p: p.write_bytes(b"\0" * 100),
         "waters.pdb": lambda p: p.write_text(_pdb_text([("O", "HOH", 1.0, 2.0, 3.0, "O")])),
-        "large.pdb": lambda p: p.write_text(_pdb_text([("CA", "GLY", 0.0, 0.0, 0.0, "C"), ("CA", "GLY", 2.0, 0.0, 0.0, "C"),
-                                                       ("CA", "GLY", 4.0, 0.0, 0.0, "C"), ("CA", "GLY", 150.0, 0.0, 0.0, "C")])),
+        # a rod of 91 atoms 1 Å apart: 90 Å long, in a ball of 40 Å radius
+        "large.pdb": lambda p: p.write_text(_pdb_text([("CA", "GLY", float(x), 0.0, 0.0, "C") for x in range(91)])),
         "notes.txt": lambda p: p.write_text("hello\n"),
     }
     folder, query = job["folder"], [str(job["models"]["open"])]
@@ -402,3 +402,17 @@ def test_the_workflow_runs_match_and_reports_it(tmp_path):
     dry = snakemake("-n")
     assert dry.returncode != 0 and "datasets.example.match: " in dry.stdout + dry.stderr
     assert "its stem 'blob' repeats that of" in dry.stdout + dry.stderr
+
+
+def test_a_model_that_fits_the_ball_only_off_its_centroid_is_accepted(job, tmp_path):
+    """A rod 76 Å long in a ball of 40 Å radius, its atoms crowded at one end: about its
+    centroid it would stick out by 30 Å; centred on its enclosing sphere it fits."""
+    from zernike3d.stages.match import read_query
+    from zernike3d.moments import Moments
+
+    xs = [float(x) for x in range(0, 77, 4)] + [0.5 + 0.01 * i for i in range(300)]
+    (tmp_path / "rod.pdb").write_text(_pdb_text([("CA", "GLY", x, 0.0, 0.0, "C") for x in xs]))
+    geometry = Moments.load(job["folder"] / "moments.npz").geometry
+    query = read_query(tmp_path / "rod.pdb", "rod", geometry, 2.0)
+    assert query.atoms_outside(query.centring(geometry), geometry)[0] == 0
+    assert query.centre[0] == pytest.approx(38.0, abs=0.5)

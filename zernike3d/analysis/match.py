@@ -274,8 +274,10 @@ class Query:
     """A model or a map to score the particles against: ``stem`` (its file's stem, the
     name of its column and files), ``path``, ``kind`` ("model" or "map"), ``origin``
     (x, y, z) Å of its frame in a viewer (a map's MRC origin; 0 for a model), ``centre``
-    (x, y, z) Å in its frame: the point put at the job's ball centre before the fit (a
-    model's weighted centroid, a map's centre of mass above its contour level), and
+    (x, y, z) Å in its frame: the point put at the job's ball centre before the fit (for a
+    model the centre of a sphere enclosing its atoms, close to the smallest, so that a
+    model that fits in the ball is wholly inside it; for a map its centre of mass above
+    its contour level), and
     ``density(geometry, matrix)``: its map on the grid of ``geometry`` placed by ``matrix``
     (:mod:`zernike3d.maths.density`); ``model`` the atoms and ``sigma`` (Å) their
     Gaussians for a model, None for a map."""
@@ -293,13 +295,14 @@ class Query:
     def from_model(cls, stem, path, model, sigma: float) -> "Query":
         """A :class:`~zernike3d.io.structure.MolecularModel`, its density a Gaussian of
         ``sigma`` Å per atom (molmap)."""
-        from zernike3d.maths.density import atom_density, placed_points
+        from zernike3d.maths.density import atom_density, enclosing_sphere, placed_points
 
         def density(geometry, matrix):
             return atom_density(placed_points(matrix, model.positions), model.weights, geometry.box,
                                 geometry.voxel_size, sigma)
 
-        return cls(stem, str(path), "model", (0.0, 0.0, 0.0), model.centre, density, model, float(sigma))
+        centre = enclosing_sphere(model.positions)[0]
+        return cls(stem, str(path), "model", (0.0, 0.0, 0.0), centre, density, model, float(sigma))
 
     @classmethod
     def from_map(cls, stem, path, mapfile) -> "Query":

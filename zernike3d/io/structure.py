@@ -31,11 +31,6 @@ class MolecularModel:
     positions: np.ndarray
     weights: np.ndarray
 
-    @property
-    def centre(self) -> np.ndarray:
-        """The weighted centroid (x, y, z) Å."""
-        return self.weights @ self.positions / self.weights.sum()
-
 
 def is_model_path(path) -> bool:
     """Whether ``path`` names a coordinate file by its suffix (``.gz`` aside)."""

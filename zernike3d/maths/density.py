@@ -27,6 +27,25 @@ MOLMAP_SIGMA_FACTOR = 1.0 / (np.pi * np.sqrt(2.0))
 GAUSSIAN_REACH = 4.0
 
 
+def enclosing_sphere(points: np.ndarray, iterations: int = 5000) -> tuple:
+    """(centre (3,), radius) of a sphere holding every point (A, 3), close to the smallest:
+    Bădoiu and Clarkson's iteration (step towards the farthest point by 1 / (i + 2)) from
+    the centroid, within about 1 / sqrt(i) of the smallest radius after i steps. The first
+    200 steps see every point; the rest only those beyond 3/4 of the radius then (the
+    centre moves by less than that, so the farthest point is always among them). The
+    radius returned is the farthest point's distance from the centre: every point is held."""
+    points = np.asarray(points, dtype=np.float64)
+    centre = points.mean(axis=0)
+    candidates = points
+    for i in range(iterations):
+        if i == 200:
+            distance = np.sqrt(np.sum((points - centre) ** 2, axis=1))
+            candidates = points[distance > 0.75 * distance.max()]
+        farthest = candidates[np.argmax(np.sum((candidates - centre) ** 2, axis=1))]
+        centre = centre + (farthest - centre) / (i + 2)
+    return centre, float(np.sqrt(np.max(np.sum((points - centre) ** 2, axis=1))))
+
+
 def placed_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Points (..., 3) (x, y, z) Å moved by the 3×4 placement ``matrix``: A p + t."""
     matrix = np.asarray(matrix, dtype=np.float64)

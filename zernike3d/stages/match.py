@@ -123,7 +123,8 @@ def read_results(folder):
 
 def read_query(path, stem, geometry, sigma):
     """The :class:`~zernike3d.analysis.match.Query` of one file; a model whose atoms do not
-    fit in the job's ball (about their centroid) is refused, naming how many lie outside."""
+    fit in the job's ball (centred on the sphere that encloses them) is refused, naming how
+    many lie outside."""
     from zernike3d.analysis.match import Query
     from zernike3d.io.mrc import read_map
     from zernike3d.io.structure import is_model_path, read_model
@@ -133,8 +134,8 @@ def read_query(path, stem, geometry, sigma):
         outside, total, farthest = query.atoms_outside(query.centring(geometry), geometry)
         if outside:
             raise InputError(path, f"the model is larger than the job's ball: {outside} of {total} atoms "
-                             f"({100 * outside / total:.1f}%) lie outside its radius of {geometry.radius:g} Å about "
-                             f"the model's centre (the farthest {farthest:.1f} Å from it); trim the model, or "
+                             f"({100 * outside / total:.1f}%) lie outside its radius of {geometry.radius:g} Å with the "
+                             f"model centred in it (the farthest {farthest:.1f} Å from the centre); trim the model, or "
                              "decompose the job in a larger ball (--radius)")
         return query
     if Path(path).suffix.lower() in (".mrc", ".map", ".mrcs"):
