@@ -416,3 +416,16 @@ def test_a_model_that_fits_the_ball_only_off_its_centroid_is_accepted(job, tmp_p
     query = read_query(tmp_path / "rod.pdb", "rod", geometry, 2.0)
     assert query.atoms_outside(query.centring(geometry), geometry)[0] == 0
     assert query.centre[0] == pytest.approx(38.0, abs=0.5)
+
+
+@pytest.mark.slow
+def test_a_hand_that_the_fit_order_cannot_tell_is_told_at_the_job_order(job, tmp_path):
+    """At --fit-order 4 the mirror image fits about as well as the model; the fit is then
+    made again at the job's order, which flags the mirrored model."""
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["match", str(job["folder"]), "--query", str(job["models"]["mirror"]), "--out-dir", str(out),
+                     "--fit-order", "4"]) == 0
+    fit = json.loads((out / "match.json").read_text())["queries"]["mirror"]
+    assert fit["hand"] == "mirrored"

@@ -27,7 +27,9 @@ state to fit onto; until the map at that point correlates with the map fitted on
 is then expressed in the job's frame exactly: its density is made again at the fitted
 placement on the job's grid (a model's atoms moved, a map resampled) and decomposed at
 the job's order, so that no re-expansion of moved moments blurs it. The hand is checked
-as `align` checks it: ``mirrored`` when the query's mirror image fits clearly better.
+as `align` checks it: ``mirrored`` when the query's mirror image fits clearly better;
+when neither hand fits clearly better at ``fit_order``, the last fit is made again at the
+job's order, whose finer detail may tell.
 
 The best latent point is the highest score within the region the particles occupy: the
 ellipsoid of their latents' mean and covariance whose Mahalanobis radius holds
@@ -217,7 +219,8 @@ class QueryFit:
     centre onto the state), with ``matrix`` and the query's origin put in, so that its
     ChimeraX command places the query file itself; ``moments`` (C,) the fitted query's
     moments at the job's order; ``density`` its map on the job's grid [z, y, x];
-    ``state`` (K,) the latent point of the last fit; ``rounds`` fits made;
+    ``state`` (K,) the latent point of the last fit; ``rounds`` fits made (one more when
+    the hand had to be told at the job's order);
     ``notes``: warnings of the fits (hand), to pass on."""
 
     matrix: np.ndarray
@@ -234,39 +237,60 @@ def fit_query(query, job, latents: np.ndarray, region, fit_order: int, decompose
     :class:`~zernike3d.moments.Moments` of the volumes base, component_0, ..) alternating
     with the best state (module docstring). ``latents`` (P, K) of the particles and their
     :class:`LatentRegion` ``region`` (None: a single map, fitted once onto it); ``decompose(map)`` -> moments (C,) of one map on
-    the job's grid at its order; ``progress(text)`` reports each round."""
-    from zernike3d.analysis.alignment import align
-    from zernike3d.latents import LatentPoint, moments_at
-
+    the job's grid at its order; ``progress(text)`` reports each round. When the last fit
+    cannot tell the hand (:func:`hand_undecided`) at ``fit_order``, it is made again at
+    the job's order, where the finer detail may."""
     geometry = job.geometry
     start = query.centring(geometry)
     centred = replace(job, moments=decompose(query.density(geometry, start))[None], names=[query.stem],
                       origin=job.origin, maps_sha256=None)
     state = np.zeros(job.moments.shape[0] - 1)
     for rounds in range(1, MAX_ROUNDS + 1):
-        target = replace(job, moments=moments_at(job.moments, [LatentPoint("state", "latent", state)]), names=["state"],
-                         maps_sha256=None)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            alignment = align(centred, target, order=fit_order)
-        matrix = compose(alignment.matrix, start)
-        density = query.density(geometry, matrix)
-        moments = decompose(density)
-        fit = QueryFit(matrix, replace(alignment, matrix=matrix, moving_origin=tuple(query.origin)), moments, density,
-                       state, rounds, [str(w.message) for w in caught])
-        progress(f"{query.stem}: fit {rounds} onto the map at z = ({', '.join(f'{v:.3g}' for v in state)}): "
-                 f"correlation {alignment.correlation:.4f} at order {alignment.order}, hand {alignment.hand}")
+        fit = _fit_onto(query, job, centred, start, state, fit_order, rounds, decompose, progress)
         if region is None:
-            return fit
-        forms = score_forms(job.moments, moments[None], job.nlm)
+            break
+        forms = score_forms(job.moments, fit.moments[None], job.nlm)
         scores = particle_scores(latents, forms)[:, 0]
-        best = int(np.nanargmax(scores))
-        point = best_latent_point(forms, 0, region, latents[best])
+        point = best_latent_point(forms, 0, region, latents[int(np.nanargmax(scores))])
         same = state_correlation(forms, state, point) >= STATE_TOLERANCE
         state = point
         if same:
             break
+    if fit_order < job.order and hand_undecided(fit.alignment):
+        progress(f"{query.stem}: the hand cannot be told at order {fit_order}; fitting again at order {job.order}")
+        fit = _fit_onto(query, job, centred, start, fit.state, job.order, fit.rounds + 1, decompose, progress)
     return fit
+
+
+def hand_undecided(alignment) -> bool:
+    """Whether neither hand's misfit (1 - correlation) is below
+    :data:`zernike3d.analysis.alignment.HAND_RATIO` times the other's (`align` then says
+    that the hand cannot be told)."""
+    from zernike3d.analysis.alignment import HAND_RATIO
+
+    same, mirrored = 1.0 - alignment.correlation, 1.0 - alignment.mirror_correlation
+    return not (mirrored < HAND_RATIO * same or same < HAND_RATIO * mirrored)
+
+
+def _fit_onto(query, job, centred, start, state, order, rounds, decompose, progress) -> QueryFit:
+    """One fit of the ``centred`` query's moments (placed by ``start``) onto the job's map
+    at latent point ``state``, at ``order``; the query made again at the fitted placement
+    on the job's grid and decomposed at the job's order (``decompose``)."""
+    from zernike3d.analysis.alignment import align
+    from zernike3d.latents import LatentPoint, moments_at
+
+    target = replace(job, moments=moments_at(job.moments, [LatentPoint("state", "latent", state)]), names=["state"],
+                     maps_sha256=None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        alignment = align(centred, target, order=order)
+    matrix = compose(alignment.matrix, start)
+    density = query.density(job.geometry, matrix)
+    progress(f"{query.stem}: fit {rounds} onto the map at z = ({', '.join(f'{v:.3g}' for v in state)}): "
+             f"correlation {alignment.correlation:.4f} at order {alignment.order}, hand {alignment.hand}")
+    return QueryFit(matrix, replace(alignment, matrix=matrix, moving_origin=tuple(query.origin)),
+                    decompose(density), density, state, rounds,
+                    [str(w.message) for w in caught])
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ job's grid). Each query is fitted into the job's frame (rotation, shift and hand
 (not onto the consensus map alone: see zernike3d/analysis/match.py), then every
 particle's map base + sum_k z_k component_k is correlated with it over the ball at the
 job's order (Pearson, exact from the moments, O(K^2) a particle). A query whose mirror
-image fits clearly better is flagged (hand "mirrored", a warning).
+image fits clearly better is flagged (hand "mirrored", a warning); when --fit-order cannot
+tell the hand, the last fit is made again at the job's order.
 
 Into --out-dir (written whole, replacing only an earlier output of this stage):
 
