@@ -266,8 +266,8 @@ def test_best_latent_point_stays_where_the_particles_are():
 
 @pytest.mark.slow
 def test_a_map_query_of_another_box_and_voxel_size_is_fitted_and_scored(job, tmp_path):
-    """The open state as a map of 56 voxels of 1.6 Å, in its own frame: the fit finds the
-    job's frame and the map scores the open particles above the closed."""
+    """The open state as a gzipped map of 56 voxels of 1.6 Å, in its own frame: the fit
+    finds the job's frame and the map scores the open particles above the closed."""
     from zernike3d.io.mrc import write_map
 
     box, voxel = 56, 1.6
@@ -275,10 +275,14 @@ def test_a_map_query_of_another_box_and_voxel_size_is_fitted_and_scored(job, tmp
     opened, _, elements, _ = molecule_states()
     in_map = opened - MODEL_POINT + centre  # the map's frame: from its voxel [0, 0, 0]
     weights = np.array([{"C": 6.0, "N": 7.0, "O": 8.0}[e] for e in elements])
+    import gzip
+
     write_map(tmp_path / "open_state.mrc", gaussian_blobs(box, voxel, in_map, [2.0] * len(in_map), weights), voxel,
               origin=(100.0, 0.0, -50.0))
+    with gzip.open(tmp_path / "open_state.map.gz", "wb") as f:  # as EMDB serves maps
+        f.write((tmp_path / "open_state.mrc").read_bytes())
     out = tmp_path / "out"
-    assert main(["match", str(job["folder"]), "--query", str(tmp_path / "open_state.mrc"), "--out-dir", str(out)]) == 0
+    assert main(["match", str(job["folder"]), "--query", str(tmp_path / "open_state.map.gz"), "--out-dir", str(out)]) == 0
     fit = json.loads((out / "match.json").read_text())["queries"]["open_state"]
     assert fit["kind"] == "map" and fit["hand"] == "same"
     matrix, truth = np.array(fit["matrix"]), np.column_stack([TURN, CENTRE + SHIFT - TURN @ np.full(3, centre)])

@@ -52,6 +52,8 @@ FIT_ORDER = 20
 #: a map query placed with more than this share of its density (above its contour level)
 #: outside the job's ball gets a warning
 MAP_OUTSIDE_WARNING = 0.02
+#: suffixes of map queries (before an optional .gz, which mrcfile reads)
+MAP_SUFFIXES = (".mrc", ".map", ".mrcs")
 #: names a query's stem may not take (columns of scores.csv)
 RESERVED_STEMS = ("uid", "best")
 
@@ -59,7 +61,7 @@ RESERVED_STEMS = ("uid", "best")
 def add_arguments(parser):
     parser.add_argument("results", type=Path, metavar="RESULTS_DIR", help="a dataset's results folder (results/<name>)")
     parser.add_argument("--query", nargs="+", action="extend", required=True, metavar="Q",
-                        help="molecular model (.pdb, .cif, .ent, .mmcif, optionally .gz) or map (.mrc, .map)")
+                        help="molecular model (.pdb, .cif, .ent, .mmcif) or map (.mrc, .map), optionally .gz")
     parser.add_argument("--out-dir", type=Path, required=True, help="folder for the scores, fits, maps and figure")
     parser.add_argument("--order", type=int, default=None, help="order of the scores (default: all stored)")
     parser.add_argument("--fit-order", type=int, default=FIT_ORDER, help="order of the fits (at most --order)")
@@ -139,9 +141,10 @@ def read_query(path, stem, geometry, sigma):
                              f"model centred in it (the farthest {farthest:.1f} Å from the centre); trim the model, or "
                              "decompose the job in a larger ball (--radius)")
         return query
-    if Path(path).suffix.lower() in (".mrc", ".map", ".mrcs"):
+    name = Path(path).name.lower()
+    if (name[:-3] if name.endswith(".gz") else name).endswith(MAP_SUFFIXES):  # EMDB serves maps as .map.gz
         return Query.from_map(stem, path, read_map(path))
-    raise InputError(path, "not a molecular model (.pdb, .ent, .cif, .mmcif, optionally .gz) or a map (.mrc, .map)")
+    raise InputError(path, "not a molecular model (.pdb, .ent, .cif, .mmcif) or a map (.mrc, .map), optionally .gz")
 
 
 def run(args):
