@@ -602,9 +602,9 @@ def test_every_setting_that_feeds_a_rule_is_covered():
         nested = sub.get("properties")
         keys |= {f"{key}.{k}" for k in nested} if nested else {key}
     keys |= set(schema["properties"]) - {"datasets"}
-    # the comparison and clustering analyses have their own rules and tests
-    # (tests/test_compare.py, tests/test_cluster*.py)
-    keys = {k for k in keys if k.split(".")[0] not in ("compare", "clusters")}
+    # the comparison, clustering and matching analyses have their own rules and tests
+    # (tests/test_compare.py, tests/test_cluster*.py, tests/test_match.py)
+    keys = {k for k in keys if k.split(".")[0] not in ("compare", "clusters", "match")}
     covered = {name for name, _, _ in SETTING_CHANGES}
     covered |= {"threads", "gpu"} | {path for _, changes, _ in SETTING_CHANGES for path, _ in changes if "." not in path}
     missing = sorted(k for k in keys if k not in covered)

@@ -32,6 +32,7 @@ STAGES = {
     "align": ("align", 'Rigid alignment of two maps from their moments: rotation, shift and hand, as JSON.'),
     "reconstruct": ("reconstruct", 'A map from a moments file: the Zernike expansion of one volume, written as MRC.'),
     "cluster": ("cluster", "Cluster a 3D Variability job's particles and write subsets that cryoSPARC imports."),
+    "match": ("match", "Score every particle of a 3D Variability job against molecular models or maps, in any frame."),
     "path": ("path", "Paths between states of a 3D Variability job through the particles' density."),
     "qc": ("qc", 'Quality control: how well the moments reproduce the maps, with figures.'),
     "compare": ("compare", 'Compare 3D Variability jobs: volumes, latent spaces and particle landscapes, after alignment onto the first.'),

@@ -31,19 +31,19 @@ MB = 1_000_000
 #: 20,000 and 1,000,000 particles), so that measured peak = BASE_MB + modelled arrays +
 #: PARTICLE_BYTES x particles; decompose and reconstruct are the planner's
 BASE_MB = {"example": 160, "import": 40, "preprocess": 57, "basis": 39, "decompose": 0,
-           "invariants": 187, "reconstruct": 0, "qc": 34}
+           "invariants": 187, "reconstruct": 0, "qc": 34, "match": 260}
 #: bytes per particle that a stage holds when it reads the particles (the latents, uid
 #: and their transient copies; for import beside the table's own rows; for qc also its
 #: check of the store's uid and the store chunks of the sampled rows), from the same fit
 PARTICLE_BYTES = {"example": 200, "import": 45, "preprocess": 64, "basis": 85, "decompose": 24,
-                  "invariants": 24, "reconstruct": 24, "qc": 243}
+                  "invariants": 24, "reconstruct": 24, "qc": 243, "match": 400}
 #: headroom on every estimate, for what the fit does not capture
 SAFETY = 1.1
 #: what compiling the numba kernels adds to a job that finds none cached (the first jobs
 #: after installing or changing zernike3d/maths/_kernels.py): decompose peaked at 300.6 MB
 #: cold against 232.0 MB warm; the planner's allowance for the interpreter covers the rest
 NUMBA_COMPILE_MB = 60
-NUMBA_STAGES = ("decompose", "reconstruct", "invariants", "qc")
+NUMBA_STAGES = ("decompose", "reconstruct", "invariants", "qc", "match")
 #: no job is given less (the smallest stage process measured 42 MB)
 MIN_MEM_MB = 64
 ROUND_MB = 8
@@ -345,7 +345,22 @@ def estimate(stage, shape, order, config=None):
         sample = min(particles, QC_PCA_SAMPLE)
         nbytes = 4 * voxels * volumes + 60 * padded + reconstruction.host_bytes + sample * nl * 20
         seconds = reconstruction.seconds + padded * 30 / OPS_PER_SECOND
+    elif stage == "match":
+        # the bundle's maps, the decomposition of one query map at a time (the planner's
+        # peak for one volume, interpreter included) and float64 working maps of the query
+        # (its density, the resampling); per fit round one decomposition and one alignment
+        # (about 5 s at the fit order); the particles' latents, scores and table rows
+        from zernike3d.analysis.match import MAX_ROUNDS
+
+        queries = max(1, len(config.get("match") or ()))
+        one = _plan("decompose", _geometry(shape, config), order, 1, dict(config, gpu=False)).choice
+        nbytes = 4 * voxels * volumes + one.host_bytes + 6 * 8 * voxels
+        seconds = queries * MAX_ROUNDS * (one.seconds + MATCH_ALIGN_SECONDS)
     return {"mem_mb": _mb(nbytes, stage, particles), "runtime": _minutes(seconds), "gpu": 0}
+
+
+#: a generous time (s) of one alignment of `zernike3d match` at its fit order
+MATCH_ALIGN_SECONDS = 10.0
 
 
 def fit_to_nodes(threads, mem_mb, gpus, nodes, attempt=1):

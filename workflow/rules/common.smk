@@ -882,3 +882,63 @@ def cluster_targets():
 
 # every check against the inputs, once all the helpers it uses are defined
 _check_against_inputs()
+
+
+# --- scoring particles against models and maps (rules/match.smk) -------------------
+
+
+def match_datasets():
+    return [n for n in DATASETS if DATASETS[n].get("match")]
+
+
+def match_inputs(wildcards):
+    """The bundle, the moments and every query file (a changed query re-runs match)."""
+    return {
+        "data": f"results/{wildcards.dataset}/preprocessed.npz",
+        "moments": f"results/{wildcards.dataset}/moments.npz",
+        "queries": DATASETS[wildcards.dataset]["match"],
+    }
+
+
+def match_args(wildcards):
+    """``--query`` files, and ``--subsets`` for a dataset whose particles came from a
+    cryoSPARC table (not a WIGGLE bundle); ``clusters.particles_cs`` serves both stages.
+    """
+    d = DATASETS[wildcards.dataset]
+    args = ["--query " + " ".join(shlex.quote(q) for q in d["match"])]
+    if is_3dva(wildcards.dataset) and not d.get("wiggle"):
+        args.append("--subsets")
+        args.append(
+            opt("--particles-cs", clusters_of(wildcards.dataset).get("particles_cs"))
+        )
+    return " ".join(filter(None, args))
+
+
+def match_targets():
+    return [
+        f"results/{name}/match/{f}"
+        for name in match_datasets()
+        for f in ("scores.csv", "queries.csv", "scores.png")
+    ]
+
+
+def _check_match_queries():
+    """Every query file exists and the stems of a dataset's queries differ (they name the
+    columns and files of its match/ folder), as the stage checks them: one line naming
+    the key otherwise."""
+    from zernike3d.errors import InputError
+    from zernike3d.stages.match import check_stems
+
+    for name in match_datasets():
+        for i, path in enumerate(DATASETS[name]["match"]):
+            if not os.path.isfile(path):
+                raise WorkflowError(
+                    f"datasets.{name}.match.{i}: {path}: file not found"
+                )
+        try:
+            check_stems(DATASETS[name]["match"])
+        except InputError as err:
+            raise WorkflowError(f"datasets.{name}.match: {err}")
+
+
+_check_match_queries()

@@ -101,3 +101,76 @@ def _colour(index):
     from matplotlib import colormaps
 
     return colormaps["tab10"](index % 10)
+
+
+def plot_latent_scores(path, latents, scores, stems, best_points, title):
+    """Write the figure of each query's score over the latent space to ``path`` (PNG).
+
+    One row per query (``stems``), one panel per pair of components: the mean score of
+    the particles in each of 50 x 50 cells (from a random sample of at most
+    :data:`DENSITY_SAMPLE`), the best latent point marked by a star. ``latents`` (P, K);
+    ``scores`` (P, Q); ``best_points`` (Q, K). One component: the score of each particle
+    (a sample of :data:`SCATTER_SAMPLE`) against z_0, the best point a vertical line. No
+    particles (a single map): one bar per query.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from zernike3d.plots import SOFTWARE
+
+    latents = np.asarray(latents, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    k = latents.shape[1] if latents.ndim == 2 else 0
+    if k == 0 or len(latents) == 0:
+        fig = Figure(figsize=(1.2 * len(stems) + 3, 3.5), layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
+        ax.bar(range(len(stems)), scores[0], color="0.5")
+        ax.set_xticks(range(len(stems)), stems, rotation=30, ha="right")
+        ax.set_ylabel("correlation with the map")
+        fig.suptitle(title, fontsize=10)
+        fig.savefig(path, dpi=110, metadata={"Software": SOFTWARE})
+        return
+    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)] or [(0, None)]
+    # a fixed layout: the constrained one took longer than everything else at 1,000,000 particles
+    fig = Figure(figsize=(4.2 * len(pairs) + 1.2, 3.8 * len(stems) + 0.4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(stems), len(pairs), squeeze=False)
+    fig.subplots_adjust(left=0.8 / fig.get_figwidth(), right=0.9, bottom=0.6 / fig.get_figheight(),
+                        top=1 - 0.6 / fig.get_figheight(), wspace=0.3, hspace=0.45)
+    order = np.random.default_rng(0).permutation(len(latents))
+    dense, sample = np.sort(order[:DENSITY_SAMPLE]), order[:SCATTER_SAMPLE]
+    for q, stem in enumerate(stems):
+        finite = np.isfinite(scores[:, q])
+        low, high = np.quantile(scores[finite, q], [0.01, 1.0]) if finite.any() else (0.0, 1.0)
+        for ax, (i, j) in zip(axes[q], pairs):
+            if j is None:
+                shown = sample[finite[sample]]
+                ax.scatter(latents[shown, 0], scores[shown, q], s=2, c="0.3", alpha=0.4, linewidths=0)
+                ax.axvline(best_points[q][0], color="crimson", ls="--", label="best point")
+                ax.set_xlabel("z_0")
+                ax.set_ylabel(f"score: {stem}")
+                ax.legend(fontsize=7)
+                continue
+            shown = dense[finite[dense]]
+            image = _mean_image(ax, latents[shown, i], latents[shown, j], scores[shown, q], low, high)
+            ax.scatter([best_points[q][i]], [best_points[q][j]], s=160, marker="*", c="crimson", edgecolors="white",
+                       zorder=5, label="best point")
+            ax.set_xlabel(f"z_{i}")
+            ax.set_ylabel(f"z_{j}")
+            ax.set_title(f"{stem}: score over z_{i}, z_{j} (star: best point)", fontsize=9)
+        if pairs[0][1] is not None:
+            fig.colorbar(image, ax=list(axes[q]), label=f"mean score: {stem}", fraction=0.04, pad=0.02)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=110, metadata={"Software": SOFTWARE})
+
+
+def _mean_image(ax, x, y, values, low, high, bins=50):
+    """The mean of ``values`` in each of ``bins`` x ``bins`` cells spanning ``x`` and
+    ``y`` (empty cells blank), drawn on ``ax``; returns the image (for a colour bar)."""
+    counts, x_edges, y_edges = np.histogram2d(x, y, bins=bins)
+    sums, _, _ = np.histogram2d(x, y, bins=(x_edges, y_edges), weights=values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, sums / counts, np.nan)
+    return ax.imshow(means.T, origin="lower", extent=(x_edges[0], x_edges[-1], y_edges[0], y_edges[-1]), aspect="auto",
+                     interpolation="nearest", cmap="viridis", vmin=low, vmax=high)

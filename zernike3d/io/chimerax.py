@@ -92,6 +92,27 @@ def write_scripts(folder, names, kinds, base_file, level, prefix=""):
     return written
 
 
+def match_script(state_file, fitted_file, state_level, fitted_level, title, query_file=None, placement=None):
+    """The text of a ``.cxc`` that shows a job's map at a matched state (model #1, a grey
+    transparent surface) with a query fitted into its frame (#2, an orange mesh), both
+    files in the job's frame (paths relative to the script), each at its own contour
+    level; and, given ``query_file`` (an absolute path) and ``placement`` (a ChimeraX
+    ``view matrix models #3,...`` command), the query file itself as model #3 placed on them."""
+    lines = [
+        f"# {title}",
+        "# ChimeraX: open this file. Model #1 the job's map at the matched state, #2 the fitted query"
+        + (", #3 the query file placed by the fit" if query_file else ""),
+        "close",
+        f"open {_quote(state_file)}",
+        f"volume #1 level {state_level:.6g} style surface color #b4b4b4 transparency 0.5",
+        f"open {_quote(fitted_file)}",
+        f"volume #2 level {fitted_level:.6g} style mesh color #d2783c",
+    ]
+    if query_file is not None:
+        lines += [f"open {_quote(query_file)}", placement]
+    return "\n".join(lines + ["view", ""])
+
+
 def record_movie(movie_script_path, timeout=600):
     """Run ChimeraX (offscreen) on a ``*_movie.cxc`` -> None when done, else one line
     saying why no movie was made (ChimeraX not installed, or it failed)."""

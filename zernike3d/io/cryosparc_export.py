@@ -100,6 +100,49 @@ def latents_only(table):
     return all(field == "uid" or field.startswith("components_mode_") for field in table.fields())
 
 
+def source_particles_cs(dataset):
+    """Path of the particles .cs the dataset (a :class:`~zernike3d.io.dataset.Dataset`) was
+    imported from (its import provenance step lists it among the files read), or None."""
+    for step in dataset.provenance:
+        if step.get("stage") == "import":
+            for record in step.get("inputs", []):
+                if str(record.get("path", "")).endswith(".cs"):
+                    return record["path"]
+    return None
+
+
+def particle_table(path, given, dataset_source, latents_only_subsets=False):
+    """(table, format, exact dtype or None) of :func:`read_table` for the particles .cs
+    ``path`` of a subset: the one given with --particles-cs (``given``) or the one the
+    dataset ``dataset_source`` was imported from (:func:`source_particles_cs`); one line
+    on stdout when a passthrough file's fields were joined. :class:`InputError` when
+    there is none, the recorded one is gone, or it holds only uid and the latents (no
+    particle images, CTF or poses: :func:`latents_only`) and ``latents_only_subsets``
+    (--latents-only-subsets) does not ask for subsets of those fields alone, which then
+    get a warning on stderr."""
+    import sys
+
+    from zernike3d.io.cryosparc import passthrough_name
+
+    if path is None:
+        raise InputError("--particles-cs", f"{dataset_source} does not record a particles .cs (imported from "
+                         "a bundle or single map): give the job's particles .cs")
+    if not given and not Path(path).is_file():
+        raise InputError(path, f"the particles .cs {dataset_source} was imported from is gone: give it with --particles-cs")
+    table, fmt, passthrough, dtype = read_table(path)
+    if passthrough is not None:
+        print(f"subsets: the fields of {path} with those of {passthrough}, joined by uid")
+    if latents_only(table):
+        if not latents_only_subsets:
+            raise InputError(path, f"holds only uid and the latents ({len(table.fields())} fields: no particle images, "
+                             f"CTF or poses) and no passthrough file {passthrough_name(path) or 'J<n>_passthrough_particles.cs'} "
+                             "is beside it: put it there, give --particles-cs the job's full particles .cs, or "
+                             "--latents-only-subsets to write subsets of these fields alone")
+        print(f"warning: subsets of {path} hold only uid and the latents: no particle images, CTF or poses",
+              file=sys.stderr)
+    return table, fmt, dtype
+
+
 def rows_of_uids(table_uid, uid, source, hint="is it the job's particles .cs?"):
     """Row of each of ``uid`` in ``table_uid`` -> int64 (len(uid),); :class:`InputError`
     naming ``source`` (the table), and ending in ``hint``, if a uid is missing or the

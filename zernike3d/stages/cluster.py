@@ -28,7 +28,6 @@ with a warning. The folder is written whole
 """
 
 import csv
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +42,7 @@ def add_arguments(parser):
     parser.add_argument("--method", choices=("kmeans", "gmm"), default="kmeans", help="k-means or a Gaussian mixture")
     parser.add_argument("--space", choices=("latent", "invariants"), default="latent", help="what is clustered")
     parser.add_argument("--particle-invariants", metavar="P.zarr", help="per-particle invariants store (zernike3d invariants)")
-    parser.add_argument("--particles-cs", metavar="P.cs", help="the job's particles .cs (default: the one the dataset was imported from)")
-    parser.add_argument("--subsets", action="store_true", help="write each cluster's particles as a cryoSPARC .cs/.csg")
-    parser.add_argument("--latents-only-subsets", action="store_true",
-                        help="write subsets even from a particles .cs holding only uid and latents (a job's own output "
-                        "without its passthrough file): they then lack the particle images, CTF and poses")
+    common.add_subset_arguments(parser, "cluster")
     parser.add_argument("--bins", nargs="+", action="extend", default=[], metavar="K:N", help="subsets: N bins along component K")
     parser.add_argument("--range", nargs="+", action="extend", default=[], metavar="NAME=LOW:HIGH[,..]",
                         help="subsets: particles with z_K (or F_n_l) in [LOW, HIGH]; a bound may be left empty")
@@ -61,7 +56,7 @@ def run(args):
     from zernike3d.analysis.latent_plots import index_points, plot_latent_pairs
     from zernike3d.io.atomic import atomic_path, folder_kind
     from zernike3d.io.cryosparc import passthrough_path
-    from zernike3d.io.cryosparc_export import rows_of_uids, write_subset
+    from zernike3d.io.cryosparc_export import particle_table, rows_of_uids, source_particles_cs, write_subset
     from zernike3d.io.dataset import Dataset
 
     dataset = Dataset.load(args.dataset)
@@ -87,8 +82,9 @@ def run(args):
     subsets = _selections(args, latents, invariants, clustering)
     table = None
     if any(export for _, _, _, export in subsets):
-        table, fmt, cs_source, dtype = _particle_table(args, particles_cs)
-        rows = rows_of_uids(table["uid"], dataset.uid, cs_source)
+        table, fmt, dtype = particle_table(particles_cs, args.particles_cs is not None, args.dataset,
+                                           args.latents_only_subsets)
+        rows = rows_of_uids(table["uid"], dataset.uid, particles_cs)
 
     with atomic_path(args.out_dir, folder_kind("cluster")) as out:
         if clustering is not None:
@@ -156,42 +152,6 @@ def _particle_invariants(args, dataset):
     store = read_particle_invariants(args.particle_invariants)
     rows = rows_of_uids(store.uid, dataset.uid, args.particle_invariants)
     return store.nl, np.asarray(store.invariants[:], dtype=np.float64)[rows]
-
-
-def source_particles_cs(dataset):
-    """Path of the particles .cs the dataset was imported from (its import provenance
-    step lists it among the files read), or None."""
-    for step in dataset.provenance:
-        if step.get("stage") == "import":
-            for record in step.get("inputs", []):
-                if str(record.get("path", "")).endswith(".cs"):
-                    return record["path"]
-    return None
-
-
-def _particle_table(args, path):
-    """(table, format, path, exact dtype or None) of the particles .cs ``path`` (--particles-cs, else the one
-    the dataset was imported from)."""
-    from zernike3d.io.cryosparc import passthrough_name
-    from zernike3d.io.cryosparc_export import latents_only, read_table
-
-    if path is None:
-        raise InputError("--particles-cs", f"{args.dataset} does not record a particles .cs (imported from "
-                         "a bundle or single map): give the job's particles .cs")
-    if args.particles_cs is None and not Path(path).is_file():
-        raise InputError(path, f"the particles .cs {args.dataset} was imported from is gone: give it with --particles-cs")
-    table, fmt, passthrough, dtype = read_table(path)
-    if passthrough is not None:
-        print(f"subsets: the fields of {path} with those of {passthrough}, joined by uid")
-    if latents_only(table):
-        if not args.latents_only_subsets:
-            raise InputError(path, f"holds only uid and the latents ({len(table.fields())} fields: no particle images, "
-                             f"CTF or poses) and no passthrough file {passthrough_name(path) or 'J<n>_passthrough_particles.cs'} is beside it: put it there, "
-                             "give --particles-cs the job's full particles .cs, or --latents-only-subsets to write "
-                             "subsets of these fields alone")
-        print(f"warning: subsets of {path} hold only uid and the latents: no particle images, CTF or poses",
-              file=sys.stderr)
-    return table, fmt, path, dtype
 
 
 def _z_names(dataset):

@@ -114,6 +114,17 @@ def add_threads_argument(parser):
     )
 
 
+def add_subset_arguments(parser, what):
+    """--subsets (each ``what``'s particles as cryoSPARC .cs/.csg), --particles-cs and
+    --latents-only-subsets, as `cluster` and `match` share them."""
+    parser.add_argument("--subsets", action="store_true", help=f"write each {what}'s particles as a cryoSPARC .cs/.csg")
+    parser.add_argument("--particles-cs", metavar="P.cs",
+                        help="the job's particles .cs (default: the one the dataset was imported from)")
+    parser.add_argument("--latents-only-subsets", action="store_true",
+                        help="write subsets even from a particles .cs holding only uid and latents (a job's own output "
+                        "without its passthrough file): they then lack the particle images, CTF and poses")
+
+
 def parse_radius(text):
     """'inscribed' | 'circumscribed' | a positive number of Å."""
     if text is None or text in ("inscribed", "circumscribed"):
