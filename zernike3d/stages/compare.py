@@ -57,6 +57,11 @@ ALIGN_ORDER = 20
 #: reference's keeps its stored per-particle invariants; farther, they are recomputed
 #: about the reference's centre
 RECENTRE_TOLERANCE_VOXELS = 0.05
+#: default temperature (K) of the free energies: 4 °C, a plunge-freezer's usual chamber
+TEMPERATURE = 277.15
+#: bins per joint axis of the 1-D and 2-D free-energy landscapes, and the fewest
+#: particles a bin needs to be drawn
+FREE_ENERGY_BINS_1D, FREE_ENERGY_BINS_2D, FREE_ENERGY_MIN_PARTICLES = 60, 40, 20
 
 
 def add_arguments(parser):
@@ -71,6 +76,12 @@ def add_arguments(parser):
     parser.add_argument("--align-order", type=int, default=ALIGN_ORDER,
                         help="order of the alignment's fit (at most the datasets' common order); all volumes are then "
                         "compared at the common order")
+    parser.add_argument("--frame", choices=("family", "base"), default="family",
+                        help="how each job's frame is found: family: every particle's map placed in the reference's "
+                        "family of maps (base + components), whatever the populations; base: the base maps aligned "
+                        "(biased when the populations differ: a base is the particles' mean)")
+    parser.add_argument("--temperature", type=float, default=TEMPERATURE,
+                        help="temperature (K) of the sample before vitrification, for free energies in kcal/mol")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the samples, k-means and bootstrap")
 
 
@@ -156,7 +167,9 @@ class Comparison:
     """What the stage writes, computed: ``order`` compared; per other job (by name) its
     ``alignments`` and latent ``relations``; the volumes' invariant ``distances`` (rows and
     columns ``volume_labels``); ``curves``; the ``landscape`` arrays, its cluster
-    ``populations`` and nearest ``neighbours``."""
+    ``populations``, nearest ``neighbours`` and ``free_energy`` (states: (dG, low, high)
+    (J, C) kT; profiles_1d: a Profile per joint axis; profile_2d: on axes 1 and 2;
+    kt_kcal_per_mol)."""
 
     order: int
     alignments: dict  # name -> Alignment
@@ -167,21 +180,23 @@ class Comparison:
     landscape: dict
     populations: object
     neighbours: object
+    free_energy: dict
 
 
 def compare(results, args):
     """Every analysis of the stage, in memory (the landscape is built chunk by chunk)."""
     from zernike3d.analysis import compare as analysis
-    from zernike3d.analysis.alignment import align
 
     order = min(r.moments.order for r in results)
     reference = results[0].moments.truncate(order)
     alignments, aligned = {}, [reference]
     for result in results[1:]:
-        alignment = align(result.moments, results[0].moments, volume=0, order=min(args.align_order, order))
+        alignment = find_frame(result, results[0], args.frame, min(args.align_order, order))
         alignments[result.name] = alignment
         aligned.append(in_reference_frame(result, alignment, order))
-        print(f"{result.name}: aligned onto {results[0].name}: correlation {alignment.correlation:.4f}, "
+        correlation = alignment.correlation if alignment.hand == "same" else alignment.mirror_correlation
+        what = "family correlation" if alignment.frame is not None else "correlation"
+        print(f"{result.name}: aligned onto {results[0].name} ({args.frame}): {what} {correlation:.4f}, "
               f"hand {alignment.hand}, shift {np.linalg.norm(alignment.shift):.2f} Å")
 
     stacked = np.concatenate([m.moments for m in aligned])
@@ -202,7 +217,37 @@ def compare(results, args):
                            analysis.order_correlation(mine, theirs, order), analysis.zcc_curve(mine, theirs, order)))
 
     landscape, populations, neighbours = particle_landscape(results, aligned, alignments, relations, order, args)
-    return Comparison(order, alignments, distances, labels, curves, relations, landscape, populations, neighbours)
+    return Comparison(order, alignments, distances, labels, curves, relations, landscape, populations, neighbours,
+                      free_energies(landscape, populations, len(results), args))
+
+
+def free_energies(landscape, populations, n_datasets, args):
+    """The ``free_energy`` of :class:`Comparison` (:mod:`zernike3d.analysis.free_energy`)."""
+    from zernike3d.analysis import free_energy
+
+    coords, dataset = landscape["coords"], landscape["dataset"]
+    options = dict(min_particles=FREE_ENERGY_MIN_PARTICLES, bootstrap=args.bootstrap, seed=args.seed)
+    return {
+        "states": free_energy.state_free_energies(populations),
+        "profiles_1d": [free_energy.free_energy_profile(coords, dataset, n_datasets, (a,), FREE_ENERGY_BINS_1D, **options)
+                        for a in range(coords.shape[1])],
+        "profile_2d": free_energy.free_energy_profile(coords, dataset, n_datasets, (0, 1), FREE_ENERGY_BINS_2D, **options),
+        "kt_kcal_per_mol": free_energy.kt_kcal_per_mol(args.temperature),
+    }
+
+
+def find_frame(moving, reference, frame, order):
+    """The :class:`~zernike3d.analysis.alignment.Alignment` of job ``moving`` (Results)
+    onto ``reference``: ``frame`` "family" (:func:`zernike3d.analysis.frame.align_jobs`,
+    from the two jobs' families of maps and the moving job's latents) or "base"
+    (:func:`zernike3d.analysis.alignment.align` of the two base maps), up to ``order``."""
+    if frame == "family":
+        from zernike3d.analysis.frame import align_jobs
+
+        return align_jobs(moving.moments, reference.moments, moving.latents, order=order)
+    from zernike3d.analysis.alignment import align
+
+    return align(moving.moments, reference.moments, volume=0, order=order)
 
 
 def needs_recentring(alignment, reference):
@@ -267,6 +312,7 @@ def shifted_maps(maps, shift_voxels):
 def particle_landscape(results, aligned, alignments, relations, order, args):
     """The joint landscape (dict of landscape.npz arrays), its clusters and neighbours."""
     from zernike3d.analysis import landscape as joint
+    from zernike3d.analysis.free_energy import fit_reference_states
     from zernike3d.maths.indexing import nl_table
     from zernike3d.maths.invariants import particle_invariant_forms
 
@@ -282,6 +328,8 @@ def particle_landscape(results, aligned, alignments, relations, order, args):
     coords, dataset, uid = joint.project_sources(sources, axes)
     populations = joint.cluster_populations(coords, dataset, len(results), args.clusters, args.bootstrap, seed=args.seed)
     neighbours = joint.nearest_reference_particles(coords, dataset, sample=args.match_particles, seed=args.seed)
+    states = fit_reference_states(coords[dataset == 0], max(args.clusters, 2) + 2, seed=args.seed,
+                                  sample=args.match_particles)
     reference_latents = np.concatenate(
         [results[0].latents] + [relations[r.name].map_latents(r.latents) for r in results[1:]]
     ).astype(np.float32)
@@ -291,6 +339,7 @@ def particle_landscape(results, aligned, alignments, relations, order, args):
         "nearest_reference_uid": np.where(neighbours.reference_row >= 0, uid[neighbours.reference_row], np.uint64(0)),
         "nearest_reference_distance": neighbours.distance,
         "reference_latents": reference_latents,
+        "beyond_reference": states.beyond(coords),
     }
     return landscape, populations, neighbours
 
@@ -341,9 +390,44 @@ def write_outputs(folder, results, comparison, args):
     for i, name in enumerate(names):
         distances = nn.distance[dataset == i]
         matched = distances[np.isfinite(distances)]
-        rows.append([name, len(distances), len(matched), float(np.median(matched)), float(np.mean(matched > nn.self_p99))])
+        rows.append([name, len(distances), len(matched), float(np.median(matched)),
+                     float(np.mean(landscape["beyond_reference"][dataset == i]))])
     _write_csv(folder / "nearest_neighbours.csv",
-               ["dataset", "particles", "matched", "median_distance_to_reference", "share_beyond_reference_p99"], rows)
+               ["dataset", "particles", "matched", "median_distance_to_reference", "share_beyond_reference_states"], rows)
+    write_free_energy(folder, names, comparison, args)
+
+
+def write_free_energy(folder, names, comparison, args):
+    """free_energy.csv, free_energy_1d.csv, free_energy_2d.csv and their figures."""
+    from zernike3d.analysis import compare_figures as figures
+
+    p = comparison.populations
+    dg, low, high = comparison.free_energy["states"]
+    _write_csv(folder / "free_energy.csv",
+               ["dataset", "state", "population", "population_low", "population_high", "dG_kT", "dG_kT_low", "dG_kT_high"],
+               [[name, c, p.fractions[i, c], p.bootstrap_low[i, c], p.bootstrap_high[i, c], dg[i, c], low[i, c], high[i, c]]
+                for i, name in enumerate(names) for c in range(p.fractions.shape[1])])
+    kt = comparison.free_energy["kt_kcal_per_mol"]
+    header = ["dataset", "axis", "bin_low", "bin_high", "particles", "G_kT", "G_kT_low", "G_kT_high", "G_kcal_per_mol"]
+    rows = []
+    for a, profile in enumerate(comparison.free_energy["profiles_1d"]):
+        edges = profile.edges[0]
+        for i, name in enumerate(names):
+            rows += [[name, a + 1, edges[b], edges[b + 1], int(profile.counts[i, b]), profile.g[i, b], profile.low[i, b],
+                      profile.high[i, b], kt * profile.g[i, b]] for b in range(len(edges) - 1)]
+    _write_csv(folder / "free_energy_1d.csv", header, rows)
+    profile = comparison.free_energy["profile_2d"]
+    (x, y), rows = profile.edges, []
+    for i, name in enumerate(names):
+        rows += [[name, x[b], x[b + 1], y[c], y[c + 1], int(profile.counts[i, b, c]), profile.g[i, b, c], profile.low[i, b, c],
+                  profile.high[i, b, c], kt * profile.g[i, b, c]] for b in range(len(x) - 1) for c in range(len(y) - 1)]
+    _write_csv(folder / "free_energy_2d.csv", ["dataset", "axis1_low", "axis1_high", "axis2_low", "axis2_high", "particles",
+                                               "G_kT", "G_kT_low", "G_kT_high", "G_kcal_per_mol"], rows)
+    explained = comparison.landscape["explained"]
+    figures.plot_free_energy_1d(folder / "free_energy_1d.png", comparison.free_energy["profiles_1d"], names, explained,
+                                kt, args.temperature)
+    figures.plot_free_energy_2d(folder / "free_energy_2d.png", profile, names, explained, kt, args.temperature)
+    figures.plot_state_free_energies(folder / "free_energy_states.png", p, (dg, low, high), names, kt, args.temperature)
 
 
 def _write_json(path, record):
