@@ -46,12 +46,12 @@ def _helix_blobs(box, voxel_size, turns=1.25, n_blobs=9):
 
 
 def two_state_job(box, voxel_size, open_share, particles, seed=0, rotation=None, shift=(0.0, 0.0, 0.0),
-                  symmetry=1, jitter=0.08, growth_sd=0.6):
+                  symmetry=1, jitter=0.08, growth_sd=0.6, swing_deg=60.0):
     """A synthetic 3D Variability job of a molecule in two states, as 3DVA would give it.
 
     The molecule: the chiral helix of :func:`chiral_phantom` (or, with ``symmetry`` n > 1,
-    two rings of n blobs, C_n about z), a lid of three blobs on an arm that swings by 60°
-    between a closed and an open place, and a blob that grows or shrinks continuously.
+    two rings of n blobs, C_n about z), a lid of three blobs on an arm that swings by ``swing_deg``
+    (about z) between a closed and an open place, and a blob that grows or shrinks continuously.
     With ``symmetry`` n > 1 the job's base is the C_n body exactly (the lid and the growth
     are added about it with zero mean over the particles): a symmetric base whose
     components break the symmetry. A share ``open_share`` of the
@@ -83,11 +83,12 @@ def two_state_job(box, voxel_size, open_share, particles, seed=0, rotation=None,
         body = (core, np.full(len(core), 0.12 * half), np.ones(len(core)))
     else:
         body = _helix_blobs(box, voxel_size)
-    # the lid: three blobs on an arm from a hinge, swung by 60° about the hinge's z axis
+    # the lid: three blobs on an arm from a hinge, swung about the hinge's z axis
     lid_sigma, grow_sigma = 0.09 * half, 0.11 * half
     hinge = centre + np.array([0.1, -0.3, -0.45]) * half
     arm = np.outer([1.0, 2.0, 3.0], [0.17, 0.0, 0.03]) * half
-    swing = np.array([[0.5, -np.sqrt(0.75), 0.0], [np.sqrt(0.75), 0.5, 0.0], [0.0, 0.0, 1.0]])
+    cos, sin = np.cos(np.radians(swing_deg)), np.sin(np.radians(swing_deg))
+    swing = np.array([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]])
     closed_at, open_at = hinge + arm, hinge + arm @ swing.T
     grow_at = centre + np.array([-0.4, -0.35, 0.35]) * half
 

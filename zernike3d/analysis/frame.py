@@ -60,6 +60,10 @@ SAME_ROTATION_DEG = 3.0
 #: a candidate is a symmetry copy of the base when its base misfit (1 - correlation)
 #: is at most SYMMETRY_RATIO times the best candidate's plus SYMMETRY_SLACK
 SYMMETRY_RATIO, SYMMETRY_SLACK = 1.5, 0.005
+#: after the first fit, particles whose map lies farther from the reference's family
+#: than TRIM_FACTOR times the TRIM_PERCENTILE-th percentile of all (the states the
+#: reference lacks) are left out and the fit refined, at most TRIM_ROUNDS times
+TRIM_FACTOR, TRIM_PERCENTILE, TRIM_ROUNDS = 2.0, 25, 3
 #: a rotation about an axis is undetermined when a turn by theta about it changes the
 #: family's self-correlation by less than curvature * theta^2 / 2 with curvature below this
 #: (per rad^2; a structured map has curvatures of order l^2, 10 and more)
@@ -115,6 +119,16 @@ def align_jobs(moving, reference, moving_latents, order=None):
     fit = fits[hand]
     parity = 1.0 if hand == "same" else -1.0
     moved = _moved(mov, fit, parity)
+    kept = np.ones(len(latents), dtype=bool)
+    for _ in range(TRIM_ROUNDS):  # particles of states that the reference lacks must not pull the fit
+        residuals = particle_residuals(moved, ref.moments, latents, order)
+        trimmed = residuals <= TRIM_FACTOR * np.percentile(residuals, TRIM_PERCENTILE)
+        if np.array_equal(trimmed, kept) or trimmed.sum() < max(10, len(latents) // 10):
+            break
+        kept = trimmed
+        fit = _refine_family(mov, ref, spread_vectors(latents[kept]), fit.rotation, fit.shift, parity,
+                             rounds=single.MAX_ROUNDS)
+        moved = _moved(mov, fit, parity)
     curvatures, axes = rotation_curvatures(np.einsum("vb,bk->vk", mixing, moved), nlm_table(order))
     undetermined = [axes[:, a].tolist() for a in range(3) if curvatures[a] < UNDETERMINED_CURVATURE]
     copies = _symmetry_copies(screened[hand], fit)
@@ -124,6 +138,7 @@ def align_jobs(moving, reference, moving_latents, order=None):
         "family_correlation": fit.correlation,
         "base_correlation": _pearson(moved[0], ref.moments[0], nlm_table(order)),
         "candidates": len(rotations),
+        "particles_fitted": float(kept.mean()),
         "symmetry_copies": copies,
         "rotation_determined": not undetermined,
         "undetermined_axes": undetermined,
@@ -217,6 +232,28 @@ def state_misfits(moved, reference, latents, order):
             "misfit": float(1.0 - _cosine(fitted, target_free)),
         })
     return rows
+
+
+def particle_residuals(moved, reference, latents, order):
+    """(P,) the distance of each particle's map of the moving job (volumes ``moved``
+    (1+K_B, K) placed in the reference frame, ``latents`` (P, K_B)) from the reference's
+    affine family (``reference`` (1+K_A, K)), ball means removed, with its own density
+    scale fitted, relative to the norm of the reference base's part outside its
+    components' span (sqrt(1 - r^2), r the family correlation of the one particle)."""
+    from zernike3d.analysis.compare import ball_coordinates
+
+    nlm = nlm_table(order)
+    stack = ball_coordinates(_reference_stack(reference, np.ones(len(nlm)), nlm), order)  # a_perp, q_1..
+    x = _without_mean(ball_coordinates(moved, order))
+    projected = x - (x @ stack[1:].T) @ stack[1:]
+    gram, target = projected @ projected.T, projected @ stack[0]
+    u = np.column_stack([np.ones(len(latents)), np.asarray(latents, dtype=np.float64)])
+    quadratic = np.einsum("pi,ij,pj->p", u, gram, u)
+    linear = u @ target
+    norm = stack[0] @ stack[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cosine_squared = np.where(quadratic > 0, linear**2 / (quadratic * norm), 0.0)
+    return np.sqrt(np.clip(1.0 - cosine_squared, 0.0, None))
 
 
 def _without_mean(ball):

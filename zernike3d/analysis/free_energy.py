@@ -4,15 +4,23 @@ lie where the reference has states, and the apparent free energy of each job.
 Novelty. The reference's states are a Gaussian mixture of its particles' joint
 coordinates (scikit-learn, full covariances, the number of components chosen by BIC up
 to ``max_states``). A particle of any job lies *beyond the reference* when its
-Mahalanobis distance to every reference state, each state's covariance widened by
-``STATE_WIDENING`` on every axis, exceeds the ``BEYOND_QUANTILE`` quantile of the chi^2
-distribution with as many degrees of freedom as axes. The yardstick is the reference's
-state, not its sampling density: two jobs' linear models of one state differ (other
-components, other noise), so one job's particles of a state fall a fraction of the
-state's width from the other's, far beyond the distance between neighbouring particles
-of one job (the nearest-neighbour yardstick flagged 54% of such a job's particles). The
-widening allows a job's state to be up to that much broader than the reference's; a
-state the reference lacks is a few of its widths away from all of the reference's.
+Mahalanobis distance to every reference state exceeds the ``BEYOND_QUANTILE`` quantile
+of the chi^2 distribution with as many degrees of freedom as axes, each state's
+covariance widened to STATE_WIDENING^2 Sigma + (MODEL_FLOOR s)^2 I, s^2 the reference's
+variance per axis (trace of its particles' covariance / axes). The yardstick is the
+reference's states and what two jobs' models of one state differ by, not one job's
+sampling density: two jobs' invariants of one state differ (other components, the
+expansion truncated about another centre), so one job's particles of a state fall off
+the other's, far beyond the distance between neighbouring particles of one job (the
+nearest-neighbour yardstick flagged 54% of such a job's particles). A state of a 3DVA
+job is a thin sheet in invariant space (its latents vary in K directions, the
+invariants span more): on the synthetic pairs of tests/test_compare.py its thinnest
+widths are 1e-4 of the invariants' scale while the other job's particles of the same
+state lie 3e-3 off, 18% of the reference's spread per axis, hence the floor of
+MODEL_FLOOR = 25% of it. The widening allows a job's state to be up to 1.5 times
+broader than the reference's. A state the reference lacks lies several floors away from
+all of the reference's (a new state closer to a known one than about 1.6 s is not told
+from a model difference).
 
 Free energy. Each job's apparent free energy along the joint axes is G(x) = -kT ln p(x),
 p the job's own density of particles (share per unit of the axes), with one zero for all
@@ -34,8 +42,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: the reference's states' covariances are widened by this factor on every axis
+#: the reference's states' covariances are widened by this factor on every axis ...
 STATE_WIDENING = 1.5
+#: ... and every state is at least this share of the reference's spread per axis wide
+MODEL_FLOOR = 0.25
 #: a particle beyond this quantile of chi^2 (Mahalanobis distance to every widened
 #: reference state) lies beyond the reference
 BEYOND_QUANTILE = 0.999
@@ -51,19 +61,22 @@ def kt_kcal_per_mol(temperature):
 @dataclass(frozen=True)
 class ReferenceStates:
     """Gaussian states of the reference's particles in the joint coordinates: ``means``
-    (S, A), ``covariances`` (S, A, A) (as fitted, not widened), ``weights`` (S,)."""
+    (S, A), ``covariances`` (S, A, A) (as fitted, not widened), ``weights`` (S,);
+    ``spread``: the reference's standard deviation per axis, sqrt(trace(cov) / A)."""
 
     means: np.ndarray
     covariances: np.ndarray
     weights: np.ndarray
+    spread: float
 
     def distance(self, coords):
-        """(P,) the smallest Mahalanobis distance of each point (P, A) to a state, with
-        every covariance widened by :data:`STATE_WIDENING` (in widened state widths)."""
+        """(P,) the smallest Mahalanobis distance of each point (P, A) to a state, every
+        covariance widened as the module docstring says (in widened state widths)."""
         coords = np.asarray(coords, dtype=np.float64)
         best = np.full(len(coords), np.inf)
+        floor = (MODEL_FLOOR * self.spread) ** 2 * np.eye(coords.shape[1])
         for mean, covariance in zip(self.means, self.covariances):
-            factor = np.linalg.cholesky(covariance * STATE_WIDENING**2)
+            factor = np.linalg.cholesky(covariance * STATE_WIDENING**2 + floor)
             whitened = np.linalg.solve(factor, (coords - mean).T)
             best = np.minimum(best, np.sqrt(np.sum(whitened**2, axis=0)))
         return best
@@ -93,7 +106,8 @@ def fit_reference_states(coords, max_states, seed=0, sample=20000):
         if best is None or score < best[0]:
             best = (score, model)
     model = best[1]
-    return ReferenceStates(model.means_, model.covariances_, model.weights_)
+    spread = float(np.sqrt(np.trace(np.atleast_2d(np.cov(fit, rowvar=False))) / fit.shape[1]))
+    return ReferenceStates(model.means_, model.covariances_, model.weights_, spread)
 
 
 @dataclass(frozen=True)
