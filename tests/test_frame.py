@@ -166,3 +166,16 @@ def test_a_sphere_and_a_cylinder_leave_the_rotation_undetermined():
         alignment = align_jobs(moments_of(cylinder), moments_of(cylinder), latents)
     (axis,) = alignment.frame["undetermined_axes"]
     assert abs(axis[2]) > 0.999  # about z
+
+
+@pytest.mark.slow
+def test_align_fits_two_results_folders_as_compare_does(two_conditions, tmp_path, capsys):
+    root = two_conditions[0].parent
+    out = tmp_path / "alignment.json"
+    assert main(["align", str(root / "ligand"), str(root / "apo"), "--out", str(out)]) == 0
+    alignment = json.loads(out.read_text())
+    assert alignment["frame"]["method"].startswith("family") and angle_deg(np.array(alignment["rotation"]), TURN.T) < 0.5
+    assert "family correlation" in capsys.readouterr().out
+    assert main(["align", str(root / "ligand" / "moments.npz"), str(root / "apo" / "moments.npz"), "--out", str(out),
+                 "--frame", "family"]) == 2
+    assert "needs two results folders" in capsys.readouterr().err

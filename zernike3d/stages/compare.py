@@ -4,38 +4,61 @@ Each RESULTS folder is one dataset as the workflow writes it (results/<name>/:
 preprocessed.npz, or dataset.npz without preprocessing; moments.npz;
 particle_invariants.zarr); the folder name is the dataset's name and the first is the
 reference. All must share the ball radius in Å; they are compared up to their common
-order. Every other job's base map is aligned onto the reference's (rotation, shift and
-hand, as `zernike3d align`) and all its volumes are expressed in the reference's frame,
-about the reference's centre. Files written into --out-dir (the folder is written as a
-whole, replacing only an earlier output of this stage):
+order. Every other job is placed in the reference's frame (rotation, shift and hand) and
+all its volumes are expressed there, about the reference's centre. With --frame family
+(the default) the frame is the molecule's: every particle's map of the job is placed in
+the reference's family of maps (base + components), whatever the populations, and a
+symmetry of the base is broken by the components (:mod:`zernike3d.analysis.frame`);
+--frame base aligns the two base maps as `zernike3d align` does (biased when the
+populations differ: a base is its particles' mean). Files written into --out-dir (the
+folder is written as a whole, replacing only an earlier output of this stage):
 
-* alignment_<name>.json: the alignment of each other job (as `zernike3d align`).
+* alignment_<name>.json: the alignment of each other job (as `zernike3d align`), and with
+  --frame family ``frame``: how it was found (method, family and base correlations,
+  candidates, symmetry copies of the base, whether the rotation is determined, the
+  share of particles fitted) and ``states``: per state of the job (its mean, +-1 sd along
+  each principal direction of its latents) where it lands in the reference's latents and
+  its residual misfit.
 * volume_distances.csv (volume_a, volume_b, invariant_distance, shape_distance) and
   volume_distances.png: every volume (base, components) of every job against every
   other in invariant space (rotation-free; shape: each volume scaled to unit norm).
 * order_correlation.csv (dataset, pair, n, correlation, zcc) and order_correlation.png:
   per order n, the correlation of the aligned expansions (base with base, and each
   component with its best-matching reference component, sign fixed), and the original
-  tool's ZCC (magnitudes only, m != 0 counted over m = -l..l).
+  tool's ZCC (magnitudes only, m != 0 counted over m = -l..l); NaN (not drawn) at orders
+  whose power is negligible.
 * latent_<name>.json and latent_overlap.png: overlap of the aligned components with the
-  reference's (K_B x K_A cosines, principal angles, captured share) and the least-squares
-  map z_ref = matrix @ z + offset of the job's latents into the reference's latent space.
+  reference's (K_B x K_A cosines of the orthonormalised components, principal angles,
+  captured share) and the least-squares map z_ref = matrix @ z + offset of the job's
+  latents into the reference's latent space.
 * landscape.npz: coords (P_total, --axes) float32 on the joint principal axes of the
   particles' raw invariants, dataset (int32, index into names), uid (uint64), names,
   explained (variance share per axis), cluster (int16), nearest_reference_uid (uint64;
   0 where not matched) and nearest_reference_distance (float32; NaN where not matched:
   --match-particles random particles of each dataset are), reference_latents
   (P_total, K_ref) float32: each particle placed in the reference's latent space
-  (its own latents for the reference's particles); landscape_1d.png and
+  (its own latents for the reference's particles), beyond_reference (bool: the
+  particle lies beyond every state of the reference); landscape_1d.png and
   landscape_2d.png: each job's density along the joint axes.
 * cluster_populations.csv (dataset, cluster, particles, fraction, bootstrap_std,
   bootstrap_low_95, bootstrap_high_95) and cluster_populations.png: joint k-means
   clusters and each job's share in each, with bootstrap uncertainty.
 * nearest_neighbours.csv (dataset, particles, matched, median_distance_to_reference,
-  share_beyond_reference_p99): how close each job's matched particles come to the
-  reference's (for the reference: its particles' nearest other reference particle; the share of
-  particles farther than the reference's own 99th percentile flags states the reference
-  lacks).
+  share_beyond_reference_states): how close each job's matched particles come to the
+  reference's (for the reference: its particles' nearest other reference particle), and
+  the share of its particles beyond every state of the reference
+  (:mod:`zernike3d.analysis.free_energy`: a few % at most when the job holds only states
+  the reference has, near 1 for a state it lacks).
+* free_energy.csv (dataset, state, population, population_low, population_high, dG_kT,
+  dG_kT_low, dG_kT_high): per job and joint state (the clusters of
+  cluster_populations.csv), its population and ΔG = -kT ln(p / p_reference) in kT with
+  95% bootstrap intervals (0 for the reference); free_energy_1d.csv (dataset, axis,
+  bin_low, bin_high, particles, G_kT, G_kT_low, G_kT_high, G_kcal_per_mol) and
+  free_energy_2d.csv (dataset, axis1_low, axis1_high, axis2_low, axis2_high, particles,
+  G_kT, ...): each job's G = -kT ln p along each joint axis and over axes 1-2 (NaN in
+  bins of fewer than 20 particles; one zero for all jobs, the reference's minimum);
+  free_energy_1d.png, free_energy_2d.png, free_energy_states.png. kcal/mol at
+  --temperature, assuming the populations were at equilibrium when the grid was plunged.
 """
 
 import csv
