@@ -46,7 +46,7 @@ def _helix_blobs(box, voxel_size, turns=1.25, n_blobs=9):
 
 
 def two_state_job(box, voxel_size, open_share, particles, seed=0, rotation=None, shift=(0.0, 0.0, 0.0),
-                  symmetry=1, jitter=0.08, growth_sd=0.6, swing_deg=60.0):
+                  symmetry=1, jitter=0.2, growth_sd=0.6, swing_deg=60.0):
     """A synthetic 3D Variability job of a molecule in two states, as 3DVA would give it.
 
     The molecule: the chiral helix of :func:`chiral_phantom` (or, with ``symmetry`` n > 1,
@@ -133,7 +133,8 @@ def synthetic_particles(count=2000, voxel_size=2.0, box=32, seed=0):
     return table
 
 
-def write_3dva_job(directory, box=32, voxel_size=None, n_components=3, *, particles_cs=None, seed=0):
+def write_3dva_job(directory, box=32, voxel_size=None, n_components=3, *, particles_cs=None, seed=0, open_share=None,
+                   rotation=None, shift=(0.0, 0.0, 0.0)):
     """Write a small, deterministic synthetic cryoSPARC 3D Variability job into ``directory``.
 
     Files: ``J1_map.mrc`` (the chiral phantom), ``J1_component_{k}.mrc`` (smooth difference
@@ -144,13 +145,15 @@ def write_3dva_job(directory, box=32, voxel_size=None, n_components=3, *, partic
     ``components_mode_{k}/component`` (uint32, = k) and ``components_mode_{k}/value``
     (float32, Gaussian latents with standard deviation 1 / (k + 1)) added.
 
+    With ``open_share`` (0..1) the job is instead :func:`two_state_job`'s molecule with that
+    share of its particles open (2 components; ``n_components`` must be 2), placed by
+    ``rotation`` (3x3) and ``shift`` (x, y, z) Å about voxel box // 2.
+
     ``voxel_size`` in Å defaults to the particles' ``blob/psize_A`` (2 Å for synthetic
     particles), so that the maps and particles agree as in a real job. Returns
     ``(map_path, component_paths, particles_path)``.
     """
     from pathlib import Path
-
-    from zernike3d.io.mrc import write_map
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -160,27 +163,43 @@ def write_3dva_job(directory, box=32, voxel_size=None, n_components=3, *, partic
         particles = _particle_records(particles_cs)
     if voxel_size is None:
         voxel_size = float(particles["blob/psize_A"][0])
+    if open_share is not None:
+        if n_components != 2:
+            raise ValueError(f"a two-state job has 2 components, not {n_components}")
+        maps, latents, _ = two_state_job(box, voxel_size, open_share, len(particles), seed=seed, rotation=rotation,
+                                         shift=shift)
+        return _write_job_files(directory, maps, latents, particles, voxel_size)
     base = chiral_phantom(box, voxel_size)
-    map_path = directory / "J1_map.mrc"
-    write_map(map_path, base, voxel_size)
-
     rng = np.random.default_rng(seed)
     half = box * voxel_size / 2.0
-    component_paths = []
+    components = []
     for k in range(n_components):
         centre = (box // 2) * voxel_size + rng.uniform(-0.3, 0.3, size=3) * half
         sigma = 0.12 * half
         if k % 2 == 0:  # a blob moving by a quarter of its width
-            shift = rng.normal(size=3)
-            moved = centre + 0.25 * sigma * shift / np.linalg.norm(shift)
+            direction = rng.normal(size=3)
+            moved = centre + 0.25 * sigma * direction / np.linalg.norm(direction)
             component = gaussian_blobs(box, voxel_size, [moved, centre], [sigma] * 2, [1.0, -1.0])
         else:  # a blob growing by 10%
             component = gaussian_blobs(box, voxel_size, [centre] * 2, [1.1 * sigma, sigma], [1.0, -1.0])
-        path = directory / f"J1_component_{k}.mrc"
-        write_map(path, component, voxel_size)
-        component_paths.append(path)
-
+        components.append(component)
     latents = rng.normal(size=(len(particles), n_components)) / np.arange(1, n_components + 1)
+    return _write_job_files(directory, np.stack([base, *components]), latents, particles, voxel_size)
+
+
+def _write_job_files(directory, maps, latents, particles, voxel_size):
+    """J1_map.mrc, J1_component_{k}.mrc and J1_particles.cs of a job: maps (1+K, N, N, N),
+    latents (P, K) added to the ``particles`` table. Returns (map, components, particles) paths."""
+    from zernike3d.io.mrc import write_map
+
+    n_components = len(maps) - 1
+    map_path = directory / "J1_map.mrc"
+    write_map(map_path, maps[0], voxel_size)
+    component_paths = []
+    for k in range(n_components):
+        path = directory / f"J1_component_{k}.mrc"
+        write_map(path, maps[1 + k], voxel_size)
+        component_paths.append(path)
     extra = []
     for k in range(n_components):
         extra += [(f"components_mode_{k}/component", "<u4"), (f"components_mode_{k}/value", "<f4")]

@@ -55,6 +55,9 @@ from zernike3d.maths.indexing import nlm_table, truncate
 
 #: Patterson peaks tried (a C_n base has n equal ones)
 FAMILY_PEAKS = 8
+#: the candidates are screened to this gradient of the family correlation (per rad, per
+#: Å): enough to rank them; the best is then refined to 1e-9
+SCREEN_GTOL = 1e-5
 #: two candidate rotations closer than this (degrees) are one
 SAME_ROTATION_DEG = 3.0
 #: a candidate is a symmetry copy of the base when its base misfit (1 - correlation)
@@ -104,7 +107,8 @@ def align_jobs(moving, reference, moving_latents, order=None):
         screened[hand] = []
         for rotation_matrix in rotations:
             shift = translation.best(rot.rotate_moments(base, low_nlm, rotation_matrix))[1]
-            screened[hand].append(_refine_family(low_mov, low_ref, mixing, rotation_matrix, shift, parity, rounds=1))
+            screened[hand].append(_refine_family(low_mov, low_ref, mixing, rotation_matrix, shift, parity, rounds=1,
+                                                 gtol=SCREEN_GTOL))
         screened[hand].sort(key=lambda fit: -fit.correlation)
     fits = {hand: _refine_family(mov, ref, mixing, fit.rotation, fit.shift, parity, rounds=single.MAX_ROUNDS)
             for (hand, parity), fit in zip((("same", 1.0), ("mirrored", -1.0)), (screened["same"][0], screened["mirrored"][0]))}
@@ -344,10 +348,11 @@ def _from_ball_coordinates(x, order):
     return (x[:, :k] + 1j * x[:, k:]) / scale
 
 
-def _refine_family(mov, ref, mixing, rotation_matrix, shift, parity, rounds):
+def _refine_family(mov, ref, mixing, rotation_matrix, shift, parity, rounds, gtol=1e-9):
     """Rotation and shift of the moving job that maximise the family correlation, at
     the order of ``mov`` and ``ref`` (Moments, both truncated to it), from a start, at
-    most ``rounds`` rounds of re-expansion (as alignment._refine). Returns a _Fit."""
+    most ``rounds`` rounds of re-expansion (as alignment._refine), BFGS to gradient
+    ``gtol``. Returns a _Fit."""
     order = mov.order
     nlm = nlm_table(order)
     limit = 0.25 * np.pi * mov.radius / order
@@ -362,7 +367,7 @@ def _refine_family(mov, ref, mixing, rotation_matrix, shift, parity, rounds):
             taylor = rot.mirror_moments(taylor, nlm)
         vectors = np.einsum("vb,tbk->tvk", mixing, taylor)
         objective = _FamilyObjective(tapered, vectors * taper, nlm, rotation_matrix)
-        x = objective.maximise(np.zeros(6))
+        x = objective.maximise(np.zeros(6), gtol)
         rotation_matrix = objective.rotation(x)
         step = x[3:] * min(1.0, limit / max(np.linalg.norm(x[3:]), 1e-300))
         own_shift = own_shift + step
@@ -392,11 +397,13 @@ class _FamilyObjective:
         taylor[..., 0] = 0.0
         self.value = taylor[0]
         self.first = taylor[1:4] if len(taylor) > 1 else None
-        if len(taylor) > 1:
+        if len(taylor) > 1:  # rows by the shift component they multiply, for plain matrix products
             hessian = np.zeros((3, 3) + taylor.shape[1:], dtype=np.complex128)
             for (a, b), term in zip(rot.SECOND_DERIVATIVES, taylor[4:10]):
                 hessian[a, b] = hessian[b, a] = term
-            self.hessian = hessian
+            # real views: a real shift times complex moments stays one BLAS product
+            self.hessian = hessian.reshape(3, -1).view(np.float64)  # symmetric: row b holds H_ab for every a
+            self.first_rows = np.ascontiguousarray(self.first).reshape(3, -1).view(np.float64)
 
     def rotation(self, x):
         from scipy.spatial.transform import Rotation
@@ -406,12 +413,10 @@ class _FamilyObjective:
     def correlation(self, x):
         return -self(x)[0]
 
-    def maximise(self, x0):
+    def maximise(self, x0, gtol=1e-9):
         from scipy.optimize import minimize
 
-        if self.first is None:
-            x0 = x0[:3]
-        return minimize(self, x0, jac=True, method="BFGS", options={"gtol": 1e-9}).x
+        return minimize(self, x0, jac=True, method="BFGS", options={"gtol": gtol}).x
 
     def __call__(self, x):
         """(-r, -gradient) at x."""
@@ -419,8 +424,8 @@ class _FamilyObjective:
         w, d = x[:3], x[3:]
         h, dh = self.value, None
         if d.size and self.first is not None:
-            hessian_d = np.tensordot(d, self.hessian, axes=(0, 1))  # (3, V, K): sum_b d_b H_ab
-            h = h + np.tensordot(d, self.first, axes=1) + 0.5 * np.tensordot(d, hessian_d, axes=1)
+            hessian_d = (d @ self.hessian).view(np.complex128).reshape(self.first.shape)  # (3, V, K): sum_b d_b H_ab
+            h = h + (d @ self.first_rows + 0.5 * d @ hessian_d.reshape(3, -1).view(np.float64)).view(np.complex128).reshape(h.shape)
             dh = self.first + hessian_d  # (3, V, K): dh/dd_a
         shape = self.stack.shape
         rotated = rot.rotate_moments(self.stack.reshape(-1, shape[-1]), self.nlm, self.rotation(x).T).reshape(shape)

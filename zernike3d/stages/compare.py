@@ -418,6 +418,58 @@ def write_outputs(folder, results, comparison, args):
     _write_csv(folder / "nearest_neighbours.csv",
                ["dataset", "particles", "matched", "median_distance_to_reference", "share_beyond_reference_states"], rows)
     write_free_energy(folder, names, comparison, args)
+    write_summary(folder, names, comparison, args)
+
+
+#: the figures of summary.html, with their captions
+SUMMARY_FIGURES = (
+    ("free_energy_states.png", "ΔG of each joint state relative to the reference, with 95% bootstrap intervals"),
+    ("free_energy_2d.png", "apparent free energy over joint axes 1-2 (blank: too few particles)"),
+    ("landscape_2d.png", "each job's particles over joint axes 1-2"),
+    ("free_energy_1d.png", "apparent free energy along each joint axis"),
+    ("cluster_populations.png", "populations of the joint states"),
+)
+
+
+def write_summary(folder, names, comparison, args):
+    """``folder/summary.html``: the comparison's first-page section (the frame of each job,
+    each state's population and ΔG, the share beyond the reference, the key figures
+    inlined), for the workflow's report."""
+    import html
+
+    from zernike3d.stages.qc import html_figure, html_table, write_ascii_html
+
+    frames = []
+    for name, a in comparison.alignments.items():
+        frame = a.frame or {}
+        angle = float(np.degrees(np.arccos(np.clip((np.trace(a.rotation) - 1) / 2, -1.0, 1.0))))
+        determined = "yes" if frame.get("rotation_determined", True) else \
+            f"no: about {len(frame['undetermined_axes'])} axis/axes"
+        frames.append([name, args.frame, f"{angle:.2f}", ", ".join(f"{v:.2f}" for v in a.shift), a.hand,
+                       f"{(a.correlation if a.hand == 'same' else a.mirror_correlation):.4f}",
+                       f"{frame['base_correlation']:.4f}" if "base_correlation" in frame else "",
+                       str(len(frame.get("symmetry_copies", [])) or ""), determined])
+    p = comparison.populations
+    dg, low, high = comparison.free_energy["states"]
+    kt = comparison.free_energy["kt_kcal_per_mol"]
+    states = [[name, c, f"{p.fractions[i, c]:.3f} [{p.bootstrap_low[i, c]:.3f}, {p.bootstrap_high[i, c]:.3f}]",
+               f"{dg[i, c]:+.2f} [{low[i, c]:+.2f}, {high[i, c]:+.2f}]", f"{kt * dg[i, c]:+.2f}"]
+              for i, name in enumerate(names) for c in range(p.fractions.shape[1])]
+    beyond = comparison.landscape["beyond_reference"]
+    shares = [[name, f"{np.mean(beyond[comparison.landscape['dataset'] == i]):.3f}"] for i, name in enumerate(names)]
+    title = html.escape(" vs ".join(names))
+    parts = [f"<div class=\"zernike3d-compare\"><p><b>{title}</b>: each job placed in the frame of {html.escape(names[0])}</p>",
+             html_table(["dataset", "frame", "rotation (deg)", "shift (A)", "hand", "correlation", "base correlation",
+                         "symmetry copies of the base", "rotation determined"], frames),
+             f"<p>Joint states: population and &#916;G = -kT ln(p / p<sub>{html.escape(names[0])}</sub>) "
+             f"(95% bootstrap intervals; kT = {kt:.3f} kcal/mol at {args.temperature:g} K, assuming equilibrium "
+             "before vitrification)</p>",
+             html_table(["dataset", "state", "population", "dG (kT)", "dG (kcal/mol)"], states),
+             "<p>Share of each job's particles beyond every state of the reference</p>",
+             html_table(["dataset", "share_beyond_reference_states"], shares)]
+    parts += [html_figure(folder / file_name, f"{title}: {caption}") for file_name, caption in SUMMARY_FIGURES]
+    parts.append("</div>")
+    write_ascii_html(folder / "summary.html", parts)
 
 
 def write_free_energy(folder, names, comparison, args):
