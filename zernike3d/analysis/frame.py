@@ -155,9 +155,6 @@ def align_jobs(moving, reference, moving_latents, order=None):
     elif undetermined:
         warnings.warn("the rotation is undetermined about the axis " + ", ".join(f"{v:.3f}" for v in undetermined[0])
                       + " (a cylinder about it): the turn about it reported is one of all equally good ones")
-    if len(copies) > 1:
-        print(f"the base has {len(copies)} equally good placements (a rotational symmetry); the components chose "
-              f"the one with family correlation {fit.correlation:.4f}")
     linear = fit.rotation if hand == "same" else -fit.rotation
     c_mov, c_ref = np.asarray(mov.center), np.asarray(ref.center)
     return single.Alignment(

@@ -127,6 +127,9 @@ def run(args):
         f"Euler ZYZ ({alpha:.2f}, {beta:.2f}, {gamma:.2f})°, shift "
         + ", ".join(f"{v:.2f}" for v in alignment.shift) + " Å"
     )
+    from zernike3d.stages.compare import report_symmetry
+
+    report_symmetry(alignment)
     if rotated is not None:
         print(f"wrote {args.rotated_out}: {len(rotated.names)} volume(s) in the reference frame")
     print(f"ChimeraX (reference as #1, moving as #2): {alignment.to_json()['chimerax']}")

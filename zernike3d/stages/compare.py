@@ -221,6 +221,7 @@ def compare(results, args):
         what = "family correlation" if alignment.frame is not None else "correlation"
         print(f"{result.name}: aligned onto {results[0].name} ({args.frame}): {what} {correlation:.4f}, "
               f"hand {alignment.hand}, shift {np.linalg.norm(alignment.shift):.2f} Å")
+        report_symmetry(alignment)
 
     stacked = np.concatenate([m.moments for m in aligned])
     labels = [f"{r.name}:{volume}" for r, m in zip(results, aligned) for volume in m.names]
@@ -257,6 +258,16 @@ def free_energies(landscape, populations, n_datasets, args):
         "profile_2d": free_energy.free_energy_profile(coords, dataset, n_datasets, (0, 1), FREE_ENERGY_BINS_2D, **options),
         "kt_kcal_per_mol": free_energy.kt_kcal_per_mol(args.temperature),
     }
+
+
+def report_symmetry(alignment):
+    """One line when the base has several equally good placements (a rotational
+    symmetry) that the components told apart."""
+    copies = (alignment.frame or {}).get("symmetry_copies", [])
+    if len(copies) > 1:
+        print(f"  the base has {len(copies)} equally good placements (a rotational symmetry); the components chose "
+              f"the one with family correlation {copies[0]['family_correlation']:.4f} (next best "
+              f"{max(c['family_correlation'] for c in copies[1:]):.4f})")
 
 
 def find_frame(moving, reference, frame, order):
