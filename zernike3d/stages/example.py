@@ -11,7 +11,11 @@ and prints how close the reconstruction is to the phantom inside the ball.
 
 With --job-dir it writes instead a small synthetic cryoSPARC 3D Variability job (the
 phantom as J1_map.mrc, --components component maps, and J1_particles.cs: the rows of
---particles-cs with latents added), the input of the workflow's example datasets.
+--particles-cs with latents added), the input of the workflow's example datasets. With
+--open-share F the job is a molecule in two states instead (a lid closed or open, F of
+the particles open; 2 components; its base the particles' mean, as 3DVA's), which
+--turn (ZYZ degrees) and --shift (Å) place: two such jobs are one molecule under two
+conditions, as the workflow's example compares them.
 """
 
 from pathlib import Path
