@@ -281,6 +281,9 @@ def test_rotated_twin_is_aligned_and_its_latent_space_maps_by_the_identity(twin_
     assert np.allclose(relation["principal_angles_deg"], 0.0, atol=2.0)
     overlap = np.array(relation["overlap"])  # the components' own cosines: 1 on the diagonal, symmetric
     assert np.allclose(np.abs(np.diag(overlap)), 1.0, atol=1e-3) and np.allclose(overlap, overlap.T, atol=1e-3)
+    assert np.allclose(np.abs(overlap), np.eye(2), atol=1e-3)  # no off-diagonal cosines: the identity
+    assert relation["offset_residual"] < 1e-4  # relative to the base's norm, not noise over noise
+    assert alignment["frame"]["method"].startswith("family") and alignment["frame"]["rotation_determined"]
     # the mirror image is flagged, and once mirrored back it is the original
     assert json.loads((out / "alignment_mirrored.json").read_text())["hand"] == "mirrored"
     mirrored = json.loads((out / "latent_mirrored.json").read_text())

@@ -491,6 +491,9 @@ SETTING_CHANGES = [
     ("example.particles_cs", [("datasets.job3dva.example.particles_cs", "SHARED/cryosparc_J2_particles_exported.cs")],
      JOB_FROM_EXAMPLE),
     ("example.seed", [("datasets.job3dva.example.seed", 1)], JOB_FROM_EXAMPLE),
+    ("example.open_share", [("datasets.job3dva.example.open_share", 0.5)], JOB_FROM_EXAMPLE),
+    *((f"example.{key}", [("datasets.job3dva.example.open_share", 0.5), (f"datasets.job3dva.example.{key}", value)],
+       JOB_FROM_EXAMPLE) for key, value in (("turn", [-10, 20, 30]), ("shift", [1.0, 0.0, -2.0]))),
     ("map", [("datasets.hand.map", "COPY/hand-vol.mrc")], HAND_FROM_IMPORT),
     ("apix", [("datasets.hand.apix", 1.5)], HAND_FROM_IMPORT),
     ("preprocess.crop", [("datasets.hand.preprocess.crop", 48)], HAND_FROM_PREPROCESS),
@@ -534,6 +537,7 @@ SETTING_CHANGES = [
     ("threads", [("threads", 2)], NOTHING),
     ("gpu", [("gpu", True)], NOTHING),
     ("gpu_memory_gb", [("gpu_memory_gb", 80)], NOTHING),
+    ("temperature", [("temperature", 300.0)], NOTHING),  # read by compare only (none in .test)
     ("resources", [("resources", {"decompose": {"mem_mb": 4000, "runtime": 30}})], NOTHING),
     ("slurm settings", [("slurm_max_runtime", 30), ("slurm_partition", "cpu"), ("slurm_gpu_model", "a100"),
                          ("slurm_gpu_partition", "gpu"), ("slurm_nodes", "2:64000:1"), ("slurm_gpu_nodes", "4:64000:1")],

@@ -26,6 +26,11 @@ def chiral_phantom(box=48, voxel_size=1.0, turns=1.25, n_blobs=9):
     chiral: its mirror image (any one axis flipped) is a different map. It fills about
     70% of the inscribed ball's radius, centred on voxel index box//2.
     """
+    return gaussian_blobs(box, voxel_size, *_helix_blobs(box, voxel_size, turns, n_blobs))
+
+
+def _helix_blobs(box, voxel_size, turns=1.25, n_blobs=9):
+    """(centres (n, 3) Å, sigmas (n,) Å, amplitudes (n,)) of :func:`chiral_phantom`."""
     centre = (box // 2) * voxel_size
     half = box * voxel_size / 2.0
     t = np.linspace(0.0, 2.0 * np.pi * turns, n_blobs)
@@ -37,7 +42,84 @@ def chiral_phantom(box=48, voxel_size=1.0, turns=1.25, n_blobs=9):
     )
     sigmas = np.linspace(0.06, 0.11, n_blobs) * half
     amplitudes = np.linspace(1.0, 1.6, n_blobs)
-    return gaussian_blobs(box, voxel_size, centers, sigmas, amplitudes)
+    return centers, sigmas, amplitudes
+
+
+def two_state_job(box, voxel_size, open_share, particles, seed=0, rotation=None, shift=(0.0, 0.0, 0.0),
+                  symmetry=1, jitter=0.2, growth_sd=0.6, swing_deg=60.0):
+    """A synthetic 3D Variability job of a molecule in two states, as 3DVA would give it.
+
+    The molecule: the chiral helix of :func:`chiral_phantom` (or, with ``symmetry`` n > 1,
+    two rings of n blobs, C_n about z), a lid of three blobs on an arm that swings by ``swing_deg``
+    (about z) between a closed and an open place, and a blob that grows or shrinks continuously.
+    With ``symmetry`` n > 1 the job's base is the C_n body exactly (the lid and the growth
+    are added about it with zero mean over the particles): a symmetric base whose
+    components break the symmetry. A share ``open_share`` of the
+    ``particles`` is open; each particle's map is closed + o (open - closed) + g growth,
+    o = 0 or 1 plus Gaussian ``jitter``, g Gaussian with sd ``growth_sd``. Like 3DVA, the
+    job's base is the mean particle map (so it depends on the populations) and its
+    components are the principal directions of the particles' maps (unit L2 norm over
+    the box, strongest first, sign fixed so that the largest voxel is positive), with
+    latents the coordinates along them: two jobs with other populations have other
+    bases, other components and other latents for the same states.
+
+    The job's frame: every blob is placed at R (p - c) + c + shift, c the centre of
+    voxel box // 2, R = ``rotation`` (3x3, default identity), ``shift`` (x, y, z) Å; the
+    maps are analytic Gaussians, so the turn is exact. Returns (maps (3, N, N, N)
+    float32 [z, y, x], latents (P, 2) float64, is_open (P,) bool).
+    """
+    rng = np.random.default_rng(seed)
+    centre = np.full(3, (box // 2) * voxel_size)
+    half = box * voxel_size / 2.0
+    rotation = np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64)
+
+    def place(points):
+        return (np.atleast_2d(points) - centre) @ rotation.T + centre + np.asarray(shift, dtype=np.float64)
+
+    if symmetry > 1:
+        angles = 2 * np.pi * np.arange(symmetry) / symmetry
+        ring = np.stack([np.cos(angles), np.sin(angles), np.zeros(symmetry)], axis=1) * 0.42 * half
+        core = np.concatenate([centre + ring, centre + 0.6 * ring + [0, 0, 0.3 * half]])
+        body = (core, np.full(len(core), 0.12 * half), np.ones(len(core)))
+    else:
+        body = _helix_blobs(box, voxel_size)
+    # the lid: three blobs on an arm from a hinge, swung about the hinge's z axis
+    lid_sigma, grow_sigma = 0.09 * half, 0.11 * half
+    hinge = centre + np.array([0.1, -0.3, -0.45]) * half
+    arm = np.outer([1.0, 2.0, 3.0], [0.17, 0.0, 0.03]) * half
+    cos, sin = np.cos(np.radians(swing_deg)), np.sin(np.radians(swing_deg))
+    swing = np.array([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]])
+    closed_at, open_at = hinge + arm, hinge + arm @ swing.T
+    grow_at = centre + np.array([-0.4, -0.35, 0.35]) * half
+
+    def blobs(at, sigma):
+        at = np.atleast_2d(at)
+        return gaussian_blobs(box, voxel_size, place(at), [sigma] * len(at), [1.0] * len(at)).astype(np.float64)
+
+    body = gaussian_blobs(box, voxel_size, place(body[0]), body[1], body[2]).astype(np.float64)
+    closed = body + blobs(closed_at, lid_sigma)
+    opening = blobs(open_at, lid_sigma) - blobs(closed_at, lid_sigma)
+    growth = blobs(grow_at, 1.1 * grow_sigma) - blobs(grow_at, grow_sigma)
+    is_open = rng.random(particles) < open_share
+    factors = np.column_stack([is_open + rng.normal(0, jitter, particles), rng.normal(0, growth_sd, particles)])
+    directions = np.stack([opening.ravel(), growth.ravel()], axis=1)  # (voxels, 2)
+    mean = factors.mean(axis=0)
+    if symmetry > 1:  # the base is the C_n body alone: the lid and growth average out about it
+        closed = body - mean[0] * opening - mean[1] * growth
+    base = closed + mean[0] * opening + mean[1] * growth
+    # principal directions of the particles' maps: eigenvectors of M S M^T, M the two
+    # directions, S the factors' covariance (a 2 x 2 problem)
+    covariance = np.cov(factors, rowvar=False)
+    values, vectors = np.linalg.eigh(covariance)
+    root = vectors @ np.diag(np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    gram = root @ directions.T @ directions @ root
+    strengths, mixing = np.linalg.eigh(gram)
+    mixing = mixing[:, ::-1]
+    components = directions @ root @ mixing / np.sqrt(strengths[::-1])  # orthonormal columns
+    components *= np.sign(components[np.argmax(np.abs(components), axis=0), [0, 1]])
+    latents = (factors - mean) @ (components.T @ directions).T
+    maps = np.stack([base.reshape((box,) * 3)] + [c.reshape((box,) * 3) for c in components.T])
+    return maps.astype(np.float32), latents, is_open
 
 
 def synthetic_particles(count=2000, voxel_size=2.0, box=32, seed=0):
@@ -51,7 +133,8 @@ def synthetic_particles(count=2000, voxel_size=2.0, box=32, seed=0):
     return table
 
 
-def write_3dva_job(directory, box=32, voxel_size=None, n_components=3, *, particles_cs=None, seed=0):
+def write_3dva_job(directory, box=32, voxel_size=None, n_components=3, *, particles_cs=None, seed=0, open_share=None,
+                   rotation=None, shift=(0.0, 0.0, 0.0)):
     """Write a small, deterministic synthetic cryoSPARC 3D Variability job into ``directory``.
 
     Files: ``J1_map.mrc`` (the chiral phantom), ``J1_component_{k}.mrc`` (smooth difference
@@ -62,13 +145,15 @@ def write_3dva_job(directory, box=32, voxel_size=None, n_components=3, *, partic
     ``components_mode_{k}/component`` (uint32, = k) and ``components_mode_{k}/value``
     (float32, Gaussian latents with standard deviation 1 / (k + 1)) added.
 
+    With ``open_share`` (0..1) the job is instead :func:`two_state_job`'s molecule with that
+    share of its particles open (2 components; ``n_components`` must be 2), placed by
+    ``rotation`` (3x3) and ``shift`` (x, y, z) Å about voxel box // 2.
+
     ``voxel_size`` in Å defaults to the particles' ``blob/psize_A`` (2 Å for synthetic
     particles), so that the maps and particles agree as in a real job. Returns
     ``(map_path, component_paths, particles_path)``.
     """
     from pathlib import Path
-
-    from zernike3d.io.mrc import write_map
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -78,27 +163,43 @@ def write_3dva_job(directory, box=32, voxel_size=None, n_components=3, *, partic
         particles = _particle_records(particles_cs)
     if voxel_size is None:
         voxel_size = float(particles["blob/psize_A"][0])
+    if open_share is not None:
+        if n_components != 2:
+            raise ValueError(f"a two-state job has 2 components, not {n_components}")
+        maps, latents, _ = two_state_job(box, voxel_size, open_share, len(particles), seed=seed, rotation=rotation,
+                                         shift=shift)
+        return _write_job_files(directory, maps, latents, particles, voxel_size)
     base = chiral_phantom(box, voxel_size)
-    map_path = directory / "J1_map.mrc"
-    write_map(map_path, base, voxel_size)
-
     rng = np.random.default_rng(seed)
     half = box * voxel_size / 2.0
-    component_paths = []
+    components = []
     for k in range(n_components):
         centre = (box // 2) * voxel_size + rng.uniform(-0.3, 0.3, size=3) * half
         sigma = 0.12 * half
         if k % 2 == 0:  # a blob moving by a quarter of its width
-            shift = rng.normal(size=3)
-            moved = centre + 0.25 * sigma * shift / np.linalg.norm(shift)
+            direction = rng.normal(size=3)
+            moved = centre + 0.25 * sigma * direction / np.linalg.norm(direction)
             component = gaussian_blobs(box, voxel_size, [moved, centre], [sigma] * 2, [1.0, -1.0])
         else:  # a blob growing by 10%
             component = gaussian_blobs(box, voxel_size, [centre] * 2, [1.1 * sigma, sigma], [1.0, -1.0])
-        path = directory / f"J1_component_{k}.mrc"
-        write_map(path, component, voxel_size)
-        component_paths.append(path)
-
+        components.append(component)
     latents = rng.normal(size=(len(particles), n_components)) / np.arange(1, n_components + 1)
+    return _write_job_files(directory, np.stack([base, *components]), latents, particles, voxel_size)
+
+
+def _write_job_files(directory, maps, latents, particles, voxel_size):
+    """J1_map.mrc, J1_component_{k}.mrc and J1_particles.cs of a job: maps (1+K, N, N, N),
+    latents (P, K) added to the ``particles`` table. Returns (map, components, particles) paths."""
+    from zernike3d.io.mrc import write_map
+
+    n_components = len(maps) - 1
+    map_path = directory / "J1_map.mrc"
+    write_map(map_path, maps[0], voxel_size)
+    component_paths = []
+    for k in range(n_components):
+        path = directory / f"J1_component_{k}.mrc"
+        write_map(path, maps[1 + k], voxel_size)
+        component_paths.append(path)
     extra = []
     for k in range(n_components):
         extra += [(f"components_mode_{k}/component", "<u4"), (f"components_mode_{k}/value", "<f4")]

@@ -6,8 +6,9 @@ include: "compare_common.smk"
 
 
 rule compare:
-    """Align each member onto the first, compare volumes and latent spaces, and build the
-    joint landscape of all their particles."""
+    """Place each member in the first's frame (from the jobs' families of maps), compare
+    volumes and latent spaces, build the joint landscape of all their particles and each
+    job's free energy on it."""
     input:
         compare_inputs,
     output:
@@ -22,6 +23,17 @@ rule compare:
             for figure, label in COMPARE_FIGURES.items()
         },
         landscape="results/compare/{comparison}/landscape.npz",
+        summary="results/compare/{comparison}/summary.html",
+        free_energy=report(
+            "results/compare/{comparison}/free_energy.csv",
+            caption="../report/compare_free_energy.rst",
+            category="Comparison",
+            subcategory="{comparison}",
+            labels={
+                "comparison": "{comparison}",
+                "figure": "free energy table",
+            },
+        ),
         populations=report(
             "results/compare/{comparison}/cluster_populations.csv",
             caption="../report/compare_cluster_populations.rst",
@@ -44,6 +56,7 @@ rule compare:
         runtime=compare_resources("runtime"),
     params:
         folders=compare_folders,
+        options=compare_options,
     shell:
         "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d compare {params.folders} "
-        "--out-dir results/compare/{wildcards.comparison} > {log} 2>&1"
+        "--out-dir results/compare/{wildcards.comparison} {params.options} > {log} 2>&1"

@@ -10,6 +10,9 @@ COMPARE_FIGURES = {
     "landscape_1d": "landscape (1-D)",
     "landscape_2d": "landscape (2-D)",
     "cluster_populations": "cluster populations",
+    "free_energy_states": "free energy of the states",
+    "free_energy_1d": "free energy (1-D)",
+    "free_energy_2d": "free energy (2-D)",
 }
 
 
@@ -54,6 +57,10 @@ def compare_folders(wildcards):
     return " ".join(
         shlex.quote(f"results/{member}") for member in COMPARISONS[wildcards.comparison]
     )
+
+
+def compare_options(wildcards):
+    return f"--temperature {config.get('temperature', 277.15)}"
 
 
 def compare_threads(wildcards):

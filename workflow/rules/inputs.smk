@@ -35,6 +35,16 @@ rule example_job:
                         "--particles-cs",
                         DATASETS[wc.dataset]["example"].get("particles_cs"),
                     ),
+                    opt(
+                        "--open-share",
+                        DATASETS[wc.dataset]["example"].get("open_share"),
+                    ),
+                    # --turn=A,B,G: a value starting with "-" would read as an option
+                    *(
+                        opt(f"--{key}", value).replace(" ", "=", 1)
+                        for key in ("turn", "shift")
+                        if (value := DATASETS[wc.dataset]["example"].get(key))
+                    ),
                 ],
             )
         ),

@@ -102,6 +102,9 @@ class Alignment:
     moving_origin: tuple = (0.0, 0.0, 0.0)
     reference_origin: tuple = (0.0, 0.0, 0.0)
     reference_geometry: dict = None
+    #: how the frame was found, for a fit of two 3DVA jobs as affine families
+    #: (:func:`zernike3d.analysis.frame.align_jobs`); None for a fit of two maps
+    frame: dict = None
 
     @property
     def linear(self):
@@ -142,6 +145,7 @@ class Alignment:
             "moving_origin": [float(v) for v in self.moving_origin],
             "reference_origin": [float(v) for v in self.reference_origin],
             "reference_geometry": self.reference_geometry,
+            **({"frame": self.frame} if self.frame is not None else {}),
             "chimerax": self.chimerax_command(),
             "chimerax_note": "open the reference as #1 and the moving map as #2, then run this command",
             "convention": "matrix maps (x, y, z) in Å from the centre of voxel [0,0,0] of the moving map "
@@ -296,15 +300,15 @@ def _patterson(moments, order):
     return decompose(crop, BallGeometry.for_box(n, geometry.voxel_size, radius=geometry.radius), order)[0]
 
 
-def _rotation_candidates(moving_patterson, reference_patterson, order):
-    """The ``PEAKS`` best local maxima of the Patterson rotation function on the grid
+def _rotation_candidates(moving_patterson, reference_patterson, order, peaks=PEAKS):
+    """The ``peaks`` best local maxima of the Patterson rotation function on the grid
     of :func:`~zernike3d.maths.rotation.correlation_grid`, each refined (step 2)."""
     from scipy.ndimage import maximum_filter
 
     nlm = nlm_table(order)
     values = rot.correlation_grid(moving_patterson, reference_patterson, nlm, SEARCH_ANGLES)[0]
-    peaks = values == maximum_filter(values, size=3, mode=("nearest", "wrap", "wrap"))  # alpha, gamma periodic
-    best = np.argsort(np.where(peaks, values, -np.inf), axis=None)[::-1][:PEAKS]
+    is_peak = values == maximum_filter(values, size=3, mode=("nearest", "wrap", "wrap"))  # alpha, gamma periodic
+    best = np.argsort(np.where(is_peak, values, -np.inf), axis=None)[::-1][:peaks]
     return [
         _refine_rotation(moving_patterson, reference_patterson, nlm, rot.grid_rotation(SEARCH_ANGLES, *np.unravel_index(flat, values.shape)))[0]
         for flat in best
@@ -418,10 +422,7 @@ class _Objective:
         reference[0] = 0.0  # Pearson: the ball means (Omega_000, Z_000 is constant) removed
         self.taylor = np.array(taylor)
         self.taylor[:, 0] = 0.0
-        quarter_turns = (rot.rotation_from_euler_zyz(0, np.pi / 2, 0), _turn_x(-np.pi / 2))  # z -> x, z -> y
-        minus_i_m = -1j * nlm[:, 2]
-        generators = [rot.rotate_moments(minus_i_m * rot.rotate_moments(reference, nlm, q.T), nlm, q) for q in quarter_turns]
-        self.stack = np.stack([reference, *generators, minus_i_m * reference])  # ref, L_x ref, L_y ref, L_z ref
+        self.stack = generator_stack(reference, nlm)  # ref, L_x ref, L_y ref, L_z ref
         self.reference_norm = np.sqrt(rot.inner_product(reference, reference, nlm))
         if len(self.taylor) > 1:  # real views: products of real shifts with complex moments stay in BLAS
             size = self.taylor.shape[1]
@@ -464,6 +465,21 @@ class _Objective:
                 - value * rot.inner_product(h, dh, self.nlm) / h_norm**2
             )
         return -value, -np.concatenate(gradient)
+
+
+def generator_stack(moments, nlm):
+    """Moments (..., K) and the three rotation generators applied to them: (..., 4, K)
+    = (f, L_x f, L_y f, L_z f), L_a = d/de D(exp(e J_a)) at e = 0. L_z multiplies
+    Omega_nlm by -i m; L_x and L_y are L_z conjugated by the quarter turns that carry z
+    to x and to y. (The curvature of a map's self-correlation about axis a is
+    <L_a f, L_a f> / <f, f>: zero about an axis of continuous symmetry.)"""
+    moments = np.asarray(moments, dtype=np.complex128)
+    flat = moments.reshape(-1, moments.shape[-1])
+    quarter_turns = (rot.rotation_from_euler_zyz(0, np.pi / 2, 0), _turn_x(-np.pi / 2))  # z -> x, z -> y
+    minus_i_m = -1j * nlm[:, 2]
+    generators = [rot.rotate_moments(minus_i_m * rot.rotate_moments(flat, nlm, q.T), nlm, q) for q in quarter_turns]
+    stack = np.stack([flat, *generators, minus_i_m * flat], axis=1)
+    return stack.reshape(*moments.shape[:-1], 4, moments.shape[-1])
 
 
 def _turn_x(angle):

@@ -59,15 +59,28 @@ def _normalised(cross, power_a, power_b):
         return np.where((power_a > 0) & (power_b > 0), cross / np.sqrt(power_a * power_b), np.nan)
 
 
+#: an order whose power is below this share of an expansion's total power (ball mean
+#: excluded) carries no signal worth correlating: its correlation is NaN (an exact twin's
+#: n = 1, the dipole of a map centred on its mass, correlated 0.94: rounding over rounding)
+NEGLIGIBLE_POWER = 1e-4
+
+
 def order_correlation(a, b, order):
     """Correlation per order n of two expansions (K,) in the same frame, up to ``order``:
     <a, b>_n / sqrt(<a, a>_n <b, b>_n), each sum over the (l, m = -l..l) of order n.
-    (order + 1,) in [-1, 1]; NaN where either expansion has no power at that order."""
+    (order + 1,) in [-1, 1]; NaN where either expansion's power at that order is below
+    :data:`NEGLIGIBLE_POWER` of its total power without the ball mean (n = 0, l = 0 is
+    kept unless that leaves nothing: it is the mean alone)."""
     k = coefficient_count(order)
     a, b = np.asarray(a)[:k], np.asarray(b)[:k]
     weight = _m_weights(order)
-    return _normalised(_per_order(weight * np.real(a * np.conj(b)), order),
-                       _per_order(weight * np.abs(a) ** 2, order), _per_order(weight * np.abs(b) ** 2, order))
+    power_a, power_b = _per_order(weight * np.abs(a) ** 2, order), _per_order(weight * np.abs(b) ** 2, order)
+    correlation = _normalised(_per_order(weight * np.real(a * np.conj(b)), order), power_a, power_b)
+    for power, mean in ((power_a, a[0]), (power_b, b[0])):
+        negligible = power < NEGLIGIBLE_POWER * (power.sum() - np.abs(mean) ** 2)
+        negligible[0] = False
+        correlation[negligible] = np.nan
+    return correlation
 
 
 def zcc_curve(a, b, order):
@@ -115,16 +128,21 @@ class LatentRelation:
     """How the latent space of a job B relates to that of a reference job A, with B's
     maps expressed in A's frame (after alignment).
 
-    ``overlap`` (K_B, K_A): cosines <C_B,j, C_A,i> / (||C_B,j|| ||C_A,i||) of the
-    components (1 or -1: the same motion, up to the arbitrary sign of a 3DVA component);
+    ``overlap`` (K_B, K_A): cosines <U_B,j, U_A,i> between the components made
+    orthonormal, each set by its symmetric (Löwdin) orthonormalisation U = C (C^T C)^-1/2,
+    the orthonormal set closest to the components (1 or -1: the same motion, up to the
+    arbitrary sign of a 3DVA component; a twin's is the identity, even when its
+    components, truncated to the order compared, are not orthogonal; its singular
+    values are the cosines of the principal angles);
     ``principal_angles_deg`` (min(K_A, K_B),): principal angles between the two component
     subspaces (scipy.linalg.subspace_angles), smallest first (0: a shared direction);
     ``captured`` (K_B,): share of each ||C_B,j||^2 inside the span of A's components;
     ``matrix`` (K_A, K_B) and ``offset`` (K_A,): the least-squares solution of
     base_B + C_B z_B ~ base_A + C_A z_A, z_A = matrix @ z_B + offset, which places a
     particle of B in A's latent space (meaningful for the directions that B shares with
-    A, i.e. where ``captured`` is near 1); ``offset_residual``: the share of
-    ||base_B - base_A||^2 that A's components cannot express.
+    A, i.e. where ``captured`` is near 1); ``offset_residual``: ||r||^2 / ||base_A||^2,
+    r the part of base_B - base_A that A's components cannot express (0 for a twin, small
+    when B's base is one of A's states).
     """
 
     overlap: np.ndarray
@@ -158,15 +176,14 @@ def latent_relation(reference, other, order):
     b = ball_coordinates(other, order)
     components_a, components_b = a[1:].T, b[1:].T  # (D, K_A), (D, K_B)
     base_difference = b[0] - a[0]
-    norms_a = np.linalg.norm(components_a, axis=0)
     norms_b = np.linalg.norm(components_b, axis=0)
-    overlap = (components_b.T @ components_a) / np.outer(norms_b, norms_a)
+    overlap = _lowdin(components_b).T @ _lowdin(components_a)
     targets = np.column_stack([components_b, base_difference])
     solution, *_ = np.linalg.lstsq(components_a, targets, rcond=None)
     explained = components_a @ solution
     captured = np.sum(explained[:, :-1] ** 2, axis=0) / norms_b**2
     residual = np.sum((targets[:, -1] - explained[:, -1]) ** 2)
-    total = np.sum(base_difference**2)
+    total = np.sum(a[0] ** 2)
     return LatentRelation(
         overlap=overlap,
         principal_angles_deg=np.sort(np.degrees(subspace_angles(components_a, components_b))),
@@ -175,3 +192,10 @@ def latent_relation(reference, other, order):
         offset=solution[:, -1],
         offset_residual=float(residual / total) if total > 0 else 0.0,
     )
+
+
+def _lowdin(columns):
+    """The orthonormal columns closest to ``columns`` (D, K): C (C^T C)^-1/2 (through the
+    SVD C = U S V^T it is U V^T)."""
+    u, _, vt = np.linalg.svd(columns, full_matrices=False)
+    return u @ vt

@@ -102,7 +102,7 @@ def plot_landscape_2d(path, coords, dataset, names, explained, bins=80):
         ax.set_title(name)
         ax.set_xlabel(f"joint axis 1 ({100 * explained[0]:.1f}%)")
         ax.set_ylabel(f"joint axis 2 ({100 * explained[1]:.1f}%)")
-    fig.colorbar(image, ax=axes, label="particle density")
+    fig.colorbar(image, ax=axes, label="share of the job's particles per unit area of axes 1-2 (invariant units$^{-2}$)")
     fig.suptitle("Joint landscape of the particles' invariants")
     _save(fig, path)
 
@@ -120,5 +120,69 @@ def plot_populations(path, populations, names):
     ax.set_xticks(x, [f"cluster {c}" for c in range(clusters)])
     ax.set_ylabel("share of the job's particles")
     ax.set_title("Populations of the joint clusters (95% bootstrap interval)")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def _kcal_axis(ax, kt_kcal_per_mol, temperature, side="right"):
+    """A second y axis in kcal/mol beside one in kT."""
+    second = ax.secondary_yaxis(side, functions=(lambda g: g * kt_kcal_per_mol, lambda e: e / kt_kcal_per_mol))
+    second.set_ylabel(f"kcal/mol at {temperature:g} K")
+
+
+def plot_free_energy_1d(path, profiles, names, explained, kt_kcal_per_mol, temperature):
+    """One panel per joint axis: each job's G = -kT ln p along it (masked bins left out),
+    its 95% bootstrap interval shaded; ``profiles``: one 1-D Profile per axis."""
+    fig, axes = _figure(len(profiles), 1, (7.0, 2.3 * len(profiles) + 0.6))
+    for a, (ax, profile) in enumerate(zip(axes, profiles)):
+        edges = profile.edges[0]
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        for i, name in enumerate(names):
+            (line,) = ax.plot(centres, profile.g[i], label=name, linewidth=1.3)
+            ax.fill_between(centres, profile.low[i], profile.high[i], color=line.get_color(), alpha=0.25, linewidth=0)
+        ax.set_xlabel(f"joint axis {a + 1} ({100 * explained[a]:.1f}% of variance)")
+        ax.set_ylabel("G (kT)")
+        ax.grid(alpha=0.3)
+        _kcal_axis(ax, kt_kcal_per_mol, temperature)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Apparent free energy G = -kT ln p along the joint axes (one zero: the reference's minimum)")
+    _save(fig, path)
+
+
+def plot_free_energy_2d(path, profile, names, explained, kt_kcal_per_mol, temperature):
+    """One panel per job: G = -kT ln p over joint axes 1 and 2, one colour scale, bins
+    with too few particles left blank."""
+    fig, axes = _figure(1, len(names), (4.3 * len(names), 4.0))
+    (x, y) = profile.edges
+    finite = profile.g[np.isfinite(profile.g)]
+    top = float(np.percentile(finite, 99)) if finite.size else 1.0
+    for ax, name, g in zip(axes, names, profile.g):
+        image = ax.imshow(g.T, origin="lower", aspect="auto", extent=[x[0], x[-1], y[0], y[-1]], cmap="viridis",
+                          vmin=0.0, vmax=max(top, 1e-6))
+        ax.set_title(name)
+        ax.set_xlabel(f"joint axis 1 ({100 * explained[0]:.1f}%)")
+        ax.set_ylabel(f"joint axis 2 ({100 * explained[1]:.1f}%)")
+    fig.colorbar(image, ax=axes, label=f"G = -kT ln p (kT; 1 kT = {kt_kcal_per_mol:.3f} kcal/mol at {temperature:g} K)")
+    fig.suptitle("Apparent free-energy landscape (blank: too few particles)")
+    _save(fig, path)
+
+
+def plot_state_free_energies(path, populations, free_energies, names, kt_kcal_per_mol, temperature):
+    """Bars: each job's ΔG of each joint state relative to the reference, -kT ln(p / p_ref),
+    with its 95% bootstrap interval."""
+    dg, low, high = free_energies
+    clusters = dg.shape[1]
+    fig, (ax,) = _figure(1, 1, (max(5.0, 1.2 * clusters * len(names) / 2 + 3), 4.0))
+    width = 0.8 / len(names)
+    x = np.arange(clusters)
+    for index, name in enumerate(names):
+        values = np.where(np.isfinite(dg[index]), dg[index], np.nan)
+        errors = np.clip(np.nan_to_num([values - low[index], high[index] - values], nan=0.0, posinf=0.0, neginf=0.0), 0, None)
+        ax.bar(x + (index - (len(names) - 1) / 2) * width, values, width, yerr=errors, capsize=3, label=name)
+    ax.axhline(0, color="grey", linewidth=0.6)
+    ax.set_xticks(x, [f"state {c}" for c in range(clusters)])
+    ax.set_ylabel(f"ΔG relative to {names[0]} (kT)")
+    _kcal_axis(ax, kt_kcal_per_mol, temperature)
+    ax.set_title("Free energy of each joint state, -kT ln(p / p_reference) (95% bootstrap interval)", fontsize=9)
     ax.legend(fontsize=8)
     _save(fig, path)

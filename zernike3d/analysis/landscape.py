@@ -158,6 +158,8 @@ class Populations:
     bootstrap_std: np.ndarray
     bootstrap_low: np.ndarray
     bootstrap_high: np.ndarray
+    #: (bootstrap, J, C): the fractions of each resampling (for intervals of functions of them)
+    draws: np.ndarray = None
 
 
 def cluster_populations(coords, dataset, n_datasets, clusters, bootstrap=100, sample=20000, seed=0):
@@ -197,6 +199,7 @@ def cluster_populations(coords, dataset, n_datasets, clusters, bootstrap=100, sa
         bootstrap_std=draws.std(axis=0),
         bootstrap_low=np.percentile(draws, 2.5, axis=0),
         bootstrap_high=np.percentile(draws, 97.5, axis=0),
+        draws=draws,
     )
 
 

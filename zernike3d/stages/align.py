@@ -17,18 +17,28 @@ then a warning), ``order``, and ``chimerax``: the command that places the moving
 
 --rotated-out writes every volume of MOVING (base and components) expressed in the
 reference's frame and geometry, as a moments file.
+
+Given two results folders of 3D Variability jobs (results/<name>/ as the workflow writes
+them) instead, it fits the jobs as `zernike3d compare` does: with --frame family (the
+default there) every particle's map of MOVING is placed in REFERENCE's family of maps
+(base + components), which does not depend on the jobs' populations and breaks a
+symmetry of the base by the components (:mod:`zernike3d.analysis.frame`; the JSON then
+holds ``frame``: how the frame was found and the residual misfit per state); --frame
+base aligns the two base maps.
 """
 
 import json
 import math
+from pathlib import Path
 
 from zernike3d.errors import InputError
 from zernike3d.stages import common
 
 
 def add_arguments(parser):
-    parser.add_argument("moving", metavar="MOVING.npz", help="moments file of the map to move")
-    parser.add_argument("reference", metavar="REFERENCE.npz", help="moments file of the reference map")
+    parser.add_argument("moving", metavar="MOVING.npz", help="moments file of the map to move (or a job's results folder)")
+    parser.add_argument("reference", metavar="REFERENCE.npz",
+                        help="moments file of the reference map (or a job's results folder)")
     parser.add_argument("--out", required=True, metavar="alignment.json", help="alignment to write (JSON)")
     parser.add_argument(
         "--volume", default="0", metavar="NAME|INDEX",
@@ -37,6 +47,11 @@ def add_arguments(parser):
     parser.add_argument(
         "--order", type=int, default=None,
         help="order of the expansions compared (default: the lower of the two stored orders)",
+    )
+    parser.add_argument(
+        "--frame", choices=("family", "base"), default=None,
+        help="two results folders: fit the jobs' families of maps (family, the default) or their base maps (base); "
+        "two moments files: base only",
     )
     parser.add_argument(
         "--rotated-out", metavar="M.npz", default=None,
@@ -60,8 +75,21 @@ def run(args):
     if args.rotated_out is not None:
         outputs.append((args.rotated_out, moments_file.OUTPUT))
     common.check_outputs([args.moving, args.reference], outputs)
-    moving = Moments.load(args.moving)
-    reference = Moments.load(args.reference)
+    folders = [Path(p).is_dir() for p in (args.moving, args.reference)]
+    if any(folders) and not all(folders):
+        raise InputError(args.moving if not folders[0] else args.reference,
+                         "give two moments files or two results folders, not one of each")
+    frame = args.frame or ("family" if all(folders) else "base")
+    if frame == "family" and not all(folders):
+        raise InputError("--frame family", "needs two results folders of 3D Variability jobs (their latents weigh the fit)")
+    if all(folders):
+        from zernike3d.stages.compare import read_results
+
+        moving_job = read_results(args.moving)
+        moving, reference = moving_job.moments, read_results(args.reference).moments
+    else:
+        moving = Moments.load(args.moving)
+        reference = Moments.load(args.reference)
     if abs(moving.radius - reference.radius) > 1e-6 * reference.radius:
         raise InputError(
             args.moving,
@@ -84,7 +112,12 @@ def run(args):
         raise InputError(args.moving, "needs moments up to order 1 at least")
 
     try:
-        alignment = align(moving, reference, volume=args.volume, order=args.order)
+        if frame == "family":
+            from zernike3d.analysis.frame import align_jobs
+
+            alignment = align_jobs(moving, reference, moving_job.latents, order=args.order)
+        else:
+            alignment = align(moving, reference, volume=args.volume, order=args.order)
     except ValueError as err:  # what is left after the checks above: a blank volume
         raise InputError(f"{args.moving} and {args.reference}", str(err)) from None
     record = alignment.to_json()
@@ -98,12 +131,16 @@ def run(args):
         if rotated is not None:
             rotated.save(temporaries[1])
     alpha, beta, gamma = alignment.euler_zyz_deg
+    what = "family correlation" if alignment.frame is not None else "correlation"
     print(
-        f"wrote {args.out}: hand {alignment.hand}, correlation {alignment.correlation:.4f} "
+        f"wrote {args.out}: hand {alignment.hand}, {what} {alignment.correlation:.4f} "
         f"(mirror image {alignment.mirror_correlation:.4f}) at order {alignment.order}; "
         f"Euler ZYZ ({alpha:.2f}, {beta:.2f}, {gamma:.2f})°, shift "
         + ", ".join(f"{v:.2f}" for v in alignment.shift) + " Å"
     )
+    from zernike3d.stages.compare import report_symmetry
+
+    report_symmetry(alignment)
     if rotated is not None:
         print(f"wrote {args.rotated_out}: {len(rotated.names)} volume(s) in the reference frame")
     print(f"ChimeraX (reference as #1, moving as #2): {alignment.to_json()['chimerax']}")

@@ -138,8 +138,9 @@ def parse_radius(text):
     return value
 
 
-def parse_center(text):
-    """'x,y,z' in Å -> (x, y, z) finite floats, or None."""
+def parse_center(text, option="--center", unit="Å"):
+    """'x,y,z' in Å (or ``unit``) -> (x, y, z) finite floats, or None; InputError naming
+    ``option``."""
     if text is None:
         return None
     parts = text.split(",")
@@ -148,9 +149,9 @@ def parse_center(text):
     except ValueError:
         values = ()
     if len(values) != 3:
-        raise InputError("--center", f"expected x,y,z in Å, got {text!r}")
+        raise InputError(option, f"expected x,y,z in {unit}, got {text!r}")
     if not all(math.isfinite(v) for v in values):
-        raise InputError("--center", f"x, y and z must be finite numbers of Å, got {text!r}")
+        raise InputError(option, f"x, y and z must be finite numbers of {unit}, got {text!r}")
     return values
 
 

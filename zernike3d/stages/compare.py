@@ -4,38 +4,61 @@ Each RESULTS folder is one dataset as the workflow writes it (results/<name>/:
 preprocessed.npz, or dataset.npz without preprocessing; moments.npz;
 particle_invariants.zarr); the folder name is the dataset's name and the first is the
 reference. All must share the ball radius in Å; they are compared up to their common
-order. Every other job's base map is aligned onto the reference's (rotation, shift and
-hand, as `zernike3d align`) and all its volumes are expressed in the reference's frame,
-about the reference's centre. Files written into --out-dir (the folder is written as a
-whole, replacing only an earlier output of this stage):
+order. Every other job is placed in the reference's frame (rotation, shift and hand) and
+all its volumes are expressed there, about the reference's centre. With --frame family
+(the default) the frame is the molecule's: every particle's map of the job is placed in
+the reference's family of maps (base + components), whatever the populations, and a
+symmetry of the base is broken by the components (:mod:`zernike3d.analysis.frame`);
+--frame base aligns the two base maps as `zernike3d align` does (biased when the
+populations differ: a base is its particles' mean). Files written into --out-dir (the
+folder is written as a whole, replacing only an earlier output of this stage):
 
-* alignment_<name>.json: the alignment of each other job (as `zernike3d align`).
+* alignment_<name>.json: the alignment of each other job (as `zernike3d align`), and with
+  --frame family ``frame``: how it was found (method, family and base correlations,
+  candidates, symmetry copies of the base, whether the rotation is determined, the
+  share of particles fitted) and ``states``: per state of the job (its mean, +-1 sd along
+  each principal direction of its latents) where it lands in the reference's latents and
+  its residual misfit.
 * volume_distances.csv (volume_a, volume_b, invariant_distance, shape_distance) and
   volume_distances.png: every volume (base, components) of every job against every
   other in invariant space (rotation-free; shape: each volume scaled to unit norm).
 * order_correlation.csv (dataset, pair, n, correlation, zcc) and order_correlation.png:
   per order n, the correlation of the aligned expansions (base with base, and each
   component with its best-matching reference component, sign fixed), and the original
-  tool's ZCC (magnitudes only, m != 0 counted over m = -l..l).
+  tool's ZCC (magnitudes only, m != 0 counted over m = -l..l); NaN (not drawn) at orders
+  whose power is negligible.
 * latent_<name>.json and latent_overlap.png: overlap of the aligned components with the
-  reference's (K_B x K_A cosines, principal angles, captured share) and the least-squares
-  map z_ref = matrix @ z + offset of the job's latents into the reference's latent space.
+  reference's (K_B x K_A cosines of the orthonormalised components, principal angles,
+  captured share) and the least-squares map z_ref = matrix @ z + offset of the job's
+  latents into the reference's latent space.
 * landscape.npz: coords (P_total, --axes) float32 on the joint principal axes of the
   particles' raw invariants, dataset (int32, index into names), uid (uint64), names,
   explained (variance share per axis), cluster (int16), nearest_reference_uid (uint64;
   0 where not matched) and nearest_reference_distance (float32; NaN where not matched:
   --match-particles random particles of each dataset are), reference_latents
   (P_total, K_ref) float32: each particle placed in the reference's latent space
-  (its own latents for the reference's particles); landscape_1d.png and
+  (its own latents for the reference's particles), beyond_reference (bool: the
+  particle lies beyond every state of the reference); landscape_1d.png and
   landscape_2d.png: each job's density along the joint axes.
 * cluster_populations.csv (dataset, cluster, particles, fraction, bootstrap_std,
   bootstrap_low_95, bootstrap_high_95) and cluster_populations.png: joint k-means
   clusters and each job's share in each, with bootstrap uncertainty.
 * nearest_neighbours.csv (dataset, particles, matched, median_distance_to_reference,
-  share_beyond_reference_p99): how close each job's matched particles come to the
-  reference's (for the reference: its particles' nearest other reference particle; the share of
-  particles farther than the reference's own 99th percentile flags states the reference
-  lacks).
+  share_beyond_reference_states): how close each job's matched particles come to the
+  reference's (for the reference: its particles' nearest other reference particle), and
+  the share of its particles beyond every state of the reference
+  (:mod:`zernike3d.analysis.free_energy`: a few % at most when the job holds only states
+  the reference has, near 1 for a state it lacks).
+* free_energy.csv (dataset, state, population, population_low, population_high, dG_kT,
+  dG_kT_low, dG_kT_high): per job and joint state (the clusters of
+  cluster_populations.csv), its population and ΔG = -kT ln(p / p_reference) in kT with
+  95% bootstrap intervals (0 for the reference); free_energy_1d.csv (dataset, axis,
+  bin_low, bin_high, particles, G_kT, G_kT_low, G_kT_high, G_kcal_per_mol) and
+  free_energy_2d.csv (dataset, axis1_low, axis1_high, axis2_low, axis2_high, particles,
+  G_kT, ...): each job's G = -kT ln p along each joint axis and over axes 1-2 (NaN in
+  bins of fewer than 20 particles; one zero for all jobs, the reference's minimum);
+  free_energy_1d.png, free_energy_2d.png, free_energy_states.png. kcal/mol at
+  --temperature, assuming the populations were at equilibrium when the grid was plunged.
 """
 
 import csv
@@ -59,6 +82,11 @@ ALIGN_ORDER = 20
 RECENTRE_TOLERANCE_VOXELS = 0.05
 #: most bootstrap resamplings of the cluster populations (each a pass over all particles)
 MAX_BOOTSTRAP = 10000
+#: default temperature (K) of the free energies: 4 °C, a plunge-freezer's usual chamber
+TEMPERATURE = 277.15
+#: bins per joint axis of the 1-D and 2-D free-energy landscapes, and the fewest
+#: particles a bin needs to be drawn
+FREE_ENERGY_BINS_1D, FREE_ENERGY_BINS_2D, FREE_ENERGY_MIN_PARTICLES = 60, 40, 20
 
 
 def add_arguments(parser):
@@ -73,6 +101,12 @@ def add_arguments(parser):
     parser.add_argument("--align-order", type=int, default=ALIGN_ORDER,
                         help="order of the alignment's fit (at most the datasets' common order); all volumes are then "
                         "compared at the common order")
+    parser.add_argument("--frame", choices=("family", "base"), default="family",
+                        help="how each job's frame is found: family: every particle's map placed in the reference's "
+                        "family of maps (base + components), whatever the populations; base: the base maps aligned "
+                        "(biased when the populations differ: a base is the particles' mean)")
+    parser.add_argument("--temperature", type=float, default=TEMPERATURE,
+                        help="temperature (K) of the sample before vitrification, for free energies in kcal/mol")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the samples, k-means and bootstrap")
 
 
@@ -171,7 +205,9 @@ class Comparison:
     """What the stage writes, computed: ``order`` compared; per other job (by name) its
     ``alignments`` and latent ``relations``; the volumes' invariant ``distances`` (rows and
     columns ``volume_labels``); ``curves``; the ``landscape`` arrays, its cluster
-    ``populations`` and nearest ``neighbours``."""
+    ``populations``, nearest ``neighbours`` and ``free_energy`` (states: (dG, low, high)
+    (J, C) kT; profiles_1d: a Profile per joint axis; profile_2d: on axes 1 and 2;
+    kt_kcal_per_mol)."""
 
     order: int
     alignments: dict  # name -> Alignment
@@ -182,22 +218,25 @@ class Comparison:
     landscape: dict
     populations: object
     neighbours: object
+    free_energy: dict
 
 
 def compare(results, args):
     """Every analysis of the stage, in memory (the landscape is built chunk by chunk)."""
     from zernike3d.analysis import compare as analysis
-    from zernike3d.analysis.alignment import align
 
     order = min(r.moments.order for r in results)
     reference = results[0].moments.truncate(order)
     alignments, aligned = {}, [reference]
     for result in results[1:]:
-        alignment = align(result.moments, results[0].moments, volume=0, order=min(args.align_order, order))
+        alignment = find_frame(result, results[0], args.frame, min(args.align_order, order))
         alignments[result.name] = alignment
         aligned.append(in_reference_frame(result, alignment, order))
-        print(f"{result.name}: aligned onto {results[0].name}: correlation {alignment.correlation:.4f}, "
+        correlation = alignment.correlation if alignment.hand == "same" else alignment.mirror_correlation
+        what = "family correlation" if alignment.frame is not None else "correlation"
+        print(f"{result.name}: aligned onto {results[0].name} ({args.frame}): {what} {correlation:.4f}, "
               f"hand {alignment.hand}, shift {np.linalg.norm(alignment.shift):.2f} Å")
+        report_symmetry(alignment)
 
     stacked = np.concatenate([m.moments for m in aligned])
     labels = [f"{r.name}:{volume}" for r, m in zip(results, aligned) for volume in m.names]
@@ -217,7 +256,47 @@ def compare(results, args):
                            analysis.order_correlation(mine, theirs, order), analysis.zcc_curve(mine, theirs, order)))
 
     landscape, populations, neighbours = particle_landscape(results, aligned, alignments, relations, order, args)
-    return Comparison(order, alignments, distances, labels, curves, relations, landscape, populations, neighbours)
+    return Comparison(order, alignments, distances, labels, curves, relations, landscape, populations, neighbours,
+                      free_energies(landscape, populations, len(results), args))
+
+
+def free_energies(landscape, populations, n_datasets, args):
+    """The ``free_energy`` of :class:`Comparison` (:mod:`zernike3d.analysis.free_energy`)."""
+    from zernike3d.analysis import free_energy
+
+    coords, dataset = landscape["coords"], landscape["dataset"]
+    options = dict(min_particles=FREE_ENERGY_MIN_PARTICLES, bootstrap=args.bootstrap, seed=args.seed)
+    return {
+        "states": free_energy.state_free_energies(populations),
+        "profiles_1d": [free_energy.free_energy_profile(coords, dataset, n_datasets, (a,), FREE_ENERGY_BINS_1D, **options)
+                        for a in range(coords.shape[1])],
+        "profile_2d": free_energy.free_energy_profile(coords, dataset, n_datasets, (0, 1), FREE_ENERGY_BINS_2D, **options),
+        "kt_kcal_per_mol": free_energy.kt_kcal_per_mol(args.temperature),
+    }
+
+
+def report_symmetry(alignment):
+    """One line when the base has several equally good placements (a rotational
+    symmetry) that the components told apart."""
+    copies = (alignment.frame or {}).get("symmetry_copies", [])
+    if len(copies) > 1:
+        print(f"  the base has {len(copies)} equally good placements (a rotational symmetry); the components chose "
+              f"the one with family correlation {copies[0]['family_correlation']:.4f} (next best "
+              f"{max(c['family_correlation'] for c in copies[1:]):.4f})")
+
+
+def find_frame(moving, reference, frame, order):
+    """The :class:`~zernike3d.analysis.alignment.Alignment` of job ``moving`` (Results)
+    onto ``reference``: ``frame`` "family" (:func:`zernike3d.analysis.frame.align_jobs`,
+    from the two jobs' families of maps and the moving job's latents) or "base"
+    (:func:`zernike3d.analysis.alignment.align` of the two base maps), up to ``order``."""
+    if frame == "family":
+        from zernike3d.analysis.frame import align_jobs
+
+        return align_jobs(moving.moments, reference.moments, moving.latents, order=order)
+    from zernike3d.analysis.alignment import align
+
+    return align(moving.moments, reference.moments, volume=0, order=order)
 
 
 def needs_recentring(alignment, reference):
@@ -282,6 +361,7 @@ def shifted_maps(maps, shift_voxels):
 def particle_landscape(results, aligned, alignments, relations, order, args):
     """The joint landscape (dict of landscape.npz arrays), its clusters and neighbours."""
     from zernike3d.analysis import landscape as joint
+    from zernike3d.analysis.free_energy import fit_reference_states
     from zernike3d.maths.indexing import nl_table
     from zernike3d.maths.invariants import particle_invariant_forms
 
@@ -297,6 +377,8 @@ def particle_landscape(results, aligned, alignments, relations, order, args):
     coords, dataset, uid = joint.project_sources(sources, axes)
     populations = joint.cluster_populations(coords, dataset, len(results), args.clusters, args.bootstrap, seed=args.seed)
     neighbours = joint.nearest_reference_particles(coords, dataset, sample=args.match_particles, seed=args.seed)
+    states = fit_reference_states(coords[dataset == 0], max(args.clusters, 2) + 2, seed=args.seed,
+                                  sample=args.match_particles)
     reference_latents = np.concatenate(
         [results[0].latents] + [relations[r.name].map_latents(r.latents) for r in results[1:]]
     ).astype(np.float32)
@@ -306,6 +388,7 @@ def particle_landscape(results, aligned, alignments, relations, order, args):
         "nearest_reference_uid": np.where(neighbours.reference_row >= 0, uid[neighbours.reference_row], np.uint64(0)),
         "nearest_reference_distance": neighbours.distance,
         "reference_latents": reference_latents,
+        "beyond_reference": states.beyond(coords),
     }
     return landscape, populations, neighbours
 
@@ -356,9 +439,96 @@ def write_outputs(folder, results, comparison, args):
     for i, name in enumerate(names):
         distances = nn.distance[dataset == i]
         matched = distances[np.isfinite(distances)]
-        rows.append([name, len(distances), len(matched), float(np.median(matched)), float(np.mean(matched > nn.self_p99))])
+        rows.append([name, len(distances), len(matched), float(np.median(matched)),
+                     float(np.mean(landscape["beyond_reference"][dataset == i]))])
     _write_csv(folder / "nearest_neighbours.csv",
-               ["dataset", "particles", "matched", "median_distance_to_reference", "share_beyond_reference_p99"], rows)
+               ["dataset", "particles", "matched", "median_distance_to_reference", "share_beyond_reference_states"], rows)
+    write_free_energy(folder, names, comparison, args)
+    write_summary(folder, names, comparison, args)
+
+
+#: the figures of summary.html, with their captions
+SUMMARY_FIGURES = (
+    ("free_energy_states.png", "ΔG of each joint state relative to the reference, with 95% bootstrap intervals"),
+    ("free_energy_2d.png", "apparent free energy over joint axes 1-2 (blank: too few particles)"),
+    ("landscape_2d.png", "each job's particles over joint axes 1-2"),
+    ("free_energy_1d.png", "apparent free energy along each joint axis"),
+    ("cluster_populations.png", "populations of the joint states"),
+)
+
+
+def write_summary(folder, names, comparison, args):
+    """``folder/summary.html``: the comparison's first-page section (the frame of each job,
+    each state's population and ΔG, the share beyond the reference, the key figures
+    inlined), for the workflow's report."""
+    import html
+
+    from zernike3d.stages.qc import html_figure, html_table, write_ascii_html
+
+    frames = []
+    for name, a in comparison.alignments.items():
+        frame = a.frame or {}
+        angle = float(np.degrees(np.arccos(np.clip((np.trace(a.rotation) - 1) / 2, -1.0, 1.0))))
+        determined = "yes" if frame.get("rotation_determined", True) else \
+            f"no: about {len(frame['undetermined_axes'])} axis/axes"
+        frames.append([name, args.frame, f"{angle:.2f}", ", ".join(f"{v:.2f}" for v in a.shift), a.hand,
+                       f"{(a.correlation if a.hand == 'same' else a.mirror_correlation):.4f}",
+                       f"{frame['base_correlation']:.4f}" if "base_correlation" in frame else "",
+                       str(len(frame.get("symmetry_copies", [])) or ""), determined])
+    p = comparison.populations
+    dg, low, high = comparison.free_energy["states"]
+    kt = comparison.free_energy["kt_kcal_per_mol"]
+    states = [[name, c, f"{p.fractions[i, c]:.3f} [{p.bootstrap_low[i, c]:.3f}, {p.bootstrap_high[i, c]:.3f}]",
+               f"{dg[i, c]:+.2f} [{low[i, c]:+.2f}, {high[i, c]:+.2f}]", f"{kt * dg[i, c]:+.2f}"]
+              for i, name in enumerate(names) for c in range(p.fractions.shape[1])]
+    beyond = comparison.landscape["beyond_reference"]
+    shares = [[name, f"{np.mean(beyond[comparison.landscape['dataset'] == i]):.3f}"] for i, name in enumerate(names)]
+    title = html.escape(" vs ".join(names))
+    parts = [f"<div class=\"zernike3d-compare\"><p><b>{title}</b>: each job placed in the frame of {html.escape(names[0])}</p>",
+             html_table(["dataset", "frame", "rotation (deg)", "shift (A)", "hand", "correlation", "base correlation",
+                         "symmetry copies of the base", "rotation determined"], frames),
+             f"<p>Joint states: population and &#916;G = -kT ln(p / p<sub>{html.escape(names[0])}</sub>) "
+             f"(95% bootstrap intervals; kT = {kt:.3f} kcal/mol at {args.temperature:g} K, assuming equilibrium "
+             "before vitrification)</p>",
+             html_table(["dataset", "state", "population", "dG (kT)", "dG (kcal/mol)"], states),
+             "<p>Share of each job's particles beyond every state of the reference</p>",
+             html_table(["dataset", "share_beyond_reference_states"], shares)]
+    parts += [html_figure(folder / file_name, f"{title}: {caption}") for file_name, caption in SUMMARY_FIGURES]
+    parts.append("</div>")
+    write_ascii_html(folder / "summary.html", parts)
+
+
+def write_free_energy(folder, names, comparison, args):
+    """free_energy.csv, free_energy_1d.csv, free_energy_2d.csv and their figures."""
+    from zernike3d.analysis import compare_figures as figures
+
+    p = comparison.populations
+    dg, low, high = comparison.free_energy["states"]
+    _write_csv(folder / "free_energy.csv",
+               ["dataset", "state", "population", "population_low", "population_high", "dG_kT", "dG_kT_low", "dG_kT_high"],
+               [[name, c, p.fractions[i, c], p.bootstrap_low[i, c], p.bootstrap_high[i, c], dg[i, c], low[i, c], high[i, c]]
+                for i, name in enumerate(names) for c in range(p.fractions.shape[1])])
+    kt = comparison.free_energy["kt_kcal_per_mol"]
+    header = ["dataset", "axis", "bin_low", "bin_high", "particles", "G_kT", "G_kT_low", "G_kT_high", "G_kcal_per_mol"]
+    rows = []
+    for a, profile in enumerate(comparison.free_energy["profiles_1d"]):
+        edges = profile.edges[0]
+        for i, name in enumerate(names):
+            rows += [[name, a + 1, edges[b], edges[b + 1], int(profile.counts[i, b]), profile.g[i, b], profile.low[i, b],
+                      profile.high[i, b], kt * profile.g[i, b]] for b in range(len(edges) - 1)]
+    _write_csv(folder / "free_energy_1d.csv", header, rows)
+    profile = comparison.free_energy["profile_2d"]
+    (x, y), rows = profile.edges, []
+    for i, name in enumerate(names):
+        rows += [[name, x[b], x[b + 1], y[c], y[c + 1], int(profile.counts[i, b, c]), profile.g[i, b, c], profile.low[i, b, c],
+                  profile.high[i, b, c], kt * profile.g[i, b, c]] for b in range(len(x) - 1) for c in range(len(y) - 1)]
+    _write_csv(folder / "free_energy_2d.csv", ["dataset", "axis1_low", "axis1_high", "axis2_low", "axis2_high", "particles",
+                                               "G_kT", "G_kT_low", "G_kT_high", "G_kcal_per_mol"], rows)
+    explained = comparison.landscape["explained"]
+    figures.plot_free_energy_1d(folder / "free_energy_1d.png", comparison.free_energy["profiles_1d"], names, explained,
+                                kt, args.temperature)
+    figures.plot_free_energy_2d(folder / "free_energy_2d.png", profile, names, explained, kt, args.temperature)
+    figures.plot_state_free_energies(folder / "free_energy_states.png", p, (dg, low, high), names, kt, args.temperature)
 
 
 def _write_json(path, record):

@@ -11,7 +11,11 @@ and prints how close the reconstruction is to the phantom inside the ball.
 
 With --job-dir it writes instead a small synthetic cryoSPARC 3D Variability job (the
 phantom as J1_map.mrc, --components component maps, and J1_particles.cs: the rows of
---particles-cs with latents added), the input of the workflow's example datasets.
+--particles-cs with latents added), the input of the workflow's example datasets. With
+--open-share F the job is a molecule in two states instead (a lid closed or open, F of
+the particles open; 2 components; its base the particles' mean, as 3DVA's), which
+--turn (ZYZ degrees) and --shift (Å) place: two such jobs are one molecule under two
+conditions, as the workflow's example compares them.
 """
 
 from pathlib import Path
@@ -44,6 +48,12 @@ def add_arguments(parser):
     job.add_argument("--components", type=int, default=3, help="number of 3DVA components")
     job.add_argument("--seed", type=int, default=0, help="seed of the component maps and latents")
     job.add_argument("--particles-cs", metavar="P.cs", help="cryoSPARC particles whose rows the job copies (default: 2000 synthetic particles)")
+    job.add_argument("--open-share", type=float, default=None, metavar="F",
+                     help="instead, a molecule in two states (a lid closed or open, 2 components) with this share of "
+                     "its particles open: two such jobs are two conditions of one molecule")
+    job.add_argument("--turn", default=None, metavar="A,B,G",
+                     help="with --open-share: turn the molecule by ZYZ Euler angles (degrees) about voxel box // 2")
+    job.add_argument("--shift", default=None, metavar="X,Y,Z", help="with --open-share: then move it by this (Å)")
 
 
 def run(args):
@@ -95,10 +105,25 @@ def write_job(args):
     """The --job-dir mode: :func:`zernike3d.synthetic.write_3dva_job`, atomically."""
     if args.components < 1:
         raise InputError("--components", f"must be at least 1, got {args.components}")
+    placement = {}
+    if args.open_share is not None:
+        if not 0.0 <= args.open_share <= 1.0:
+            raise InputError("--open-share", f"must be between 0 and 1, got {args.open_share}")
+        if args.components != 2:
+            raise InputError("--components", f"a two-state job (--open-share) has 2 components, got {args.components}")
+        turn = common.parse_center(args.turn, "--turn", "degrees") or (0.0, 0.0, 0.0)
+        shift = common.parse_center(args.shift, "--shift") or (0.0, 0.0, 0.0)
+        from zernike3d.maths.rotation import rotation_from_euler_zyz
+
+        placement = {"open_share": args.open_share, "rotation": rotation_from_euler_zyz(*np.radians(turn)), "shift": shift}
+    elif args.turn is not None or args.shift is not None:
+        raise InputError("--turn" if args.turn is not None else "--shift", "needs --open-share (a two-state job)")
     common.check_outputs([args.particles_cs], [(args.job_dir, JOB_FOLDER)])
     with atomic_path(args.job_dir, JOB_FOLDER) as tmp:
-        write_3dva_job(tmp, box=args.box, n_components=args.components, particles_cs=args.particles_cs, seed=args.seed)
+        write_3dva_job(tmp, box=args.box, n_components=args.components, particles_cs=args.particles_cs, seed=args.seed,
+                       **placement)
     source = "synthetic particles" if args.particles_cs is None else f"the particles of {args.particles_cs}"
     print(f"wrote a synthetic 3DVA job into {args.job_dir}: J1_map.mrc, {args.components} components, "
           f"J1_particles.cs ({source})")
     return 0
+

@@ -180,30 +180,45 @@ SUMMARY_FIGURES = (
 def write_summary(directory, name, figures):
     """``directory/summary.html``: the table of fsc_resolution.csv and those of
     ``figures`` ((file name, caption)) that ``directory`` holds, as PNG data URIs. ASCII
-    only (other characters as character references), so it reads the same inlined into
-    another page or opened alone."""
-    import base64
+    only (:func:`write_ascii_html`)."""
     import html
 
     with open(directory / "fsc_resolution.csv", newline="") as f:
         header, *rows = list(csv.reader(f))
+    parts = [f"<div class=\"zernike3d-qc\"><p><b>{html.escape(name)}</b>: FSC 0.5 of each map against its "
+             "expansion, and the resolution the order is expected to reach (&#197;)</p>", html_table(header, rows)]
+    parts += [html_figure(directory / file_name, f"{name}: {caption}") for file_name, caption in figures
+              if (directory / file_name).is_file()]
+    parts.append("</div>")
+    write_ascii_html(directory / "summary.html", parts)
+
+
+def html_table(header, rows):
+    """An HTML table of ``header`` and ``rows`` (strings), escaped."""
+    import html
 
     def cells(row, tag):
-        return "".join(f"<{tag}>{html.escape(value)}</{tag}>" for value in row)
+        return "".join(f"<{tag}>{html.escape(str(value))}</{tag}>" for value in row)
 
-    parts = [f"<div class=\"zernike3d-qc\"><p><b>{html.escape(name)}</b>: FSC 0.5 of each map against its "
-             "expansion, and the resolution the order is expected to reach (&#197;)</p>",
-             "<table border=\"1\"><tr>" + cells(header, "th") + "</tr>",
-             *("<tr>" + cells(row, "td") + "</tr>" for row in rows), "</table>"]
-    for file_name, caption in figures:
-        if (directory / file_name).is_file():
-            data = base64.b64encode((directory / file_name).read_bytes()).decode("ascii")
-            parts.append(f"<figure><img src=\"data:image/png;base64,{data}\" alt=\"{html.escape(file_name)}\" "
-                         f"style=\"max-width: 100%\"><figcaption>{html.escape(name)}: {html.escape(caption)}"
-                         "</figcaption></figure>")
-    parts.append("</div>")
-    text = "\n".join(parts) + "\n"
-    (directory / "summary.html").write_bytes(text.encode("ascii", "xmlcharrefreplace"))
+    return "\n".join(["<table border=\"1\"><tr>" + cells(header, "th") + "</tr>",
+                      *("<tr>" + cells(row, "td") + "</tr>" for row in rows), "</table>"])
+
+
+def html_figure(path, caption):
+    """A <figure> of the PNG ``path`` inlined as a data URI, with ``caption``."""
+    import base64
+    import html
+
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return (f"<figure><img src=\"data:image/png;base64,{data}\" alt=\"{html.escape(Path(path).name)}\" "
+            f"style=\"max-width: 100%\"><figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def write_ascii_html(path, parts):
+    """``parts`` (HTML strings) one per line into ``path``, ASCII only (other characters
+    as character references), so it reads the same inlined into another page or opened
+    alone."""
+    path.write_bytes(("\n".join(parts) + "\n").encode("ascii", "xmlcharrefreplace"))
 
 
 def principal_components(values, source):
