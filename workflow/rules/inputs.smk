@@ -52,6 +52,8 @@ rule import_data:
         "logs/{dataset}/import_data.log",
     benchmark:
         "logs/{dataset}/import_data.benchmark.tsv"
+    group:
+        "prepare_{dataset}"
     conda:
         conda_env()
     threads: rule_threads("import")
@@ -74,6 +76,8 @@ rule preprocess:
         "logs/{dataset}/preprocess.log",
     benchmark:
         "logs/{dataset}/preprocess.benchmark.tsv"
+    group:
+        "prepare_{dataset}"
     conda:
         conda_env()
     threads: rule_threads("preprocess")
