@@ -549,13 +549,16 @@ def rule_resources_for(stage, input_key):
     }
     if stage in GPU_STAGES and ANY_GPU:
         res["gpu"] = lambda wc, input, attempt: estimate(wc, input, attempt)["gpu"]
+        # without a GPU: 0, the value Snakemake gives a resource a rule does not declare,
+        # so that a CPU job can join a group job of rules that declare none (a group's
+        # string resources must agree); the SLURM plugin reads 0 as "not set"
         res["gpu_model"] = lambda wc, input, attempt: (
             (config.get("slurm_gpu_model") or "")
             if estimate(wc, input, attempt)["gpu"]
-            else ""
+            else 0
         )
         if config.get("slurm_gpu_partition"):
-            cpu_partition = config.get("slurm_partition") or ""
+            cpu_partition = config.get("slurm_partition") or 0
             res["slurm_partition"] = lambda wc, input, attempt: (
                 config["slurm_gpu_partition"]
                 if estimate(wc, input, attempt)["gpu"]
