@@ -61,6 +61,11 @@ def our_jobs(earlier):
     return [r for r in rows if len(r) == 3 and r[0] not in earlier and r[1].startswith("rule_")]
 
 
+def refuse_if_a_cluster_runs():
+    if subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode == 0:
+        sys.exit("a slurmctld is already running (another cluster on ports 6817/6818): wait for it to stop")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--init-seconds", type=int, default=8,
@@ -68,8 +73,7 @@ def main():
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (it starts slurmctld, slurmd and munged)")
-    if subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode == 0:
-        sys.exit("a slurmctld is already running (another cluster on ports 6817/6818): wait for it to stop")
+    refuse_if_a_cluster_runs()
     with tempfile.TemporaryDirectory(prefix="bench_slurm-") as tmp:
         tmp = Path(tmp)
         env = dict(os.environ, ZERNIKE3D_SLURM_DIR=str(tmp / "slurm"), XDG_CONFIG_HOME=str(tmp / "xdg"))
@@ -78,6 +82,7 @@ def main():
         copy_repo(local)
         copy_repo(remote)
         local_s, _ = timed([sys.executable, "-m", "snakemake", "--cores", "all"], local, env)
+        refuse_if_a_cluster_runs()  # again: one may have started during the local run
         started = subprocess.run(["bash", str(CLUSTER), "start", "--gpus", "0"], env=env, capture_output=True, text=True)
         try:
             if started.returncode != 0:
