@@ -573,11 +573,11 @@ def rule_resources_for(stage, input_key):
 # of a dataset are therefore grouped into one submission each: `prepare` (import,
 # preprocess, basis) and `finish` (invariants, qc, clusters, paths, and the maps of a
 # small box on the CPU), each `group: "<step>_{dataset}"`; decompose, reconstruct at a
-# large box or on a GPU, and compare stay jobs of their own. A group job asks for the most memory and CPUs of its members
-# and the sum of their runtimes (Snakemake's group resources); the SLURM profile's
-# `group-components` lets one `finish` job of a dataset span its parts that do not
-# depend on each other, and its `cores` stacks them in series where side by side they
-# would ask for more CPUs than a node has.
+# large box or on a GPU, and compare stay jobs of their own. A group job asks for the
+# most memory and CPUs of its members and the sum of their runtimes (Snakemake's group
+# resources); the SLURM profile's `group-components` lets one `finish` job of a dataset
+# span its parts that do not depend on each other, and its `cores` stacks them in series
+# where side by side they would ask for more CPUs than a node has.
 
 #: a reconstruct job (reconstruct, cluster_maps, path_maps) of a box up to this many
 #: voxels after crop and bin runs in seconds on the CPU, so it joins its dataset's group
