@@ -55,10 +55,20 @@ def timed(command, cwd, env):
 
 
 def our_jobs(earlier):
-    out = subprocess.run(["squeue", "--states=all", "--noheader", "-O", "JobID:|,Comment:|,State:|"],
+    """[[id, comment, state, seconds it ran]] of the jobs not in ``earlier``."""
+    out = subprocess.run(["squeue", "--states=all", "--noheader", "-O", "JobID:|,Comment:|,State:|,TimeUsed:|"],
                          capture_output=True, text=True, check=True).stdout
-    rows = [[p.strip() for p in line.split("|")[:3]] for line in out.splitlines()]
-    return [r for r in rows if len(r) == 3 and r[0] not in earlier and r[1].startswith("rule_")]
+    rows = [[p.strip() for p in line.split("|")[:4]] for line in out.splitlines()]
+    return [r[:3] + [seconds(r[3])] for r in rows if len(r) == 4 and r[0] not in earlier and r[1].startswith("rule_")]
+
+
+def seconds(used):
+    """SLURM's [days-][hours:]minutes:seconds as seconds."""
+    days, _, clock = used.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    return (int(days or 0) * 24 + parts[0]) * 3600 + parts[1] * 60 + parts[2]
 
 
 def refuse_if_a_cluster_runs():
@@ -104,7 +114,11 @@ def main():
     print(f"| `snakemake --cores all` | {local_s:.0f} | - |")
     print(f"| `snakemake --profile slurm` | {slurm_s:.0f} | {len(jobs)} (for {local_jobs} rule jobs) |")
     print(f"SLURM / local = {slurm_s / local_s:.2f} (target <= 3)")
-    print("not COMPLETED:", [j for j in jobs if j[2] != "COMPLETED"] or "none")
+    for job in jobs:
+        print(f"  job {job[0]}: {job[3]} s in SLURM, {job[1]}")
+    print(f"  time in SLURM jobs: {sum(j[3] for j in jobs)} s; the rest: Snakemake's own start and "
+          f"planning, and the waits for submission and status checks")
+    print("not COMPLETED:", [j[:3] for j in jobs if j[2] != "COMPLETED"] or "none")
     for needle, label in NOTED.items():
         print(f"lines with {label!r}: {sum(needle in line for line in output.splitlines())}")
 
