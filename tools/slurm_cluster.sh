@@ -51,6 +51,10 @@ cmd_install() {
     have_slurm || die "installation of slurm-wlm/munge failed"
 }
 
+# Is $CONF this state folder's (and not another test cluster's, started with another
+# ZERNIKE3D_SLURM_DIR)?
+conf_is_ours() { grep -qxF "StateSaveLocation=$STATE/state" "$CONF"; }
+
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 # Stop the daemon whose PID is in file $1 (TERM, wait up to 10 s, then KILL).
@@ -93,6 +97,9 @@ write_config() {
     mem_mb=$(( $(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo) - 1024 ))
     if [ -f "$CONF" ] && ! grep -qF "$MARKER" "$CONF"; then
         die "$CONF exists and was not written by this script; not touching a real SLURM installation"
+    fi
+    if [ -f "$CONF" ] && ! conf_is_ours && pgrep -x slurmctld >/dev/null; then
+        die "another test cluster is running ($(grep -m1 '^StateSaveLocation=' "$CONF")); not starting a second one on its ports"
     fi
     mkdir -p /etc/slurm "$STATE"/{state,spool,log}
     local gres_line="" gres_types=""
@@ -215,9 +222,11 @@ cmd_stop() {
     stop_pid "$STATE/slurmd.pid" slurmd
     stop_pid "$STATE/slurmctld.pid" slurmctld
     stop_pid "$STATE/munged.pid" munged
-    for f in "$CONF" "$GRES_CONF"; do
-        if [ -f "$f" ] && grep -qF "$MARKER" "$f"; then rm -f "$f"; fi
-    done
+    # only our own configuration: another test cluster's stays (its jobs' srun read it)
+    if [ -f "$CONF" ] && grep -qF "$MARKER" "$CONF" && conf_is_ours; then
+        rm -f "$CONF"
+        if [ -f "$GRES_CONF" ] && grep -qF "$MARKER" "$GRES_CONF"; then rm -f "$GRES_CONF"; fi
+    fi
     rm -rf "$MUNGE_DIR" "$STATE/dev"   # the key and the fake GPU devices go with the cluster
     log "stopped"
 }

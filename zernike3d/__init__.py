@@ -5,9 +5,16 @@ and :func:`zernike3d.io.mrc.write_map`, and the transforms in :mod:`zernike3d.ma
 Command line: ``zernike3d --help``. Layout: docs/architecture.md.
 """
 
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("zernike3d")
-except PackageNotFoundError:  # a checkout run without installing (the workflow's PYTHONPATH)
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> str:
+    """``__version__``, read from the installed metadata when first asked for (importing
+    importlib.metadata and reading it costs every stage's start-up some 50 ms otherwise)."""
+    if name != "__version__":
+        raise AttributeError(f"module 'zernike3d' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("zernike3d")
+    except PackageNotFoundError:  # a checkout run without installing (the workflow's PYTHONPATH)
+        return "0+unknown"

@@ -17,7 +17,6 @@ import os
 import sys
 import warnings
 
-from zernike3d import __version__
 from zernike3d.errors import InputError
 
 #: subcommand -> (module under zernike3d.stages, one-line summary), in workflow order.
@@ -59,8 +58,22 @@ def _top_parser():
         description="3D Zernike moments, invariants and reconstructions of cryo-EM maps.",
         epilog="`zernike3d STAGE --help` explains each stage.",
     )
-    parser.add_argument("--version", action="version", version=f"zernike3d {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the version is read only when asked for (zernike3d.__version__)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import zernike3d
+
+        print(f"zernike3d {zernike3d.__version__}")
+        parser.exit()
 
 
 def build_parser(stage=None):

@@ -31,6 +31,8 @@ rule cluster:
         "logs/{dataset}/cluster.benchmark.tsv"
     wildcard_constraints:
         dataset=_names_regex(cluster_datasets()),
+    group:
+        "finish_{dataset}"
     conda:
         conda_env()
     threads: rule_threads("cluster")
@@ -56,6 +58,8 @@ rule cluster_maps:
         "logs/{dataset}/cluster_maps.log",
     benchmark:
         "logs/{dataset}/cluster_maps.benchmark.tsv"
+    group:
+        reconstruct_group
     conda:
         conda_env(gpu_capable=True)
     threads: rule_threads("reconstruct")
@@ -89,6 +93,8 @@ rule paths:
         "logs/{dataset}/paths.benchmark.tsv"
     wildcard_constraints:
         dataset=_names_regex(path_datasets()),
+    group:
+        "finish_{dataset}"
     conda:
         conda_env()
     threads: 1
@@ -114,6 +120,8 @@ rule path_maps:
         "logs/{dataset}/path_maps.log",
     benchmark:
         "logs/{dataset}/path_maps.benchmark.tsv"
+    group:
+        reconstruct_group
     conda:
         conda_env(gpu_capable=True)
     threads: rule_threads("reconstruct")

@@ -1,6 +1,7 @@
 # Shared helpers: configuration checks, per-dataset settings, the stage command, and
 # the resources (threads, memory, run time, GPU) of every rule.
 
+import functools
 import os
 import re
 import shlex
@@ -548,19 +549,63 @@ def rule_resources_for(stage, input_key):
     }
     if stage in GPU_STAGES and ANY_GPU:
         res["gpu"] = lambda wc, input, attempt: estimate(wc, input, attempt)["gpu"]
+        # without a GPU: 0, the value Snakemake gives a resource a rule does not declare,
+        # so that a CPU job can join a group job of rules that declare none (a group's
+        # string resources must agree); the SLURM plugin reads 0 as "not set"
         res["gpu_model"] = lambda wc, input, attempt: (
             (config.get("slurm_gpu_model") or "")
             if estimate(wc, input, attempt)["gpu"]
-            else ""
+            else 0
         )
         if config.get("slurm_gpu_partition"):
-            cpu_partition = config.get("slurm_partition") or ""
+            cpu_partition = config.get("slurm_partition") or 0
             res["slurm_partition"] = lambda wc, input, attempt: (
                 config["slurm_gpu_partition"]
                 if estimate(wc, input, attempt)["gpu"]
                 else cpu_partition
             )
     return res
+
+
+# --- SLURM job groups (ignored by local runs) ---------------------------------------
+# On SLURM every job costs a submission and at least one status check (tens of seconds)
+# on top of its stage's own start-up, more than the short stages take. The short rules
+# of a dataset are therefore grouped into one submission each: `prepare` (import,
+# preprocess, basis) and `finish` (invariants, qc, clusters, paths, and the maps of a
+# small box on the CPU), each `group: "<step>_{dataset}"`; decompose, reconstruct at a
+# large box or on a GPU, and compare stay jobs of their own. A group job asks for the
+# most memory and CPUs of its members and the sum of their runtimes (Snakemake's group
+# resources); the SLURM profile's `group-components` lets one `finish` job of a dataset
+# span its parts that do not depend on each other, and its `cores` stacks them in series
+# where side by side they would ask for more CPUs than a node has.
+
+#: a reconstruct job (reconstruct, cluster_maps, path_maps) of a box up to this many
+#: voxels after crop and bin runs in seconds on the CPU, so it joins its dataset's group
+SHORT_RECONSTRUCT_MAX_BOX = 128
+
+
+@functools.cache
+def preprocessed_box(name):
+    """The box (voxels) of a dataset's maps after crop and bin, from the input's header
+    before any job runs; None when that is unknown (a WIGGLE bundle)."""
+    box = _input_facts(name)[0]
+    if box is None:
+        return None
+    p = DATASETS[name]["preprocess"]
+    return (p.get("crop") or box) // p["bin"]
+
+
+def reconstruct_group(wildcards):
+    """The `group:` of a reconstruct job: its dataset's `finish` group when the box is
+    small and it runs on the CPU, else none (a job of its own)."""
+    box = preprocessed_box(wildcards.dataset)
+    if (
+        _may_use_gpu("reconstruct", wildcards)
+        or box is None
+        or box > SHORT_RECONSTRUCT_MAX_BOX
+    ):
+        return None
+    return f"finish_{wildcards.dataset}"
 
 
 # --- command-line arguments and inputs of the rules ---

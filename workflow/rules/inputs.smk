@@ -62,6 +62,8 @@ rule import_data:
         "logs/{dataset}/import_data.log",
     benchmark:
         "logs/{dataset}/import_data.benchmark.tsv"
+    group:
+        "prepare_{dataset}"
     conda:
         conda_env()
     threads: rule_threads("import")
@@ -84,6 +86,8 @@ rule preprocess:
         "logs/{dataset}/preprocess.log",
     benchmark:
         "logs/{dataset}/preprocess.benchmark.tsv"
+    group:
+        "prepare_{dataset}"
     conda:
         conda_env()
     threads: rule_threads("preprocess")

@@ -28,6 +28,8 @@ rule qc:
         "logs/{dataset}/qc.benchmark.tsv"
     wildcard_constraints:
         dataset=_names_regex(PARTICLE_DATASETS),
+    group:
+        "finish_{dataset}"
     conda:
         conda_env()
     threads: rule_threads("qc")

@@ -11,6 +11,8 @@ rule basis:
         "logs/{dataset}/basis.log",
     benchmark:
         "logs/{dataset}/basis.benchmark.tsv"
+    group:
+        "prepare_{dataset}"
     conda:
         conda_env()
     threads: rule_threads("basis")
@@ -67,6 +69,8 @@ rule invariants:
         "logs/{dataset}/invariants.benchmark.tsv"
     wildcard_constraints:
         dataset=_names_regex(PARTICLE_DATASETS),
+    group:
+        "finish_{dataset}"
     conda:
         conda_env()
     threads: rule_threads("invariants")
@@ -99,6 +103,8 @@ rule reconstruct:
         "logs/{dataset}/reconstruct.log",
     benchmark:
         "logs/{dataset}/reconstruct.benchmark.tsv"
+    group:
+        reconstruct_group
     conda:
         conda_env(gpu_capable=True)
     threads: rule_threads("reconstruct")

@@ -21,7 +21,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
-from zernike3d import __version__
+import zernike3d
 from zernike3d.errors import InputError
 from zernike3d.io.atomic import OutputKind, atomic_path
 
@@ -154,6 +154,6 @@ def write_map(path, data, voxel_size, origin=(0.0, 0.0, 0.0)):
     with atomic_path(path, MAP_OUTPUT) as tmp:
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(data)
-            mrc.add_label(f"{LABEL} {__version__}")
+            mrc.add_label(f"{LABEL} {zernike3d.__version__}")  # read when written
             mrc.voxel_size = float(voxel_size)
             mrc.header.origin = tuple(float(v) for v in origin)

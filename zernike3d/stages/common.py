@@ -269,7 +269,6 @@ def transform_options(args, geometry, order, n_volumes, stage, basis_path=None):
     import os
 
     from zernike3d.hardware import cuda_ordinal, probe
-    from zernike3d.io.basis_store import load_basis
     from zernike3d.maths.basis import Basis
     from zernike3d.planning import plan_for, radial_table_source
 
@@ -301,6 +300,8 @@ def transform_options(args, geometry, order, n_volumes, stage, basis_path=None):
         read, why = radial_table_source(geometry.grid, order)
         print(f"basis: radial table {'read from ' + str(basis_path) if read else 'recomputed'}: {why}")
     if read:
+        from zernike3d.io.basis_store import load_basis  # zarr: only when the store is read
+
         # the planner has built the grid tables: only the radial table is read
         basis = load_basis(basis_path, geometry, order, radial=options["radial"], grid=geometry.grid)
     else:

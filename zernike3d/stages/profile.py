@@ -47,6 +47,9 @@ SITE_KEYS = {
 
 DEFAULT_SITE = "config/slurm-site.yaml"
 PROFILE_NAME = "slurm"
+#: the most independent parts of one dataset's `finish` group that go into one SLURM job
+#: (invariants, qc, reconstruct, cluster, cluster_maps, paths, path_maps: at most 7)
+FINISH_COMPONENTS = 8
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.,:\-]+$")
 
 
@@ -252,6 +255,15 @@ def render_profile(site, source=None, nodes=None):
     if max_threads is not None:
         lines.append(f"max-threads: {max_threads}")
     lines += [
+        "# the short rules of a dataset run as a few group jobs (workflow/rules/common.smk,",
+        "# \"SLURM job groups\"): one `finish` job spans the dataset's parts that do not depend",
+        "# on each other; `cores` stacks a group's members in series where side by side they",
+        "# would ask for more CPUs than a node has",
+    ]
+    lines.append(f'group-components: ["finish_{{dataset}}={FINISH_COMPONENTS}"]')
+    if max_threads is not None:
+        lines.append(f"cores: {max_threads}")
+    lines += [
         f"slurm-status-command: {s['status_command']}",
         f"slurm-init-seconds-before-status-checks: {s['init_seconds_before_status_checks']}",
         f"slurm-logdir: {_yaml_value(s['logdir'])}",
@@ -275,6 +287,12 @@ def render_profile(site, source=None, nodes=None):
     runtime = s["default_runtime"] if s["max_runtime"] is None else min(s["default_runtime"], s["max_runtime"])
     lines.append(f"  runtime: {runtime}")
     lines.append(f"  mem_mb: {s['default_mem_mb']}")
+    lines += [
+        "  # Snakemake's own default is an expression of the inputs' sizes, which it cannot",
+        "  # evaluate while it plans SLURM jobs (\"RuntimeWarning: coroutine ... was never",
+        "  # awaited\"); snakemake-executor-plugin-slurm passes no disk request to sbatch",
+        "  disk_mb: 1000",
+    ]
     if s["slurm_extra"]:
         lines.append(f"  slurm_extra: {_yaml_value(repr(s['slurm_extra']))}")
     # Read by the workflow (config keys slurm_*): which GPU and partition the GPU-capable

@@ -1,0 +1,136 @@
+"""What a stage costs to start, against its work (issue 21's start-up target).
+
+`zernike3d decompose` of one random 64^3 map (1 Å voxels) at order 20, one thread, with a
+warm numba cache, timed four ways (best of --repeats interleaved runs each, wall clock, and
+CPU time for the two whole processes):
+
+  * whole process: ``zernike3d decompose MAP --order 20 --out M.npz`` as a job runs it;
+  * ``python -c "import numpy, numba"``: the floor of any numba stage;
+  * numba's cache load: the first call, in a fresh process, of a kernel already in the
+    cache (numba then builds its CPU target, which imports its NumPy, linalg and random
+    registries and SciPy's BLAS), less the same call once loaded;
+  * the in-process transform: the whole stage (read, plan, transform, write) called again
+    in a process that has already run it once (no imports, no cache load).
+
+Target: whole process <= 2 x (in-process transform + import numpy, numba). Also the
+imports of the stage (``python -X importtime``) above --top-ms, largest first.
+
+    python benchmarks/bench_startup.py
+    python benchmarks/bench_startup.py --repeats 7 --top-ms 20
+"""
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ORDER = 20
+BOX = 64
+
+#: a fresh process timing the first and a second call of a cached numba kernel
+NUMBA_LOAD = """
+import time, numpy as np
+from zernike3d.maths.legendre import legendre_table, recurrence_coefficients
+ct = np.linspace(-1, 1, 16); st = np.sqrt(1 - ct * ct); out = np.empty((16, 231))
+coeffs = recurrence_coefficients(20)
+t0 = time.perf_counter(); legendre_table(ct, st, 20, *coeffs, out)
+t1 = time.perf_counter(); legendre_table(ct, st, 20, *coeffs, out)
+t2 = time.perf_counter(); print(t1 - t0 - (t2 - t1))
+"""
+
+#: a process running the stage twice; prints the second run's seconds
+IN_PROCESS = """
+import contextlib, io, sys, time
+from zernike3d.cli import main
+argv = sys.argv[1:]
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    main(argv)
+    t0 = time.perf_counter(); main(argv); t1 = time.perf_counter()
+print(t1 - t0)
+"""
+
+
+def wall(command, env):
+    """(wall seconds, CPU seconds: user + system of the process and its children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env=env, capture_output=True)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return seconds, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+
+def printed(command, env):
+    return float(subprocess.run(command, check=True, env=env, capture_output=True, text=True).stdout.split()[-1])
+
+
+def write_map(path):
+    import mrcfile
+    import numpy as np
+
+    data = np.random.default_rng(0).standard_normal((BOX, BOX, BOX)).astype(np.float32)
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(data)
+        mrc.voxel_size = 1.0
+
+
+def imports(stage, env, top_ms):
+    """[(ms, module)] of the stage's top-level imports (-X importtime, cumulative) above top_ms."""
+    err = subprocess.run([sys.executable, "-X", "importtime", "-m", "zernike3d", *stage], env=env,
+                         capture_output=True, text=True).stderr
+    rows = []
+    for line in err.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = line.split("|")
+        if cumulative.strip().isdigit() and len(name) - len(name.lstrip()) <= 1:
+            rows.append((int(cumulative) / 1000, name.strip()))
+    return sorted((r for r in rows if r[0] >= top_ms), reverse=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--top-ms", type=float, default=30.0, help="list the imports above this (ms)")
+    args = parser.parse_args()
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_map(tmp / "map.mrc")
+        stage = ["decompose", str(tmp / "map.mrc"), "--order", str(ORDER), "--out", str(tmp / "m.npz"),
+                 "--threads", "1"]
+        whole_cmd = [sys.executable, "-m", "zernike3d", *stage]
+        subprocess.run(whole_cmd, check=True, env=env, capture_output=True)  # fills the numba cache
+        runs = {"whole": [], "whole_cpu": [], "import": [], "import_cpu": [], "numba": [], "work": []}
+        for _ in range(args.repeats):  # interleaved: a shared machine's load hits all alike
+            for key, command in (("whole", whole_cmd), ("import", [sys.executable, "-c", "import numpy, numba"])):
+                seconds, cpu = wall(command, env)
+                runs[key].append(seconds)
+                runs[key + "_cpu"].append(cpu)
+            runs["numba"].append(printed([sys.executable, "-c", NUMBA_LOAD], env))
+            runs["work"].append(printed([sys.executable, "-c", IN_PROCESS, *stage], env))
+        best = {key: min(values) for key, values in runs.items()}
+        top = imports(stage, env, args.top_ms)
+    print(f"zernike3d decompose, {BOX}^3 map, order {ORDER}, 1 thread, warm numba cache "
+          f"(best of {args.repeats}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
+    print(f"| {'step':<54} | {'wall s':>6} | {'CPU s':>6} |")
+    print(f"|{'-' * 56}|{'-' * 8}|{'-' * 8}|")
+    for label, value, cpu in (("whole process", best["whole"], best["whole_cpu"]),
+                              ('python -c "import numpy, numba"', best["import"], best["import_cpu"]),
+                              ("numba's cache load (first cached call, less a second)", best["numba"], None),
+                              ("in-process transform (the stage run again)", best["work"], None)):
+        print(f"| {label:<54} | {value:6.2f} | {'' if cpu is None else f'{cpu:6.2f}':>6} |")
+    for what, whole, floor in (("wall", best["whole"], best["work"] + best["import"]),
+                               ("CPU", best["whole_cpu"], best["work"] + best["import_cpu"])):
+        print(f"{what}: whole / (in-process transform + import numpy, numba) = {whole / floor:.2f} (target <= 2)")
+    print("imports of the stage (cumulative ms, top level):")
+    for ms, name in top:
+        print(f"  {ms:7.0f}  {name}")
+
+
+if __name__ == "__main__":
+    main()
