@@ -214,9 +214,9 @@ def test_workflow_clusters_subsets_paths_and_report(tmp_path, shared_data):
     uids = [np.load(results / "clusters" / "subsets" / f"cluster_{c:02d}.cs")["uid"] for c in range(2)]
     assert sorted(np.concatenate(uids).tolist()) == sorted(original["uid"].tolist())
     assert (results / "clusters" / "subsets" / "bin_c1_01.csg").is_file()
-    assert (results / "cluster_maps" / "clusters.cxc").is_file() and (results / "cluster_maps" / "mapspace_clusters.cxc").is_file()
+    assert (results / "cluster_maps" / "clusters.py").is_file() and (results / "cluster_maps" / "mapspace_clusters.py").is_file()
     assert len(list((results / "path_maps").glob("path_cluster_00_cluster_01_f*.mrc"))) == 3
-    assert (results / "maps" / "series_c0.cxc").is_file()
+    assert (results / "maps" / "series_c0.py").is_file()
     snakemake("--report", str(tmp_path / "report.html"))
     assert "latent space, paths" in (tmp_path / "report.html").read_text(errors="replace")
 
