@@ -4,8 +4,10 @@ The blocks run in a copy of the repository (so that the workflow's outputs and t
 files the commands write stay out of the checkout), one after another, so a later block
 sees what an earlier one wrote, as it would for a reader going down the page:
 
-- the set-up block: its install command must be the one `.ci/run` runs (CI installs
-  exactly that), and the rest (the whole workflow on the example, and the report) runs;
+- the set-up block: its install commands (everything up to and including `pip install`:
+  the virtual environment and the install into it) must be what `.ci/run` runs (CI
+  installs exactly that), and the rest (the whole workflow on the example, and the
+  report) runs here with this test's own installation;
 - the test command must be the one `.ci/run` runs (running it here would recurse);
 - the SLURM block needs a cluster: `tests/test_slurm.py` types the same commands against
   a real single-node SLURM, and this test checks that it does;
@@ -49,17 +51,27 @@ def code_blocks():
 
 
 BLOCKS = code_blocks()
+#: the README's test command, which .ci/run runs
+TEST_COMMAND = ".venv/bin/python -m pytest -q"
 CI_SCRIPT = (REPO / ".ci" / "run").read_text()
 
 
 def _kind(text):
     if "pip install" in text and "snakemake" in text:
         return "setup"
-    if text.strip() == "python3 -m pytest -q":
+    if text.strip() == TEST_COMMAND:
         return "tests"
     if "--profile slurm" in text:
         return "slurm"
     return "run"
+
+
+def _split_setup(text):
+    """(install, rest) of the set-up block: the commands up to and including the
+    ``pip install``, and those after it."""
+    commands = [c.strip() for c in text.strip().split("&&")]
+    last = max(i for i, c in enumerate(commands) if "pip install" in c)
+    return " && ".join(commands[: last + 1]), " && ".join(commands[last + 1 :])
 
 
 def _write_input_maps(folder):
@@ -92,9 +104,9 @@ def readme_run(tmp_path_factory):
     for line, language, text in BLOCKS:
         kind = _kind(text)
         if kind == "setup":
-            install, _, rest = text.strip().partition("&&")
-            if install.strip() not in CI_SCRIPT:
-                results[line] = (False, f"the install command {install.strip()!r} is not what .ci/run runs")
+            install, rest = _split_setup(text)
+            if install not in CI_SCRIPT:
+                results[line] = (False, f"the install commands {install!r} are not what .ci/run runs")
                 continue
             run = _run(["bash", "-euo", "pipefail", "-c", rest], folder)
         elif kind in ("tests", "slurm"):
@@ -140,8 +152,8 @@ def test_setup_block_leaves_the_report_where_it_says(readme_run):
 
 def test_the_test_command_is_what_ci_runs():
     blocks = [text.strip() for _, _, text in BLOCKS if _kind(text) == "tests"]
-    assert blocks == ["python3 -m pytest -q"]
-    assert re.search(r"^python3 -m pytest -q \|\| status=\$\?$", CI_SCRIPT, re.M), "CI must run the README's test command"
+    assert blocks == [TEST_COMMAND]
+    assert re.search(rf"^{re.escape(TEST_COMMAND)} \|\| status=\$\?$", CI_SCRIPT, re.M), "CI must run the README's test command"
 
 
 def test_the_slurm_block_is_typed_by_the_slurm_test():
