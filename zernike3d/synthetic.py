@@ -80,7 +80,7 @@ def write_3dva_job(directory, box=32, voxel_size=None, n_components=3, *, partic
         voxel_size = float(particles["blob/psize_A"][0])
     base = chiral_phantom(box, voxel_size)
     map_path = directory / "J1_map.mrc"
-    write_map(map_path, base, voxel_size)
+    write_map(map_path, base, voxel_size, output=False)  # an input: unlabelled
 
     rng = np.random.default_rng(seed)
     half = box * voxel_size / 2.0
@@ -95,7 +95,7 @@ def write_3dva_job(directory, box=32, voxel_size=None, n_components=3, *, partic
         else:  # a blob growing by 10%
             component = gaussian_blobs(box, voxel_size, [centre] * 2, [1.1 * sigma, sigma], [1.0, -1.0])
         path = directory / f"J1_component_{k}.mrc"
-        write_map(path, component, voxel_size)
+        write_map(path, component, voxel_size, output=False)
         component_paths.append(path)
 
     latents = rng.normal(size=(len(particles), n_components)) / np.arange(1, n_components + 1)

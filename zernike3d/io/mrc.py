@@ -135,12 +135,15 @@ def written_by_zernike3d(path):
 MAP_OUTPUT = OutputKind("an MRC map written by zernike3d (no 'zernike3d' header label)", written_by_zernike3d)
 
 
-def write_map(path, data, voxel_size, origin=(0.0, 0.0, 0.0)):
+def write_map(path, data, voxel_size, origin=(0.0, 0.0, 0.0), output=True):
     """Write ``data[z, y, x]`` as a float32 MRC map, atomically, labelled
     ``zernike3d <version>`` in the header; an existing file at ``path`` is replaced only
     if it is such a map.
 
     voxel_size: Å (isotropic); origin: (x, y, z) Å, stored in the header's origin field.
+    ``output=False`` writes a map meant as an input (the synthetic job of `zernike3d
+    example --job-dir`, the phantom of `zernike3d example`) without the label: a copy of
+    it is then the user's map, which no later write replaces.
     """
     data = np.asarray(data, dtype=np.float32)
     if data.ndim != 3:
@@ -148,6 +151,7 @@ def write_map(path, data, voxel_size, origin=(0.0, 0.0, 0.0)):
     with atomic_path(path, MAP_OUTPUT) as tmp:
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(data)
-            mrc.add_label(f"{LABEL} {__version__}")
+            if output:
+                mrc.add_label(f"{LABEL} {__version__}")
             mrc.voxel_size = float(voxel_size)
             mrc.header.origin = tuple(float(v) for v in origin)
