@@ -400,7 +400,7 @@ def geometry_args(wildcards):
 
 #: stages whose code can run on a GPU (CuPy): only these ever request one
 GPU_STAGES = ("decompose", "reconstruct")
-_SINGLE_THREADED = ("example", "import", "preprocess")
+_SINGLE_THREADED = ("example", "import", "preprocess", "paths")
 
 
 def node_types(gpu=False):
@@ -459,6 +459,12 @@ def _estimate(stage, wildcards, path, attempt):
     )
     if stage == "reconstruct" and d["reconstruct"].get("order") is not None:
         order = d["reconstruct"]["order"]
+    if stage == "cluster" and path is not None:  # the subsets read the particles' .cs rows
+        from zernike3d.resources import table_row_bytes
+
+        d["table_row_bytes"] = table_row_bytes(
+            path, clusters_of(wildcards.dataset).get("particles_cs")
+        )
     override = config["resources"].get(stage) or {}
     if override.get("mem_mb") and override.get("runtime"):
         est = {
@@ -760,21 +766,6 @@ def cluster_datasets():
 
 def path_datasets():
     return [n for n in DATASETS if clusters_of(n).get("paths")]
-
-
-def light_resources(stage):
-    """mem_mb and runtime (minutes) of the cluster and paths jobs, multiplied by the attempt
-    (retries): 4 GB and 30 min, enough for about 6 million particles (a million take 0.6 GB
-    and 20 s: benchmarks/bench_clusters.py); resources.<stage> in the config overrides them.
-    """
-
-    def value(key, default):
-        return (
-            lambda wc, attempt: (config["resources"].get(stage) or {}).get(key)
-            or default * attempt
-        )
-
-    return {"mem_mb": value("mem_mb", 4000), "runtime": value("runtime", 30)}
 
 
 def cluster_inputs(wildcards):
