@@ -115,7 +115,8 @@ def plot_invariant_pca(path, scores, explained, colours, colour_labels, correlat
 def plot_map_slices(path, rows, title, voxel_size, planes=("xy", "xz", "yz")):
     """Central slices (``planes`` of xy, xz, yz, through voxel N // 2) of several maps.
 
-    ``rows``: [(label, [(column title, map (N, N, N) [z, y, x]), ...])]; the maps of one
+    ``rows``: [(label, [(column title, map (N, N, N) [z, y, x]), ...])], or with
+    ``planes=("xy",)`` each map's central xy section (N, N) [y, x] alone; the maps of one
     row share one symmetric grey scale (so a map and its expansion compare directly).
     Rows may have different numbers of maps; slices are shown with x across and y (or z)
     up. The row's label is written at its left; its first slice carries a scale bar in Å
@@ -130,7 +131,8 @@ def plot_map_slices(path, rows, title, voxel_size, planes=("xy", "xz", "yz")):
         limit = max(float(np.max(np.abs(m))) for _, m in maps) or 1.0
         for i, (column, volume) in enumerate(maps):
             c = volume.shape[0] // 2
-            sections = {"xy": volume[c], "xz": volume[:, c], "yz": volume[:, :, c]}
+            sections = ({"xy": volume} if volume.ndim == 2
+                        else {"xy": volume[c], "xz": volume[:, c], "yz": volume[:, :, c]})
             for j, plane in enumerate(planes):
                 ax = row_axes[per_map * i + j]
                 ax.imshow(sections[plane], origin="lower", cmap="gray", vmin=-limit, vmax=limit,

@@ -356,12 +356,14 @@ def estimate(stage, shape, order, config=None):
         grid = _geometry(shape, config).grid
         nbytes = 4 * voxels * volumes + grid.nbytes + 2 * radial_table_bytes(order, grid.n_shells)
     elif stage == "invariants":
-        # the moments and forms, and one chunk of particles' invariants: float64 and
-        # float32, and zarr's compressed copy (zernike3d.io.particle_invariants)
+        # the dataset as loaded (its maps: 198 MB of a 192^3 job of 7 volumes, which the
+        # fit at box 64 did not see), the moments and forms, and one chunk of particles'
+        # invariants: float64 and float32, and zarr's compressed copy
+        # (zernike3d.io.particle_invariants)
         from zernike3d.io.particle_invariants import DEFAULT_CHUNK
 
         coefs = coefficient_count(order)
-        nbytes = 16 * coefs * volumes + 8 * nl * volumes**2 + DEFAULT_CHUNK * nl * 24
+        nbytes = 4 * voxels * volumes + 16 * coefs * volumes + 8 * nl * volumes**2 + DEFAULT_CHUNK * nl * 24
         seconds = particles * nl * volumes**2 / (OPS_PER_SECOND * threads)
     elif stage == "qc":
         # every volume reconstructed (the planner's peak, interpreter included), the FSC

@@ -245,13 +245,15 @@ def _correlation(a, b):
 
 
 def read_maps_index(path):
-    """([(kind, group, map (N, N, N))], voxel size in Å) of the maps listed in an
-    index.csv of `zernike3d reconstruct` (columns file, kind, ...; files relative to the
-    index's folder; the voxel size of the first, as they all share the grid). The group is
-    the file name without its frame suffix (series_c0_f03 -> series_c0)."""
+    """([(kind, group, central xy section (N, N))], voxel size in Å) of the maps listed in
+    an index.csv of `zernike3d reconstruct` (columns file, kind, ...; files relative to
+    the index's folder). Only each map's central section is read
+    (:func:`zernike3d.io.mrc.read_central_section`); the first map is read whole, for its
+    voxel size, which they all share. The group is the file name without its frame suffix
+    (series_c0_f03 -> series_c0)."""
     import re
 
-    from zernike3d.io.mrc import read_map
+    from zernike3d.io.mrc import read_central_section, read_map
 
     folder = Path(path).parent
     try:
@@ -261,9 +263,9 @@ def read_maps_index(path):
         raise InputError(path, f"cannot be read: {err.strerror}") from None
     if not entries or not {"file", "kind"} <= set(entries[0]):
         raise InputError(path, "is not an index.csv of `zernike3d reconstruct` (columns file, kind, ...)")
-    maps = [read_map(folder / entry["file"]) for entry in entries]
-    return [(entry["kind"], re.sub(r"_f\d+$", "", Path(entry["file"]).stem), m.data)
-            for entry, m in zip(entries, maps)], maps[0].voxel_size
+    voxel_size = read_map(folder / entries[0]["file"]).voxel_size
+    return [(entry["kind"], re.sub(r"_f\d+$", "", Path(entry["file"]).stem), read_central_section(folder / entry["file"]))
+            for entry in entries], voxel_size
 
 
 def series_rows(index):
