@@ -84,7 +84,7 @@ def plot_invariant_maps(path, invariants, nl, names, title):
         ax.set_ylabel("n (radial order)")
     for ax in axes[len(names):]:
         ax.set_visible(False)
-    fig.colorbar(image, ax=axes[: len(names)], label="F_nl (map density units, one scale for all)")
+    fig.colorbar(image, ax=axes[: len(names)], label="F_nl (map density units)\none scale for all volumes")
     fig.suptitle(title + "\ngrey: n − l odd, no such invariant; blank: l > n")
     _save(fig, path)
 
