@@ -36,12 +36,13 @@ BASE_MB = {"example": 160, "import": 40, "preprocess": 57, "basis": 39, "decompo
 #: and their transient copies; for import beside the table's own rows; for qc also its
 #: check of the store's uid and the store chunks of the sampled rows), from the same fit
 PARTICLE_BYTES = {"example": 200, "import": 45, "preprocess": 64, "basis": 85, "decompose": 24,
-                  "invariants": 24, "reconstruct": 24, "qc": 243, "cluster": 90, "paths": 245}
+                  "invariants": 24, "reconstruct": 24, "qc": 243, "cluster": 90, "paths": 160}
 #: bytes per particle and neighbour of the k-nearest-neighbour graph of `zernike3d path`
-#: (the workflow's rule and resources key: paths); fitted like the above to 20,000 and
-#: 200,000 particles at 5, 10 and 30 neighbours (cluster and paths rows of
-#: benchmarks/bench_stage_memory.py)
-PATH_NEIGHBOUR_BYTES = 72
+#: (the workflow's rule and resources key: paths); with PARTICLE_BYTES, chosen so that
+#: the requests lie within 1.0-1.5x the peaks (VmHWM) measured at 20,000 and 200,000
+#: particles (box 32; 5, 10 and 30 neighbours) and 500,000 (box 192): the cluster and
+#: paths rows of benchmarks/bench_stage_memory.py
+PATH_NEIGHBOUR_BYTES = 70
 #: copies of a particle's .cs row that `zernike3d cluster --subsets` holds at its peak,
 #: beyond PARTICLE_BYTES (fitted with the real 246-byte rows of a cryoSPARC job)
 SUBSET_ROW_COPIES = 1
@@ -366,15 +367,22 @@ def estimate(stage, shape, order, config=None):
         nbytes = 4 * voxels * volumes + 16 * coefs * volumes + 8 * nl * volumes**2 + DEFAULT_CHUNK * nl * 24
         seconds = particles * nl * volumes**2 / (OPS_PER_SECOND * threads)
     elif stage == "qc":
-        # every volume reconstructed (the planner's peak, interpreter included), the FSC
-        # of zero-padded maps through rfftn, and the PCA of a sample of the per-particle
-        # invariants (float32 rows, float64 centred copy and SVD work)
+        # every volume reconstructed (the planner's cpu-ram peak, interpreter included,
+        # with the work blocks qc's reconstruct uses: zernike3d.maths.transform.reconstruct
+        # without a basis keeps the radial table in RAM and works in blocks of at most
+        # DEFAULT_WORKSPACE, not in the largest blocks a reconstruct job on an unlimited
+        # node would plan: 15.8 GB asked against 2.3 GB used, 192^3 x 7 volumes at order
+        # 50), the FSC of zero-padded maps through rfftn, and the PCA of a sample of the
+        # per-particle invariants (float32 rows, float64 centred copy and SVD work)
         from zernike3d.maths.fsc import oversampling_for
+        from zernike3d.maths.transform import DEFAULT_WORKSPACE
 
-        reconstruction = _plan("reconstruct", _geometry(shape, config), order, volumes, dict(config, gpu=False)).choice
+        estimates = _plan("reconstruct", _geometry(shape, config), order, volumes, dict(config, gpu=False)).estimates
+        reconstruction = next(e for e in estimates if e.placement == "cpu-ram")
+        reconstruction_bytes = reconstruction.host_bytes - max(reconstruction.max_workspace - DEFAULT_WORKSPACE, 0)
         padded = (box * oversampling_for(box)) ** 3 if box else 0
         sample = min(particles, QC_PCA_SAMPLE)
-        nbytes = 4 * voxels * volumes + 60 * padded + reconstruction.host_bytes + sample * nl * 20
+        nbytes = 4 * voxels * volumes + 60 * padded + reconstruction_bytes + sample * nl * 20
         seconds = reconstruction.seconds + padded * 30 / OPS_PER_SECOND
     elif stage == "cluster":
         # the dataset as loaded (maps and latents) and, with the subsets for cryoSPARC, the
