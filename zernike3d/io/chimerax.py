@@ -47,20 +47,19 @@ def quoted(name):
 
 
 def open_new(command):
-    """Run an `open` command -> "#N,..": the new top-level model numbers it made, each
-    model of them (and its submodels) marked as this script's."""
+    """Run an `open` command -> "#N,..": the new top-level models it made (with their
+    submodels), each marked as this script's."""
     before = set(session.models.list())
     run(session, command)
-    numbers = sorted({{m.id[0] for m in session.models.list() if m not in before}})
-    for m in session.models.list():
-        if m.id[0] in numbers:
-            setattr(m, "zernike3d_script", SCRIPT)
-    return "#" + ",".join(str(n) for n in numbers)
+    new = [m for m in session.models.list() if m not in before and len(m.id) == 1]
+    for m in new:
+        setattr(m, "zernike3d_script", SCRIPT)
+    return "#" + ",".join(str(n) for n in sorted(m.id[0] for m in new))
 
 
-ours = [m for m in session.models.list() if getattr(m, "zernike3d_script", None) == SCRIPT]
+ours = [m for m in session.models.list() if len(m.id) == 1 and getattr(m, "zernike3d_script", None) == SCRIPT]
 if ours:
-    session.models.close(ours)  # what an earlier run of this script opened, nothing else
+    session.models.close(ours)  # what an earlier run of this script opened (with its submodels), nothing else
 base_spec = open_new("open " + quoted({base!r}))
 series_spec = open_new("open " + " ".join(quoted(name) for name in {files!r}) + " vseries true")
 run(session, f"volume {{base_spec}} level {level:.6g} style surface color #b4b4b4 transparency 0.7")
