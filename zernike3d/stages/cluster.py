@@ -99,7 +99,7 @@ def run(args):
             lines.append([name, kind, count, f"{count / len(mask):.6f}", _describe(args, name)])
             if export and count:
                 write_subset(out / "subsets", name, table, fmt, np.sort(rows[mask]),
-                             f"zernike3d cluster of {Path(args.dataset).name}: {_describe(args, name)}")
+                             f"zernike3d cluster of {common.dataset_name(args.dataset)}: {_describe(args, name)}")
         _write_csv(out / "selections.csv", ["name", "kind", "count", "fraction", "description"], lines)
         centres = ({f"cluster_{c:02d}": latents[row] for c, row in enumerate(clustering.snapped)}
                    if clustering is not None else None)
