@@ -459,7 +459,9 @@ def _estimate(stage, wildcards, path, attempt):
     )
     if stage == "reconstruct" and d["reconstruct"].get("order") is not None:
         order = d["reconstruct"]["order"]
-    if stage == "cluster" and path is not None:  # the subsets read the particles' .cs rows
+    if (
+        stage == "cluster" and path is not None
+    ):  # the subsets read the particles' .cs rows
         from zernike3d.resources import table_row_bytes
 
         d["table_row_bytes"] = table_row_bytes(
