@@ -459,9 +459,8 @@ def _estimate(stage, wildcards, path, attempt):
     )
     if stage == "reconstruct" and d["reconstruct"].get("order") is not None:
         order = d["reconstruct"]["order"]
-    if (
-        stage == "cluster" and path is not None
-    ):  # the subsets read the particles' .cs rows
+    # the cluster subsets read the particles' .cs rows: their size counts
+    if stage == "cluster" and path is not None:
         from zernike3d.resources import table_row_bytes
 
         d["table_row_bytes"] = table_row_bytes(
