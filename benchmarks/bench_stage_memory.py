@@ -8,8 +8,12 @@ a chiral base map, K component maps, a ``.cs`` table of N particles), then runs 
 stage exactly as the workflow's rules do (``python -m zernike3d.resources run STAGE ...``,
 one fresh process each, whose last line is its exact peak RSS from ``ru_maxrss``):
 import, preprocess (soft spherical mask), basis, decompose, invariants (with the
-per-particle store), reconstruct (the base map and a series of 5 maps per component) and
-qc. For each it prints the ``mem_mb`` that :func:`zernike3d.resources.rule_resources`
+per-particle store), reconstruct (the base map and a series of 5 maps per component), qc,
+cluster (k = 4 with the subsets for cryoSPARC, as the workflow's clusters section runs
+it) and paths (`zernike3d path` between two of the clusters). The particles' rows are the real cryoSPARC
+fields of ../shared/data/cryosparc_P12_J24_001_particles.cs repeated with new uids (246
+bytes a row, as the subsets read them), or synthetic ones where that file is absent.
+For each it prints the ``mem_mb`` that :func:`zernike3d.resources.rule_resources`
 asks for (what the rule declares to Snakemake and SLURM), the measured peak (MB = 10^6
 bytes, as ``mem_mb``) and predicted / measured, which should lie between 1 and 1.5.
 Peaks hardly depend on the load of the machine; the times shown do.
@@ -42,6 +46,22 @@ def run_stage(argv, threads):
     return float(PEAK.findall(output)[-1]), seconds, output
 
 
+REAL_CS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cryosparc_P12_J24_001_particles.cs"
+
+
+def particle_rows(count, box):
+    """``count`` particle rows: the real cryoSPARC fields of REAL_CS repeated with new
+    uids, or synthetic ones where it is absent."""
+    from zernike3d.synthetic import synthetic_particles
+
+    if not REAL_CS.is_file():
+        return synthetic_particles(count, voxel_size=2.0, box=box)
+    real = np.load(REAL_CS)
+    rows = real[np.resize(np.arange(len(real)), count)]
+    rows["uid"] = np.random.default_rng(1).permutation(np.arange(10**12, 10**12 + count, dtype=np.uint64))
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--particles", type=int, default=1_000_000)
@@ -52,21 +72,21 @@ def main(argv=None):
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
     args = parser.parse_args(argv)
 
-    from zernike3d.resources import rule_resources
-    from zernike3d.synthetic import synthetic_particles, write_3dva_job
+    from zernike3d.resources import rule_resources, table_row_bytes
+    from zernike3d.synthetic import write_3dva_job
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench_stage_memory_"))
     work.mkdir(parents=True, exist_ok=True)
     table = work / "particles.cs"
     with open(table, "wb") as f:
-        np.save(f, synthetic_particles(args.particles, voxel_size=2.0, box=args.box))
+        np.save(f, particle_rows(args.particles, args.box))
     job = work / "J1"
     write_3dva_job(job, box=args.box, n_components=args.components, particles_cs=table)
     dataset, data, basis = work / "dataset.npz", work / "preprocessed.npz", work / "basis.json"
     moments, store = work / "moments.npz", work / "particle_invariants.zarr"
     order, threads = args.order, args.threads
     settings = {"threads": threads, "radius": "inscribed", "reconstruct": {"series": 5, "percentiles": [5, 95]},
-                "gpu": False}
+                "gpu": False, "clusters": {"k": 4, "export_subsets": True, "path_neighbours": 10}}
     jobs = [
         ("import", job, ["import", "--job-dir", job, "--out", dataset]),
         ("preprocess", dataset, ["preprocess", dataset, "--mask", "sphere", "--out", data]),
@@ -79,6 +99,11 @@ def main(argv=None):
                                "--series", 5, "--percentiles", "5,95", "--threads", threads]),
         ("qc", data, ["qc", "--dataset", data, "--moments", moments, "--particle-invariants", store,
                       "--out-dir", work / "qc", "--threads", threads]),
+        ("cluster", data, ["cluster", data, "--k", 4, "--subsets", "--index", work / "maps" / "index.csv",
+                           "--threads", threads, "--out-dir", work / "clusters"]),
+        ("paths", data, ["path", data, "--between", "cluster_00", "cluster_01", "--clusters",
+                        work / "clusters" / "centres.csv", "--index", work / "maps" / "index.csv",
+                        "--out", work / "paths.csv", "--plot", work / "paths.png"]),
     ]
     print(f"{args.particles:,} particles, K = {args.components}, box {args.box}, order {order}, "
           f"{threads} threads; peak RSS of each job (MB = 10^6 bytes) against its mem_mb")
@@ -86,6 +111,8 @@ def main(argv=None):
     print("|---|---|---|---|---|")
     worst = []
     for stage, source, command in jobs:
+        if stage == "cluster":  # the workflow passes the bytes of the table the subsets read
+            settings["table_row_bytes"] = table_row_bytes(data)
         asked = rule_resources(stage, source, order, settings)["mem_mb"]
         peak, seconds, _ = run_stage(command, threads)
         worst.append(asked / peak)

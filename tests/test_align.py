@@ -327,6 +327,10 @@ def test_chimerax_command_includes_the_map_origins(twin_fit):
     p = np.array([12.0, 20.0, 25.0])
     scene = numbers[:, :3] @ (p + [10.0, 0.0, -5.0]) + numbers[:, 3]
     assert np.allclose(scene, fit.apply(p) + [1.0, 2.0, 3.0], atol=1e-3)
+    # the JSON's chimerax_matrix is that same map (the command's numbers, unrounded)
+    chimerax = np.array(fit.to_json()["chimerax_matrix"])
+    assert np.allclose(chimerax[:, :3] @ (p + [10.0, 0.0, -5.0]) + chimerax[:, 3], fit.apply(p) + [1.0, 2.0, 3.0])
+    assert np.allclose(chimerax, numbers, atol=1e-4)
 
 
 def test_align_command_errors_are_one_line_and_write_nothing(tmp_path, capsys, helix_moments):

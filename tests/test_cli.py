@@ -276,6 +276,25 @@ def test_example_job_without_a_particles_file_has_synthetic_particles(tmp_path):
     assert particles.psize_A == pytest.approx(read_map(job / "J1_map.mrc").voxel_size)
 
 
+def test_the_examples_input_maps_are_not_labelled_as_outputs(capsys, tmp_path):
+    """Only outputs carry the zernike3d label: a copy of an example's input map is the
+    user's, and a command writing onto it is refused (the reconstruction is an output)."""
+    from zernike3d.io.mrc import written_by_zernike3d
+
+    job, out = tmp_path / "job", tmp_path / "example"
+    assert cli("example", "--job-dir", job, "--box", 16, "--components", 1) == 0
+    assert cli("example", "--out", out, "--box", 16, "--order", 6) == 0
+    inputs = [job / "J1_map.mrc", job / "J1_component_0.mrc", out / "example.mrc"]
+    assert not any(written_by_zernike3d(p) for p in inputs)
+    assert written_by_zernike3d(out / "example_reconstructed.mrc")
+    mine = tmp_path / "mine.mrc"
+    shutil.copy(job / "J1_map.mrc", mine)
+    before = mine.read_bytes()
+    capsys.readouterr()
+    assert cli("reconstruct", out / "example_moments.npz", "--out", mine) == 2
+    assert str(mine) in capsys.readouterr().err and mine.read_bytes() == before
+
+
 @pytest.mark.skipif(shutil.which("zernike3d") is None, reason="the zernike3d script is not installed (pip install -e .)")
 def test_installed_script(tmp_path, bad_maps, phantom):
     out = tmp_path / "m.npz"

@@ -214,9 +214,9 @@ def test_workflow_clusters_subsets_paths_and_report(tmp_path, shared_data):
     uids = [np.load(results / "clusters" / "subsets" / f"cluster_{c:02d}.cs")["uid"] for c in range(2)]
     assert sorted(np.concatenate(uids).tolist()) == sorted(original["uid"].tolist())
     assert (results / "clusters" / "subsets" / "bin_c1_01.csg").is_file()
-    assert (results / "cluster_maps" / "clusters.cxc").is_file() and (results / "cluster_maps" / "mapspace_clusters.cxc").is_file()
+    assert (results / "cluster_maps" / "clusters.py").is_file() and (results / "cluster_maps" / "mapspace_clusters.py").is_file()
     assert len(list((results / "path_maps").glob("path_cluster_00_cluster_01_f*.mrc"))) == 3
-    assert (results / "maps" / "series_c0.cxc").is_file()
+    assert (results / "maps" / "series_c0.py").is_file()
     snakemake("--report", str(tmp_path / "report.html"))
     assert "latent space, paths" in (tmp_path / "report.html").read_text(errors="replace")
 
@@ -350,3 +350,44 @@ def test_result_types_follow_cryosparc():
     assert [result_type(p) for p in ("components_mode_0", "components_mode_12", "alignments_class_3", "blob",
                                      "ctf", "alignments3D", "location", "components_mode")] == [
         "components", "components", "alignments3D", "blob", "ctf", "alignments3D", "location", "components_mode"]
+
+
+@pytest.mark.slow
+def test_cluster_and_paths_requests_cover_their_measured_peaks(tmp_path, shared_data):
+    """The workflow's requests for `cluster` (with subsets) and `path` come from the
+    inputs (zernike3d.resources) and lie between the measured peak and 1.5 times it."""
+    import re
+    import subprocess
+    import sys
+
+    from zernike3d import resources
+    from zernike3d.resources import rule_resources, table_row_bytes
+
+    real = np.load(shared_data / "cryosparc_P12_J24_001_particles.cs")
+    rows = real[np.resize(np.arange(len(real)), 30_000)]
+    rows["uid"] = np.arange(10**9, 10**9 + len(rows), dtype=np.uint64)
+    table = tmp_path / "rows.cs"
+    with open(table, "wb") as f:
+        np.save(f, rows)
+    write_3dva_job(tmp_path / "J1", box=16, n_components=2, particles_cs=table)
+    dataset = tmp_path / "dataset.npz"
+    assert main(["import", "--job-dir", str(tmp_path / "J1"), "--out", str(dataset)]) == 0
+
+    def peak(*argv):
+        done = subprocess.run([sys.executable, "-m", "zernike3d.resources", "run", *map(str, argv)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return float(re.findall(r"peak memory ([0-9.]+) MB", done.stderr)[-1])
+
+    settings = {"threads": 1, "clusters": {"k": 3, "export_subsets": True, "path_neighbours": 10},
+                "table_row_bytes": table_row_bytes(dataset)}
+    assert settings["table_row_bytes"] >= real.dtype.itemsize  # the job's .cs rows, as the subsets read them
+    measured = {
+        "cluster": peak("cluster", dataset, "--k", 3, "--subsets", "--out-dir", tmp_path / "clusters"),
+        "paths": peak("path", dataset, "--between", "cluster_00", "cluster_01", "--clusters",
+                      tmp_path / "clusters" / "centres.csv", "--out", tmp_path / "paths.csv", "--plot", tmp_path / "p.png"),
+    }
+    for stage, used in measured.items():
+        asked = rule_resources(stage, dataset, 0, settings)
+        assert used <= asked["mem_mb"] <= 1.5 * used + resources.ROUND_MB, (stage, used, asked)
+        assert asked["runtime"] < 30  # minutes: not the old fixed 30

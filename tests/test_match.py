@@ -18,6 +18,7 @@ import warnings
 
 import numpy as np
 import pytest
+from chimerax_session import FakeSession, run_script
 from scipy.spatial.transform import Rotation
 
 from zernike3d.analysis import match as mt
@@ -198,9 +199,13 @@ def test_outputs_open_together_and_go_back_to_cryosparc(job, matched):
             with mrcfile.open(out / name) as mrc:
                 assert mrc.data.shape == (BOX,) * 3
                 assert float(mrc.voxel_size.x) == pytest.approx(VOXEL)
-        script = (out / f"{stem}.cxc").read_text()
-        assert f"open {stem}.mrc" in script and f"open {stem}_fitted.mrc" in script
-        assert "view matrix models #3," in script
+        session = FakeSession(user_models=2)  # the user's own #1 and #2 stay as they are
+        run_script(out / f"{stem}.py", session)
+        assert session.opened[:2] == [[str(out / f"{stem}.mrc")], [str(out / f"{stem}_fitted.mrc")]]
+        assert session.numbers() == [1, 2, 3, 4, 5] and session.closed == []
+        assert any(c.startswith("view matrix models #5,") for c in session.commands)  # the model file, placed
+        run_script(out / f"{stem}.py", session)  # again: replaces only its own three models
+        assert session.closed == [3, 4, 5] and session.numbers() == [1, 2, 3, 4, 5]
     with mrcfile.open(out / "open_fitted.mrc") as mrc:
         fitted = np.asarray(mrc.data, dtype=np.float64)
     assert np.corrcoef(fitted.ravel(), job["open_map"].ravel())[0, 1] > 0.9  # the model lands on the open state

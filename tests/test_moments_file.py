@@ -146,10 +146,16 @@ def test_text_summaries(phantom_moments):
     parseval = np.sqrt(np.sum(moments.invariants() ** 2))
     assert f"hand: {parseval:.6g}" in stats
     lines = moments.display(n_max=2).splitlines()
-    assert len(lines) == coefficient_count(2) and lines[0].startswith("(0, 0, 0) ")
+    name = moments.names[0]
+    assert lines[0] == f"Ω_nlm of volume {name!r} (0 of 1 volumes, 0-based)"  # says which volume it shows
+    assert len(lines) == 1 + coefficient_count(2) and lines[1].startswith("(0, 0, 0) ")
+    assert moments.display(n_max=2, volume=name) == moments.display(n_max=2)
     assert moments.display(nlm=(3, 3, -2)) == f"{moments.get(3, 3, -2):.6g}"
     assert moments.display_invariants(nl=(2, 2)) == f"{moments.invariants()[0, 3]:.6g}"
-    assert moments.display_invariants(n_max=3).splitlines()[3].startswith("(2, 2) ")
+    invariant_lines = moments.display_invariants(n_max=3).splitlines()
+    assert invariant_lines[0].startswith(f"F_nl of volume {name!r}") and invariant_lines[4].startswith("(2, 2) ")
+    with pytest.raises(ValueError, match="no volume"):
+        moments.display(volume=1)
 
 
 def test_a_finer_voxel_size_alone_keeps_the_field_of_view():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from zernike3d.errors import InputError
-from zernike3d.io.mrc import read_map, write_map
+from zernike3d.io.mrc import read_central_section, read_map, write_map
 
 from conftest import write_raw
 
@@ -82,3 +82,23 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(ValueError):
         write_map(tmp_path / "out.mrc", np.zeros((4, 4)), 1.0)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.filterwarnings("ignore:Data array contains NaN values")
+def test_central_section_is_that_of_the_whole_map(tmp_path):
+    """Read through a memory map, or through read_map where the axes are stored in
+    another order; a damaged section is refused as read_map refuses it."""
+    data = np.random.default_rng(0).standard_normal((9, 9, 9)).astype(np.float32)
+    write_map(tmp_path / "plain.mrc", data, 1.5)
+    assert np.array_equal(read_central_section(tmp_path / "plain.mrc"), data[4])
+    with mrcfile.new(tmp_path / "xyz.mrc") as mrc:
+        mrc.set_data(np.ascontiguousarray(data.transpose(2, 1, 0)))  # stored x, y, z
+        mrc.header.mapc, mrc.header.mapr, mrc.header.maps = 3, 2, 1
+        mrc.voxel_size = 1.5
+    assert np.array_equal(read_central_section(tmp_path / "xyz.mrc"), read_map(tmp_path / "xyz.mrc").data[4])
+    data[4, 2, 3] = np.nan
+    with mrcfile.new(tmp_path / "nan.mrc") as mrc:
+        mrc.set_data(data)
+        mrc.voxel_size = 1.5
+    with pytest.raises(InputError, match="1 of 729 voxels are NaN"):
+        read_central_section(tmp_path / "nan.mrc")

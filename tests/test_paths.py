@@ -90,7 +90,7 @@ def test_path_stage_writes_points_that_reconstruct_reads(tmp_path, capsys):
     maps = tmp_path / "maps"
     assert main(["reconstruct", str(paths.moments), "--particles", str(paths.dataset), "--out-dir", str(maps),
                  "--points", str(out)]) == 0
-    assert (maps / f"{first}.cxc").is_file() and len(list(maps.glob("path_*.mrc"))) == 12
+    assert (maps / f"{first}.py").is_file() and len(list(maps.glob("path_*.mrc"))) == 12
 
     assert main(["path", str(paths.dataset), "--between", "cluster_05", "index:0", "--clusters", str(centres),
                  "--out", str(tmp_path / "x.csv")]) == 2

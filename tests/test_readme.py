@@ -4,8 +4,10 @@ The blocks run in a copy of the repository (so that the workflow's outputs and t
 files the commands write stay out of the checkout), one after another, so a later block
 sees what an earlier one wrote, as it would for a reader going down the page:
 
-- the set-up block: its install command must be the one `.ci/run` runs (CI installs
-  exactly that), and the rest (the whole workflow on the example, and the report) runs;
+- the set-up block: its install commands (everything up to and including `pip install`:
+  the virtual environment and the install into it) must be what `.ci/run` runs (CI
+  installs exactly that), and the rest (the whole workflow on the example, and the
+  report) runs here with this test's own installation;
 - the test command must be the one `.ci/run` runs (running it here would recurse);
 - the SLURM block needs a cluster: `tests/test_slurm.py` types the same commands against
   a real single-node SLURM, and this test checks that it does;
@@ -49,17 +51,27 @@ def code_blocks():
 
 
 BLOCKS = code_blocks()
+#: the README's test command, which .ci/run runs
+TEST_COMMAND = ".venv/bin/python -m pytest -q"
 CI_SCRIPT = (REPO / ".ci" / "run").read_text()
 
 
 def _kind(text):
     if "pip install" in text and "snakemake" in text:
         return "setup"
-    if text.strip() == "python3 -m pytest -q":
+    if text.strip() == TEST_COMMAND:
         return "tests"
     if "--profile slurm" in text:
         return "slurm"
     return "run"
+
+
+def _split_setup(text):
+    """(install, rest) of the set-up block: the commands up to and including the
+    ``pip install``, and those after it."""
+    commands = [c.strip() for c in text.strip().split("&&")]
+    last = max(i for i, c in enumerate(commands) if "pip install" in c)
+    return " && ".join(commands[: last + 1]), " && ".join(commands[last + 1 :])
 
 
 def _write_input_maps(folder):
@@ -92,9 +104,9 @@ def readme_run(tmp_path_factory):
     for line, language, text in BLOCKS:
         kind = _kind(text)
         if kind == "setup":
-            install, _, rest = text.strip().partition("&&")
-            if install.strip() not in CI_SCRIPT:
-                results[line] = (False, f"the install command {install.strip()!r} is not what .ci/run runs")
+            install, rest = _split_setup(text)
+            if install not in CI_SCRIPT:
+                results[line] = (False, f"the install commands {install!r} are not what .ci/run runs")
                 continue
             run = _run(["bash", "-euo", "pipefail", "-c", rest], folder)
         elif kind in ("tests", "slurm"):
@@ -140,8 +152,8 @@ def test_setup_block_leaves_the_report_where_it_says(readme_run):
 
 def test_the_test_command_is_what_ci_runs():
     blocks = [text.strip() for _, _, text in BLOCKS if _kind(text) == "tests"]
-    assert blocks == ["python3 -m pytest -q"]
-    assert re.search(r"^python3 -m pytest -q \|\| status=\$\?$", CI_SCRIPT, re.M), "CI must run the README's test command"
+    assert blocks == [TEST_COMMAND]
+    assert re.search(rf"^{re.escape(TEST_COMMAND)} \|\| status=\$\?$", CI_SCRIPT, re.M), "CI must run the README's test command"
 
 
 def test_the_slurm_block_is_typed_by_the_slurm_test():
@@ -154,3 +166,62 @@ def test_the_slurm_block_is_typed_by_the_slurm_test():
         words = [w for w in command.split() if "/" not in w]
         typed = ", ".join(f'"{w}"' for w in words)
         assert typed in slurm_test, f"tests/test_slurm.py does not type {command!r} (as {typed})"
+
+
+#: appended to a copy of report.html: once the page has rendered, every image of the page
+#: and every image file embedded among its results (the figures behind the menu) is loaded
+#: by the browser, and what loaded, with each QC section of the first page, is written
+#: into an attribute of <body> for --dump-dom to show
+REPORT_CHECK = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const sources = new Set();
+  for (const script of document.scripts)
+    for (const found of script.text.matchAll(/"(data:image\\/[^"\\\\]+;filename=[^"\\\\]+)"/g)) sources.add(found[1]);
+  const load = src => new Promise(done => {
+    const image = new Image();
+    image.onload = () => done({src: src.slice(0, 60), width: image.naturalWidth});
+    image.onerror = () => done({src: src.slice(0, 60), width: 0});
+    image.src = src;
+  });
+  Promise.all([...sources].map(load)).then(embedded => {
+    const shown = Array.from(document.images).map(i => ({src: i.src.slice(0, 60), width: i.complete ? i.naturalWidth : 0}));
+    const sections = Array.from(document.querySelectorAll(".zernike3d-qc")).map(s => ({
+      text: s.textContent.trim().slice(0, 80), rows: s.querySelectorAll("tr").length,
+      images: Array.from(s.querySelectorAll("img")).map(i => i.complete ? i.naturalWidth : 0)}));
+    document.body.setAttribute("data-zernike3d-check", JSON.stringify({embedded, shown, sections}));
+  });
+}, 2000));
+</script>"""
+
+
+def _chromium():
+    return next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None)
+
+
+def test_the_report_renders_in_a_headless_browser(readme_run, tmp_path):
+    """The example's report.html, opened in headless Chromium: every figure (on the first
+    page and among the results) loads, and each dataset's QC section has its table and
+    figures."""
+    import html
+    import json
+
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium)")
+    folder, _ = readme_run
+    text = (folder / "report.html").read_text()
+    end = text.rindex("</body>")
+    page = tmp_path / "report.html"
+    page.write_text(text[:end] + REPORT_CHECK + text[end:])
+    run = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=30000",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=300)
+    found = re.search(r'data-zernike3d-check="([^"]*)"', run.stdout)
+    assert found, f"the page did not finish rendering: {run.stderr[-2000:]}"
+    check = json.loads(html.unescape(found.group(1)))
+    figures = len(re.findall(r'"data:image/png;charset=utf8;filename=', text))
+    assert figures >= 7 and len(check["embedded"]) >= figures  # fsc, maps, invariants, PCA, series, latents x2
+    assert all(image["width"] > 0 for image in check["embedded"]), [i for i in check["embedded"] if not i["width"]]
+    assert all(image["width"] > 0 for image in check["shown"]), check["shown"]
+    (section,) = check["sections"]  # the example: one dataset
+    assert section["text"].startswith("example: FSC 0.5") and section["rows"] >= 2, section
+    assert len(section["images"]) == 3 and all(section["images"]), section  # FSC, slices, PCA

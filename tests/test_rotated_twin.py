@@ -59,7 +59,8 @@ def twin_of(job_dir, rotate, root):
     shutil.copytree(job_dir, twin)
     for path in twin.glob("*.mrc"):
         m = read_map(path)
-        write_map(path, rotate(m.data), m.voxel_size, m.origin)
+        path.unlink()  # the job's maps are inputs (unlabelled): no write replaces them
+        write_map(path, rotate(m.data), m.voxel_size, m.origin, output=False)
     return twin
 
 

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+from chimerax_session import FakeSession, run_script
 from small_job import write_small_job
 from zernike3d.cli import main
 from zernike3d.io.chimerax import contour_level, series_groups
@@ -58,7 +59,7 @@ def test_mapspace_series_and_chimerax_scripts(job, tmp_path, capsys, monkeypatch
     assert cli("reconstruct", paths.moments, "--particles", paths.dataset, "--out-dir", out,
                "--series", 4, "--kmeans", 2, "--mapspace", "--movie") == 0
     printed = capsys.readouterr().out
-    assert printed.count("ChimeraX (chimerax) is not on PATH") == 6  # 2 series + clusters, twice (mapspace)
+    assert printed.count("ChimeraX (chimerax) is not on PATH") == 6  # 2 series + kmeans, twice (mapspace)
 
     rows = read_index(out)
     zernike = [r for r in rows if not r["file"].startswith("mapspace_")]
@@ -74,25 +75,40 @@ def test_mapspace_series_and_chimerax_scripts(job, tmp_path, capsys, monkeypatch
     # the Zernike base is filtered: it differs from the map-space base
     assert not np.allclose(read_map(out / "base.mrc").data, read_map(out / "mapspace_base.mrc").data, atol=1e-3)
 
-    scripts = sorted(p.name for p in out.glob("*.cxc"))
-    assert scripts == sorted(f"{pre}{g}{suf}.cxc" for pre in ("", "mapspace_") for g in ("series_c0", "series_c1", "clusters")
+    scripts = sorted(p.name for p in out.glob("*.py"))
+    assert scripts == sorted(f"{pre}{g}{suf}.py" for pre in ("", "mapspace_") for g in ("series_c0", "series_c1", "kmeans")
                              for suf in ("", "_movie"))
-    text = (out / "series_c1.cxc").read_text()
-    opened = re.search(r"^open (.+) vseries true$", text, re.M).group(1).split()
-    assert opened == [f"series_c1_f{i:02d}.mrc" for i in range(4)]
-    assert all((out / name).is_file() for name in opened)
-    assert re.search(r"^open base\.mrc$", text, re.M)
     level = contour_level(read_map(out / "base.mrc").data)
-    assert re.search(rf"^volume #2 level {level:.6g} ", text, re.M)
     assert np.mean(read_map(out / "base.mrc").data > level) == pytest.approx(0.05, abs=0.01)
-    assert "mapspace_series_c1_f03.mrc" in (out / "mapspace_series_c1.cxc").read_text()
-    assert "clusters.mp4" in (out / "clusters_movie.cxc").read_text()
+    session = FakeSession(user_models=2)  # the user's own two models stay untouched
+    run_script(out / "series_c1.py", session)
+    assert session.opened == [[str(out / "base.mrc")], [str(out / f"series_c1_f{i:02d}.mrc") for i in range(4)]]
+    assert session.numbers() == [1, 2, 3, 4] and session.closed == []
+    assert f"volume #4 level {level:.6g} style surface color #3c8cd2" in session.commands
+    assert session.commands[-1] == "vseries play #4 loop true direction forward"  # from the first map on
+    run_script(out / "series_c1.py", session)  # again: replaces its own two models, nothing else
+    assert session.closed == [3, 4] and session.numbers() == [1, 2, 3, 4]
+    run_script(out / "kmeans.py", session)
+    assert session.opened[-1] == [str(out / "kmeans_00.mrc"), str(out / "kmeans_01.mrc")]
+    assert session.numbers() == [1, 2, 3, 4, 5, 6] and session.closed == [3, 4]
+
+    movie = FakeSession(user_models=0)
+    run_script(out / "mapspace_series_c1_movie.py", movie)
+    assert movie.opened[1][-1] == str(out / "mapspace_series_c1_f03.mrc")
+    assert movie.commands[-6:] == [  # starts at the first map, ends: forward, then back, then the file
+        "movie record", "vseries play #2 direction forward", "wait 5", "vseries play #2 direction backward",
+        "wait 5", f'movie encode "{out / "mapspace_series_c1.mp4"}" framerate 10 wait true']
+    header = [line for line in (out / "kmeans.py").read_text().splitlines() if line.startswith("#")]
+    named = set(re.findall(r"[\w.]+\.mrc", " ".join(header)))
+    assert named == {"kmeans_00.mrc", "kmeans_01.mrc", "base.mrc"} and all((out / n).is_file() for n in named)
 
 
 def test_series_groups():
-    names = ["base", "series_c0_f00", "series_c0_f01", "cluster_00", "path_a_b_f00", "path_a_b_f01", "latent_00"]
-    kinds = ["base", "series", "series", "cluster", "path", "path", "latent"]
-    assert series_groups(names, kinds) == {"series_c0": names[1:3], "clusters": ["cluster_00"], "path_a_b": names[4:6]}
+    names = ["base", "series_c0_f00", "series_c0_f01", "cluster_00", "path_a_b_f00", "path_a_b_f01", "latent_00",
+             "kmeans_00"]
+    kinds = ["base", "series", "series", "cluster", "path", "path", "latent", "cluster"]
+    assert series_groups(names, kinds) == {"series_c0": names[1:3], "clusters": ["cluster_00"], "path_a_b": names[4:6],
+                                           "kmeans": ["kmeans_00"]}
 
 
 def test_points_file_gives_named_maps(job, tmp_path, capsys):
@@ -105,7 +121,7 @@ def test_points_file_gives_named_maps(job, tmp_path, capsys):
     assert [(r["file"], r["kind"], r["z_0"], r["z_1"]) for r in rows] == [
         ("base.mrc", "base", "0.0", "0.0"), ("cluster_00.mrc", "cluster", "0.5", "-1.0"),
         ("cluster_01.mrc", "cluster", "-0.25", "2.0")]
-    assert (out / "clusters.cxc").is_file()
+    assert (out / "clusters.py").is_file()
 
     points.write_text("name,kind,z_0\nx,latent,1\n")
     assert cli("reconstruct", paths.moments, "--particles", paths.dataset, "--out-dir", tmp_path / "m2", "--points", points) == 2

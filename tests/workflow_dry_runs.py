@@ -6,7 +6,8 @@ CASES.json is ``{"case name": "config text", ...}``. For each case, WORKDIR/conf
 is replaced by the text, the workflow is dry-run through Snakemake's Python API (as
 `snakemake -n` does, without paying Snakemake's start-up once per case), and the original
 config file is put back at the end. Prints one JSON object: ``{"case name": {"ok": bool,
-"output": what Snakemake printed, "error": the exception's text or ""}}``.
+"output": what Snakemake printed, "error": the exception's text, what was printed before
+the workflow's own exit on a configuration mistake, or ""}}``.
 """
 
 import contextlib
@@ -41,6 +42,8 @@ def dry_run(workdir):
                 workflow.dag(DAGSettings()).execute_workflow(executor="dryrun")
         except Exception as err:  # the run's failure is the result we report
             error = f"{type(err).__name__}: {err}"
+        except SystemExit as err:  # a configuration mistake: its lines are printed, then exit 1
+            error = printed.getvalue() or f"SystemExit: {err.code}"
     return not error, printed.getvalue(), error
 
 

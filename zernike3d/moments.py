@@ -141,21 +141,26 @@ class Moments:
             raise ValueError(f"order {order} is not between 0 and the stored order {self.order}")
         return replace(self, moments=indexing.truncate(self.moments, self.order, order), order=int(order))
 
+    def volume_index(self, which: int | str) -> int:
+        """The index of a volume given by name, or by index (an int or a string of digits
+        that is not a name); ValueError naming the choices otherwise."""
+        if isinstance(which, str) and which in self.names:
+            return self.names.index(which)
+        try:
+            index = int(which)
+        except ValueError:
+            index = None
+        if index is None or not 0 <= index < len(self.names):
+            raise ValueError(
+                f"no volume {which!r}: give a name ({', '.join(self.names)}) "
+                f"or an index 0..{len(self.names) - 1}"
+            )
+        return index
+
     def volume(self, which):
         """Moments of one volume, chosen by name, or by index (an int or a string of digits
         that is not a name)."""
-        if isinstance(which, str) and which in self.names:
-            index = self.names.index(which)
-        else:
-            try:
-                index = int(which)
-            except ValueError:
-                index = None
-            if index is None or not 0 <= index < len(self.names):
-                raise ValueError(
-                    f"no volume {which!r}: give a name ({', '.join(self.names)}) "
-                    f"or an index 0..{len(self.names) - 1}"
-                )
+        index = self.volume_index(which)
         fingerprint = None if self.maps_sha256 is None else self.maps_sha256[index : index + 1]
         return replace(self, moments=self.moments[index : index + 1], names=[self.names[index]], maps_sha256=fingerprint)
 
@@ -211,22 +216,29 @@ class Moments:
         )
 
     def display(self, n_max=None, nlm=None, volume=0):
-        """Coefficients as text: one ``(n, l, m) value`` line per coefficient up to
-        ``n_max`` (default: all), or the single value of ``nlm=(n, l, m)``."""
+        """Coefficients of one ``volume`` (name or index) as text: a first line naming the
+        volume, then one ``(n, l, m) value`` line per coefficient up to ``n_max``
+        (default: all); or the single value of ``nlm=(n, l, m)``."""
+        index = self.volume_index(volume)
         if nlm is not None:
-            return f"{self.get(*nlm, volume=volume):.6g}"
-        return _table_text(self.nlm, self.moments[volume], n_max)
+            return f"{self.get(*nlm, volume=index):.6g}"
+        return self._volume_line(index, "Ω_nlm") + "\n" + _table_text(self.nlm, self.moments[index], n_max)
 
     def display_invariants(self, n_max=None, nl=None, volume=0):
-        """Invariants as text: one ``(n, l) value`` line each up to ``n_max``, or the
-        single value of ``nl=(n, l)``."""
-        table, values = self.nl, self.invariants()[volume]
+        """Invariants of one ``volume`` (name or index) as text: a first line naming the
+        volume, then one ``(n, l) value`` line each up to ``n_max``; or the single value
+        of ``nl=(n, l)``."""
+        index = self.volume_index(volume)
+        table, values = self.nl, self.invariants()[index]
         if nl is not None:
             matches = np.flatnonzero((table == nl).all(axis=1))
             if not matches.size:
                 raise ValueError(f"no invariant (n, l) = {tuple(nl)} up to order {self.order}")
             return f"{values[matches[0]]:.6g}"
-        return _table_text(table, values, n_max)
+        return self._volume_line(index, "F_nl") + "\n" + _table_text(table, values, n_max)
+
+    def _volume_line(self, index, what):
+        return f"{what} of volume {self.names[index]!r} ({index} of {len(self.names)} volumes, 0-based)"
 
 
 def _table_text(table, values, n_max):

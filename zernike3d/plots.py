@@ -84,7 +84,7 @@ def plot_invariant_maps(path, invariants, nl, names, title):
         ax.set_ylabel("n (radial order)")
     for ax in axes[len(names):]:
         ax.set_visible(False)
-    fig.colorbar(image, ax=axes[: len(names)], label="F_nl (map density units, one scale for all)")
+    fig.colorbar(image, ax=axes[: len(names)], label="F_nl (map density units)\none scale for all volumes")
     fig.suptitle(title + "\ngrey: n − l odd, no such invariant; blank: l > n")
     _save(fig, path)
 
@@ -112,34 +112,69 @@ def plot_invariant_pca(path, scores, explained, colours, colour_labels, correlat
     _save(fig, path)
 
 
-def plot_map_slices(path, rows, title, planes=("xy", "xz", "yz")):
+def plot_map_slices(path, rows, title, voxel_size, planes=("xy", "xz", "yz")):
     """Central slices (``planes`` of xy, xz, yz, through voxel N // 2) of several maps.
 
-    ``rows``: [(label, [(column title, map (N, N, N) [z, y, x]), ...])]; the maps of one
+    ``rows``: [(label, [(column title, map (N, N, N) [z, y, x]), ...])], or with
+    ``planes=("xy",)`` each map's central xy section (N, N) [y, x] alone; the maps of one
     row share one symmetric grey scale (so a map and its expansion compare directly).
     Rows may have different numbers of maps; slices are shown with x across and y (or z)
-    up.
+    up. The row's label is written at its left; its first slice carries a scale bar in Å
+    (``voxel_size``: Å per voxel).
     """
     per_map = len(planes)
     columns = max(len(maps) for _, maps in rows) * per_map
-    fig, axes = _figure(len(rows), columns, (1.7 * columns, 1.9 * len(rows) + 0.6))
+    width = max(2.0 * columns, MIN_WIDTH_INCHES)
+    fig, axes = _figure(len(rows), columns, (width, 2.2 * len(rows) + 0.9))
     axes = np.array(axes).reshape(len(rows), columns)
     for row_axes, (label, maps) in zip(axes, rows):
         limit = max(float(np.max(np.abs(m))) for _, m in maps) or 1.0
         for i, (column, volume) in enumerate(maps):
             c = volume.shape[0] // 2
-            sections = {"xy": volume[c], "xz": volume[:, c], "yz": volume[:, :, c]}
+            sections = ({"xy": volume} if volume.ndim == 2
+                        else {"xy": volume[c], "xz": volume[:, c], "yz": volume[:, :, c]})
             for j, plane in enumerate(planes):
-                section = sections[plane]
                 ax = row_axes[per_map * i + j]
-                ax.imshow(section, origin="lower", cmap="gray", vmin=-limit, vmax=limit, interpolation="nearest")
+                ax.imshow(sections[plane], origin="lower", cmap="gray", vmin=-limit, vmax=limit,
+                          interpolation="nearest")
                 ax.set_xticks([])
                 ax.set_yticks([])
-                ax.set_title(f"{column} {plane}" if j else f"{label}: {column} {plane}", fontsize=7)
+                ax.set_title(" ".join(filter(None, [column, plane if per_map > 1 else ""])), fontsize=PANEL_FONT)
+        row_axes[0].set_ylabel(label, fontsize=PANEL_FONT + 1)
+        _scale_bar(row_axes[0], maps[0][1].shape[-1], voxel_size)
         for ax in row_axes[per_map * len(maps):]:
             ax.set_visible(False)
-    fig.suptitle(title)
+    fig.suptitle(_wrapped(title, width))
     _save(fig, path)
+
+
+#: type size (points) of the panels' titles: readable at the report's width
+PANEL_FONT = 10
+#: no figure is narrower (inches), so that its title fits
+MIN_WIDTH_INCHES = 6.0
+
+
+def _wrapped(title, width_inches, size=12):
+    """``title`` broken into lines that fit a figure ``width_inches`` wide at ``size`` points."""
+    import textwrap
+
+    characters = max(20, int(width_inches * 72 / (0.55 * size)))
+    return "\n".join(textwrap.fill(line, characters) for line in title.split("\n"))
+
+
+def _scale_bar(ax, box, voxel_size):
+    """A white bar of a round length in Å (about a quarter of the box) at the lower left
+    of a slice ``box`` voxels wide, labelled with its length."""
+    from matplotlib import patheffects
+
+    target = box * voxel_size / 4
+    length = max(n * 10.0**k for k in range(-2, 5) for n in (1, 2, 5) if n * 10.0**k <= max(target, 0.01))
+    outline = [patheffects.withStroke(linewidth=3, foreground="black")]
+    x0, y0 = 0.06 * box, 0.07 * box
+    ax.plot([x0, x0 + length / voxel_size], [y0, y0], color="white", linewidth=2.5, solid_capstyle="butt",
+            path_effects=outline)
+    ax.text(x0, y0 + 0.04 * box, f"{length:g} Å", color="white", fontsize=PANEL_FONT - 1, va="bottom",
+            path_effects=outline)
 
 
 def _figure(rows, columns, size):

@@ -31,12 +31,23 @@ MB = 1_000_000
 #: 20,000 and 1,000,000 particles), so that measured peak = BASE_MB + modelled arrays +
 #: PARTICLE_BYTES x particles; decompose and reconstruct are the planner's
 BASE_MB = {"example": 160, "import": 40, "preprocess": 57, "basis": 39, "decompose": 0,
-           "invariants": 187, "reconstruct": 0, "qc": 34, "match": 260}
+           "invariants": 187, "reconstruct": 0, "qc": 34, "match": 260,
+           "cluster": 210, "paths": 104}
 #: bytes per particle that a stage holds when it reads the particles (the latents, uid
 #: and their transient copies; for import beside the table's own rows; for qc also its
 #: check of the store's uid and the store chunks of the sampled rows), from the same fit
 PARTICLE_BYTES = {"example": 200, "import": 45, "preprocess": 64, "basis": 85, "decompose": 24,
-                  "invariants": 24, "reconstruct": 24, "qc": 243, "match": 400}
+                  "invariants": 24, "reconstruct": 24, "qc": 243, "cluster": 90, "paths": 160,
+                  "match": 400}
+#: bytes per particle and neighbour of the k-nearest-neighbour graph of `zernike3d path`
+#: (the workflow's rule and resources key: paths); with PARTICLE_BYTES, chosen so that
+#: the requests lie within 1.0-1.5x the peaks (VmHWM) measured at 20,000 and 200,000
+#: particles (box 32; 5, 10 and 30 neighbours) and 500,000 (box 192): the cluster and
+#: paths rows of benchmarks/bench_stage_memory.py
+PATH_NEIGHBOUR_BYTES = 70
+#: copies of a particle's .cs row that `zernike3d cluster --subsets` holds at its peak,
+#: beyond PARTICLE_BYTES (fitted with the real 246-byte rows of a cryoSPARC job)
+SUBSET_ROW_COPIES = 1
 #: headroom on every estimate, for what the fit does not capture
 SAFETY = 1.1
 #: what compiling the numba kernels adds to a job that finds none cached (the first jobs
@@ -180,6 +191,27 @@ def _cs_rows(path):
     rows = cs_row_count(path)
     # not a readable table (the import stage will say why): guess ~200 bytes a row
     return rows if rows is not None else max(1, os.path.getsize(path) // 200)
+
+
+def table_row_bytes(dataset_path, particles_cs=None):
+    """Bytes per row of the particles ``.cs`` that `zernike3d cluster --subsets` reads for
+    the dataset bundle ``dataset_path``: ``particles_cs``, or the table the dataset was
+    imported from (its provenance), with the passthrough file beside it that is joined in
+    (file size / rows: a compressed table holds more once read). 0 when none is known."""
+    import numpy as np
+
+    from zernike3d.io.cryosparc import passthrough_path
+    from zernike3d.stages.cluster import source_particles_cs
+
+    if particles_cs is None:
+        with np.load(str(dataset_path)) as bundle:
+            steps = json.loads(str(bundle["provenance"])) if "provenance" in bundle.files else []
+        particles_cs = source_particles_cs(type("Provenance", (), {"provenance": steps}))
+    total = 0
+    for path in (particles_cs, particles_cs and passthrough_path(particles_cs)):
+        if path and os.path.isfile(path):
+            total += os.path.getsize(path) // max(cs_row_count(path) or 1, 1)
+    return total
 
 
 def _job_dir_shape(directory):
@@ -327,23 +359,32 @@ def estimate(stage, shape, order, config=None):
         grid = _geometry(shape, config).grid
         nbytes = 4 * voxels * volumes + grid.nbytes + 2 * radial_table_bytes(order, grid.n_shells)
     elif stage == "invariants":
-        # the moments and forms, and one chunk of particles' invariants: float64 and
-        # float32, and zarr's compressed copy (zernike3d.io.particle_invariants)
+        # the dataset as loaded (its maps: 198 MB of a 192^3 job of 7 volumes, which the
+        # fit at box 64 did not see), the moments and forms, and one chunk of particles'
+        # invariants: float64 and float32, and zarr's compressed copy
+        # (zernike3d.io.particle_invariants)
         from zernike3d.io.particle_invariants import DEFAULT_CHUNK
 
         coefs = coefficient_count(order)
-        nbytes = 16 * coefs * volumes + 8 * nl * volumes**2 + DEFAULT_CHUNK * nl * 24
+        nbytes = 4 * voxels * volumes + 16 * coefs * volumes + 8 * nl * volumes**2 + DEFAULT_CHUNK * nl * 24
         seconds = particles * nl * volumes**2 / (OPS_PER_SECOND * threads)
     elif stage == "qc":
-        # every volume reconstructed (the planner's peak, interpreter included), the FSC
-        # of zero-padded maps through rfftn, and the PCA of a sample of the per-particle
-        # invariants (float32 rows, float64 centred copy and SVD work)
+        # every volume reconstructed (the planner's cpu-ram peak, interpreter included,
+        # with the work blocks qc's reconstruct uses: zernike3d.maths.transform.reconstruct
+        # without a basis keeps the radial table in RAM and works in blocks of at most
+        # DEFAULT_WORKSPACE, not in the largest blocks a reconstruct job on an unlimited
+        # node would plan: 15.8 GB asked against 2.3 GB used, 192^3 x 7 volumes at order
+        # 50), the FSC of zero-padded maps through rfftn, and the PCA of a sample of the
+        # per-particle invariants (float32 rows, float64 centred copy and SVD work)
         from zernike3d.maths.fsc import oversampling_for
+        from zernike3d.maths.transform import DEFAULT_WORKSPACE
 
-        reconstruction = _plan("reconstruct", _geometry(shape, config), order, volumes, dict(config, gpu=False)).choice
+        estimates = _plan("reconstruct", _geometry(shape, config), order, volumes, dict(config, gpu=False)).estimates
+        reconstruction = next(e for e in estimates if e.placement == "cpu-ram")
+        reconstruction_bytes = reconstruction.host_bytes - max(reconstruction.max_workspace - DEFAULT_WORKSPACE, 0)
         padded = (box * oversampling_for(box)) ** 3 if box else 0
         sample = min(particles, QC_PCA_SAMPLE)
-        nbytes = 4 * voxels * volumes + 60 * padded + reconstruction.host_bytes + sample * nl * 20
+        nbytes = 4 * voxels * volumes + 60 * padded + reconstruction_bytes + sample * nl * 20
         seconds = reconstruction.seconds + padded * 30 / OPS_PER_SECOND
     elif stage == "match":
         # the bundle's maps, the decomposition of one query map at a time (the planner's
@@ -356,6 +397,18 @@ def estimate(stage, shape, order, config=None):
         one = _plan("decompose", _geometry(shape, config), order, 1, dict(config, gpu=False)).choice
         nbytes = 4 * voxels * volumes + one.host_bytes + 6 * 8 * voxels
         seconds = queries * MAX_ROUNDS * (one.seconds + MATCH_ALIGN_SECONDS)
+    elif stage == "cluster":
+        # the dataset as loaded (maps and latents) and, with the subsets for cryoSPARC, the
+        # particles' .cs rows (config["table_row_bytes"]: the table and its passthrough file)
+        spec = config.get("clusters") or {}
+        rows = SUBSET_ROW_COPIES * int(config.get("table_row_bytes") or 0) if spec.get("export_subsets") else 0
+        nbytes = 4 * voxels * volumes + rows * particles
+        seconds = particles * 2000 / OPS_PER_SECOND  # a million: about 20 s
+    elif stage == "paths":  # zernike3d path
+        # the dataset as loaded and the k-nearest-neighbour graph of the particles' latents
+        neighbours = int((config.get("clusters") or {}).get("path_neighbours") or 10)
+        nbytes = 4 * voxels * volumes + PATH_NEIGHBOUR_BYTES * neighbours * particles
+        seconds = particles * neighbours * 300 / OPS_PER_SECOND
     return {"mem_mb": _mb(nbytes, stage, particles), "runtime": _minutes(seconds), "gpu": 0}
 
 
@@ -413,13 +466,28 @@ def rule_resources(stage, input_path, order, config):
 PEAK_LINE = "peak memory"
 
 
+def peak_rss_mb():
+    """This process's peak resident memory (MB): VmHWM of /proc/self/status, which starts
+    afresh at exec; ``ru_maxrss`` where there is no /proc (it would include the RSS of the
+    parent that started the process, e.g. Snakemake's, on Linux)."""
+    import resource
+
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / MB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB
+
+
 def run_measured(argv):
     """Run ``zernike3d <argv>`` in this process and print, at the end, its exact peak
-    resident memory (``ru_maxrss``) and wall time to stderr, e.g.
+    resident memory (:func:`peak_rss_mb`) and wall time to stderr, e.g.
     ``zernike3d decompose: peak memory 355.6 MB (RSS), 2.41 s``. The workflow runs every
     stage this way, so each job's log says what it really needed (Snakemake's
     ``benchmark:`` samples memory only every 0.5-30 s and misses short peaks)."""
-    import resource
     import sys
     import time
 
@@ -433,8 +501,7 @@ def run_measured(argv):
     except SystemExit as exit_:
         code = exit_.code
     finally:
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB
-        print(f"zernike3d {stage}: {PEAK_LINE} {peak_mb:.1f} MB (RSS), "
+        print(f"zernike3d {stage}: {PEAK_LINE} {peak_rss_mb():.1f} MB (RSS), "
               f"{time.perf_counter() - started:.2f} s", file=sys.stderr)
     return code
 

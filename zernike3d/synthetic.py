@@ -194,11 +194,11 @@ def _write_job_files(directory, maps, latents, particles, voxel_size):
 
     n_components = len(maps) - 1
     map_path = directory / "J1_map.mrc"
-    write_map(map_path, maps[0], voxel_size)
+    write_map(map_path, maps[0], voxel_size, output=False)  # inputs: unlabelled
     component_paths = []
     for k in range(n_components):
         path = directory / f"J1_component_{k}.mrc"
-        write_map(path, maps[1 + k], voxel_size)
+        write_map(path, maps[1 + k], voxel_size, output=False)
         component_paths.append(path)
     extra = []
     for k in range(n_components):

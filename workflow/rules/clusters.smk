@@ -37,7 +37,7 @@ rule cluster:
         conda_env()
     threads: rule_threads("cluster")
     resources:
-        **light_resources("cluster"),
+        **rule_resources_for("cluster", "data"),
     params:
         args=cluster_args,
         out_dir="results/{dataset}/clusters",
@@ -97,9 +97,9 @@ rule paths:
         "finish_{dataset}"
     conda:
         conda_env()
-    threads: 1
+    threads: rule_threads("paths")
     resources:
-        **light_resources("paths"),
+        **rule_resources_for("paths", "data"),
     params:
         args=path_args,
         clusters=lambda wc, input: opt("--clusters", input.get("centres")),

@@ -22,6 +22,14 @@ if str(REPO) not in sys.path:
 from zernike3d.resources import fit_to_nodes, rule_resources  # noqa: E402
 
 
+def config_error(*lines):
+    """Stop before any job with ``lines`` (one per problem, each naming its key) and exit
+    status 1: raising would add Snakemake's traceback lines into this file."""
+    for line in lines:
+        print(line, file=sys.stderr)
+    sys.exit(1)
+
+
 def _duplicate_keys(node, path=()):
     """``(key path, first line, second line)`` of every key given twice in a mapping of
     the composed YAML ``node`` (Snakemake's loader keeps the last one silently)."""
@@ -52,11 +60,11 @@ def _check_config_files():
             with open(path) as f:
                 node = yaml.compose(f)
         except yaml.YAMLError as err:  # Snakemake has read it, so this is unlikely
-            raise WorkflowError(f"{path}: not valid YAML ({err})")
+            config_error(f"{path}: not valid YAML ({err})")
         for key, first, second in _duplicate_keys(node):
-            raise WorkflowError(
-                f"Invalid configuration ({path}): {key}: given twice (lines {first} and {second}); "
-                "the second would silently replace the first"
+            config_error(
+                f"{path}: {key}: given twice (lines {first} and {second}); "
+                "the second would silently replace the first (see config/README.md)"
             )
 
 
@@ -99,12 +107,11 @@ def _check_config(config):
             message = f"{error.instance!r} is not allowed here; expected {hint}"
         else:
             message = error.message
-        problems.append(f"  {where}: {message}")
+        problems.append(f"{where}: {message}")
     if problems:
         files = ", ".join(str(f) for f in workflow.configfiles) or "the configuration"
-        raise WorkflowError(
-            f"Invalid configuration ({files}); see config/README.md:\n"
-            + "\n".join(problems)
+        config_error(
+            *(f"{files}: {problem} (see config/README.md)" for problem in problems)
         )
     validate(config, str(SCHEMA))  # sets the schema's defaults
 
@@ -120,18 +127,18 @@ def _check_sources():
     for name, d in DATASETS.items():
         given = [key for key in SOURCES if d.get(key) is not None]
         if len(given) != 1:
-            raise WorkflowError(
+            config_error(
                 f"datasets.{name}: give exactly one input of {', '.join(SOURCES)} "
                 f"(got {', '.join(given) or 'none'})"
             )
         if (d.get("components") or d.get("particles")) and given != ["map"]:
-            raise WorkflowError(f"datasets.{name}: components/particles go with map")
+            config_error(f"datasets.{name}: components/particles go with map")
         if bool(d.get("components")) != bool(d.get("particles")):
-            raise WorkflowError(
+            config_error(
                 f"datasets.{name}: give both components and particles, or neither"
             )
         if d.get("order") is not None and d.get("resolution") is not None:
-            raise WorkflowError(f"datasets.{name}: give order or resolution, not both")
+            config_error(f"datasets.{name}: give order or resolution, not both")
         if d.get("order") is None and d.get("resolution") is None:
             d["order"] = 20
 
@@ -164,12 +171,10 @@ def _input_facts(name):
         return e["box"], e["n_components"], rows, d.get("apix")
     for key in ("map", "particles", "wiggle"):
         if d.get(key) and not os.path.isfile(d[key]):
-            raise WorkflowError(f"datasets.{name}.{key}: {d[key]}: file not found")
+            config_error(f"datasets.{name}.{key}: {d[key]}: file not found")
     for i, path in enumerate(d.get("components") or []):
         if not os.path.isfile(path):
-            raise WorkflowError(
-                f"datasets.{name}.components.{i}: {path}: file not found"
-            )
+            config_error(f"datasets.{name}.components.{i}: {path}: file not found")
     if d.get("job_dir"):
         from zernike3d.errors import InputError
         from zernike3d.stages.import_data import find_job_files
@@ -177,7 +182,7 @@ def _input_facts(name):
         try:
             map_path, components, particles = find_job_files(d["job_dir"])
         except InputError as err:
-            raise WorkflowError(f"datasets.{name}.job_dir: {err}")
+            config_error(f"datasets.{name}.job_dir: {err}")
         voxel = d.get("apix") or mrc_voxel_size(map_path)
         return mrc_box(map_path), len(components), cs_row_count(particles), voxel
     if d.get("map"):
@@ -203,23 +208,23 @@ def _check_against_inputs():
         p, r = d["preprocess"], d["reconstruct"]
         if box is not None:
             if p.get("crop") is not None and p["crop"] > box:
-                raise WorkflowError(
+                config_error(
                     f"{where}.preprocess.crop: {p['crop']} voxels is larger than the input's box of {box}"
                 )
             size = p.get("crop") or box
             if size // p["bin"] < MIN_BINNED_BOX:
-                raise WorkflowError(
+                config_error(
                     f"{where}.preprocess.bin: the box of {size} voxels binned by {p['bin']} leaves "
                     f"{size // p['bin']}; a map needs at least {MIN_BINNED_BOX}"
                 )
             if size % p["bin"]:
-                raise WorkflowError(
+                config_error(
                     f"{where}.preprocess.bin: the box of {size} voxels is not divisible by {p['bin']}"
                 )
         if voxel is not None and d.get("resolution") is not None:
             finest = nyquist(voxel * p["bin"])
             if d["resolution"] < finest:
-                raise WorkflowError(
+                config_error(
                     f"{where}.resolution: {d['resolution']:g} Å is finer than the voxels resolve "
                     f"(Nyquist: 2 x {voxel * p['bin']:g} Å = {finest:g} Å"
                     + (
@@ -240,7 +245,7 @@ def _check_against_inputs():
                 found = re.fullmatch(r"cluster_(\d+)", str(end))
                 if found and int(found[1]) >= k:
                     made = f"cluster_00 to cluster_{k - 1:02d}" if k else "none"
-                    raise WorkflowError(
+                    config_error(
                         f"{where}.clusters.paths.{i}: {end}, but clusters.k is {k} (clusters made: {made})"
                     )
         if (
@@ -248,13 +253,13 @@ def _check_against_inputs():
             and d["order"] is not None
             and r["order"] > d["order"]
         ):
-            raise WorkflowError(
+            config_error(
                 f"{where}.reconstruct.order: {r['order']} is above the dataset's order {d['order']}"
             )
         if components is not None:
             for i, point in enumerate(r.get("latents") or []):
                 if len(point) != components:
-                    raise WorkflowError(
+                    config_error(
                         f"{where}.reconstruct.latents.{i}: {len(point)} coordinates, but the input has "
                         f"{components} components"
                     )
@@ -265,12 +270,12 @@ def _check_against_inputs():
                 if isinstance(i, int) and i >= particles
             ]
             if rows:
-                raise WorkflowError(
+                config_error(
                     f"{where}.reconstruct.particles: row {rows[0]} is out of range; the input has "
                     f"{particles} particles (rows 0-{particles - 1})"
                 )
             if r.get("kmeans") and r["kmeans"] > particles:
-                raise WorkflowError(
+                config_error(
                     f"{where}.reconstruct.kmeans: {r['kmeans']} centres for {particles} particles"
                 )
 
@@ -402,7 +407,7 @@ def geometry_args(wildcards):
 
 #: stages whose code can run on a GPU (CuPy): only these ever request one
 GPU_STAGES = ("decompose", "reconstruct")
-_SINGLE_THREADED = ("example", "import", "preprocess")
+_SINGLE_THREADED = ("example", "import", "preprocess", "paths")
 
 
 def node_types(gpu=False):
@@ -461,6 +466,13 @@ def _estimate(stage, wildcards, path, attempt):
     )
     if stage == "reconstruct" and d["reconstruct"].get("order") is not None:
         order = d["reconstruct"]["order"]
+    # the cluster subsets read the particles' .cs rows: their size counts
+    if stage == "cluster" and path is not None:
+        from zernike3d.resources import table_row_bytes
+
+        d["table_row_bytes"] = table_row_bytes(
+            path, clusters_of(wildcards.dataset).get("particles_cs")
+        )
     override = config["resources"].get(stage) or {}
     if override.get("mem_mb") and override.get("runtime"):
         est = {
@@ -510,7 +522,7 @@ def _check_against_nodes():
             try:
                 fit_to_nodes(threads, mem_mb, gpu, node_types(gpu))
             except ValueError as err:
-                raise WorkflowError(
+                config_error(
                     f"the {stage} job of datasets.{name} cannot run on this cluster: {err}"
                 )
 
@@ -810,21 +822,6 @@ def cluster_datasets():
 
 def path_datasets():
     return [n for n in DATASETS if clusters_of(n).get("paths")]
-
-
-def light_resources(stage):
-    """mem_mb and runtime (minutes) of the cluster and paths jobs, multiplied by the attempt
-    (retries): 4 GB and 30 min, enough for about 6 million particles (a million take 0.6 GB
-    and 20 s: benchmarks/bench_clusters.py); resources.<stage> in the config overrides them.
-    """
-
-    def value(key, default):
-        return (
-            lambda wc, attempt: (config["resources"].get(stage) or {}).get(key)
-            or default * attempt
-        )
-
-    return {"mem_mb": value("mem_mb", 4000), "runtime": value("runtime", 30)}
 
 
 def cluster_inputs(wildcards):

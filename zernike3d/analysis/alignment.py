@@ -10,9 +10,11 @@ placed on the reference is
 i.e. the moving map is (for "mirrored": inverted through its ball centre, then) rotated by
 the proper rotation R about its ball centre, carried onto the reference's ball centre and
 moved by ``shift`` (Å, reference frame). ``matrix`` is [A | c_ref + shift - A c_mov]: it
-takes a point of the moving map to the same point of the molecule in the reference map,
-as ChimeraX reports a fit (3x4, row-major, Å; MRC origins not added: the ChimeraX command
-adds them, see :meth:`Alignment.chimerax_command`).
+takes a point of the moving map, in Å from the centre of its voxel [0, 0, 0], to the same
+point of the molecule in Å from the centre of the reference's voxel [0, 0, 0] (3x4,
+row-major; MRC origins not added). :attr:`Alignment.chimerax_matrix` is the same map in
+ChimeraX's coordinates, origins included: what ``view matrix`` sets and ``measure
+rotation`` reports (see :meth:`Alignment.chimerax_command`).
 
 The search, global (no starting guess), in the manner of molecular replacement:
 
@@ -117,16 +119,21 @@ class Alignment:
         points = np.asarray(points, dtype=np.float64)
         return points @ self.matrix[:, :3].T + self.matrix[:, 3]
 
-    def chimerax_command(self, model="#2"):
-        """``view matrix models #2,<12 numbers>``: places the moving map (opened as model
-        ``model``) on the reference (at its default, identity position). ChimeraX puts
-        voxel [0, 0, 0] of a map at its MRC origin, so the translation here includes the
-        two origins: t' = t + origin_ref - A origin_mov. A mirrored fit's matrix includes
-        the reflection (det -1)."""
+    @property
+    def chimerax_matrix(self):
+        """[A | t'] (3x4): ``matrix`` in ChimeraX's coordinates, where voxel [0, 0, 0] of
+        a map sits at its MRC origin: a point of the moving map, in Å of ChimeraX's model
+        coordinates (its origin included), to the same point in the reference map's; what
+        ``measure rotation #2 toModel #1`` reports once #2 is placed. t' = t + origin_ref
+        - A origin_mov; a mirrored fit includes the reflection (det -1)."""
         linear = self.matrix[:, :3]
         translation = self.matrix[:, 3] + np.asarray(self.reference_origin) - linear @ np.asarray(self.moving_origin)
-        numbers = np.column_stack([linear, translation]).ravel()
-        return f"view matrix models {model}," + ",".join(f"{v:.6g}" for v in numbers)
+        return np.column_stack([linear, translation])
+
+    def chimerax_command(self, model="#2"):
+        """``view matrix models #2,<12 numbers of chimerax_matrix>``: places the moving map
+        (opened as model ``model``) on the reference (at its default, identity position)."""
+        return f"view matrix models {model}," + ",".join(f"{v:.6g}" for v in self.chimerax_matrix.ravel())
 
     def to_json(self):
         """A JSON-ready dict: every field above, plus ``chimerax``."""
@@ -145,11 +152,14 @@ class Alignment:
             "moving_origin": [float(v) for v in self.moving_origin],
             "reference_origin": [float(v) for v in self.reference_origin],
             "reference_geometry": self.reference_geometry,
+            "chimerax_matrix": np.round(self.chimerax_matrix, 10).tolist(),
             **({"frame": self.frame} if self.frame is not None else {}),
             "chimerax": self.chimerax_command(),
             "chimerax_note": "open the reference as #1 and the moving map as #2, then run this command",
             "convention": "matrix maps (x, y, z) in Å from the centre of voxel [0,0,0] of the moving map "
-            "to the reference map's frame; MRC origins not included (the ChimeraX command includes them)",
+            "to the same point in Å from the centre of voxel [0,0,0] of the reference map (MRC origins not "
+            "included); chimerax_matrix is the same map in ChimeraX's coordinates, MRC origins included "
+            "(what view matrix sets and measure rotation reports)",
         }
 
 

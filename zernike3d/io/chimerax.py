@@ -1,29 +1,89 @@
-"""ChimeraX command scripts (``.cxc``) that show a folder of maps as a volume series.
+"""ChimeraX scripts (Python, ``.py``) that show a folder of maps as a volume series.
 
-``open DIR/NAME.cxc`` in ChimeraX closes every open model, opens the folder's base map as
-model #1 (a transparent grey surface, for reference) and the maps of the group NAME as
-one volume series #2 (``open ... vseries true``: one model that steps through the maps in
-order), both at the same contour level, and plays the series back and forth. ChimeraX
-runs a ``.cxc`` file from the file's own folder, so the scripts name the maps relative
-to it and keep working when the folder is moved.
+``open DIR/NAME.py`` in ChimeraX opens the folder's base map (a transparent grey surface,
+for reference) and the maps of the group NAME as one volume series (``open ... vseries
+true``: one model that steps through the maps in order), both at the same contour level,
+into new model numbers (ChimeraX's next free ones), and plays the series from its first
+map, looping. Nothing else of the user's session is closed or changed: the script closes
+only the models an earlier run of the same script opened (it marks its models with the
+script's path), so opening it again replaces its own two models. The log says which model
+numbers they got. The scripts are Python rather than ``.cxc`` command files because a
+``.cxc`` cannot learn the number ChimeraX gave the model it just opened, and so can only
+address models by fixed numbers that may be the user's. They name the maps relative to
+their own folder (``__file__``), so they keep working when the folder is moved.
 
 The level is the base map's value above which :data:`ENCLOSED_FRACTION` of the box's
 voxels lie: the top 5% of the density, a level that shows the molecule in a typical box;
-change it in ChimeraX with ``volume #1,2 level X``.
+change it in ChimeraX with ``volume #B,S level X`` (B, S: the numbers in the log).
 
-``NAME_movie.cxc`` records the same playback into ``NAME.mp4`` (``movie record``,
-``movie encode``); :func:`record_movie` runs it where ChimeraX is installed.
+``NAME_movie.py`` shows the same models and records one pass there and back into
+``NAME.mp4``: ``vseries play direction forward`` from the first map to the last (it stops
+there), then ``direction backward`` to the first, then ``movie encode``;
+:func:`record_movie` runs it where ChimeraX is installed.
 """
 
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 
 #: share of the box's voxels above the contour level of the scripts
 ENCLOSED_FRACTION = 0.05
 _FRAME = re.compile(r"^(?P<group>.+)_f\d+$")
+_NUMBERED = re.compile(r"^(?P<stem>.+)_\d+$")
+
+_PRELUDE = '''\
+import os
+from chimerax.core.commands import run
+
+FOLDER = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(FOLDER, {script!r})
+
+
+def quoted(name):
+    return '"' + os.path.join(FOLDER, name) + '"'
+
+
+def open_new(command):
+    """Run an `open` command -> "#N,..": the new top-level models it made (with their
+    submodels), each marked as this script's."""
+    before = set(session.models.list())
+    run(session, command)
+    new = [m for m in session.models.list() if m not in before and len(m.id) == 1]
+    for m in new:
+        setattr(m, "zernike3d_script", SCRIPT)
+    return "#" + ",".join(str(n) for n in sorted(m.id[0] for m in new))
+
+
+ours = [m for m in session.models.list() if len(m.id) == 1 and getattr(m, "zernike3d_script", None) == SCRIPT]
+if ours:
+    session.models.close(ours)  # what an earlier run of this script opened (with its submodels), nothing else
+'''
+
+_BODY = _PRELUDE + '''\
+base_spec = open_new("open " + quoted({base!r}))
+series_spec = open_new("open " + " ".join(quoted(name) for name in {files!r}) + " vseries true")
+run(session, f"volume {{base_spec}} level {level:.6g} style surface color #b4b4b4 transparency 0.7")
+run(session, f"volume {{series_spec}} level {level:.6g} style surface color #3c8cd2")
+run(session, f"view {{base_spec}}")
+session.logger.info(f"zernike3d: {{base_spec}} is {base}, {{series_spec}} the series of {count} maps; "
+                    f"contour: volume {{base_spec}},{{series_spec[1:]}} level X")
+'''
+
+_PLAY = '''\
+run(session, f"vseries play {{series_spec}} loop true direction forward")
+'''
+
+_RECORD = '''\
+run(session, "movie record")
+run(session, f"vseries play {{series_spec}} direction forward")  # first map to last, then stops
+run(session, "wait {frames}")
+run(session, f"vseries play {{series_spec}} direction backward")  # last map back to the first
+run(session, "wait {frames}")
+run(session, "movie encode " + quoted({movie!r}) + " framerate 10 wait true")
+'''
 
 
 def contour_level(data, fraction=ENCLOSED_FRACTION):
@@ -34,98 +94,107 @@ def contour_level(data, fraction=ENCLOSED_FRACTION):
 def series_groups(names, kinds):
     """{group: [names in order]} of the maps that form a series: frames named
     ``GROUP_fNN`` (series along a component, paths) make one group each; cluster centres
-    make the group ``clusters``. Other maps (base, single particles, latents) form none."""
+    make a group named by their stem: ``clusters`` for ``cluster_NN`` (the centres of
+    `zernike3d cluster`), ``kmeans`` for ``kmeans_NN`` (reconstruct's own --kmeans).
+    Other maps (base, single particles, latents) form none."""
     groups = {}
     for name, kind in zip(names, kinds):
         frame = _FRAME.match(name)
         if frame:
             groups.setdefault(frame["group"], []).append(name)
         elif kind == "cluster":
-            groups.setdefault("clusters", []).append(name)
+            numbered = _NUMBERED.match(name)
+            stem = numbered["stem"] if numbered else name
+            groups.setdefault("clusters" if stem == "cluster" else stem, []).append(name)
     return groups
 
 
-def series_script(files, base_file, level, title):
-    """The text of a ``.cxc`` that shows ``files`` (paths relative to the script, in
-    order) as a volume series over ``base_file``, at contour ``level``."""
-    quoted = " ".join(_quote(f) for f in files)
-    return "\n".join([
+def series_script(script_name: str, files: list[str], base_file: str, level: float, title: str,
+                  movie_name: str | None = None) -> str:
+    """The text of the ChimeraX Python script ``script_name`` that shows ``files`` (names
+    in the script's folder, in order) as a volume series over ``base_file`` at contour
+    ``level``, then plays it (looping), or with ``movie_name`` records one pass there and
+    back into that file."""
+    header = [
         f"# {title}",
-        "# ChimeraX: open this file. Model #1 the base map, #2 the series; change the contour",
-        "# with: volume #1,2 level X",
-        "close",
-        f"open {_quote(base_file)}",
-        f"volume #1 level {level:.6g} style surface color #b4b4b4 transparency 0.7",
-        f"open {quoted} vseries true",
-        f"volume #2 level {level:.6g} style surface color #3c8cd2",
-        "view",
-        "vseries play #2 loop true direction oscillate",
-        "",
-    ])
+        f"# ChimeraX: open {script_name}. It opens {base_file} and the {len(files)} maps as a volume series",
+        "# into new model numbers (the log says which) and closes nothing of your session but the models",
+        "# an earlier run of this script opened.",
+    ]
+    if movie_name is None:
+        header.append("# The series plays from its first map, looping: vseries stop #N stops it.")
+    else:
+        header.append(f"# Records {movie_name}: the series from its first map to its last and back.")
+    body = _BODY.format(script=script_name, base=base_file, files=list(files), level=level, count=len(files))
+    tail = (_PLAY.format() if movie_name is None
+            else _RECORD.format(frames=len(files) + 1, movie=movie_name))
+    return "\n".join(header) + "\n" + body + tail
 
 
-def movie_script(script_name, movie_name, frames):
-    """The text of a ``.cxc`` that opens ``script_name`` and records one pass of the series
-    (there and back) into ``movie_name``."""
-    return "\n".join([
-        f"open {_quote(script_name)}",
-        "vseries stop #2",
-        "movie record",
-        "vseries play #2 loop false direction oscillate",
-        f"wait {2 * frames}",
-        f"movie encode {_quote(movie_name)} framerate 10 wait true",
-        "",
-    ])
-
-
-def write_scripts(folder, names, kinds, base_file, level, prefix=""):
-    """Write ``folder/PREFIX+GROUP.cxc`` and ``..._movie.cxc`` for every series group of
-    the maps ``folder/PREFIX+NAME.mrc`` -> the script names written."""
+def write_scripts(folder: Path, names: list[str], kinds: list[str], base_file: str, level: float,
+                  prefix: str = "") -> list[str]:
+    """Write ``folder/PREFIX+GROUP.py`` and ``..._movie.py`` for every series group of the
+    maps ``folder/PREFIX+NAME.mrc`` -> the names of the scripts that play (not the movie
+    ones)."""
     written = []
     for group, members in series_groups(names, kinds).items():
         stem = f"{prefix}{group}"
         files = [f"{prefix}{name}.mrc" for name in members]
-        title = f"{len(files)} maps {stem}_* over {base_file}, written by zernike3d"
-        (folder / f"{stem}.cxc").write_text(series_script(files, base_file, level, title))
-        (folder / f"{stem}_movie.cxc").write_text(movie_script(f"{stem}.cxc", f"{stem}.mp4", len(files)))
-        written.append(f"{stem}.cxc")
+        title = f"{len(files)} maps {files[0]} .. {files[-1]} over {base_file}, written by zernike3d reconstruct"
+        (folder / f"{stem}.py").write_text(series_script(f"{stem}.py", files, base_file, level, title))
+        (folder / f"{stem}_movie.py").write_text(
+            series_script(f"{stem}_movie.py", files, base_file, level, title, movie_name=f"{stem}.mp4"))
+        written.append(f"{stem}.py")
     return written
 
 
-def match_script(state_file, fitted_file, state_level, fitted_level, title, query_file=None, placement=None):
-    """The text of a ``.cxc`` that shows a job's map at a matched state (model #1, a grey
-    transparent surface) with a query fitted into its frame (#2, an orange mesh), both
-    files in the job's frame (paths relative to the script), each at its own contour
-    level; and, given ``query_file`` (an absolute path) and ``placement`` (a ChimeraX
-    ``view matrix models #3,...`` command), the query file itself as model #3 placed on them."""
-    lines = [
+_MATCH = _PRELUDE + '''\
+state_spec = open_new("open " + quoted({state!r}))
+run(session, f"volume {{state_spec}} level {state_level:.6g} style surface color #b4b4b4 transparency 0.5")
+fitted_spec = open_new("open " + quoted({fitted!r}))
+run(session, f"volume {{fitted_spec}} level {fitted_level:.6g} style mesh color #d2783c")
+shown = f"{{state_spec}} is {state}, {{fitted_spec}} {fitted}"
+QUERY = {query!r}
+if QUERY is not None:
+    query_spec = open_new('open "' + QUERY + '"')
+    run(session, f"view matrix models {{query_spec}},{matrix}")
+    shown += f", {{query_spec}} {{QUERY}} placed by the fit"
+run(session, "view")
+session.logger.info("zernike3d: " + shown)
+'''
+
+
+def match_script(script_name: str, state_file: str, fitted_file: str, state_level: float, fitted_level: float,
+                 title: str, query_file: str | None = None, matrix=None) -> str:
+    """The text of the ChimeraX Python script ``script_name`` that shows a job's map at a
+    matched state (a grey transparent surface) with a query fitted into its frame (an
+    orange mesh), both files in the job's frame (names in the script's folder), each at
+    its own contour level; and, given ``query_file`` (an absolute path) and ``matrix``
+    (3x4, the fit as ``view matrix`` takes it: :attr:`Alignment.chimerax_matrix`), the
+    query file itself placed on them. Like the series scripts, it opens into new model
+    numbers and closes only what an earlier run of itself opened."""
+    header = [
         f"# {title}",
-        "# ChimeraX: open this file. Model #1 the job's map at the matched state, #2 the fitted query"
-        + (", #3 the query file placed by the fit" if query_file else ""),
-        "close",
-        f"open {_quote(state_file)}",
-        f"volume #1 level {state_level:.6g} style surface color #b4b4b4 transparency 0.5",
-        f"open {_quote(fitted_file)}",
-        f"volume #2 level {fitted_level:.6g} style mesh color #d2783c",
+        f"# ChimeraX: open {script_name}. It opens {state_file} (the job's map at the matched state) and "
+        f"{fitted_file} (the query in the job's frame)" + (", and the query file placed by the fit" if query_file else ""),
+        "# into new model numbers (the log says which) and closes nothing of your session but the models",
+        "# an earlier run of this script opened.",
     ]
-    if query_file is not None:
-        lines += [f"open {_quote(query_file)}", placement]
-    return "\n".join(lines + ["view", ""])
+    numbers = None if matrix is None else ",".join(f"{v:.6g}" for v in np.asarray(matrix, dtype=np.float64).ravel())
+    body = _MATCH.format(script=script_name, state=state_file, fitted=fitted_file, state_level=state_level,
+                         fitted_level=fitted_level, query=query_file, matrix=numbers)
+    return "\n".join(header) + "\n" + body
 
 
 def record_movie(movie_script_path, timeout=600):
-    """Run ChimeraX (offscreen) on a ``*_movie.cxc`` -> None when done, else one line
+    """Run ChimeraX (offscreen) on a ``*_movie.py`` -> None when done, else one line
     saying why no movie was made (ChimeraX not installed, or it failed)."""
     executable = shutil.which("chimerax") or shutil.which("ChimeraX")
     if executable is None:
         return f"no movie for {movie_script_path.name}: ChimeraX (chimerax) is not on PATH"
     done = subprocess.run([executable, "--offscreen", "--nostatus", "--exit", str(movie_script_path)],
                           capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0 or not movie_script_path.with_name(movie_script_path.name.replace("_movie.cxc", ".mp4")).is_file():
+    if done.returncode != 0 or not movie_script_path.with_name(movie_script_path.name.replace("_movie.py", ".mp4")).is_file():
         last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         return f"no movie for {movie_script_path.name}: ChimeraX failed ({last[0]})"
     return None
-
-
-def _quote(path):
-    return f'"{path}"' if re.search(r"\s", str(path)) else str(path)

@@ -59,6 +59,28 @@ def read_map(path, voxel_size=None):
     return mapfile
 
 
+def read_central_section(path: str | Path) -> np.ndarray:
+    """The central xy section ``data[N // 2]`` (float32 (N, N), [y, x]) of a cubic map,
+    reading only that section from disk (a memory map): a figure of one slice need not
+    read 31 whole maps. A map stored in another axis order, or one whose section holds
+    NaN or infinite voxels, goes through :func:`read_map` (the whole map), which reads or
+    refuses it with its usual one line."""
+    path = Path(path)
+    try:
+        with mrcfile.mmap(path, mode="r", permissive=False) as mrc:
+            header, data = mrc.header, mrc.data
+            plain = (int(header.mapc), int(header.mapr), int(header.maps)) == (1, 2, 3)
+            if plain and data is not None and data.ndim == 3 and len(set(data.shape)) == 1 and data.size \
+                    and not np.iscomplexobj(data):
+                section = np.array(data[data.shape[0] // 2], dtype=np.float32)
+                if np.isfinite(section).all():
+                    return section
+    except (ValueError, OSError):
+        pass  # read_map says what is wrong
+    data = read_map(path).data
+    return data[data.shape[0] // 2]
+
+
 def _read_checked(path, voxel_size):
     """:func:`read_map` without the handling of warnings."""
     if not path.is_file():
@@ -135,13 +157,16 @@ def written_by_zernike3d(path):
 MAP_OUTPUT = OutputKind("an MRC map written by zernike3d (no 'zernike3d' header label)", written_by_zernike3d)
 
 
-def write_map(path, data, voxel_size, origin=(0.0, 0.0, 0.0)):
+def write_map(path, data, voxel_size, origin=(0.0, 0.0, 0.0), output=True):
     """Write ``data[z, y, x]`` as a float32 MRC map, atomically, labelled
     ``zernike3d <version>`` in the header; an existing file at ``path`` is replaced only
     if it is such a map.
 
     voxel_size: Å (isotropic); origin: (x, y, z) Å, stored in the header's origin field.
     A map with a voxel that is not finite in float32 is refused (:class:`InputError`).
+    ``output=False`` writes a map meant as an input (the synthetic job of `zernike3d
+    example --job-dir`, the phantom of `zernike3d example`) without the label: a copy of
+    it is then the user's map, which no later write replaces.
     """
     with np.errstate(over="ignore"):  # overflow is refused below, in one line
         data = np.asarray(data, dtype=np.float32)
@@ -154,6 +179,7 @@ def write_map(path, data, voxel_size, origin=(0.0, 0.0, 0.0)):
     with atomic_path(path, MAP_OUTPUT) as tmp:
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(data)
-            mrc.add_label(f"{LABEL} {zernike3d.__version__}")  # read when written
+            if output:
+                mrc.add_label(f"{LABEL} {zernike3d.__version__}")  # read when written
             mrc.voxel_size = float(voxel_size)
             mrc.header.origin = tuple(float(v) for v in origin)

@@ -8,8 +8,10 @@ shift at the full order; the mirror image is fitted too (see
 :mod:`zernike3d.analysis.alignment`).
 
 The JSON holds ``matrix`` (3x4 [A | t], row-major: it takes (x, y, z) in Å from the
-centre of voxel [0, 0, 0] of the moving map to the same point in the reference map's
-frame, as ChimeraX reports a fit), ``rotation``, ``shift`` (Å), ``euler_zyz_deg`` (ZYZ,
+centre of voxel [0, 0, 0] of the moving map to the same point in Å from the centre of
+voxel [0, 0, 0] of the reference map; MRC origins not included), ``chimerax_matrix``
+(the same map in ChimeraX's coordinates, MRC origins included: what ``view matrix``
+sets and ``measure rotation`` reports), ``rotation``, ``shift`` (Å), ``euler_zyz_deg`` (ZYZ,
 R = Rz(alpha) Ry(beta) Rz(gamma), degrees), ``correlation`` and ``mirror_correlation``
 (Pearson, over the ball, of the aligned expansions), ``hand`` ("same" or "mirrored":
 then a warning), ``order``, and ``chimerax``: the command that places the moving map

@@ -102,12 +102,12 @@ def run(args):
             lines.append([name, kind, count, f"{count / len(mask):.6f}", _describe(args, name)])
             if export and count:
                 write_subset(out / "subsets", name, table, fmt, np.sort(rows[mask]),
-                             f"zernike3d cluster of {Path(args.dataset).name}: {_describe(args, name)}", dtype)
+                             f"zernike3d cluster of {common.dataset_name(args.dataset)}: {_describe(args, name)}", dtype)
         _write_csv(out / "selections.csv", ["name", "kind", "count", "fraction", "description"], lines)
         centres = ({f"cluster_{c:02d}": latents[row] for c, row in enumerate(clustering.snapped)}
                    if clustering is not None else None)
-        plot_latent_pairs(out / "latents.png", latents, f"{args.dataset}: {len(latents)} particles"
-                          + (f"\n{args.k} {args.method} clusters on the {args.space}" if clustering else ""),
+        plot_latent_pairs(out / "latents.png", latents, f"{common.dataset_name(args.dataset)}: {len(latents)} particles"
+                          + (f"\n{_clusters_of(args)}" if clustering else ""),
                           labels=None if clustering is None else clustering.labels, centres=centres,
                           series=marked)
     exported = sum(1 for _, _, mask, export in subsets if export and mask.any())
@@ -136,9 +136,19 @@ def _selections(args, latents, invariants, clustering):
     return subsets
 
 
+#: how figures and descriptions name the clustering methods and spaces
+_METHOD_WORDS = {"kmeans": "k-means", "gmm": "Gaussian-mixture"}
+_SPACE_WORDS = {"latent": "the latent coordinates", "invariants": "the per-particle invariants"}
+
+
+def _clusters_of(args):
+    """"4 k-means clusters of the latent coordinates" (figures, selections.csv, .csg)."""
+    return f"{args.k} {_METHOD_WORDS[args.method]} clusters of {_SPACE_WORDS[args.space]}"
+
+
 def _describe(args, name):
     if name.startswith("cluster_"):
-        return f"{name} of {args.k} {args.method} clusters on the {args.space}"
+        return f"{name}, one of {_clusters_of(args)}"
     if name.startswith("bin_"):
         return f"{name}: bin of z_{name.split('_')[1][1:]} (equal-width bins between its extremes)"
     return f"{name}: {args.range[int(name.split('_')[1])]}"

@@ -314,3 +314,18 @@ def transform_options(args, geometry, order, n_volumes, stage, basis_path=None):
         "max_workspace": options["max_workspace"],
         "threads": args.threads,
     }
+
+
+#: file names the workflow gives every dataset's bundles (results/<dataset>/NAME.npz)
+_WORKFLOW_BUNDLES = ("dataset", "preprocessed")
+
+
+def dataset_name(path: str) -> str:
+    """The name a figure gives the dataset bundle at ``path``: its file's stem, or the
+    folder's name for the workflow's results/<dataset>/preprocessed.npz (and dataset.npz)."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.stem in _WORKFLOW_BUNDLES and path.resolve().parent.name:
+        return path.resolve().parent.name
+    return path.stem

@@ -76,7 +76,7 @@ def run(args):
     moments = Moments.from_maps(phantom, geometry, order, names=["example"], threads=args.threads, progress=True)
     (reconstruction,) = moments.reconstruct(threads=args.threads, progress=True)
     with atomic_path(out, EXAMPLE_FOLDER) as folder:  # all four files, or none
-        write_map(folder / phantom_path.name, phantom, VOXEL_SIZE)
+        write_map(folder / phantom_path.name, phantom, VOXEL_SIZE, output=False)  # a map to try: the user's
         moments.save(folder / moments_path.name)
         write_map(folder / reconstruction_path.name, reconstruction.data, reconstruction.voxel_size, reconstruction.origin)
         write_invariants(folder / invariants_path.name, moments.invariants(), moments.nl, moments.names)

@@ -27,7 +27,7 @@ Into --out-dir (written whole, replacing only an earlier output of this stage):
                     score and the scores' quantiles
   STEM.mrc          the job's map (its own maps combined) at that best latent point
   STEM_fitted.mrc   the query in the job's frame, on the job's grid
-  STEM.cxc          ChimeraX: both maps, and a model query placed on them
+  STEM.py           ChimeraX script: both maps, and a model query placed on them
   scores.png        each query's score over the pairs of latent components, best point marked
   subsets/STEM.cs   with --subsets: the particles assigned to each query (highest score;
   subsets/STEM.csg  --min-score, --top leave the ambiguous out), as `cluster` writes subsets
@@ -296,10 +296,11 @@ def _write_outputs(out, args, dataset, job, queries, fits, match, table, resolut
         write_map(out / f"{query.stem}.mrc", state, dataset.voxel_size, dataset.origin)
         write_map(out / f"{query.stem}_fitted.mrc", fit.density, dataset.voxel_size, dataset.origin)
         placement = alignment.chimerax_command(model="#3")
-        (out / f"{query.stem}.cxc").write_text(chimerax.match_script(
-            f"{query.stem}.mrc", f"{query.stem}_fitted.mrc", chimerax.contour_level(state),
+        model = query.kind == "model"
+        (out / f"{query.stem}.py").write_text(chimerax.match_script(
+            f"{query.stem}.py", f"{query.stem}.mrc", f"{query.stem}_fitted.mrc", chimerax.contour_level(state),
             chimerax.contour_level(fit.density), f"{query.stem} fitted into the job's frame, written by zernike3d match",
-            str(Path(query.path).resolve()) if query.kind == "model" else None, placement))
+            str(Path(query.path).resolve()) if model else None, alignment.chimerax_matrix if model else None))
         assigned = int(np.sum(labels == q))
         row = match["best_rows"][q]
         record["queries"][query.stem] = {
@@ -308,7 +309,7 @@ def _write_outputs(out, args, dataset, job, queries, fits, match, table, resolut
             "correlation": alignment.correlation, "mirror_correlation": alignment.mirror_correlation,
             "euler_zyz_deg": list(alignment.euler_zyz_deg), "fit_rounds": fit.rounds,
             "fitted_onto_latents": fit.state.tolist(), "chimerax": placement,
-            "chimerax_note": f"open the job's map as #1, then the query file as #3 and run this command; or open {query.stem}.cxc",
+            "chimerax_note": f"open the job's map as #1, then the query file as #3 and run this command; or open {query.stem}.py",
             "best_particle": {"uid": uid[row], "latents": latents_of(dataset, row), "score": match["best_scores"][q]},
             "best_point": {"latents": match["points"][q].tolist(), "score": match["point_scores"][q]},
             "quantiles": quantiles(scores[:, q]),

@@ -74,7 +74,7 @@ def run(args):
             writer.writerow(columns)
             writer.writerows(rows)
         if args.plot:
-            plot_latent_pairs(tmps[1], latents, f"{args.dataset}:\npaths through the particles",
+            plot_latent_pairs(tmps[1], latents, f"{common.dataset_name(args.dataset)}:\npaths through the particles",
                               centres=centres, series=series, paths=tracks)
     print(f"wrote {args.out}: {len(tracks)} path(s) of {args.frames} frames" + (f", and {args.plot}" if args.plot else ""))
     return 0

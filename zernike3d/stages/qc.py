@@ -75,8 +75,8 @@ def run(args):
         if not np.array_equal(store.uid, dataset.uid):
             raise InputError(args.particle_invariants, f"its particles (uid) are not those of {args.dataset}")
 
-    name = args.name or Path(args.dataset).stem
-    index = read_maps_index(args.maps_index) if args.maps_index else None
+    name = args.name or common.dataset_name(args.dataset)
+    index, index_voxel_size = read_maps_index(args.maps_index) if args.maps_index else (None, None)
     geometry = moments.geometry
     expansions = reconstruct(moments.moments, geometry, moments.order, threads=args.threads)
     curves = map_fsc(dataset.maps, expansions, geometry, moments.names, args.mask_edge)
@@ -92,6 +92,7 @@ def run(args):
             [(volume, [("map", original), (f"order {moments.order}", expansion)])
              for volume, original, expansion in zip(moments.names, dataset.maps, expansions)],
             f"{name}: central slices of each map and of its expansion (zero outside the ball)",
+            dataset.voxel_size,
         )
         plots.plot_invariant_maps(
             folder / "invariants.png", moments.invariants(), moments.nl, moments.names,
@@ -110,8 +111,8 @@ def run(args):
             written.append("particle_invariants_pca.png")
         if index is not None:
             plots.plot_map_slices(folder / "series_maps.png", series_rows(index),
-                                  f"{name}: maps rebuilt from the moments (xy slice) and their difference from base",
-                                  planes=("xy",))
+                                  f"{name}: maps rebuilt from the moments (central xy slice) and their "
+                                  "difference from the base map", index_voxel_size, planes=("xy",))
             written.append("series_maps.png")
         write_summary(folder, name, SUMMARY_FIGURES)
     for volume, curve in curves.items():
@@ -263,12 +264,15 @@ def _correlation(a, b):
 
 
 def read_maps_index(path):
-    """[(kind, group, map (N, N, N))] of the maps listed in an index.csv of `zernike3d
-    reconstruct` (columns file, kind, ...; files relative to the index's folder). The
-    group is the file name without its frame suffix (series_c0_f03 -> series_c0)."""
+    """([(kind, group, central xy section (N, N))], voxel size in Å) of the maps listed in
+    an index.csv of `zernike3d reconstruct` (columns file, kind, ...; files relative to
+    the index's folder). Only each map's central section is read
+    (:func:`zernike3d.io.mrc.read_central_section`); the first map is read whole, for its
+    voxel size, which they all share. The group is the file name without its frame suffix
+    (series_c0_f03 -> series_c0)."""
     import re
 
-    from zernike3d.io.mrc import read_map
+    from zernike3d.io.mrc import read_central_section, read_map
 
     folder = Path(path).parent
     try:
@@ -278,21 +282,24 @@ def read_maps_index(path):
         raise InputError(path, f"cannot be read: {err.strerror}") from None
     if not entries or not {"file", "kind"} <= set(entries[0]):
         raise InputError(path, "is not an index.csv of `zernike3d reconstruct` (columns file, kind, ...)")
-    return [
-        (entry["kind"], re.sub(r"_f\d+$", "", Path(entry["file"]).stem), read_map(folder / entry["file"]).data)
-        for entry in entries
-    ]
+    voxel_size = read_map(folder / entries[0]["file"]).voxel_size
+    return [(entry["kind"], re.sub(r"_f\d+$", "", Path(entry["file"]).stem), read_central_section(folder / entry["file"]))
+            for entry in entries], voxel_size
 
 
 def series_rows(index):
     """Rows for :func:`zernike3d.plots.plot_map_slices` from :func:`read_maps_index`: the
     base map, then per group of maps (each series, the clusters, ...) one row of the maps
     and one of their differences from the base map (when the index lists one)."""
+    import re
+
     bases = [data for kind, _, data in index if kind == "base"]
     groups = {}
     for kind, group, data in index:
+        if kind == "cluster":  # kmeans_NN (reconstruct --kmeans) or cluster_NN (zernike3d cluster)
+            group = re.sub(r"_\d+$", "", group)
         if kind != "base":
-            groups.setdefault(group if kind == "series" else kind, []).append(data)
+            groups.setdefault(group if kind in ("series", "cluster") else kind, []).append(data)
     rows = [("base", [("", bases[0])])] if bases else []
     for group, maps in groups.items():
         rows.append((group, [(f"#{i}", m) for i, m in enumerate(maps)]))

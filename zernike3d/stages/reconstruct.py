@@ -18,10 +18,12 @@ moments. The job's volumes are reconstructed once and combined per point, so man
 points cost about one reconstruction. With --mapspace, each point also gets
 mapspace_NAME.mrc, the dataset's own (full-resolution, unfiltered) maps combined the same
 way, as 3DVA Display's simple mode does, at the dataset's box and voxel size.
-Every series (series_cK_*, path frames NAME_fNN, the cluster centres) gets a ChimeraX
-script GROUP.cxc (mapspace_GROUP.cxc): `open DIR/series_c0.cxc` plays it as a volume
-series over base.mrc (zernike3d/io/chimerax.py); --movie records GROUP.mp4 where ChimeraX
-is installed, and says in one line where it is not.
+Every series (series_cK_*, path frames NAME_fNN, the centres cluster_NN of --points:
+clusters, kmeans_NN of --kmeans: kmeans) gets a ChimeraX script GROUP.py
+(mapspace_GROUP.py): `open DIR/series_c0.py` plays it as a volume series over base.mrc in
+new model numbers, closing nothing of the session (zernike3d/io/chimerax.py); --movie
+records GROUP.mp4 (GROUP_movie.py) where ChimeraX is installed, and says in one line
+where it is not.
 """
 
 import csv
@@ -143,7 +145,7 @@ def write_latent_maps(args, moments):
             writer.writerows(rows)
         if args.movie:
             for script in scripts:
-                why_not = chimerax.record_movie(folder / script.replace(".cxc", "_movie.cxc"))
+                why_not = chimerax.record_movie(folder / script.replace(".py", "_movie.py"))
                 if why_not:
                     print(f"zernike3d reconstruct: {why_not}")
     print(
