@@ -185,7 +185,8 @@ window.addEventListener("load", () => setTimeout(() => {
   });
   Promise.all([...sources].map(load)).then(embedded => {
     const shown = Array.from(document.images).map(i => ({src: i.src.slice(0, 60), width: i.complete ? i.naturalWidth : 0}));
-    const sections = Array.from(document.querySelectorAll(".zernike3d-qc")).map(s => ({
+    const sections = Array.from(document.querySelectorAll(".zernike3d-qc, .zernike3d-compare")).map(s => ({
+      kind: s.className,
       text: s.textContent.trim().slice(0, 80), rows: s.querySelectorAll("tr").length,
       images: Array.from(s.querySelectorAll("img")).map(i => i.complete ? i.naturalWidth : 0)}));
     document.body.setAttribute("data-zernike3d-check", JSON.stringify({embedded, shown, sections}));
@@ -200,8 +201,8 @@ def _chromium():
 
 def test_the_report_renders_in_a_headless_browser(readme_run, tmp_path):
     """The example's report.html, opened in headless Chromium: every figure (on the first
-    page and among the results) loads, and each dataset's QC section has its table and
-    figures."""
+    page and among the results) loads, the comparison of the two jobs comes first with its
+    figures, and each dataset's QC section has its table and figures."""
     import html
     import json
 
@@ -222,6 +223,9 @@ def test_the_report_renders_in_a_headless_browser(readme_run, tmp_path):
     assert figures >= 7 and len(check["embedded"]) >= figures  # fsc, maps, invariants, PCA, series, latents x2
     assert all(image["width"] > 0 for image in check["embedded"]), [i for i in check["embedded"] if not i["width"]]
     assert all(image["width"] > 0 for image in check["shown"]), check["shown"]
-    (section,) = check["sections"]  # the example: one dataset
-    assert section["text"].startswith("example: FSC 0.5") and section["rows"] >= 2, section
-    assert len(section["images"]) == 3 and all(section["images"]), section  # FSC, slices, PCA
+    comparison, *qc = check["sections"]  # the example: the comparison first, then each dataset's QC
+    assert comparison["kind"] == "zernike3d-compare" and comparison["images"] and all(comparison["images"]), comparison
+    assert [section["text"].split(":")[0] for section in qc] == ["example", "example_ligand"], qc
+    for section in qc:
+        assert section["kind"] == "zernike3d-qc" and "FSC 0.5" in section["text"] and section["rows"] >= 2, section
+        assert len(section["images"]) == 3 and all(section["images"]), section  # FSC, slices, PCA

@@ -201,12 +201,12 @@ def table_row_bytes(dataset_path, particles_cs=None):
     import numpy as np
 
     from zernike3d.io.cryosparc import passthrough_path
-    from zernike3d.stages.cluster import source_particles_cs
+    from zernike3d.io.cryosparc_export import source_particles_cs
 
     if particles_cs is None:
         with np.load(str(dataset_path)) as bundle:
             steps = json.loads(str(bundle["provenance"])) if "provenance" in bundle.files else []
-        particles_cs = source_particles_cs(type("Provenance", (), {"provenance": steps}))
+        particles_cs = source_particles_cs(steps)
     total = 0
     for path in (particles_cs, particles_cs and passthrough_path(particles_cs)):
         if path and os.path.isfile(path):

@@ -100,10 +100,11 @@ def latents_only(table):
     return all(field == "uid" or field.startswith("components_mode_") for field in table.fields())
 
 
-def source_particles_cs(dataset):
-    """Path of the particles .cs the dataset (a :class:`~zernike3d.io.dataset.Dataset`) was
-    imported from (its import provenance step lists it among the files read), or None."""
-    for step in dataset.provenance:
+def source_particles_cs(provenance):
+    """Path of the particles .cs a dataset was imported from, or None: its import step in
+    ``provenance`` (a :class:`~zernike3d.io.dataset.Dataset`'s, a list of steps) lists it
+    among the files read."""
+    for step in provenance:
         if step.get("stage") == "import":
             for record in step.get("inputs", []):
                 if str(record.get("path", "")).endswith(".cs"):

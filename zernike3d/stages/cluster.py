@@ -66,7 +66,7 @@ def run(args):
         raise InputError("--k", "give --k (clusters), --bins or --range: there is nothing to do")
     if args.subsets and args.k is None:
         raise InputError("--subsets", "writes the clusters' particles: give --k")
-    particles_cs = args.particles_cs or source_particles_cs(dataset)
+    particles_cs = args.particles_cs or source_particles_cs(dataset.provenance)
     common.check_outputs([args.dataset, args.particle_invariants, args.index, particles_cs,
                           particles_cs and passthrough_path(particles_cs)], [(args.out_dir, folder_kind("cluster"))])
     latents = dataset.latents.astype(np.float64)

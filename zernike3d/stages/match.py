@@ -166,7 +166,7 @@ def run(args):
         raise InputError(args.results, "is a single map: it has no particles to write as subsets")
     particles_cs = None
     if args.subsets:
-        particles_cs = args.particles_cs or source_particles_cs(dataset)
+        particles_cs = args.particles_cs or source_particles_cs(dataset.provenance)
     common.check_outputs([bundle, moments_path, *args.query, particles_cs, particles_cs and passthrough_path(particles_cs)],
                          [(args.out_dir, folder_kind("match"))])
     order = moments.order if args.order is None else args.order
