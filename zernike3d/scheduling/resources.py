@@ -5,12 +5,13 @@ and declares the result as the rule's ``mem_mb`` and ``runtime`` (minutes). The 
 is read from the *shape* of the input only: the box, number of volumes (base map + 3DVA
 components) and number of particles of the dataset bundle, which are read from the
 ``.npy`` headers inside the uncompressed ``.npz`` (a few hundred bytes; no data is
-loaded; :mod:`zernike3d.scheduling.inputs`). Before the bundle exists (a dry run) :func:`rule_resources` raises
-``FileNotFoundError`` for ``input_path``, which Snakemake shows as ``<TBD>``.
+loaded; :mod:`zernike3d.scheduling.inputs`). Before the bundle exists (a dry run)
+:func:`rule_resources` raises ``FileNotFoundError`` for ``input_path``, which Snakemake
+shows as ``<TBD>``.
 
 decompose and reconstruct are sized by the hardware-aware planner
-(:mod:`zernike3d.scheduling.planner`) for the node the job will get, and ask for a GPU only when
-the plan runs them on one; basis and qc use the real grid tables and the planner's
+(:mod:`zernike3d.scheduling.planner`) for the node the job will get, and ask for a GPU only
+when the plan runs them on one; basis and qc use the real grid tables and the planner's
 reconstruction peak. The other stages: a fixed interpreter + libraries overhead, plus the
 arrays each stage holds at its peak, times a safety factor, rounded up to 256 MB.
 """
