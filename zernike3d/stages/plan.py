@@ -1,7 +1,7 @@
 """Predict memory and time of each placement of a transform and pick the fastest that fits.
 
 Placements: gpu-resident, gpu-streamed (CuPy), cpu-ram, cpu-zarr, cpu-onthefly (numba);
-see zernike3d/planning.py. The table lists for each the predicted peak host and GPU
+see zernike3d/scheduling/planner.py. The table lists for each the predicted peak host and GPU
 memory, the seconds and the m block it would use, and whether it fits in 80% of what is
 free. CPU times use rates measured on a reference machine unless this one was
 calibrated (--calibrate); GPU times are datasheet leads, not measurements.
