@@ -2,7 +2,7 @@
 
 1. Maps at latent points of a 3DVA job (base + 3 components, 128^3, order 50): the time to
    reconstruct and write the maps at 4 and at 60 points (random latents) with
-   :func:`zernike3d.latents.maps_at_points`, as `zernike3d reconstruct --particles` does.
+   :func:`zernike3d.analysis.latents.maps_at_points`, as `zernike3d reconstruct --particles` does.
    Target: 60 points in at most 1.3x the time of 4. Timed twice: the maps computed only,
    and computed and written as MRC (8 MiB each at 128^3: writing 60 is disk-bound; choose
    the folder with --maps-dir). The moments are random (the cost of a reconstruction does
@@ -33,7 +33,7 @@ REAL_CS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cryosparc_P
 
 def bench_series(box, order, threads, workdir):
     from zernike3d.io.mrc import write_map
-    from zernike3d.latents import LatentPoint, maps_at_points, moments_at
+    from zernike3d.analysis.latents import LatentPoint, maps_at_points, moments_at
     from zernike3d.maths.geometry import BallGeometry
     from zernike3d.maths.indexing import nlm_table
     from zernike3d.moments import Moments

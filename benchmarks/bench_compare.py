@@ -9,7 +9,7 @@ Job ``b`` is job ``a`` turned exactly on the grid (no shift: its stored invarian
 used); job ``c`` is turned and moved by two voxels (its invariants are recomputed about the
 reference's centre). Each job draws its own Gaussian latents.
 
-The command runs in a fresh process through ``zernike3d.resources run`` (as the workflow
+The command runs in a fresh process through ``zernike3d.measured run`` (as the workflow
 runs it), which prints its exact peak RSS and wall time; this script prints them with the
 set-up time and the command's CPU time (user + system: on a shared machine the wall time
 mostly measures the others' load). Writing the three stores (set-up, not timed) takes about a minute.
@@ -81,7 +81,7 @@ def main():
             print(f"set-up: 3 jobs of {args.particles:,} particles, K = {args.components}, order {args.order}, "
                   f"box {BOX}: {time.perf_counter() - t:.1f} s")
         shutil.rmtree(scratch / "compare", ignore_errors=True)
-        command = [sys.executable, "-m", "zernike3d.resources", "run", "compare",
+        command = [sys.executable, "-m", "zernike3d.measured", "run", "compare",
                    *(str(scratch / name) for name in jobs), "--out-dir", str(scratch / "compare")]
         t = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True)

@@ -82,7 +82,8 @@ def main():
     print(f"peak RSS so far:             {_peak_rss_mib():7.0f} MiB")
     # what the workflow's invariants job of this size asks for (its maps: a 64^3 box); the
     # job's own peak, bundle loading included, is measured by bench_stage_memory.py
-    from zernike3d.resources import BundleShape, estimate
+    from zernike3d.scheduling.inputs import BundleShape
+    from zernike3d.scheduling.resources import estimate
 
     asked = estimate("invariants", BundleShape(64, 1 + args.components, args.particles, 1.0), args.order,
                      {"threads": args.threads})["mem_mb"]

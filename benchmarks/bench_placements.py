@@ -98,8 +98,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     chosen = None if args.placements is None else set(args.placements.split(","))
 
-    from zernike3d.hardware import probe
-    from zernike3d.planning import plan_for
+    from zernike3d.scheduling.hardware import probe
+    from zernike3d.scheduling.planner import plan_for
 
     machine = probe()
     gpu_ready = machine.cupy_usable
@@ -111,7 +111,7 @@ def main(argv=None):
     results = []
     with tempfile.TemporaryDirectory() as cache:
         # fill numba's cache first (not measured): compiling adds ~70 MB to a peak, which
-        # the workflow allows for separately (zernike3d.resources.NUMBA_COMPILE_MB)
+        # the workflow allows for separately (zernike3d.scheduling.resources.NUMBA_COMPILE_MB)
         measure((16, 4), "cpu-ram", args.stage, args.volumes, args.threads, 2**20, cache)
         for text in args.cases.split(","):
             case = tuple(int(v) for v in text.split("x"))

@@ -5,7 +5,7 @@
 
 Writes a synthetic cryoSPARC 3D Variability job (``zernike3d.synthetic.write_3dva_job``:
 a chiral base map, K component maps, a ``.cs`` table of N particles), then runs every
-stage exactly as the workflow's rules do (``python -m zernike3d.resources run STAGE ...``,
+stage exactly as the workflow's rules do (``python -m zernike3d.measured run STAGE ...``,
 one fresh process each, whose last line is its exact peak RSS from ``ru_maxrss``):
 import, preprocess (soft spherical mask), basis, decompose, invariants (with the
 per-particle store), reconstruct (the base map and a series of 5 maps per component), qc,
@@ -13,7 +13,7 @@ cluster (k = 4 with the subsets for cryoSPARC, as the workflow's clusters sectio
 it) and paths (`zernike3d path` between two of the clusters). The particles' rows are the real cryoSPARC
 fields of ../shared/data/cryosparc_P12_J24_001_particles.cs repeated with new uids (246
 bytes a row, as the subsets read them), or synthetic ones where that file is absent.
-For each it prints the ``mem_mb`` that :func:`zernike3d.resources.rule_resources`
+For each it prints the ``mem_mb`` that :func:`zernike3d.scheduling.resources.rule_resources`
 asks for (what the rule declares to Snakemake and SLURM), the measured peak (MB = 10^6
 bytes, as ``mem_mb``) and predicted / measured, which should lie between 1 and 1.5.
 Peaks hardly depend on the load of the machine; the times shown do.
@@ -37,7 +37,7 @@ def run_stage(argv, threads):
     """``(peak MB, seconds, output)`` of ``zernike3d <argv>`` run as the workflow runs it."""
     env_threads = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "zernike3d.resources", "run", *map(str, argv)],
+    done = subprocess.run([sys.executable, "-m", "zernike3d.measured", "run", *map(str, argv)],
                           capture_output=True, text=True, env={**os.environ, **env_threads})
     seconds = time.perf_counter() - started
     output = done.stdout + done.stderr
@@ -72,7 +72,8 @@ def main(argv=None):
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
     args = parser.parse_args(argv)
 
-    from zernike3d.resources import rule_resources, table_row_bytes
+    from zernike3d.scheduling.inputs import table_row_bytes
+    from zernike3d.scheduling.resources import rule_resources
     from zernike3d.synthetic import write_3dva_job
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench_stage_memory_"))

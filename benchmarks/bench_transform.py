@@ -14,7 +14,7 @@ empty numba cache.
     python benchmarks/bench_transform.py --cases 64:10 64:15 64:20 --legendre-table --threads 2
 
 With --max-memory GB each case runs as a job with that memory limit would run it: the
-planner (:func:`zernike3d.planning.plan_for`, CPU placements, this machine's free RAM
+planner (:func:`zernike3d.scheduling.planner.plan_for`, CPU placements, this machine's free RAM
 capped at GB) chooses the placement and the block of m values, and decompose and
 reconstruct each run once, in their own process, so that each peak RSS (``VmHWM``) is
 that stage's alone; the table sets it beside the planner's prediction. The float32 map
@@ -163,7 +163,7 @@ def run_planned(box, order, stage, threads, max_memory_gb):
     from zernike3d.maths.geometry import BallGeometry
     from zernike3d.maths.indexing import coefficient_count
     from zernike3d.maths.transform import decompose, reconstruct
-    from zernike3d.planning import plan_for
+    from zernike3d.scheduling.planner import plan_for
 
     tiny = BallGeometry.for_box(8, 1.0)
     reconstruct(decompose(np.ones((8, 8, 8), np.float32), tiny, 4), tiny, 4)  # compiled/cached kernels

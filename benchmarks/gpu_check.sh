@@ -9,7 +9,7 @@
 #                 within 1e-10 relative in float64, tests/test_backends.py) and the
 #                 particle invariants on the GPU
 #   3. calibrate  the planner's GPU rates measured with CuPy and stored where the planner
-#                 reads them (zernike3d.calibration.calibrate_gpu -> ~/.cache/zernike3d/
+#                 reads them (zernike3d.scheduling.calibration.calibrate_gpu -> ~/.cache/zernike3d/
 #                 gpu-rates.json); also the GPU-vs-CPU moments error at (128, 50), (96, 100)
 #   4. placements benchmarks/bench_placements.py, gpu-resident, at (128, 50), (256, 50),
 #                 (128, 100), (256, 150), predicted (with the rates just measured) vs measured
@@ -156,8 +156,8 @@ if [ -z "$GPU_NAME" ]; then
     skip calibrate "no GPU"
 else
     step calibrate 120 "$PY" -c 'import json, sys, dataclasses
-from zernike3d.calibration import calibrate_gpu
-from zernike3d.planning import GPU_RATES_FILE, gpu_rates
+from zernike3d.scheduling.calibration import calibrate_gpu
+from zernike3d.scheduling.planner import GPU_RATES_FILE, gpu_rates
 rates, details = calibrate_gpu()
 print(f"stored in {GPU_RATES_FILE}: {rates}")
 datasheet = dataclasses.asdict(gpu_rates(rates.name, path="/nonexistent"))

@@ -212,7 +212,7 @@ def test_basis_stage_reads_the_geometry_of_a_dataset_bundle(tmp_path):
 def test_the_radial_table_is_read_only_when_reading_is_predicted_faster(geometry):
     from dataclasses import replace
 
-    from zernike3d.planning import CPU_RATES, radial_table_source
+    from zernike3d.scheduling.planner import CPU_RATES, radial_table_source
 
     fast_disk = replace(CPU_RATES, zarr_read_seconds=0.0, zarr_bytes_per_s=1e12)
     slow_disk = replace(CPU_RATES, zarr_read_seconds=1.0)

@@ -355,13 +355,14 @@ def test_result_types_follow_cryosparc():
 @pytest.mark.slow
 def test_cluster_and_paths_requests_cover_their_measured_peaks(tmp_path, shared_data):
     """The workflow's requests for `cluster` (with subsets) and `path` come from the
-    inputs (zernike3d.resources) and lie between the measured peak and 1.5 times it."""
+    inputs (zernike3d.scheduling.resources) and lie between the measured peak and 1.5 times it."""
     import re
     import subprocess
     import sys
 
-    from zernike3d import resources
-    from zernike3d.resources import rule_resources, table_row_bytes
+    from zernike3d.scheduling import resources
+    from zernike3d.scheduling.inputs import table_row_bytes
+    from zernike3d.scheduling.resources import rule_resources
 
     real = np.load(shared_data / "cryosparc_P12_J24_001_particles.cs")
     rows = real[np.resize(np.arange(len(real)), 30_000)]
@@ -374,7 +375,7 @@ def test_cluster_and_paths_requests_cover_their_measured_peaks(tmp_path, shared_
     assert main(["import", "--job-dir", str(tmp_path / "J1"), "--out", str(dataset)]) == 0
 
     def peak(*argv):
-        done = subprocess.run([sys.executable, "-m", "zernike3d.resources", "run", *map(str, argv)],
+        done = subprocess.run([sys.executable, "-m", "zernike3d.measured", "run", *map(str, argv)],
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         return float(re.findall(r"peak memory ([0-9.]+) MB", done.stderr)[-1])

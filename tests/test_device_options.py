@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from zernike3d.cli import main
-from zernike3d.hardware import probe
+from zernike3d.scheduling.hardware import probe
 from zernike3d.io.mrc import write_map
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.moments import Moments

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from zernike3d.calibration import store_gpu_rates
-from zernike3d.hardware import GpuDescription, MachineDescription
+from zernike3d.scheduling.calibration import store_gpu_rates
+from zernike3d.scheduling.hardware import GpuDescription, MachineDescription
 from zernike3d.maths.geometry import BallGeometry
-from zernike3d.planning import GPU_DATASHEETS, Sizes, gpu_rates, gpu_time_parts, plan_for
+from zernike3d.scheduling.planner import GPU_DATASHEETS, Sizes, gpu_rates, gpu_time_parts, plan_for
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
 
@@ -80,7 +80,7 @@ def test_a_gpu_without_cupy_runs_every_step_and_records_the_failures(tmp_path):
 
 
 def test_measured_gpu_rates_are_what_the_planner_uses(tmp_path, monkeypatch):
-    import zernike3d.planning as planning
+    import zernike3d.scheduling.planner as planning
 
     monkeypatch.setattr(planning, "GPU_RATES_FILE", tmp_path / "gpu-rates.json")
     h200 = GPU_DATASHEETS[0]

@@ -5,9 +5,9 @@ import types
 
 import pytest
 
-from zernike3d import hardware
+from zernike3d.scheduling import hardware
 from zernike3d.cli import main as cli_main
-from zernike3d.hardware import GpuDescription, MachineDescription, describe, probe
+from zernike3d.scheduling.hardware import GpuDescription, MachineDescription, describe, probe
 
 GIB = 2**30
 
@@ -122,7 +122,7 @@ def test_hardware_command(capsys):
 
 
 def test_cuda_ordinal_follows_cuda_visible_devices():
-    from zernike3d.hardware import cuda_ordinal
+    from zernike3d.scheduling.hardware import cuda_ordinal
 
     assert cuda_ordinal(2, visible="") == 2  # every GPU visible: the numbers agree
     assert cuda_ordinal(3, visible="3") == 0  # SLURM granted GPU 3: CUDA calls it 0

@@ -1,4 +1,4 @@
-"""Latent-space points (zernike3d.latents) and `zernike3d reconstruct --particles`."""
+"""Latent-space points (zernike3d.analysis.latents) and `zernike3d reconstruct --particles`."""
 
 import csv
 import re
@@ -12,7 +12,7 @@ from zernike3d.cli import main
 from zernike3d.errors import InputError
 from zernike3d.io.dataset import Dataset
 from zernike3d.io.mrc import read_map
-from zernike3d.latents import (
+from zernike3d.analysis.latents import (
     LatentPoint,
     cluster_points,
     latent_points,

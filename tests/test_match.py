@@ -394,7 +394,7 @@ def test_the_workflow_runs_match_and_reports_it(tmp_path):
     assert (out / "subsets" / "blob.cs").is_file() and (out / "subsets" / "blob.csg").is_file()
     import re
 
-    from zernike3d import resources
+    from zernike3d.scheduling import resources
 
     peak = float(re.search(r"peak memory ([0-9.]+) MB", (tmp_path / "logs" / "example" / "match.log").read_text())[1])
     settings = dict(config["datasets"]["example"], threads=1)

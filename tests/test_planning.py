@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from zernike3d.cli import main as cli_main
-from zernike3d.hardware import GpuDescription, MachineDescription
+from zernike3d.scheduling.hardware import GpuDescription, MachineDescription
 from zernike3d.maths.geometry import BallGeometry
-from zernike3d.planning import (BASE_PROCESS_BYTES, CPU_RATES, HEADROOM, CpuRates, cpu_model,
+from zernike3d.scheduling.planner import (BASE_PROCESS_BYTES, CPU_RATES, HEADROOM, CpuRates, cpu_model,
                                 load_rates, plan_for)
 
 GIB = 2**30

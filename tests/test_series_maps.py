@@ -12,7 +12,7 @@ from small_job import write_small_job
 from zernike3d.cli import main
 from zernike3d.io.chimerax import contour_level, series_groups
 from zernike3d.io.mrc import read_map
-from zernike3d.latents import LatentPoint, maps_at_points, moments_at
+from zernike3d.analysis.latents import LatentPoint, maps_at_points, moments_at
 
 
 def cli(*argv):

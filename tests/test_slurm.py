@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from zernike3d.scheduling import nodes as slurm_nodes
 from zernike3d.stages import profile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,10 +90,10 @@ def test_a_wrong_site_key_is_named(tmp_path):
 
 
 def test_gpu_count_reads_sinfo_gres():
-    assert profile.gpu_count("(null)") == 0
-    assert profile.gpu_count("gpu:a100:4(S:0-1),shard:8") == 4
-    assert profile.gpu_count("gpu:a100:4,gpu:v100:2", "v100") == 2
-    assert profile.gpu_count("gpu:2") == 2 and profile.gpu_count("gpu:2", "a100") == 0
+    assert slurm_nodes.gpu_count("(null)") == 0
+    assert slurm_nodes.gpu_count("gpu:a100:4(S:0-1),shard:8") == 4
+    assert slurm_nodes.gpu_count("gpu:a100:4,gpu:v100:2", "v100") == 2
+    assert slurm_nodes.gpu_count("gpu:2") == 2 and slurm_nodes.gpu_count("gpu:2", "a100") == 0
 
 
 def test_node_types_go_into_the_profile():
@@ -107,8 +108,15 @@ def test_node_types_go_into_the_profile():
     assert text["config"]["slurm_gpu_nodes"] == "16:128000:4"
 
 
+def test_node_types_round_trip_through_their_text():
+    """What `zernike3d profile install` writes into the profile is what the workflow reads back."""
+    types = [{"cpus": 2, "mem_mb": 7000, "gpus": 0}, {"cpus": 16, "mem_mb": 128000, "gpus": 4}]
+    assert slurm_nodes.node_types_from_text(slurm_nodes.node_types_text(types)) == types
+    assert slurm_nodes.node_types_from_text(slurm_nodes.node_types_text([])) == []
+
+
 def test_jobs_are_fitted_to_the_nodes():
-    from zernike3d.resources import fit_to_nodes
+    from zernike3d.scheduling.nodes import fit_to_nodes
 
     nodes = [{"cpus": 2, "mem_mb": 7000, "gpus": 0}, {"cpus": 8, "mem_mb": 4000, "gpus": 1}]
     assert fit_to_nodes(2, 6000, 0, nodes) == 6000

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from zernike3d import resources
+from zernike3d.scheduling import inputs, resources
 from zernike3d.maths.indexing import nl_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -300,7 +300,7 @@ def measured_peaks(workdir):
 
 
 def test_memory_estimates_cover_the_measured_peaks(finished, workdir, test_config):
-    """Every job's log ends with its exact peak RSS; mem_mb (zernike3d.resources) must cover it."""
+    """Every job's log ends with its exact peak RSS; mem_mb (zernike3d.scheduling.resources) must cover it."""
     stages = {"example_job": "example", "import_data": "import", "preprocess": "preprocess", "basis": "basis",
               "decompose": "decompose", "invariants": "invariants", "reconstruct": "reconstruct", "qc": "qc"}
     lines = []
@@ -411,7 +411,7 @@ def test_rule_resources_reads_only_the_headers(tmp_path):
     path = tmp_path / "d.npz"
     np.savez(path, maps=np.zeros((3, 20, 20, 20), np.float32), latents=np.zeros((7, 2), np.float32),
              voxel_size=np.float64(1.5), origin=np.zeros(3))
-    assert resources.bundle_shape(path) == resources.BundleShape(20, 3, 7, 1.5)
+    assert inputs.bundle_shape(path) == inputs.BundleShape(20, 3, 7, 1.5)
     with pytest.raises(FileNotFoundError) as err:
         resources.rule_resources("decompose", str(tmp_path / "missing.npz"), 10, {})
     assert err.value.filename == str(tmp_path / "missing.npz")
@@ -444,8 +444,8 @@ def test_every_config_key_is_documented():
 def test_transform_jobs_follow_the_plan_for_their_node():
     """decompose/reconstruct: memory from the planner with headroom, a GPU only where the
     planner would run the job on one, none when the dataset does not allow GPUs."""
-    from zernike3d.hardware import GpuDescription, MachineDescription
-    from zernike3d.planning import plan_for
+    from zernike3d.scheduling.hardware import GpuDescription, MachineDescription
+    from zernike3d.scheduling.planner import plan_for
 
     big, small = resources.BundleShape(192, 4, 1000, 1.0), resources.BundleShape(24, 3, 1000, 1.0)
     # one thread: two cores of the CPU kernels are now predicted faster than the CuPy

@@ -19,7 +19,8 @@ SCHEMA = REPO / "config" / "schema" / "config.schema.yaml"
 # whatever version happens to be installed.
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from zernike3d.resources import fit_to_nodes, rule_resources  # noqa: E402
+from zernike3d.scheduling.nodes import fit_to_nodes, node_types_from_text  # noqa: E402
+from zernike3d.scheduling.resources import rule_resources  # noqa: E402
 
 
 def config_error(*lines):
@@ -151,7 +152,7 @@ def _input_facts(name):
     cheaply before any job runs (map headers, the .cs row count, the example's settings,
     ``apix``); each None where that is not possible (a WIGGLE bundle, the example's voxel
     size). A named input file that is missing stops the run with its key."""
-    from zernike3d.resources import cs_row_count, mrc_box, mrc_voxel_size
+    from zernike3d.scheduling.inputs import cs_row_count, mrc_box, mrc_voxel_size
 
     d = DATASETS[name]
     if d.get("example") is not None:
@@ -332,7 +333,7 @@ def _uses_conda():
 # Every rule runs one `zernike3d <stage> ...` command. In the job's shell, `zernike3d` is
 # this checkout's package run by: with --sdm conda, the environment's python
 # (envs/*.yaml); otherwise the interpreter that runs Snakemake; through
-# zernike3d.resources.run_measured, which ends the log with the job's exact peak memory. (The prefix is formatted
+# zernike3d.measured.run_measured, which ends the log with the job's exact peak memory. (The prefix is formatted
 # like the command, hence the doubled braces.) The multi-threaded rules set
 # NUMBA_NUM_THREADS/OMP_NUM_THREADS to their threads, so that numba and BLAS use the
 # job's CPUs, not every core of the node.
@@ -340,7 +341,7 @@ PYTHON = "python" if _uses_conda() else shlex.quote(sys.executable)
 shell.prefix(
     "set -euo pipefail; "
     f"export PYTHONPATH={shlex.quote(str(REPO))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
-    f'zernike3d() {{{{ {PYTHON} -m zernike3d.resources run "$@"; }}}}; '
+    f'zernike3d() {{{{ {PYTHON} -m zernike3d.measured run "$@"; }}}}; '
 )
 
 
@@ -381,7 +382,7 @@ def dataset_order(d, path):
         return d["order"]
     from zernike3d.maths.geometry import BallGeometry
     from zernike3d.maths.resolution import order_for_resolution
-    from zernike3d.resources import bundle_shape
+    from zernike3d.scheduling.inputs import bundle_shape
     from zernike3d.stages.common import parse_center, parse_radius
 
     shape = bundle_shape(path)
@@ -415,12 +416,9 @@ def node_types(gpu=False):
     partition's for a job that asks for a GPU, when it is another partition. Written into
     the SLURM profile by `zernike3d profile install` (sinfo) as "cpus:mem_mb:gpus,...";
     [] when unknown (local runs)."""
-    text = (gpu and config.get("slurm_gpu_nodes")) or config.get("slurm_nodes") or ""
-    return [
-        dict(zip(("cpus", "mem_mb", "gpus"), map(int, t.split(":"))))
-        for t in text.split(",")
-        if t
-    ]
+    return node_types_from_text(
+        (gpu and config.get("slurm_gpu_nodes")) or config.get("slurm_nodes") or ""
+    )
 
 
 def _may_use_gpu(stage, wildcards):
@@ -468,7 +466,7 @@ def _estimate(stage, wildcards, path, attempt):
         order = d["reconstruct"]["order"]
     # the cluster subsets read the particles' .cs rows: their size counts
     if stage == "cluster" and path is not None:
-        from zernike3d.resources import table_row_bytes
+        from zernike3d.scheduling.inputs import table_row_bytes
 
         d["table_row_bytes"] = table_row_bytes(
             path, clusters_of(wildcards.dataset).get("particles_cs")
@@ -543,7 +541,7 @@ _check_against_nodes()
 def rule_resources_for(stage, input_key):
     """Resource callables for a rule of ``stage``, sized from ``input[input_key]``.
 
-    ``mem_mb``/``runtime`` come from zernike3d.resources.rule_resources (the input's box,
+    ``mem_mb``/``runtime`` come from zernike3d.scheduling.resources.rule_resources (the input's box,
     volumes, particles, the order). Before the input exists they show as <TBD>.
     GPU-capable stages add ``gpu``/``gpu_model`` (and the GPU partition) only when the
     dataset's ``gpu`` is true.

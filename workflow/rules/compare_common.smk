@@ -79,7 +79,7 @@ def compare_resources(key):
         override = (config["resources"].get("compare") or {}).get(key)
         if override:
             return override
-        from zernike3d.resources import bundle_shape
+        from zernike3d.scheduling.inputs import bundle_shape
 
         bundles = [f for f in input if f.endswith("preprocessed.npz")]
         particles = sum(bundle_shape(f).n_particles for f in bundles)

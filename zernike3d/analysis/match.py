@@ -1,7 +1,7 @@
 """Which particles of a 3D Variability job look like a query (a molecular model or a map).
 
 The score. A particle with latents z has the map f(z) = base + sum_k z_k component_k, so
-its moments are Omega(z) = Omega_base + sum_k z_k Omega_k (:mod:`zernike3d.latents`). With
+its moments are Omega(z) = Omega_base + sum_k z_k Omega_k (:mod:`zernike3d.analysis.latents`). With
 the query fitted into the job's frame, its moments q, the score of the particle is
 Pearson's correlation over the ball of the two expansions, the ball means (the Omega_000
 terms: Z_000 is constant) removed, as :mod:`zernike3d.analysis.alignment` reports a fit.
@@ -277,7 +277,7 @@ def _fit_onto(query, job, centred, start, state, order, rounds, decompose, progr
     at latent point ``state``, at ``order``; the query made again at the fitted placement
     on the job's grid and decomposed at the job's order (``decompose``)."""
     from zernike3d.analysis.alignment import align
-    from zernike3d.latents import LatentPoint, moments_at
+    from zernike3d.analysis.latents import LatentPoint, moments_at
 
     target = replace(job, moments=moments_at(job.moments, [LatentPoint("state", "latent", state)]), names=["state"],
                      maps_sha256=None)

@@ -20,11 +20,11 @@ array                       dtype, shape             meaning
 Chunks are not compressed: the tables are float64 values that hardly compress, so
 decompression would only add time to every read. Whether `decompose` reads the radial
 table or recomputes it is the planner's choice
-(:func:`zernike3d.planning.radial_table_source`); ``benchmarks/bench_basis_cache.py``
+(:func:`zernike3d.scheduling.planner.radial_table_source`); ``benchmarks/bench_basis_cache.py``
 measures both.
 
 No angular table is stored: the transforms recompute Pbar_lm(cos theta) per pair, which
-the planner measures to be cheaper than reading it back (see :mod:`zernike3d.planning`).
+the planner measures to be cheaper than reading it back (see :mod:`zernike3d.scheduling.planner`).
 
 Group attributes: ``store_format``, ``key`` (the ``Basis.key``, computed from the
 geometry's parameters and the order, never from the tables), ``geometry``

@@ -268,9 +268,9 @@ def transform_options(args, geometry, order, n_volumes, stage, basis_path=None):
     """
     import os
 
-    from zernike3d.hardware import cuda_ordinal, probe
+    from zernike3d.scheduling.hardware import cuda_ordinal, probe
     from zernike3d.maths.basis import Basis
-    from zernike3d.planning import plan_for, radial_table_source
+    from zernike3d.scheduling.planner import plan_for, radial_table_source
 
     machine = probe()
     device = None if args.device == "auto" else args.device

@@ -127,7 +127,7 @@ def read_results(folder):
     """The :class:`Results` of ``folder``; :class:`InputError` naming what is missing."""
     from zernike3d.io.dataset import Dataset
     from zernike3d.io.particle_invariants import read_particle_invariants
-    from zernike3d.latents import check_job
+    from zernike3d.analysis.latents import check_job
     from zernike3d.moments import Moments
 
     folder = Path(folder)

@@ -7,7 +7,7 @@ still succeeds, because the CPU placements need none of them.
 import dataclasses
 import json
 
-from zernike3d.hardware import describe, probe
+from zernike3d.scheduling.hardware import describe, probe
 
 
 def add_arguments(parser):

@@ -52,7 +52,7 @@ def add_arguments(parser):
 def run(args):
     from zernike3d.io import particle_invariants
     from zernike3d.io.particle_invariants import write_particle_invariants
-    from zernike3d.latents import check_job
+    from zernike3d.analysis.latents import check_job
     from zernike3d.maths.backends import BackendUnavailable, import_cupy
     from zernike3d.maths.invariants import particle_invariant_forms
 

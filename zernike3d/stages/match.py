@@ -105,7 +105,7 @@ def read_results(folder):
     """(dataset, bundle path, moments, moments path) of a results folder;
     :class:`InputError` naming what is missing."""
     from zernike3d.io.dataset import Dataset
-    from zernike3d.latents import check_job
+    from zernike3d.analysis.latents import check_job
     from zernike3d.moments import Moments
 
     folder = Path(folder)
@@ -267,7 +267,7 @@ def _write_outputs(out, args, dataset, job, queries, fits, match, table, resolut
     from zernike3d.io import chimerax
     from zernike3d.io.cryosparc_export import write_subset
     from zernike3d.io.mrc import write_map
-    from zernike3d.latents import LatentPoint, mapspace_maps
+    from zernike3d.analysis.latents import LatentPoint, mapspace_maps
     from zernike3d.maths.density import MOLMAP_SIGMA_FACTOR
 
     stems = [q.stem for q in queries]

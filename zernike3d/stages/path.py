@@ -40,7 +40,7 @@ def run(args):
     from zernike3d.analysis.paths import particle_path, resample
     from zernike3d.io.atomic import atomic_paths, csv_kind
     from zernike3d.io.dataset import Dataset
-    from zernike3d.latents import points_from_csv
+    from zernike3d.analysis.latents import points_from_csv
 
     dataset = Dataset.load(args.dataset)
     if dataset.n_components == 0:

@@ -1,7 +1,7 @@
 """Predict memory and time of each placement of a transform and pick the fastest that fits.
 
 Placements: gpu-resident, gpu-streamed (CuPy), cpu-ram, cpu-zarr, cpu-onthefly (numba);
-see zernike3d/planning.py. The table lists for each the predicted peak host and GPU
+see zernike3d/scheduling/planner.py. The table lists for each the predicted peak host and GPU
 memory, the seconds and the m block it would use, and whether it fits in 80% of what is
 free. CPU times use rates measured on a reference machine unless this one was
 calibrated (--calibrate); GPU times are datasheet leads, not measurements.
@@ -10,7 +10,7 @@ calibrated (--calibrate); GPU times are datasheet leads, not measurements.
 import dataclasses
 
 from zernike3d.errors import InputError
-from zernike3d.hardware import describe, probe
+from zernike3d.scheduling.hardware import describe, probe
 from zernike3d.maths.indexing import nl_table
 from zernike3d.stages import common
 
@@ -37,8 +37,8 @@ def add_arguments(parser):
 
 
 def run(args):
-    from zernike3d.calibration import calibrate
-    from zernike3d.planning import CPU_RATES, RATES_FILE, load_rates, plan_for
+    from zernike3d.scheduling.calibration import calibrate
+    from zernike3d.scheduling.planner import CPU_RATES, RATES_FILE, load_rates, plan_for
 
     if args.calibrate:
         rates, error = calibrate()
@@ -76,7 +76,7 @@ def run(args):
 
 
 def _as_python(rates):
-    from zernike3d.planning import CpuRates
+    from zernike3d.scheduling.planner import CpuRates
 
     fields = ",\n".join(f"    {f.name}={getattr(rates, f.name)!r}" for f in dataclasses.fields(CpuRates))
     return f"CPU_RATES = CpuRates(\n{fields},\n)"

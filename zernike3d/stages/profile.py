@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from zernike3d.errors import InputError
+from zernike3d.scheduling.nodes import node_types_text, query_nodes
 
 #: the site keys, their defaults and what they mean (also documented in config/README.md)
 SITE_KEYS = {
@@ -153,78 +154,6 @@ def check_site(source, site):
         raise InputError(source, f"logdir: expected a folder, got {site['logdir']!r}")
 
 
-def query_nodes(site):
-    """``{"slurm_nodes": [...], "slurm_gpu_nodes": [...]}``: the node types of the
-    partition of every job and of the GPU partition (when it is another one), each
-    ``{"cpus", "mem_mb", "gpus"}``, read with ``sinfo``. {} when SLURM's commands are not
-    installed here (a note says so); a failing sinfo or a partition without nodes is an
-    InputError naming the partition."""
-    import shutil
-
-    if shutil.which("sinfo") is None:
-        print("note: sinfo not found, so the nodes' CPUs, memory and GPUs are not recorded and jobs are "
-              "not capped to them (install on the cluster, or set max_threads)", file=sys.stderr)
-        return {}
-    nodes = {"slurm_nodes": partition_nodes(site["partition"], site["gpu_model"])}
-    if site["gpu_partition"] is not None and site["gpu_partition"] != site["partition"]:
-        nodes["slurm_gpu_nodes"] = partition_nodes(site["gpu_partition"], site["gpu_model"])
-    return nodes
-
-
-def partition_nodes(partition, gpu_model=None):
-    """The distinct node types of ``partition`` (None: the cluster's default one) as
-    ``[{"cpus": int, "mem_mb": int, "gpus": int}]``, from
-    ``sinfo -h -e -o "%P|%c|%m|%G"``: CPUs, memory (MB as SLURM counts them, the unit of
-    ``--mem``) and GPUs of type ``gpu_model`` (any type when None) per node."""
-    import subprocess
-
-    command = ["sinfo", "--noheader", "--exact", "--format", "%P|%c|%m|%G"]
-    if partition is not None:
-        command += ["--partition", str(partition)]
-    where = f"partition {partition}" if partition is not None else "the default partition"
-    try:
-        listed = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise InputError("sinfo", f"cannot list the nodes of {where} ({err}); set query_nodes: false in the site file to install without it")
-    if listed.returncode != 0:
-        reason = (listed.stderr.strip().splitlines() or ["no message"])[-1]
-        raise InputError("sinfo", f"cannot list the nodes of {where} ({reason}); set query_nodes: false "
-                         "in the site file to install without it")
-    types = set()
-    for line in listed.stdout.splitlines():
-        name, cpus, mem_mb, gres = (line.split("|") + ["", "", ""])[:4]
-        if partition is None and not name.endswith("*"):  # sinfo marks the default partition
-            continue
-        try:
-            types.add((int(cpus.rstrip("+")), int(mem_mb.rstrip("+")), gpu_count(gres, gpu_model)))
-        except ValueError:
-            raise InputError("sinfo", f"unexpected line for {where}: {line!r}")
-    if not types:
-        raise InputError(where, "sinfo lists no nodes in it; check the partition names in the site file")
-    return [{"cpus": c, "mem_mb": m, "gpus": g} for c, m, g in sorted(types)]
-
-
-def node_types_text(types):
-    """``"cpus:mem_mb:gpus,..."``: node types as one string, the form in which a value of
-    the profile's ``config:`` reaches the workflow intact (Snakemake passes it on as
-    ``--config key=value`` and reads a nested value back as strings)."""
-    return ",".join(f"{n['cpus']}:{n['mem_mb']}:{n['gpus']}" for n in types)
-
-
-def gpu_count(gres, gpu_model=None):
-    """GPUs in a node's GRES as sinfo prints it, e.g. ``gpu:a100:4(S:0-1),shard:8`` -> 4;
-    only those of type ``gpu_model`` when it is given; ``(null)`` -> 0."""
-    count = 0
-    for item in gres.split(","):
-        fields = item.split("(")[0].split(":")
-        if fields[0] != "gpu" or not fields[-1].isdigit():
-            continue
-        gpu_type = fields[1] if len(fields) == 3 else None
-        if gpu_model is None or gpu_type == str(gpu_model):
-            count += int(fields[-1])
-    return count
-
-
 def _yaml_value(value):
     """One YAML scalar, quoted where needed (flow style, no trailing newline)."""
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
@@ -232,7 +161,7 @@ def _yaml_value(value):
 
 def render_profile(site, source=None, nodes=None):
     """The text of the profile's config.yaml for the site settings ``site`` and the
-    partitions' node types ``nodes`` (:func:`query_nodes`)."""
+    partitions' node types ``nodes`` (:func:`zernike3d.scheduling.nodes.query_nodes`)."""
     s = dict(site)
     nodes = nodes or {}
     lines = [

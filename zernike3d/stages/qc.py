@@ -127,8 +127,8 @@ def run(args):
 
 def check_same_maps(dataset, dataset_source, moments, moments_source):
     """Raise :class:`InputError` unless the moments are of the dataset's own maps (shape,
-    then fingerprints: :func:`zernike3d.latents.check_fingerprints`)."""
-    from zernike3d.latents import check_fingerprints
+    then fingerprints: :func:`zernike3d.analysis.latents.check_fingerprints`)."""
+    from zernike3d.analysis.latents import check_fingerprints
 
     if len(moments.names) != len(dataset.names):
         raise InputError(moments_source, f"has {len(moments.names)} volumes but {dataset_source} has {len(dataset.names)} maps")

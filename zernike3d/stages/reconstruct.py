@@ -36,12 +36,11 @@ from zernike3d.io import chimerax
 from zernike3d.io.atomic import atomic_path, folder_kind
 from zernike3d.io.dataset import Dataset
 from zernike3d.io.mrc import MAP_OUTPUT, write_map
-from zernike3d.latents import check_job, mapspace_maps, maps_at_points, select_points, transforms_needed
+from zernike3d.analysis.latents import (MAPS_BUDGET, check_job, mapspace_maps, maps_at_points, select_points,
+                                       transforms_needed)
 from zernike3d.moments import Moments
 from zernike3d.stages import common
 
-#: maps reconstructed together hold at most this many bytes (float64 work copies)
-MAPS_BUDGET = 2**30
 #: what --out-dir may replace: a folder written by an earlier `reconstruct --out-dir`
 MAPS_FOLDER = folder_kind("reconstruct --out-dir")
 

@@ -1,7 +1,7 @@
 """What this machine offers: GPUs (NVML, CuPy), CPU cores, free RAM, free disk.
 
 :func:`probe` returns a :class:`MachineDescription`; the planner
-(:mod:`zernike3d.planning`) only ever reads that dataclass, so tests and cluster
+(:mod:`zernike3d.scheduling.planner`) only ever reads that dataclass, so tests and cluster
 configurations can describe machines that are not this one. Nothing here raises when a
 GPU, the NVML library or CuPy is missing: each absence becomes one plain line in
 ``MachineDescription.notes``.

@@ -2,12 +2,12 @@
 
 Each calibration case times the real transform once in a fresh single-threaded Python
 process, as a job would run it (first touches of fresh work arrays included); the
-per-op costs of :class:`zernike3d.planning.CpuRates` are then fitted by non-negative least
-squares on relative error over the op counts of :class:`zernike3d.planning.Sizes`. The
+per-op costs of :class:`zernike3d.scheduling.planner.CpuRates` are then fitted by non-negative least
+squares on relative error over the op counts of :class:`zernike3d.scheduling.planner.Sizes`. The
 radial-table rates (recompute, read from a zarr store) are timed directly.
 
 :func:`calibrate_gpu` measures a GPU's rates with CuPy (``benchmarks/gpu_check.sh`` runs
-it): the raw rates of :class:`zernike3d.planning.GpuRates` by micro-benchmarks, then the
+it): the raw rates of :class:`zernike3d.scheduling.planner.GpuRates` by micro-benchmarks, then the
 efficiency of the CuPy backend's kernels fitted to real decompositions on that GPU.
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.transform import workspace_bytes
-from zernike3d.planning import RATES_FILE, CpuRates, GpuRates, Sizes, cpu_model
+from zernike3d.scheduling.planner import RATES_FILE, CpuRates, GpuRates, Sizes, cpu_model
 
 
 #: (box, order, volumes, m_block or None for all at once): chosen so that each op count
@@ -37,7 +37,7 @@ CALIBRATION_CASES = (
 
 def calibrate(path=RATES_FILE, repeats=3):
     """Measure this machine's single-thread rates; store them in ``path`` (read back by
-    :func:`zernike3d.planning.load_rates`) and return (rates, worst relative error of the fit).
+    :func:`zernike3d.scheduling.planner.load_rates`) and return (rates, worst relative error of the fit).
 
     Each calibration case runs once in a fresh process, as a real job does: its first
     touches of freshly mapped work arrays (page faults) are part of the cost. The
@@ -72,7 +72,7 @@ def _in_fresh_process(function, argument):
     """``function(argument)`` of this module, run in a new single-threaded Python."""
     single = {name: "1" for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                      "MKL_NUM_THREADS")}
-    code = f"import json, sys, zernike3d.calibration as c; print(json.dumps(c.{function}(json.loads(sys.argv[1]))))"
+    code = f"import json, sys, zernike3d.scheduling.calibration as c; print(json.dumps(c.{function}(json.loads(sys.argv[1]))))"
     child = subprocess.run([sys.executable, "-c", code, json.dumps(argument)], env={**os.environ, **single},
                            capture_output=True, text=True, check=True)
     return json.loads(child.stdout.strip().splitlines()[-1])
@@ -137,8 +137,8 @@ GPU_FIT_CASES = ((128, 50), (96, 100))
 
 def calibrate_gpu(path=None, gpu_id=None):
     """Measure GPU ``gpu_id``'s rates with CuPy and store them in ``path`` (default
-    :data:`zernike3d.planning.GPU_RATES_FILE`) under the GPU's name, where
-    :func:`zernike3d.planning.gpu_rates` reads them; return (rates, details).
+    :data:`zernike3d.scheduling.planner.GPU_RATES_FILE`) under the GPU's name, where
+    :func:`zernike3d.scheduling.planner.gpu_rates` reads them; return (rates, details).
 
     Raw rates (best of several, timed with CUDA events, float64): device memory bandwidth
     (a 512 MiB copy, bytes read + written), FP64 vector FLOP/s (an elementwise kernel of
@@ -146,7 +146,7 @@ def calibrate_gpu(path=None, gpu_id=None):
     (256 MiB) and seconds per kernel launch from Python (a 1-element kernel, wall clock).
     Then each :data:`GPU_FIT_CASES` decomposition is run on the GPU and on the CPU (numba):
     ``kernel_efficiency`` is fitted so that the planner's model
-    (:func:`zernike3d.planning.gpu_time_parts`) reproduces the GPU times, and
+    (:func:`zernike3d.scheduling.planner.gpu_time_parts`) reproduces the GPU times, and
     ``details["max_relative_error"]`` is the largest difference between the two backends'
     moments relative to the largest moment. Raises
     :class:`zernike3d.maths.backends.BackendUnavailable` where CuPy cannot use a GPU.
@@ -156,7 +156,7 @@ def calibrate_gpu(path=None, gpu_id=None):
     from zernike3d.maths.backends import import_cupy
     from zernike3d.maths.basis import Basis
     from zernike3d.maths.transform import DEFAULT_WORKSPACE, decompose, m_block_size
-    from zernike3d.planning import gpu_time_parts
+    from zernike3d.scheduling.planner import gpu_time_parts
 
     cupy, _ = import_cupy(gpu_id)
     device = cupy.cuda.Device()
@@ -248,9 +248,9 @@ def calibrate_gpu(path=None, gpu_id=None):
 
 def store_gpu_rates(rates, path=None):
     """Add or replace ``rates`` (a :class:`GpuRates`) under its name in the JSON file
-    ``path`` (default :data:`zernike3d.planning.GPU_RATES_FILE`; GPU name -> fields),
+    ``path`` (default :data:`zernike3d.scheduling.planner.GPU_RATES_FILE`; GPU name -> fields),
     keeping the other GPUs' entries."""
-    from zernike3d import planning
+    from zernike3d.scheduling import planner as planning
     from zernike3d.io.atomic import atomic_path, json_kind
 
     path = Path(planning.GPU_RATES_FILE if path is None else path)

@@ -16,6 +16,10 @@ import numpy as np
 from zernike3d.errors import InputError
 from zernike3d.io.dataset import map_names
 
+#: maps reconstructed together (`zernike3d reconstruct`) hold at most this many bytes
+#: (float64 work copies); the workflow's estimate sizes its batches by it too
+MAPS_BUDGET = 2**30
+
 
 @dataclass(frozen=True)
 class LatentPoint:

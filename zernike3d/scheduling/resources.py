@@ -5,24 +5,20 @@ and declares the result as the rule's ``mem_mb`` and ``runtime`` (minutes). The 
 is read from the *shape* of the input only: the box, number of volumes (base map + 3DVA
 components) and number of particles of the dataset bundle, which are read from the
 ``.npy`` headers inside the uncompressed ``.npz`` (a few hundred bytes; no data is
-loaded). Before the bundle exists (a dry run) :func:`rule_resources` raises
-``FileNotFoundError`` for ``input_path``, which Snakemake shows as ``<TBD>``.
+loaded; :mod:`zernike3d.scheduling.inputs`). Before the bundle exists (a dry run)
+:func:`rule_resources` raises ``FileNotFoundError`` for ``input_path``, which Snakemake
+shows as ``<TBD>``.
 
 decompose and reconstruct are sized by the hardware-aware planner
-(:mod:`zernike3d.planning`) for the node the job will get, and ask for a GPU only when
-the plan runs them on one; basis and qc use the real grid tables and the planner's
+(:mod:`zernike3d.scheduling.planner`) for the node the job will get, and ask for a GPU only
+when the plan runs them on one; basis and qc use the real grid tables and the planner's
 reconstruction peak. The other stages: a fixed interpreter + libraries overhead, plus the
 arrays each stage holds at its peak, times a safety factor, rounded up to 256 MB.
 """
 
-import ast
-import json
 import math
-import os
-import struct
-import zipfile
-from dataclasses import dataclass
-from pathlib import Path
+
+from zernike3d.scheduling.inputs import BundleShape, bundle_shape
 
 MB = 1_000_000
 #: what the model leaves of each stage's peak RSS (MB) on a small input: Python, NumPy
@@ -64,168 +60,9 @@ MIN_RUNTIME = 10  # minutes: start-up, queueing of the step, file systems
 STAGES = tuple(BASE_MB)
 
 
-@dataclass(frozen=True)
-class BundleShape:
-    """What the estimate needs to know about the data: read cheaply, never the arrays."""
-
-    box: int
-    n_volumes: int
-    n_particles: int
-    voxel_size: float
-    #: bytes per row of the particles table (import only; 0 when not known)
-    row_bytes: int = 0
-
-
-def read_npy_header(stream):
-    """``(shape, descr)`` from the header of a ``.npy`` stream, leaving it at the data.
-
-    Plain Python (no NumPy), so that the Snakefile can size jobs from a Snakemake
-    installation that has no NumPy (e.g. with ``--sdm conda``).
-    """
-    magic = stream.read(8)
-    if magic[:6] != b"\x93NUMPY":
-        raise ValueError("not a .npy stream")
-    major = magic[6]
-    length_bytes = 2 if major == 1 else 4
-    length = int.from_bytes(stream.read(length_bytes), "little")
-    header = ast.literal_eval(stream.read(length).decode("latin1"))
-    return tuple(header["shape"]), header["descr"]
-
-
-def npz_member_shapes(path):
-    """``{key: (shape, descr)}`` of the arrays in an ``.npz``, reading only the headers."""
-    shapes = {}
-    with open(str(path), "rb") as raw, zipfile.ZipFile(raw) as archive:
-        for info in archive.infolist():
-            if info.filename.endswith(".npy"):
-                with archive.open(info) as member:
-                    shapes[info.filename[: -len(".npy")]] = read_npy_header(member)
-    return shapes
-
-
-def _npz_scalar(path, key, default=1.0):
-    """A float64 scalar member of an ``.npz`` (e.g. ``voxel_size``) without NumPy."""
-    with open(str(path), "rb") as raw, zipfile.ZipFile(raw) as archive:
-        if f"{key}.npy" not in archive.namelist():
-            return default
-        with archive.open(f"{key}.npy") as member:
-            shape, descr = read_npy_header(member)
-            if shape != () or descr not in ("<f8", "<f4"):
-                return default
-            data = member.read(8 if descr == "<f8" else 4)
-    return struct.unpack("<d" if descr == "<f8" else "<f", data)[0]
-
-
-def bundle_shape(path):
-    """Shape of the data behind ``path``: a dataset bundle ``.npz`` (import/preprocess
-    output), a moments ``.npz``, an ``.mrc`` map, a cryoSPARC job directory or a
-    ``.cs`` table. Raises ``FileNotFoundError(path)`` if it does not exist yet."""
-    path_str = str(path)
-    p = Path(path_str)
-    if not p.exists():
-        raise FileNotFoundError(2, "No such file or directory", path_str)
-    if p.is_dir():
-        return _job_dir_shape(p)
-    suffix = p.suffix.lower()
-    if suffix == ".npz":
-        shapes = npz_member_shapes(p)
-        if "maps" in shapes:  # dataset bundle
-            maps = shapes["maps"][0]
-            latents = shapes.get("latents", ((0, 0),))[0]
-            return BundleShape(int(maps[-1]), int(maps[0]), int(latents[0]) if latents else 0,
-                               _npz_scalar(p, "voxel_size"))
-        if "moments" in shapes:  # moments file: no box; the caller should pass the bundle
-            rows = shapes["moments"][0]
-            return BundleShape(0, int(rows[0]) if len(rows) == 2 else 1, 0, 1.0)
-        # a WIGGLE bundle or another npz: size the largest cubic array
-        cubes = [s for s, _ in shapes.values() if len(s) >= 3 and s[-1] == s[-2] == s[-3]]
-        box = max((s[-1] for s in cubes), default=0)
-        volumes = sum(math.prod(s[:-3]) for s in cubes)
-        return BundleShape(int(box), max(volumes, 1), 0, 1.0)
-    if suffix in (".mrc", ".map", ".mrcs"):
-        return BundleShape(mrc_box(p), 1, 0, 1.0)
-    if suffix == ".cs":
-        return BundleShape(0, 0, _cs_rows(p), 1.0)
-    return BundleShape(0, 1, 0, 1.0)
-
-
-def mrc_box(path):
-    """Largest of the map's dimensions (voxels), from its header alone (mrcfile)."""
-    import mrcfile
-
-    with mrcfile.open(str(path), header_only=True, permissive=True) as mrc:
-        header = mrc.header
-        return int(max(header.nx, header.ny, header.nz))
-
-
-def mrc_voxel_size(path):
-    """The map's voxel size along x in Å, from its header alone (mrcfile); None if the
-    header gives none (0)."""
-    import mrcfile
-
-    with mrcfile.open(str(path), header_only=True, permissive=True) as mrc:
-        size = float(mrc.voxel_size.x)
-    return size if size > 0 else None
-
-
-def cs_row_count(path):
-    """Rows of a cryoSPARC ``.cs`` table, from its header alone: a table saved with
-    ``np.save`` is memory-mapped; the compressed (CSDAT) format's JSON header states its
-    ``length`` (cryosparc-tools' ``Dataset.inspect``, which decodes nothing). None if the
-    file is neither."""
-    import numpy as np
-
-    try:
-        return int(np.load(str(path), mmap_mode="r", allow_pickle=False).shape[0])
-    except (ValueError, OSError, IndexError):
-        pass
-    try:
-        from cryosparc.dataset import Dataset
-
-        return int(Dataset.inspect(path)["length"])
-    except Exception:  # cryosparc-tools raises several kinds on a file that is not a .cs
-        return None
-
-
-def _cs_rows(path):
-    rows = cs_row_count(path)
-    # not a readable table (the import stage will say why): guess ~200 bytes a row
-    return rows if rows is not None else max(1, os.path.getsize(path) // 200)
-
-
-def table_row_bytes(dataset_path, particles_cs=None):
-    """Bytes per row of the particles ``.cs`` that `zernike3d cluster --subsets` reads for
-    the dataset bundle ``dataset_path``: ``particles_cs``, or the table the dataset was
-    imported from (its provenance), with the passthrough file beside it that is joined in
-    (file size / rows: a compressed table holds more once read). 0 when none is known."""
-    import numpy as np
-
-    from zernike3d.io.cryosparc import passthrough_path
-    from zernike3d.io.cryosparc_export import source_particles_cs
-
-    if particles_cs is None:
-        with np.load(str(dataset_path)) as bundle:
-            steps = json.loads(str(bundle["provenance"])) if "provenance" in bundle.files else []
-        particles_cs = source_particles_cs(steps)
-    total = 0
-    for path in (particles_cs, particles_cs and passthrough_path(particles_cs)):
-        if path and os.path.isfile(path):
-            total += os.path.getsize(path) // max(cs_row_count(path) or 1, 1)
-    return total
-
-
-def _job_dir_shape(directory):
-    maps = sorted(directory.glob("*.mrc"))
-    box = max((mrc_box(m) for m in maps), default=0)
-    particles = sorted(directory.glob("*particles*.cs"))
-    n_particles = _cs_rows(particles[0]) if particles else 0
-    row_bytes = (os.path.getsize(particles[0]) // max(n_particles, 1)) if particles else 0
-    return BundleShape(box, max(len(maps), 1), n_particles, 1.0, row_bytes)
-
-
 # --- the model ------------------------------------------------------------------------
 # The transform stages (decompose, reconstruct) and the tables and reconstructions of
-# basis and qc are sized by zernike3d.planning from the real grid of the geometry; the
+# basis and qc are sized by zernike3d.scheduling.planner from the real grid of the geometry; the
 # other stages by the arrays they hold at their peak.
 
 
@@ -278,8 +115,8 @@ def _plan(stage, geometry, order, volumes, config):
     """The planner's estimates for the node a job gets: ``threads`` cores, host memory as
     needed (``node_mem_mb`` where the partition's nodes are known) and, when the dataset
     allows GPUs (and ``node_gpus`` is not 0), one GPU of ``gpu_memory_gb`` GiB."""
-    from zernike3d.hardware import GpuDescription, MachineDescription
-    from zernike3d.planning import plan_for
+    from zernike3d.scheduling.hardware import GpuDescription, MachineDescription
+    from zernike3d.scheduling.planner import plan_for
 
     threads = int(config.get("threads") or 1)
     gpus = ()
@@ -304,7 +141,7 @@ def planned(stage, shape, order, config):
     own plan stays inside the allocation.
     """
     from zernike3d.maths.geometry import BallGeometry
-    from zernike3d.stages.reconstruct import MAPS_BUDGET
+    from zernike3d.analysis.latents import MAPS_BUDGET
 
     geometry = _geometry(shape, config)
     volumes = max(shape.n_volumes, 1)
@@ -416,29 +253,6 @@ def estimate(stage, shape, order, config=None):
 MATCH_ALIGN_SECONDS = 10.0
 
 
-def fit_to_nodes(threads, mem_mb, gpus, nodes, attempt=1):
-    """The memory (MB) to ask for a job of ``threads`` CPUs, ``mem_mb`` MB and ``gpus``
-    GPUs on a partition of node types ``nodes`` ([{"cpus", "mem_mb", "gpus"}], as
-    ``zernike3d profile install`` reads them with sinfo); ``mem_mb`` where ``nodes`` is
-    empty (unknown). A retry (``attempt`` > 1, memory already multiplied) is capped to the
-    largest node; a first attempt that fits no node raises ValueError saying why, since
-    SLURM would keep such a job pending forever without a message."""
-    if not nodes:
-        return mem_mb
-    fitting = [n for n in nodes if n["cpus"] >= threads and n["gpus"] >= gpus]
-    offered = "; ".join(f"{n['cpus']} CPUs, {n['mem_mb']} MB, {n['gpus']} GPU{'' if n['gpus'] == 1 else 's'}" for n in nodes)
-    if not fitting:
-        need = f"{threads} CPU{'s' if threads > 1 else ''}" + (f" and {gpus} GPU{'s' if gpus > 1 else ''}" if gpus else "")
-        raise ValueError(f"needs {need}, but no node offers that (nodes: {offered})")
-    largest = max(n["mem_mb"] for n in fitting)
-    if mem_mb <= largest:
-        return mem_mb
-    if attempt > 1 and mem_mb / attempt <= largest:
-        return largest
-    raise ValueError(f"needs {mem_mb} MB of memory, but the nodes with {threads} CPU{'s' if threads > 1 else ''}{' and a GPU' if gpus else ''} "
-                     f"have at most {largest} MB (nodes: {offered})")
-
-
 def rule_resources(stage, input_path, order, config):
     """Resources for one job of ``stage`` reading ``input_path``.
 
@@ -480,45 +294,3 @@ def peak_rss_mb():
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB
-
-
-def run_measured(argv):
-    """Run ``zernike3d <argv>`` in this process and print, at the end, its exact peak
-    resident memory (:func:`peak_rss_mb`) and wall time to stderr, e.g.
-    ``zernike3d decompose: peak memory 355.6 MB (RSS), 2.41 s``. The workflow runs every
-    stage this way, so each job's log says what it really needed (Snakemake's
-    ``benchmark:`` samples memory only every 0.5-30 s and misses short peaks)."""
-    import sys
-    import time
-
-    from zernike3d.cli import main as cli_main
-
-    started = time.perf_counter()
-    stage = argv[0] if argv else "?"
-    code = 1
-    try:
-        code = cli_main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    finally:
-        print(f"zernike3d {stage}: {PEAK_LINE} {peak_rss_mb():.1f} MB (RSS), "
-              f"{time.perf_counter() - started:.2f} s", file=sys.stderr)
-    return code
-
-
-def main(argv=None):
-    """``python -m zernike3d.resources STAGE INPUT ORDER [THREADS]``: print the estimate;
-    ``python -m zernike3d.resources run STAGE ARGS...``: run a stage, report its peak memory."""
-    import sys
-
-    args = sys.argv[1:] if argv is None else argv
-    if args and args[0] == "run":
-        return run_measured(args[1:])
-    stage, path, order = args[0], args[1], int(args[2])
-    threads = int(args[3]) if len(args) > 3 else 1
-    print(json.dumps(rule_resources(stage, path, order, {"threads": threads})))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -21,7 +21,7 @@ backend's dense (fold, ring) layout is modelled from its own array shapes). Time
 counts of each step of the transform times per-op costs: CPU costs are measured on a
 real machine (:data:`CPU_RATES`, or this machine's after ``zernike3d plan --calibrate``);
 GPU costs are datasheet leads (:data:`GPU_DATASHEETS`) until
-:func:`zernike3d.calibration.calibrate_gpu` (run by ``benchmarks/gpu_check.sh``) has
+:func:`zernike3d.scheduling.calibration.calibrate_gpu` (run by ``benchmarks/gpu_check.sh``) has
 measured them on the GPU model in question and stored them in :data:`GPU_RATES_FILE`.
 The choice is the fastest placement whose peak fits in ``HEADROOM`` of the free
 memory (and, for cpu-zarr, of the free disk); predicted times within ``TIME_TOLERANCE``
@@ -59,7 +59,7 @@ PARALLEL_EFFICIENCY = 0.8
 TIME_TOLERANCE = 0.05
 #: where `zernike3d plan --calibrate` stores this machine's rates
 RATES_FILE = Path.home() / ".cache" / "zernike3d" / "cpu-rates.json"
-#: where :func:`zernike3d.calibration.calibrate_gpu` stores measured GPU rates, by GPU name
+#: where :func:`zernike3d.scheduling.calibration.calibrate_gpu` stores measured GPU rates, by GPU name
 GPU_RATES_FILE = RATES_FILE.with_name("gpu-rates.json")
 
 
@@ -133,7 +133,7 @@ GPU_LAUNCH_SECONDS = 1e-5
 @dataclasses.dataclass(frozen=True)
 class GpuRates:
     """Figures of one GPU model: datasheet leads, or measured by
-    :func:`zernike3d.calibration.calibrate_gpu` (then ``measured`` says when and how).
+    :func:`zernike3d.scheduling.calibration.calibrate_gpu` (then ``measured`` says when and how).
 
     fp64_flops: FP64 vector FLOP/s; fp64_matmul_flops: FP64 (tensor core where present)
     matrix FLOP/s; memory_bytes_per_s: device memory bandwidth; pcie_bytes_per_s: host
@@ -244,7 +244,7 @@ def plan_for(box, order, *, n_volumes=1, voxel_size=1.0, radius=None, center=Non
     box: voxels per edge; voxel_size: Å; radius, center: as
     :meth:`zernike3d.maths.geometry.BallGeometry.for_box`; n_volumes: maps transformed
     together (1 + K for a 3DVA job). machine: a
-    :class:`zernike3d.hardware.MachineDescription` (default: probe this one). device:
+    :class:`zernike3d.scheduling.hardware.MachineDescription` (default: probe this one). device:
     'cpu' or 'gpu' to force; gpu_id: the NVML index to plan for (default: most free
     memory); threads: CPU threads (default: all usable cores); max_memory_bytes: hard
     cap on the host memory, used as is (e.g. the batch job's limit). rates:
@@ -256,7 +256,7 @@ def plan_for(box, order, *, n_volumes=1, voxel_size=1.0, radius=None, center=Non
     if device not in (None, "cpu", "gpu"):
         raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
     if machine is None:
-        from zernike3d.hardware import probe
+        from zernike3d.scheduling.hardware import probe
 
         machine = probe()
     geometry = BallGeometry.for_box(box, voxel_size, radius=radius, center=center)
@@ -574,7 +574,7 @@ def gpu_time_parts(sizes, m_block, rates, resident=True):
 
 def gpu_rates(name, path=None):
     """Rates measured for the GPU model ``name`` (stored in ``path``, default
-    :data:`GPU_RATES_FILE`, by :func:`zernike3d.calibration.calibrate_gpu`), else the
+    :data:`GPU_RATES_FILE`, by :func:`zernike3d.scheduling.calibration.calibrate_gpu`), else the
     datasheet entry whose name fragment occurs in ``name``, else GPU_FALLBACK."""
     try:
         measured = json.loads(Path(GPU_RATES_FILE if path is None else path).read_text())
