@@ -463,7 +463,7 @@ def write_summary(folder, names, comparison, args):
     inlined), for the workflow's report."""
     import html
 
-    from zernike3d.stages.qc import html_figure, html_table, write_ascii_html
+    from zernike3d.io.summary_html import html_figure, html_table, write_ascii_html
 
     frames = []
     for name, a in comparison.alignments.items():

@@ -39,6 +39,7 @@ import numpy as np
 from zernike3d.errors import InputError
 from zernike3d.io.atomic import atomic_path, csv_kind, folder_kind
 from zernike3d.io.dataset import Dataset
+from zernike3d.io.summary_html import html_figure, html_table, write_ascii_html
 from zernike3d.maths.fsc import MODEL_THRESHOLD, masked_fsc, oversampling_for
 from zernike3d.maths.resolution import expected_resolution
 from zernike3d.moments import Moments
@@ -181,7 +182,7 @@ SUMMARY_FIGURES = (
 def write_summary(directory, name, figures):
     """``directory/summary.html``: the table of fsc_resolution.csv and those of
     ``figures`` ((file name, caption)) that ``directory`` holds, as PNG data URIs. ASCII
-    only (:func:`write_ascii_html`)."""
+    only (:func:`~zernike3d.io.summary_html.write_ascii_html`)."""
     import html
 
     with open(directory / "fsc_resolution.csv", newline="") as f:
@@ -192,34 +193,6 @@ def write_summary(directory, name, figures):
               if (directory / file_name).is_file()]
     parts.append("</div>")
     write_ascii_html(directory / "summary.html", parts)
-
-
-def html_table(header, rows):
-    """An HTML table of ``header`` and ``rows`` (strings), escaped."""
-    import html
-
-    def cells(row, tag):
-        return "".join(f"<{tag}>{html.escape(str(value))}</{tag}>" for value in row)
-
-    return "\n".join(["<table border=\"1\"><tr>" + cells(header, "th") + "</tr>",
-                      *("<tr>" + cells(row, "td") + "</tr>" for row in rows), "</table>"])
-
-
-def html_figure(path, caption):
-    """A <figure> of the PNG ``path`` inlined as a data URI, with ``caption``."""
-    import base64
-    import html
-
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return (f"<figure><img src=\"data:image/png;base64,{data}\" alt=\"{html.escape(Path(path).name)}\" "
-            f"style=\"max-width: 100%\"><figcaption>{html.escape(caption)}</figcaption></figure>")
-
-
-def write_ascii_html(path, parts):
-    """``parts`` (HTML strings) one per line into ``path``, ASCII only (other characters
-    as character references), so it reads the same inlined into another page or opened
-    alone."""
-    path.write_bytes(("\n".join(parts) + "\n").encode("ascii", "xmlcharrefreplace"))
 
 
 def principal_components(values, source):
