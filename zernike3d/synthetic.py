@@ -122,7 +122,12 @@ def two_state_job(box, voxel_size, open_share, particles, seed=0, rotation=None,
     return maps.astype(np.float32), latents, is_open
 
 
-def synthetic_particles(count=2000, voxel_size=2.0, box=32, seed=0):
+#: particles of a synthetic job made without a particles .cs to copy (the workflow's
+#: example without ``particles_cs``)
+SYNTHETIC_PARTICLE_COUNT = 2000
+
+
+def synthetic_particles(count=SYNTHETIC_PARTICLE_COUNT, voxel_size=2.0, box=32, seed=0):
     """A minimal cryoSPARC particles table (NumPy structured array, as in a ``.cs`` file):
     ``uid`` (uint64, random), ``blob/psize_A`` (float32, Å) and ``blob/shape`` (uint32 x2)."""
     rng = np.random.default_rng(seed)

@@ -1,5 +1,6 @@
-# Shared helpers: configuration checks, per-dataset settings, the stage command, and
-# the resources (threads, memory, run time, GPU) of every rule.
+# Shared helpers: the configuration check (zernike3d/workflow_config.py), per-dataset
+# settings, the stage command, and the resources (threads, memory, run time, GPU) of
+# every rule.
 
 import functools
 import os
@@ -8,19 +9,18 @@ import shlex
 import sys
 from pathlib import Path
 
-import yaml
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 REPO = Path(workflow.basedir).resolve().parent
-SCHEMA = REPO / "config" / "schema" / "config.schema.yaml"
 
 # The rules run the zernike3d of this checkout (the one the workflow belongs to), not
 # whatever version happens to be installed.
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+from zernike3d import workflow_config  # noqa: E402
 from zernike3d.scheduling.nodes import fit_to_nodes, node_types_from_text  # noqa: E402
 from zernike3d.scheduling.resources import rule_resources  # noqa: E402
+from zernike3d.workflow_config import dataset_order  # noqa: E402
 
 
 def config_error(*lines):
@@ -31,269 +31,25 @@ def config_error(*lines):
     sys.exit(1)
 
 
-def _duplicate_keys(node, path=()):
-    """``(key path, first line, second line)`` of every key given twice in a mapping of
-    the composed YAML ``node`` (Snakemake's loader keeps the last one silently)."""
-    if isinstance(node, yaml.MappingNode):
-        seen = {}
-        for key_node, value in node.value:
-            key = (
-                key_node.value
-                if isinstance(key_node, yaml.ScalarNode)
-                else str(key_node)
-            )
-            line = key_node.start_mark.line + 1
-            if key in seen and key != "<<":
-                yield ".".join(path + (key,)), seen[key], line
-            seen.setdefault(key, line)
-            yield from _duplicate_keys(value, path + (key,))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            yield from _duplicate_keys(item, path + (str(i),))
+# the whole config checked (and its defaults filled in) before any job runs: see
+# zernike3d/workflow_config.py
+try:
+    INPUT_FACTS = workflow_config.check_config(config, workflow.configfiles)
+except workflow_config.ConfigError as err:
+    config_error(*err.lines)
 
-
-def _check_config_files():
-    """Snakemake reads the config files itself and keeps the last of two equal keys (a
-    second dataset of the same name replaces the first): read them again, refusing that.
-    """
-    for path in workflow.configfiles:
-        try:
-            with open(path) as f:
-                node = yaml.compose(f)
-        except yaml.YAMLError as err:  # Snakemake has read it, so this is unlikely
-            config_error(f"{path}: not valid YAML ({err})")
-        for key, first, second in _duplicate_keys(node):
-            config_error(
-                f"{path}: {key}: given twice (lines {first} and {second}); "
-                "the second would silently replace the first (see config/README.md)"
-            )
-
-
-def _strict_validator(schema):
-    """jsonschema's validator for ``schema``, except that ``integer`` means an int (JSON
-    Schema counts 16.0 as an integer, the stages' options do not) and a ``number`` is
-    finite (YAML's .inf and .nan are floats)."""
-    import math
-
-    import jsonschema
-
-    base = jsonschema.validators.validator_for(schema)
-    checker = base.TYPE_CHECKER.redefine_many(
-        {
-            "integer": lambda _, value: isinstance(value, int)
-            and not isinstance(value, bool),
-            "number": lambda _, value: isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and math.isfinite(value),
-        }
-    )
-    return jsonschema.validators.extend(base, type_checker=checker)(schema)
-
-
-def _check_config(config):
-    """Validate against the schema with one short line per problem, naming the key;
-    then let snakemake.utils.validate fill in the defaults."""
-    with open(SCHEMA) as f:
-        schema = yaml.safe_load(f)
-    validator = _strict_validator(schema)
-    problems = []
-    for error in sorted(
-        validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))
-    ):
-        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        hint = (
-            error.schema.get("description") if isinstance(error.schema, dict) else None
-        )
-        if error.validator == "oneOf" and hint:
-            message = f"{error.instance!r} is not allowed here; expected {hint}"
-        else:
-            message = error.message
-        problems.append(f"{where}: {message}")
-    if problems:
-        files = ", ".join(str(f) for f in workflow.configfiles) or "the configuration"
-        config_error(
-            *(f"{files}: {problem} (see config/README.md)" for problem in problems)
-        )
-    validate(config, str(SCHEMA))  # sets the schema's defaults
-
-
-_check_config_files()
-_check_config(config)
-
-SOURCES = ("job_dir", "map", "wiggle", "example")
 DATASETS = config["datasets"]
 
 
-def _check_sources():
-    for name, d in DATASETS.items():
-        given = [key for key in SOURCES if d.get(key) is not None]
-        if len(given) != 1:
-            config_error(
-                f"datasets.{name}: give exactly one input of {', '.join(SOURCES)} "
-                f"(got {', '.join(given) or 'none'})"
-            )
-        if (d.get("components") or d.get("particles")) and given != ["map"]:
-            config_error(f"datasets.{name}: components/particles go with map")
-        if bool(d.get("components")) != bool(d.get("particles")):
-            config_error(
-                f"datasets.{name}: give both components and particles, or neither"
-            )
-        if d.get("order") is not None and d.get("resolution") is not None:
-            config_error(f"datasets.{name}: give order or resolution, not both")
-        if d.get("order") is None and d.get("resolution") is None:
-            d["order"] = 20
-
-
-_check_sources()
-
-
 def _input_facts(name):
-    """``(box, components, particles, voxel size in Å)`` of a dataset's input, read
-    cheaply before any job runs (map headers, the .cs row count, the example's settings,
-    ``apix``); each None where that is not possible (a WIGGLE bundle, the example's voxel
-    size). A named input file that is missing stops the run with its key."""
-    from zernike3d.scheduling.inputs import cs_row_count, mrc_box, mrc_voxel_size
-
-    d = DATASETS[name]
-    if d.get("example") is not None:
-        e = d["example"]
-        if e.get("particles_cs"):
-            rows = (
-                cs_row_count(e["particles_cs"])
-                if os.path.isfile(e["particles_cs"])
-                else None
-            )
-        else:
-            from inspect import signature
-
-            from zernike3d.synthetic import synthetic_particles
-
-            rows = signature(synthetic_particles).parameters["count"].default
-        return e["box"], e["n_components"], rows, d.get("apix")
-    for key in ("map", "particles", "wiggle"):
-        if d.get(key) and not os.path.isfile(d[key]):
-            config_error(f"datasets.{name}.{key}: {d[key]}: file not found")
-    for i, path in enumerate(d.get("components") or []):
-        if not os.path.isfile(path):
-            config_error(f"datasets.{name}.components.{i}: {path}: file not found")
-    if d.get("job_dir"):
-        from zernike3d.errors import InputError
-        from zernike3d.stages.import_data import find_job_files
-
-        try:
-            map_path, components, particles = find_job_files(d["job_dir"])
-        except InputError as err:
-            config_error(f"datasets.{name}.job_dir: {err}")
-        voxel = d.get("apix") or mrc_voxel_size(map_path)
-        return mrc_box(map_path), len(components), cs_row_count(particles), voxel
-    if d.get("map"):
-        box, voxel = mrc_box(d["map"]), d.get("apix") or mrc_voxel_size(d["map"])
-        if not d.get("components"):
-            return box, 0, 0, voxel
-        return box, len(d["components"]), cs_row_count(d["particles"]), voxel
-    return None, None, None, d.get("apix")
-
-
-def _check_against_inputs():
-    """What the config asks of each dataset's input, checked before any job runs: crop
-    and bin against the map's box, the resolution against the voxels, latents against
-    the number of components, particle rows and k-means centres against the number of
-    particles, the clusters a path names against those made. Each problem stops the run
-    (also `snakemake -n`) with one line naming the key."""
-    from zernike3d.maths.resolution import nyquist
-    from zernike3d.stages.preprocess import MIN_BINNED_BOX
-
-    for name, d in DATASETS.items():
-        box, components, particles, voxel = _input_facts(name)
-        where = f"datasets.{name}"
-        p, r = d["preprocess"], d["reconstruct"]
-        if box is not None:
-            if p.get("crop") is not None and p["crop"] > box:
-                config_error(
-                    f"{where}.preprocess.crop: {p['crop']} voxels is larger than the input's box of {box}"
-                )
-            size = p.get("crop") or box
-            if size // p["bin"] < MIN_BINNED_BOX:
-                config_error(
-                    f"{where}.preprocess.bin: the box of {size} voxels binned by {p['bin']} leaves "
-                    f"{size // p['bin']}; a map needs at least {MIN_BINNED_BOX}"
-                )
-            if size % p["bin"]:
-                config_error(
-                    f"{where}.preprocess.bin: the box of {size} voxels is not divisible by {p['bin']}"
-                )
-        if voxel is not None and d.get("resolution") is not None:
-            finest = nyquist(voxel * p["bin"])
-            if d["resolution"] < finest:
-                config_error(
-                    f"{where}.resolution: {d['resolution']:g} Å is finer than the voxels resolve "
-                    f"(Nyquist: 2 x {voxel * p['bin']:g} Å = {finest:g} Å"
-                    + (
-                        f", {voxel:g} Å voxels binned by {p['bin']})"
-                        if p["bin"] > 1
-                        else ")"
-                    )
-                )
-        from zernike3d.config_checks import cluster_problems
-
-        for problem in cluster_problems(
-            f"{where}.clusters", clusters_of(name), components, particles
-        ):
-            raise WorkflowError(problem)
-        k = clusters_of(name).get("k") or 0
-        for i, pair in enumerate(clusters_of(name).get("paths") or []):
-            for end in pair:
-                found = re.fullmatch(r"cluster_(\d+)", str(end))
-                if found and int(found[1]) >= k:
-                    made = f"cluster_00 to cluster_{k - 1:02d}" if k else "none"
-                    config_error(
-                        f"{where}.clusters.paths.{i}: {end}, but clusters.k is {k} (clusters made: {made})"
-                    )
-        if (
-            r.get("order") is not None
-            and d["order"] is not None
-            and r["order"] > d["order"]
-        ):
-            config_error(
-                f"{where}.reconstruct.order: {r['order']} is above the dataset's order {d['order']}"
-            )
-        if components is not None:
-            for i, point in enumerate(r.get("latents") or []):
-                if len(point) != components:
-                    config_error(
-                        f"{where}.reconstruct.latents.{i}: {len(point)} coordinates, but the input has "
-                        f"{components} components"
-                    )
-        if particles is not None and has_particles(name):
-            rows = [
-                i
-                for i in r.get("particles") or []
-                if isinstance(i, int) and i >= particles
-            ]
-            if rows:
-                config_error(
-                    f"{where}.reconstruct.particles: row {rows[0]} is out of range; the input has "
-                    f"{particles} particles (rows 0-{particles - 1})"
-                )
-            if r.get("kmeans") and r["kmeans"] > particles:
-                config_error(
-                    f"{where}.reconstruct.kmeans: {r['kmeans']} centres for {particles} particles"
-                )
+    """``(box, components, particles, voxel size in Å)`` of a dataset's input, read by
+    the config check; each None where unknown."""
+    return INPUT_FACTS[name]
 
 
 def has_particles(name):
     """Does this dataset have 3DVA particles (and are per-particle results wanted)?"""
-    d = DATASETS[name]
-    return (
-        bool(d.get("particle_invariants"))
-        and (
-            d.get("job_dir")
-            or d.get("wiggle")
-            or d.get("example")
-            or d.get("particles")
-        )
-        is not None
-    )
+    return workflow_config.has_particles(DATASETS[name])
 
 
 def _names_regex(names):
@@ -372,29 +128,6 @@ def order_args(wildcards):
     """``--order N``, or ``--resolution Å`` (the stage picks the order from the geometry)."""
     d = settings(wildcards)
     return opt("--resolution", d["resolution"]) or opt("--order", d["order"])
-
-
-def dataset_order(d, path):
-    """The dataset's order: ``order``, or the one ``resolution`` needs in the ball of the
-    bundle at ``path``, chosen as `zernike3d decompose --resolution` chooses it (raises
-    FileNotFoundError before the bundle exists)."""
-    if d["resolution"] is None:
-        return d["order"]
-    from zernike3d.maths.geometry import BallGeometry
-    from zernike3d.maths.resolution import order_for_resolution
-    from zernike3d.scheduling.inputs import bundle_shape
-    from zernike3d.stages.common import parse_center, parse_radius
-
-    shape = bundle_shape(path)
-    center = d["center"]
-    center = parse_center(
-        ",".join(map(str, center)) if isinstance(center, list) else center
-    )
-    radius = parse_radius(str(d["radius"]))
-    geometry = BallGeometry.for_box(
-        shape.box, shape.voxel_size, radius=radius, center=center
-    )
-    return order_for_resolution(d["resolution"], geometry.radius)
 
 
 def geometry_args(wildcards):
@@ -803,15 +536,12 @@ def qc_report(path, caption, figure):
 def is_3dva(name):
     """Does the dataset have particles (a 3DVA job), whether or not per-particle
     invariants are computed?"""
-    d = DATASETS[name]
-    return any(
-        d.get(key) is not None for key in ("job_dir", "wiggle", "example", "particles")
-    )
+    return workflow_config.is_3dva(DATASETS[name])
 
 
 def clusters_of(name):
     """The dataset's clusters section; {} for a dataset without particles."""
-    return (DATASETS[name].get("clusters") or {}) if is_3dva(name) else {}
+    return workflow_config.clusters_of(DATASETS[name])
 
 
 def cluster_datasets():
@@ -920,10 +650,6 @@ def cluster_targets():
     return targets
 
 
-# every check against the inputs, once all the helpers it uses are defined
-_check_against_inputs()
-
-
 # --- scoring particles against models and maps (rules/match.smk) -------------------
 
 
@@ -960,25 +686,3 @@ def match_targets():
         for name in match_datasets()
         for f in ("scores.csv", "queries.csv", "scores.png")
     ]
-
-
-def _check_match_queries():
-    """Every query file exists and the stems of a dataset's queries differ (they name the
-    columns and files of its match/ folder), as the stage checks them: one line naming
-    the key otherwise."""
-    from zernike3d.errors import InputError
-    from zernike3d.stages.match import check_stems
-
-    for name in match_datasets():
-        for i, path in enumerate(DATASETS[name]["match"]):
-            if not os.path.isfile(path):
-                raise WorkflowError(
-                    f"datasets.{name}.match.{i}: {path}: file not found"
-                )
-        try:
-            check_stems(DATASETS[name]["match"])
-        except InputError as err:
-            raise WorkflowError(f"datasets.{name}.match: {err}")
-
-
-_check_match_queries()

@@ -1,5 +1,5 @@
-# Helpers of rules/compare.smk: the comparisons of the config, their checks, inputs,
-# arguments, resources and targets.
+# Helpers of rules/compare.smk: the comparisons of the config (checked by
+# zernike3d/workflow_config.py), their inputs, arguments, resources and targets.
 
 COMPARISONS = config.get("compare") or {}
 #: the figures of a comparison, each in the report with its caption
@@ -14,27 +14,6 @@ COMPARE_FIGURES = {
     "free_energy_1d": "free energy (1-D)",
     "free_energy_2d": "free energy (2-D)",
 }
-
-
-def _check_comparisons():
-    if COMPARISONS and "compare" in DATASETS:
-        raise WorkflowError(
-            "datasets.compare: rename this dataset; results/compare/ holds the comparisons"
-        )
-    for name, members in COMPARISONS.items():
-        for member in members:
-            if member not in DATASETS:
-                raise WorkflowError(
-                    f"compare.{name}: no dataset {member!r} (datasets: {', '.join(DATASETS)})"
-                )
-            if not has_particles(member):
-                raise WorkflowError(
-                    f"compare.{name}: {member} is not a 3D Variability job with per-particle "
-                    "invariants (compare reads each job's particle_invariants.zarr)"
-                )
-
-
-_check_comparisons()
 
 
 wildcard_constraints:
@@ -60,7 +39,7 @@ def compare_folders(wildcards):
 
 
 def compare_options(wildcards):
-    return f"--temperature {config.get('temperature', 277.15)}"
+    return f"--temperature {config['temperature']}"
 
 
 def compare_threads(wildcards):

@@ -41,6 +41,9 @@ import json
 import numpy as np
 
 INSIDE_TOLERANCE = 1e-9
+#: the ball's radius when none is given: half the box edge (of the stages' --radius and
+#: the workflow's ``radius``)
+DEFAULT_RADIUS = "inscribed"
 
 
 class GeometryError(ValueError):
@@ -113,7 +116,9 @@ class BallGeometry:
         if center is None:
             center = ((box // 2) * voxel_size,) * 3
         center = tuple(float(c) for c in center)
-        if radius is None or radius == "inscribed":
+        if radius is None:
+            radius = DEFAULT_RADIUS
+        if radius == "inscribed":
             radius = box * voxel_size / 2.0
         elif radius == "circumscribed":
             far = [max(c / voxel_size, box - 1 - c / voxel_size) for c in center]

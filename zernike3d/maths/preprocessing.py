@@ -47,6 +47,22 @@ def crop_box(data, center_zyx, box):
     return out, start, padded
 
 
+#: the smallest box binning may leave (a map of fewer voxels has no shape left to describe)
+MIN_BINNED_BOX = 8
+
+
+def binning_problem(box: int, factor: int) -> str | None:
+    """Why a box of ``box`` voxels cannot be Fourier-binned by ``factor``: "too small"
+    (fewer than :data:`MIN_BINNED_BOX` voxels would remain) or "not divisible"; None if
+    it can. The one rule that `zernike3d preprocess --bin` and the workflow's config
+    check (``preprocess.bin``) both apply."""
+    if box // factor < MIN_BINNED_BOX:
+        return "too small"
+    if box % factor:
+        return "not divisible"
+    return None
+
+
 def fourier_bin(data, factor):
     """Downsample every map of ``data`` (..., N, N, N) by an integer ``factor``.
 

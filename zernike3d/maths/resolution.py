@@ -48,6 +48,25 @@ def nyquist(voxel_size):
     return 2.0 * voxel_size
 
 
+def resolves(resolution: float, voxel_size: float) -> bool:
+    """Can voxels of ``voxel_size`` Å hold detail of ``resolution`` Å, i.e. is it a
+    finite number no finer than Nyquist? The check of `zernike3d decompose --resolution`
+    and of the workflow's ``resolution`` (with the binned voxel size)."""
+    return math.isfinite(resolution) and resolution >= nyquist(voxel_size)
+
+
+def chosen_order(order: int | None, resolution: float | None, radius: float) -> int:
+    """The order an expansion runs to: ``order`` when given, else the smallest that
+    reaches ``resolution`` Å in a ball of ``radius`` Å (:func:`order_for_resolution`).
+    The rule of both `zernike3d decompose` (``--order``/``--resolution``) and the
+    workflow's ``order``/``resolution``."""
+    if order is not None:
+        return order
+    if resolution is None:
+        raise ValueError("need an order or a resolution")
+    return order_for_resolution(resolution, radius)
+
+
 def max_useful_order(radius, voxel_size):
     """The order whose expected resolution reaches Nyquist: higher orders resolve nothing
     the voxels can hold."""

@@ -76,9 +76,11 @@ def require_box_memory(option, geometry, maps=1):
 
 def add_geometry_arguments(parser):
     """``--radius`` and ``--center``: where the unit ball sits in the box."""
+    from zernike3d.maths.geometry import DEFAULT_RADIUS
+
     parser.add_argument(
         "--radius",
-        default="inscribed",
+        default=DEFAULT_RADIUS,
         help="ball radius in Å, or 'inscribed' (half the box edge, default) or "
         "'circumscribed' (half the box diagonal: every voxel counts, as the original tool)",
     )
@@ -216,18 +218,17 @@ def order_for(args, geometry):
     :mod:`zernike3d.maths.resolution`), and warns on stderr when the order exceeds what
     the voxels resolve. A resolution finer than Nyquist (two voxels) is refused.
     """
-    from zernike3d.maths.resolution import expected_resolution, max_useful_order, nyquist, order_for_resolution
+    from zernike3d.maths.resolution import chosen_order, expected_resolution, max_useful_order, nyquist, resolves
 
     radius, voxel_size = geometry.radius, geometry.voxel_size
     if args.resolution is None:
         order = parse_order(args.order)
         why = f"order {order}"
     else:
-        finest = nyquist(voxel_size)
-        if not (math.isfinite(args.resolution) and args.resolution >= finest):
+        if not resolves(args.resolution, voxel_size):
             raise InputError("--resolution", f"{args.resolution:g} Å is finer than the voxels resolve "
-                                             f"(Nyquist: 2 × {voxel_size:g} Å = {finest:g} Å)")
-        order = order_for_resolution(args.resolution, radius)
+                                             f"(Nyquist: 2 × {voxel_size:g} Å = {nyquist(voxel_size):g} Å)")
+        order = chosen_order(None, args.resolution, radius)
         why = f"order {order} chosen for --resolution {args.resolution:g} Å"
     useful = max_useful_order(radius, voxel_size)
     if order <= useful:

@@ -30,7 +30,7 @@ from zernike3d.moments import Moments
 from zernike3d.stages import common
 from zernike3d.stages.decompose import report_outside
 from zernike3d.stages.invariants import write_invariants
-from zernike3d.synthetic import chiral_phantom, write_3dva_job
+from zernike3d.synthetic import SYNTHETIC_PARTICLE_COUNT, chiral_phantom, write_3dva_job
 
 VOXEL_SIZE = 1.0
 #: what --out and --job-dir may replace: folders written by earlier runs of the same mode
@@ -47,7 +47,8 @@ def add_arguments(parser):
     job.add_argument("--job-dir", metavar="DIR", help="write the job into DIR and stop")
     job.add_argument("--components", type=int, default=3, help="number of 3DVA components")
     job.add_argument("--seed", type=int, default=0, help="seed of the component maps and latents")
-    job.add_argument("--particles-cs", metavar="P.cs", help="cryoSPARC particles whose rows the job copies (default: 2000 synthetic particles)")
+    job.add_argument("--particles-cs", metavar="P.cs", help="cryoSPARC particles whose rows the job copies "
+                     f"(default: {SYNTHETIC_PARTICLE_COUNT} synthetic particles)")
     job.add_argument("--open-share", type=float, default=None, metavar="F",
                      help="instead, a molecule in two states (a lid closed or open, 2 components) with this share of "
                      "its particles open: two such jobs are two conditions of one molecule")

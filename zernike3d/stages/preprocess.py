@@ -28,14 +28,12 @@ from zernike3d.io import dataset as dataset_file
 from zernike3d.io.dataset import Dataset, input_record, provenance_step
 from zernike3d.io.mrc import read_map
 from zernike3d.maths.preprocessing import (
-    center_of_mass, crop_box, fourier_bin, soft_sphere_mask, soften_mask,
+    MIN_BINNED_BOX, binning_problem, center_of_mass, crop_box, fourier_bin, soft_sphere_mask, soften_mask,
 )
 from zernike3d.stages import common
 from zernike3d.stages.common import parse_center
 
 DEFAULT_EDGE_VOXELS = 3
-#: the smallest box --bin may leave (a map of fewer voxels has no shape left to describe)
-MIN_BINNED_BOX = 8
 
 
 def add_arguments(parser):
@@ -199,10 +197,11 @@ def _check_options(args, box):
         if args.bin < 1:
             raise InputError("--bin", f"factor must be a positive integer, got {args.bin}")
         size = args.crop or box
-        if size // args.bin < MIN_BINNED_BOX:
+        broken = binning_problem(size, args.bin)
+        if broken == "too small":
             raise InputError("--bin", f"box {size} binned by {args.bin} leaves {size // args.bin} voxels; "
                              f"a map needs at least {MIN_BINNED_BOX}")
-        if size % args.bin:
+        if broken == "not divisible":
             raise InputError("--bin", f"box {size} is not divisible by {args.bin}; crop to "
                              f"{size - size % args.bin} or {size + args.bin - size % args.bin} "
                              "first (--crop)")
