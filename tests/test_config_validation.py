@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import yaml
-
 from conftest import write_raw
+
 from zernike3d import workflow_config as wc
 from zernike3d.errors import InputError
 from zernike3d.workflow_config import ConfigError, InputFacts
@@ -186,8 +186,8 @@ def test_comparisons_name_members_that_cannot_be_compared():
     datasets = {"first": dataset_with(components=["c.mrc"], particles="p.cs"), "single": dataset_with()}
     assert wc.comparison_problems({"pair": ["first", "thrid", "single"]}, datasets) == [
         "compare.pair: no dataset 'thrid' (datasets: first, single)",
-        "compare.pair: single is not a 3D Variability job with per-particle invariants "
-        "(compare reads each job's particle_invariants.zarr)",
+        ("compare.pair: single is not a 3D Variability job with per-particle invariants "
+         "(compare reads each job's particle_invariants.zarr)"),
     ]
     assert wc.comparison_problems({"pair": ["first", "first"]}, {**datasets, "compare": datasets["first"]})[0] == (
         "datasets.compare: rename this dataset; results/compare/ holds the comparisons")
@@ -229,7 +229,12 @@ def test_the_workflow_chooses_the_order_that_decompose_chooses(tmp_path, resolut
     """dataset_order on the preprocessed bundle (32 voxels of 2 Å) against decompose's
     own choice in the geometry its options give."""
     from zernike3d.io.dataset import Dataset
-    from zernike3d.stages.common import ball_geometry, order_for, parse_center, parse_radius
+    from zernike3d.stages.common import (
+        ball_geometry,
+        order_for,
+        parse_center,
+        parse_radius,
+    )
 
     bundle = tmp_path / "preprocessed.npz"
     Dataset.single_map(np.zeros((32, 32, 32), np.float32), 2.0, (0.0, 0.0, 0.0), []).save(bundle)

@@ -126,11 +126,10 @@ def readme_run(tmp_path_factory):
 
 
 def _check_config_block(text):
-    import jsonschema
+    """A config block against the schema, as the workflow checks it (strict types)."""
+    from zernike3d.workflow_config import load_schema, schema_problems
 
-    schema = yaml.safe_load((REPO / "config" / "schema" / "config.schema.yaml").read_text())
-    config = yaml.safe_load(text)
-    errors = [e.message for e in jsonschema.validators.validator_for(schema)(schema).iter_errors(config)]
+    errors = schema_problems(yaml.safe_load(text), load_schema())
     return (not errors, "; ".join(errors))
 
 

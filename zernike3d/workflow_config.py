@@ -384,9 +384,8 @@ def _state_problems(end: str, k: int, components: int | None, particles: int | N
             return [f"{end}: expected z:z0,z1,.. numbers"]
         if len(z) != components or not all(math.isfinite(v) for v in z):
             return [f"{end} has {len(z)} finite values; the input has {components} components"]
-    if kind == "index" and particles is not None:
-        if not value.isdigit() or int(value) >= particles:
-            return [f"{end}: particle index out of range 0..{particles - 1}"]
+    if kind == "index" and particles is not None and (not value.isdigit() or int(value) >= particles):
+        return [f"{end}: particle index out of range 0..{particles - 1}"]
     return []
 
 

@@ -412,7 +412,7 @@ def preprocess_args(wildcards):
     args = [
         opt("--crop", p.get("crop")),
         opt("--center", p.get("center")),
-        opt("--bin", p["bin"] if p.get("bin", 1) > 1 else None),
+        opt("--bin", p["bin"] if p["bin"] > 1 else None),
         opt("--mask", p.get("mask")),
         opt("--mask-radius", p.get("mask_radius")),
         opt("--mask-edge", p.get("mask_edge")),
