@@ -159,7 +159,7 @@ class Populations:
     bootstrap_low: np.ndarray
     bootstrap_high: np.ndarray
     #: (bootstrap, J, C): the fractions of each resampling (for intervals of functions of them)
-    draws: np.ndarray = None
+    draws: np.ndarray | None = None
 
 
 def cluster_populations(coords, dataset, n_datasets, clusters, bootstrap=100, sample=20000, seed=0):

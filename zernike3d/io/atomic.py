@@ -252,7 +252,7 @@ def _sha256(path):
     return _DIGESTS[key]
 
 
-_DIGESTS = {}
+_DIGESTS: dict[tuple, str] = {}
 
 
 def is_replaceable(path, kind):

@@ -173,7 +173,7 @@ def load_basis(path_or_json, geometry=None, order=None, radial=None, grid=None):
         fits = radial_table_bytes(order, geometry.grid.n_shells) <= RADIAL_TABLE_LIMIT
         radial = "memory" if fits else "stream"
     path = store_path(cache_dir, basis_key(geometry, order))
-    for attempt in range(3):
+    for _attempt in range(3):
         try:
             return open_store(path, geometry, order, radial, grid)
         except StaleStore as err:

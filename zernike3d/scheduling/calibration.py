@@ -121,7 +121,7 @@ def time_radial_tables(_=None):
         for box in (8, 128):
             geometry = BallGeometry.for_box(box, 1.0)
             stored = open_store(ensure_store(cache, geometry, order).path, geometry, order, "stream")
-            seconds[box] = best_time(lambda: [stored.radial(l) for l in range(order + 1)])
+            seconds[box] = best_time(lambda: [stored.radial(l) for l in range(order + 1)])  # noqa: B023 (called at once)
     shells = geometry.grid.shell_radius
     evaluated = sum(len(range(l, order + 1, 2)) for l in range(order + 1)) * shells.size
     eval_seconds = best_time(lambda: [radial_polynomials_for_l(order, l, shells) for l in range(order + 1)])
@@ -178,7 +178,7 @@ def calibrate_gpu(path=None, gpu_id=None):
     source = cupy.empty(2**26, dtype=cupy.float64)  # 512 MiB
     source.fill(1.0)
     target = cupy.empty_like(source)
-    memory = 2 * source.nbytes / best_seconds(lambda: cupy.copyto(target, source))
+    memory = 2 * source.nbytes / best_seconds(lambda: cupy.copyto(target, source))  # noqa: F821 (called before the del below)
     del source, target
 
     fma_steps = 512
@@ -188,13 +188,13 @@ def calibrate_gpu(path=None, gpu_id=None):
         "zernike3d_fma_rate")
     values = cupy.ones(2**24, dtype=cupy.float64)
     output = cupy.empty_like(values)
-    fp64 = 2 * fma_steps * values.size / best_seconds(lambda: fma(values, output))
+    fp64 = 2 * fma_steps * values.size / best_seconds(lambda: fma(values, output))  # noqa: F821 (called before the del below)
     del values, output
 
     size = 8192
     a = cupy.random.random((size, size))
     b = cupy.random.random((size, size))
-    matmul = 2 * size**3 / best_seconds(lambda: a @ b, repeats=3)
+    matmul = 2 * size**3 / best_seconds(lambda: a @ b, repeats=3)  # noqa: F821 (called before the del below)
     del a, b
 
     import cupyx
@@ -202,7 +202,7 @@ def calibrate_gpu(path=None, gpu_id=None):
     host = cupyx.empty_pinned(2**25, dtype=np.float64)  # 256 MiB of page-locked host memory
     host.fill(1.0)
     on_device = cupy.empty(host.size, dtype=cupy.float64)
-    pcie = host.nbytes / best_seconds(lambda: on_device.set(host))
+    pcie = host.nbytes / best_seconds(lambda: on_device.set(host))  # noqa: F821 (called before the del below)
     del on_device, host
 
     one = cupy.zeros(1)

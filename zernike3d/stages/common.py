@@ -325,7 +325,7 @@ def dataset_name(path: str) -> str:
     folder's name for the workflow's results/<dataset>/preprocessed.npz (and dataset.npz)."""
     from pathlib import Path
 
-    path = Path(path)
-    if path.stem in _WORKFLOW_BUNDLES and path.resolve().parent.name:
-        return path.resolve().parent.name
-    return path.stem
+    bundle = Path(path)
+    if bundle.stem in _WORKFLOW_BUNDLES and bundle.resolve().parent.name:
+        return bundle.resolve().parent.name
+    return bundle.stem
