@@ -152,7 +152,7 @@ def particle_table(path: str | Path | None, given: bool, dataset_source: str | P
     return table, fmt, dtype
 
 
-def rows_of_uids(table_uid: np.ndarray, uid: np.ndarray, source: str | Path,
+def rows_of_uids(table_uid: np.ndarray, uid: np.ndarray, source: object,
                  hint: str = "is it the job's particles .cs?") -> np.ndarray:
     """Row of each of ``uid`` in ``table_uid`` -> int64 (len(uid),); :class:`InputError`
     naming ``source`` (the table), and ending in ``hint``, if a uid is missing or the

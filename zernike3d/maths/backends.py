@@ -255,7 +255,7 @@ class ArrayBackend:
         ring_matrix = scipy.sparse.csr_matrix((ones, (g.point_ring, np.arange(g.n_points))), shape=(self.n_rings, g.n_points))
         shell_matrix = scipy.sparse.csr_matrix((np.ones(g.n_pairs), (shell_of_pair, cells)), shape=(g.n_shells, n_cells))
 
-        def to_device(matrix):
+        def to_device(matrix: Any) -> Any:
             matrix = matrix.tocsr()
             return sparse.csr_matrix((xp.asarray(matrix.data), xp.asarray(matrix.indices), xp.asarray(matrix.indptr)), shape=matrix.shape)
 

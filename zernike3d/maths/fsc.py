@@ -54,7 +54,7 @@ def fourier_shell_correlation(map1: np.ndarray, map2: np.ndarray, voxel_size: fl
     f1 = np.fft.rfftn(map1, s=(box,) * 3, axes=(0, 1, 2))[keep]
     f2 = np.fft.rfftn(map2, s=(box,) * 3, axes=(0, 1, 2))[keep]
 
-    def shell_sum(values):
+    def shell_sum(values: np.ndarray) -> np.ndarray:
         return np.bincount(shells, weights=weights * values, minlength=n_shells)
 
     cross = shell_sum((f1 * f2.conj()).real)
