@@ -10,6 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "zernike3d"
 #: modules (errors, progress and the package's ``__init__``) import nothing of ours and may be
 #: imported by every part.
 BASE = {"zernike3d", "errors", "progress"}
+LIBRARY = {"maths", "io", "moments", "plots", "synthetic", "analysis", "scheduling"}
 MAY_IMPORT = {
     "maths": set(),
     "io": {"maths"},
@@ -18,12 +19,12 @@ MAY_IMPORT = {
     "synthetic": {"maths", "io", "moments"},
     "analysis": {"maths", "io", "moments", "plots"},
     "scheduling": {"maths", "io", "analysis"},
-    "stages": {"maths", "io", "moments", "plots", "synthetic", "analysis", "scheduling"},
-    # the entry points: the command line, the measured runner, the workflow's config checks
-    "config_checks": {"maths", "io", "moments", "plots", "synthetic", "analysis", "scheduling", "stages"},
-    "measured": {"maths", "io", "moments", "plots", "synthetic", "analysis", "scheduling", "stages", "cli"},
-    "cli": {"stages"},
-    "__main__": {"cli"},
+    "stages": LIBRARY,
+    # the workflow's config checks, then the entry points (command line, measured runner)
+    "config_checks": LIBRARY | {"stages"},
+    "cli": LIBRARY | {"stages", "config_checks", "measured"},
+    "measured": LIBRARY | {"stages", "config_checks", "cli"},
+    "__main__": LIBRARY | {"stages", "config_checks", "measured", "cli"},
 }
 
 
