@@ -365,7 +365,7 @@ def test_joint_clusters_recover_the_proportions_of_two_mixtures(tmp_path):
     assert np.mean(cluster[truth] == state_1_cluster) > 0.97 and np.mean(cluster[~truth] != state_1_cluster) > 0.97
     rows = read_csv(out / "cluster_populations.csv")
     share = {(r["dataset"], int(r["cluster"])): r for r in rows}
-    for index, (name, (_, _, _, is_state_1)) in enumerate(jobs.items()):
+    for name, (_, _, _, is_state_1) in jobs.items():
         row = share[(name, int(state_1_cluster))]
         assert float(row["fraction"]) == pytest.approx(is_state_1.mean(), abs=0.03), name
         assert 0 < float(row["bootstrap_std"]) < 0.05

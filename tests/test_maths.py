@@ -363,7 +363,7 @@ def test_a_float32_map_is_never_copied_to_float64():
     geometry = BallGeometry.for_box(box, 1.0)
     maps = np.random.default_rng(3).standard_normal((1, box, box, box), dtype=np.float32)
     decompose(maps[:, :8, :8, :8].copy(), BallGeometry.for_box(8, 1.0), 2, max_workspace=1)  # the same kernels compiled
-    geometry.grid  # tables built (and cached) before tracing
+    _ = geometry.grid  # tables built (and cached) before tracing
     tracemalloc.start()
     try:
         decompose(maps, geometry, 2, max_workspace=2**20)

@@ -43,7 +43,7 @@ def test_many_points_cost_one_reconstruction_of_the_job(job):
     assert transformed == [2, 1]  # base, component_0 | component_1: 3 volumes for 31 points
     direct = moments.__class__(**{**moments.__dict__, "moments": moments_at(moments.moments, points[:3]),
                                   "names": ["a", "b", "c"]}).reconstruct()
-    for (point, result), expected in zip(maps, direct):
+    for (_point, result), expected in zip(maps, direct):
         np.testing.assert_allclose(result.data, expected.data, atol=1e-5 * np.abs(expected.data).max())
         assert result.voxel_size == expected.voxel_size and result.origin == expected.origin
 

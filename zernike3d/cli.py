@@ -10,12 +10,16 @@ machine (a full disk, a read-only folder, not enough memory) are printed as one 
 exit with 2.
 """
 
+from __future__ import annotations
+
 import argparse
 import errno
 import importlib
 import os
 import sys
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
 from zernike3d.errors import InputError
 
@@ -65,18 +69,19 @@ def _top_parser():
 class _VersionAction(argparse.Action):
     """``--version``: the version is read only when asked for (zernike3d.__version__)."""
 
-    def __init__(self, option_strings, dest, **kwargs):
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
                          help="show the version and exit")
 
-    def __call__(self, parser, namespace, values, option_string=None):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
         import zernike3d
 
         print(f"zernike3d {zernike3d.__version__}")
         parser.exit()
 
 
-def build_parser(stage=None):
+def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
     """The parser with every stage listed, and the full options of ``stage`` (or of all
     stages when ``stage`` is None: slow, for tests and documentation)."""
     parser = _top_parser()
@@ -111,7 +116,7 @@ def _os_error_line(err):
     return f"{where}: {err.strerror or err}"
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning
     argv = sys.argv[1:] if argv is None else list(argv)
     stage = next((a for a in argv if not a.startswith("-")), None)

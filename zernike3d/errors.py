@@ -8,7 +8,7 @@ class InputError(Exception):
     The CLI prints it as one line and exits with status 2.
     """
 
-    def __init__(self, source, problem):
+    def __init__(self, source: object, problem: str) -> None:
         self.source = str(source)
         self.problem = problem
         super().__init__(f"{self.source}: {problem}")

@@ -2,12 +2,15 @@
 do, ending its log with its exact peak memory; ``python -m zernike3d.measured STAGE INPUT
 ORDER [THREADS]``: print the resource estimate of a job (:mod:`zernike3d.scheduling.resources`)."""
 
+from __future__ import annotations
+
 import json
+from collections.abc import Sequence
 
 from zernike3d.scheduling.resources import PEAK_LINE, peak_rss_mb, rule_resources
 
 
-def run_measured(argv):
+def run_measured(argv: Sequence[str]) -> int | str | None:
     """Run ``zernike3d <argv>`` in this process and print, at the end, its exact peak
     resident memory (:func:`peak_rss_mb`) and wall time to stderr, e.g.
     ``zernike3d decompose: peak memory 355.6 MB (RSS), 2.41 s``. The workflow runs every
@@ -20,7 +23,7 @@ def run_measured(argv):
 
     started = time.perf_counter()
     stage = argv[0] if argv else "?"
-    code = 1
+    code: int | str | None = 1
     try:
         code = cli_main(argv)
     except SystemExit as exit_:
@@ -31,7 +34,7 @@ def run_measured(argv):
     return code
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int | str | None:
     """``python -m zernike3d.measured STAGE INPUT ORDER [THREADS]``: print the estimate;
     ``python -m zernike3d.measured run STAGE ARGS...``: run a stage, report its peak memory."""
     import sys

@@ -14,8 +14,12 @@ Only m >= 0 coefficients are stored, ordered by n, then l, then m; the others fo
 from Omega_{n,l,-m} = (-1)^m conj(Omega_nlm). Conventions: docs/conventions.md.
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +28,11 @@ from zernike3d.io.moments_file import load_moments, save_moments
 from zernike3d.maths import indexing
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.invariants import invariants as invariants_of
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from zernike3d.io.mrc import MapFile
 
 # The transforms (numba kernels) and mrcfile are imported where they are used, so that
 # reading a moments file (``zernike3d info``, invariants) starts instantly.
@@ -59,7 +68,9 @@ class Moments:
             object.__setattr__(self, "maps_sha256", None)
 
     @classmethod
-    def from_maps(cls, maps, geometry, order, names=None, origin=(0.0, 0.0, 0.0), maps_sha256=None, **transform):
+    def from_maps(cls, maps: np.ndarray, geometry: BallGeometry, order: int, names: Sequence[str] | None = None,
+                  origin: Sequence[float] = (0.0, 0.0, 0.0), maps_sha256: list[str] | None = None,
+                  **transform: Any) -> Moments:
         """Decompose maps (N, N, N) or (V, N, N, N), indexed [z, y, x], up to ``order``.
 
         ``maps_sha256``: the maps' fingerprints when already known (a dataset bundle's),
@@ -87,11 +98,11 @@ class Moments:
         )
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: str | Path) -> Moments:
         """Read a moments file (see :mod:`zernike3d.io.moments_file`)."""
         return cls(**load_moments(path))
 
-    def save(self, path):
+    def save(self, path: str | Path) -> None:
         """Write a moments file, atomically."""
         save_moments(
             path,
@@ -107,21 +118,21 @@ class Moments:
         )
 
     @property
-    def nlm(self):
+    def nlm(self) -> np.ndarray:
         """(n, l, m) of each column, (K, 3) int."""
         return indexing.nlm_table(self.order)
 
     @property
-    def nl(self):
+    def nl(self) -> np.ndarray:
         """(n, l) of each invariant, (n_nl, 2) int."""
         return indexing.nl_table(self.order)
 
     @property
-    def geometry(self):
+    def geometry(self) -> BallGeometry:
         """The :class:`BallGeometry` the moments were taken in."""
         return BallGeometry(self.box, self.voxel_size, self.radius, tuple(self.center))
 
-    def get(self, n, l, m, volume=0):
+    def get(self, n: int, l: int, m: int, volume: int = 0) -> complex:
         """Omega_nlm of one volume; negative m via (-1)^m conj(Omega_{n,l,|m|})."""
         if not (0 <= l <= n <= self.order and (n - l) % 2 == 0 and abs(m) <= l):
             raise ValueError(
@@ -131,11 +142,11 @@ class Moments:
         value = self.moments[volume, indexing.nlm_offsets(self.order)[n, l] + abs(m)]
         return (-1) ** m * np.conj(value) if m < 0 else value
 
-    def invariants(self):
+    def invariants(self) -> np.ndarray:
         """F_nl = sqrt(sum over m = -l..l of |Omega_nlm|^2): (V, n_nl), columns in :attr:`nl` order."""
         return invariants_of(self.moments, self.order)
 
-    def truncate(self, order):
+    def truncate(self, order: int) -> Moments:
         """The same moments up to a lower (or equal) order."""
         if not 0 <= order <= self.order:
             raise ValueError(f"order {order} is not between 0 and the stored order {self.order}")
@@ -157,14 +168,14 @@ class Moments:
             )
         return index
 
-    def volume(self, which):
+    def volume(self, which: int | str) -> Moments:
         """Moments of one volume, chosen by name, or by index (an int or a string of digits
         that is not a name)."""
         index = self.volume_index(which)
         fingerprint = None if self.maps_sha256 is None else self.maps_sha256[index : index + 1]
         return replace(self, moments=self.moments[index : index + 1], names=[self.names[index]], maps_sha256=fingerprint)
 
-    def output_geometry(self, box=None, voxel_size=None):
+    def output_geometry(self, box: int | None = None, voxel_size: float | None = None) -> BallGeometry:
         """The geometry of a reconstruction: the stored one, or, with box (voxels) or
         voxel_size (Å) changed, the same ball radius (Å) centred on voxel ``box // 2``.
 
@@ -180,7 +191,7 @@ class Moments:
             return self.geometry
         return BallGeometry.for_box(box, voxel_size, radius=self.radius)
 
-    def reconstruct(self, box=None, voxel_size=None, **transform):
+    def reconstruct(self, box: int | None = None, voxel_size: float | None = None, **transform: Any) -> list[MapFile]:
         """One :class:`~zernike3d.io.mrc.MapFile` per volume, from all stored moments.
 
         Geometry as :meth:`output_geometry`; the origin is shifted so that the ball stays
@@ -195,12 +206,12 @@ class Moments:
         origin = tuple(float(v) for v in np.add(self.origin, self.center) - geometry.center)
         return [MapFile(data=m.astype(np.float32), voxel_size=geometry.voxel_size, origin=origin) for m in maps]
 
-    def parseval_norms(self):
+    def parseval_norms(self) -> np.ndarray:
         """sqrt(sum over all n, l, m of |Omega|^2) per volume: the L2 norm over the unit
         ball of the map's expansion up to ``order``, (V,)."""
         return np.sqrt(np.sum(self.invariants() ** 2, axis=1))
 
-    def stats(self):
+    def stats(self) -> str:
         """A short multi-line summary."""
         norms = ", ".join(f"{name}: {norm:.6g}" for name, norm in zip(self.names, self.parseval_norms()))
         cx, cy, cz = self.center
@@ -215,7 +226,7 @@ class Moments:
             ]
         )
 
-    def display(self, n_max=None, nlm=None, volume=0):
+    def display(self, n_max: int | None = None, nlm: tuple[int, int, int] | None = None, volume: int | str = 0) -> str:
         """Coefficients of one ``volume`` (name or index) as text: a first line naming the
         volume, then one ``(n, l, m) value`` line per coefficient up to ``n_max``
         (default: all); or the single value of ``nlm=(n, l, m)``."""
@@ -224,7 +235,7 @@ class Moments:
             return f"{self.get(*nlm, volume=index):.6g}"
         return self._volume_line(index, "Ω_nlm") + "\n" + _table_text(self.nlm, self.moments[index], n_max)
 
-    def display_invariants(self, n_max=None, nl=None, volume=0):
+    def display_invariants(self, n_max: int | None = None, nl: tuple[int, int] | None = None, volume: int | str = 0) -> str:
         """Invariants of one ``volume`` (name or index) as text: a first line naming the
         volume, then one ``(n, l) value`` line each up to ``n_max``; or the single value
         of ``nl=(n, l)``."""

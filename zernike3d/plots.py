@@ -3,6 +3,11 @@
 Every function takes arrays already computed and writes one PNG atomically.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
@@ -12,8 +17,14 @@ from zernike3d import __version__
 from zernike3d.io.atomic import OutputKind, atomic_path
 from zernike3d.maths.fsc import MODEL_THRESHOLD
 
+if TYPE_CHECKING:
+    from pathlib import Path
 
-def plot_fsc(path, curves, title, order, expected, threshold=MODEL_THRESHOLD):
+    from zernike3d.maths.fsc import FscCurve
+
+
+def plot_fsc(path: str | Path, curves: Mapping[str, FscCurve], title: str, order: int, expected: float,
+             threshold: float = MODEL_THRESHOLD) -> None:
     """FSC of maps against their expansions up to ``order``, against spatial frequency
     (1/Å; resolution in Å on the top axis).
 
@@ -57,7 +68,7 @@ def plot_fsc(path, curves, title, order, expected, threshold=MODEL_THRESHOLD):
     _save(fig, path)
 
 
-def plot_invariant_maps(path, invariants, nl, names, title):
+def plot_invariant_maps(path: str | Path, invariants: np.ndarray, nl: np.ndarray, names: Sequence[str], title: str) -> None:
     """One heat map per volume of F_nl, n down, l across, on ONE log colour scale shared
     by all volumes (so volumes compare: a 3DVA component is much weaker than the base map).
 
@@ -89,7 +100,8 @@ def plot_invariant_maps(path, invariants, nl, names, title):
     _save(fig, path)
 
 
-def plot_invariant_pca(path, scores, explained, colours, colour_labels, correlations, title):
+def plot_invariant_pca(path: str | Path, scores: np.ndarray, explained: np.ndarray, colours: np.ndarray,
+                       colour_labels: Sequence[str], correlations: np.ndarray, title: str) -> None:
     """Scatter of per-particle invariants on their first two principal components.
 
     ``scores`` (S, 2); ``explained`` (2,) variance fractions; one panel per column of
@@ -112,7 +124,8 @@ def plot_invariant_pca(path, scores, explained, colours, colour_labels, correlat
     _save(fig, path)
 
 
-def plot_map_slices(path, rows, title, voxel_size, planes=("xy", "xz", "yz")):
+def plot_map_slices(path: str | Path, rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]], title: str,
+                    voxel_size: float, planes: Sequence[str] = ("xy", "xz", "yz")) -> None:
     """Central slices (``planes`` of xy, xz, yz, through voxel N // 2) of several maps.
 
     ``rows``: [(label, [(column title, map (N, N, N) [z, y, x]), ...])], or with
@@ -201,7 +214,7 @@ def _save(fig, path):
         fig.savefig(tmp, dpi=120, metadata={"Software": SOFTWARE})
 
 
-def resolution_text(resolution):
+def resolution_text(resolution: float | None) -> str:
     """"6.02 Å", or "not reached" for None (the FSC never drops below the threshold)."""
     if resolution is None:
         return "not reached"

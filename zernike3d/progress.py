@@ -6,13 +6,19 @@ file keeps as one ever-growing line; instead, one plain line per tenth of the wo
 also only after 2 s, e.g. ``decompose: 4/8 block (50%), 3.1 s``.
 """
 
+from __future__ import annotations
+
 import sys
 import time
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 DELAY_S = 2.0
 
+T = TypeVar("T")
 
-def progress(iterable, label, unit):
+
+def progress(iterable: Sequence[T], label: str, unit: str) -> Iterable[T]:
     """``iterable`` (a sized sequence), reporting progress on stderr as described above."""
     if sys.stderr.isatty():
         from tqdm import tqdm

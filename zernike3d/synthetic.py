@@ -4,10 +4,19 @@ All maps are float32 arrays indexed ``data[z, y, x]`` (MRC order), with position
 measured from the centre of voxel [0, 0, 0].
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+if TYPE_CHECKING:
+    from pathlib import Path
 
-def gaussian_blobs(box, voxel_size, centers, sigmas, amplitudes):
+
+def gaussian_blobs(box: int, voxel_size: float, centers: Iterable[Iterable[float]], sigmas: Iterable[float],
+                   amplitudes: Iterable[float]) -> np.ndarray:
     """Sum of isotropic Gaussians; ``centers`` are (x, y, z) in Å, ``sigmas`` in Å."""
     axis = np.arange(box) * voxel_size
     z, y, x = axis[:, None, None], axis[None, :, None], axis[None, None, :]
@@ -19,7 +28,7 @@ def gaussian_blobs(box, voxel_size, centers, sigmas, amplitudes):
     return out.astype(np.float32)
 
 
-def chiral_phantom(box=48, voxel_size=1.0, turns=1.25, n_blobs=9):
+def chiral_phantom(box: int = 48, voxel_size: float = 1.0, turns: float = 1.25, n_blobs: int = 9) -> np.ndarray:
     """A right-handed helix of Gaussian blobs of growing size, about the box centre.
 
     The helix runs counter-clockwise (x towards y) as z increases, so the object is
@@ -45,8 +54,10 @@ def _helix_blobs(box, voxel_size, turns=1.25, n_blobs=9):
     return centers, sigmas, amplitudes
 
 
-def two_state_job(box, voxel_size, open_share, particles, seed=0, rotation=None, shift=(0.0, 0.0, 0.0),
-                  symmetry=1, jitter=0.2, growth_sd=0.6, swing_deg=60.0):
+def two_state_job(box: int, voxel_size: float, open_share: float, particles: int, seed: int = 0,
+                  rotation: np.ndarray | None = None, shift: Sequence[float] = (0.0, 0.0, 0.0),
+                  symmetry: int = 1, jitter: float = 0.2, growth_sd: float = 0.6,
+                  swing_deg: float = 60.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A synthetic 3D Variability job of a molecule in two states, as 3DVA would give it.
 
     The molecule: the chiral helix of :func:`chiral_phantom` (or, with ``symmetry`` n > 1,
@@ -73,16 +84,16 @@ def two_state_job(box, voxel_size, open_share, particles, seed=0, rotation=None,
     half = box * voxel_size / 2.0
     rotation = np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64)
 
-    def place(points):
+    def place(points: np.ndarray) -> np.ndarray:
         return (np.atleast_2d(points) - centre) @ rotation.T + centre + np.asarray(shift, dtype=np.float64)
 
     if symmetry > 1:
         angles = 2 * np.pi * np.arange(symmetry) / symmetry
         ring = np.stack([np.cos(angles), np.sin(angles), np.zeros(symmetry)], axis=1) * 0.42 * half
         core = np.concatenate([centre + ring, centre + 0.6 * ring + [0, 0, 0.3 * half]])
-        body = (core, np.full(len(core), 0.12 * half), np.ones(len(core)))
+        body_blobs = (core, np.full(len(core), 0.12 * half), np.ones(len(core)))
     else:
-        body = _helix_blobs(box, voxel_size)
+        body_blobs = _helix_blobs(box, voxel_size)
     # the lid: three blobs on an arm from a hinge, swung about the hinge's z axis
     lid_sigma, grow_sigma = 0.09 * half, 0.11 * half
     hinge = centre + np.array([0.1, -0.3, -0.45]) * half
@@ -92,11 +103,11 @@ def two_state_job(box, voxel_size, open_share, particles, seed=0, rotation=None,
     closed_at, open_at = hinge + arm, hinge + arm @ swing.T
     grow_at = centre + np.array([-0.4, -0.35, 0.35]) * half
 
-    def blobs(at, sigma):
+    def blobs(at: np.ndarray, sigma: float) -> np.ndarray:
         at = np.atleast_2d(at)
         return gaussian_blobs(box, voxel_size, place(at), [sigma] * len(at), [1.0] * len(at)).astype(np.float64)
 
-    body = gaussian_blobs(box, voxel_size, place(body[0]), body[1], body[2]).astype(np.float64)
+    body = gaussian_blobs(box, voxel_size, place(body_blobs[0]), body_blobs[1], body_blobs[2]).astype(np.float64)
     closed = body + blobs(closed_at, lid_sigma)
     opening = blobs(open_at, lid_sigma) - blobs(closed_at, lid_sigma)
     growth = blobs(grow_at, 1.1 * grow_sigma) - blobs(grow_at, grow_sigma)
@@ -127,7 +138,9 @@ def two_state_job(box, voxel_size, open_share, particles, seed=0, rotation=None,
 SYNTHETIC_PARTICLE_COUNT = 2000
 
 
-def synthetic_particles(count=SYNTHETIC_PARTICLE_COUNT, voxel_size=2.0, box=32, seed=0):
+def synthetic_particles(
+    count: int = SYNTHETIC_PARTICLE_COUNT, voxel_size: float = 2.0, box: int = 32, seed: int = 0
+) -> np.ndarray:
     """A minimal cryoSPARC particles table (NumPy structured array, as in a ``.cs`` file):
     ``uid`` (uint64, random), ``blob/psize_A`` (float32, Å) and ``blob/shape`` (uint32 x2)."""
     rng = np.random.default_rng(seed)
@@ -138,8 +151,10 @@ def synthetic_particles(count=SYNTHETIC_PARTICLE_COUNT, voxel_size=2.0, box=32, 
     return table
 
 
-def write_3dva_job(directory, box=32, voxel_size=None, n_components=3, *, particles_cs=None, seed=0, open_share=None,
-                   rotation=None, shift=(0.0, 0.0, 0.0)):
+def write_3dva_job(directory: str | Path, box: int = 32, voxel_size: float | None = None, n_components: int = 3, *,
+                   particles_cs: str | Path | None = None, seed: int = 0, open_share: float | None = None,
+                   rotation: np.ndarray | None = None,
+                   shift: Sequence[float] = (0.0, 0.0, 0.0)) -> tuple[Path, list[Path], Path]:
     """Write a small, deterministic synthetic cryoSPARC 3D Variability job into ``directory``.
 
     Files: ``J1_map.mrc`` (the chiral phantom), ``J1_component_{k}.mrc`` (smooth difference
@@ -233,7 +248,8 @@ def _particle_records(path):
     return load_table(path).to_records(fixed=True)
 
 
-def protein_like(box, voxel_size, seed, blur=0.8, step=1.5, fill=0.75, atoms_per_A3=0.045):
+def protein_like(box: int, voxel_size: float, seed: int, blur: float = 0.8, step: float = 1.5, fill: float = 0.75,
+                 atoms_per_A3: float = 0.045) -> np.ndarray:
     """A globular "protein" (box, box, box) [z, y, x] float64: a random chain of atoms
     ``step`` Å apart confined to a ball of ``fill`` × the inscribed radius about voxel
     box // 2, ``atoms_per_A3`` atoms per Å³ of that ball (about a protein's heavy-atom
@@ -266,7 +282,8 @@ def protein_like(box, voxel_size, seed, blur=0.8, step=1.5, fill=0.75, atoms_per
     return np.fft.irfftn(np.fft.rfftn(grid) * transfer, s=grid.shape, axes=(0, 1, 2))
 
 
-def write_results_folder(folder, maps, latents, uid, voxel_size, order):
+def write_results_folder(folder: Path, maps: np.ndarray, latents: np.ndarray, uid: np.ndarray, voxel_size: float,
+                         order: int) -> Path:
     """Write ``folder`` as the workflow writes ``results/<dataset>/`` for a 3DVA job:
     ``dataset.npz`` (maps (1+K, N, N, N) [z, y, x], latents (P, K), uids, voxel size in
     Å, origin 0), ``moments.npz`` (every volume to ``order``, inscribed ball centred on

@@ -103,10 +103,10 @@ class Alignment:
     reference_center: tuple = (0.0, 0.0, 0.0)
     moving_origin: tuple = (0.0, 0.0, 0.0)
     reference_origin: tuple = (0.0, 0.0, 0.0)
-    reference_geometry: dict = None
+    reference_geometry: dict | None = None
     #: how the frame was found, for a fit of two 3DVA jobs as affine families
     #: (:func:`zernike3d.analysis.frame.align_jobs`); None for a fit of two maps
-    frame: dict = None
+    frame: dict | None = None
 
     @property
     def linear(self):

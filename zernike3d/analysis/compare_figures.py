@@ -5,17 +5,29 @@ writes into a temporary folder that is renamed as a whole, so no file here needs
 temporary name).
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 from matplotlib.colors import LogNorm
 
 from zernike3d.plots import _figure
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from zernike3d.analysis.free_energy import Profile
+    from zernike3d.analysis.landscape import Populations
 
 
 def _save(fig, path):
     fig.savefig(path, dpi=120)
 
 
-def plot_distance_matrix(path, matrix, labels, title, colour_label):
+def plot_distance_matrix(path: str | Path, matrix: np.ndarray, labels: Sequence[str], title: str,
+                         colour_label: str) -> None:
     """Heat map of a symmetric (V, V) matrix with each cell's value written in it."""
     size = max(4.5, 0.55 * len(labels) + 2.5)
     fig, (ax,) = _figure(1, 1, (size + 1.2, size))
@@ -30,7 +42,8 @@ def plot_distance_matrix(path, matrix, labels, title, colour_label):
     _save(fig, path)
 
 
-def plot_order_curves(path, curves, order, title):
+def plot_order_curves(path: str | Path, curves: Mapping[str, Sequence[tuple[str, np.ndarray, str]]], order: int,
+                      title: str) -> None:
     """Per-order curves: ``curves`` {panel title: [(label, values (order+1,), style)]}."""
     panels = len(curves)
     fig, axes = _figure(1, panels, (5.5 * panels, 4.2))
@@ -50,7 +63,7 @@ def plot_order_curves(path, curves, order, title):
     _save(fig, path)
 
 
-def plot_overlaps(path, overlaps, reference_name):
+def plot_overlaps(path: str | Path, overlaps: Mapping[str, np.ndarray], reference_name: str) -> None:
     """One panel per job: the (K_B, K_A) cosines between its aligned components and the
     reference's, ``overlaps`` {job name: matrix}."""
     panels = len(overlaps)
@@ -67,7 +80,8 @@ def plot_overlaps(path, overlaps, reference_name):
     _save(fig, path)
 
 
-def plot_landscape_1d(path, coords, dataset, names, explained, bins=100):
+def plot_landscape_1d(path: str | Path, coords: np.ndarray, dataset: np.ndarray, names: Sequence[str],
+                      explained: np.ndarray, bins: int = 100) -> None:
     """One panel per joint axis: each job's density of particles along it."""
     axes_count = coords.shape[1]
     fig, axes = _figure(axes_count, 1, (7.0, 2.1 * axes_count + 0.6))
@@ -85,7 +99,8 @@ def plot_landscape_1d(path, coords, dataset, names, explained, bins=100):
     _save(fig, path)
 
 
-def plot_landscape_2d(path, coords, dataset, names, explained, bins=80):
+def plot_landscape_2d(path: str | Path, coords: np.ndarray, dataset: np.ndarray, names: Sequence[str],
+                      explained: np.ndarray, bins: int = 80) -> None:
     """One panel per job: 2-D histogram of its particles on joint axes 1 and 2, on the
     same ranges and the same logarithmic colour scale."""
     panels = len(names)
@@ -107,7 +122,7 @@ def plot_landscape_2d(path, coords, dataset, names, explained, bins=80):
     _save(fig, path)
 
 
-def plot_populations(path, populations, names):
+def plot_populations(path: str | Path, populations: Populations, names: Sequence[str]) -> None:
     """Bars: each job's share of particles in each joint cluster, 95% bootstrap interval."""
     clusters = populations.fractions.shape[1]
     fig, (ax,) = _figure(1, 1, (max(5.0, 1.2 * clusters * len(names) / 2 + 3), 4.0))
@@ -130,7 +145,8 @@ def _kcal_axis(ax, kt_kcal_per_mol, temperature, side="right"):
     second.set_ylabel(f"kcal/mol at {temperature:g} K")
 
 
-def plot_free_energy_1d(path, profiles, names, explained, kt_kcal_per_mol, temperature):
+def plot_free_energy_1d(path: str | Path, profiles: Sequence[Profile], names: Sequence[str], explained: np.ndarray,
+                        kt_kcal_per_mol: float, temperature: float) -> None:
     """One panel per joint axis: each job's G = -kT ln p along it (masked bins left out),
     its 95% bootstrap interval shaded; ``profiles``: one 1-D Profile per axis."""
     fig, axes = _figure(len(profiles), 1, (7.0, 2.3 * len(profiles) + 0.6))
@@ -149,7 +165,8 @@ def plot_free_energy_1d(path, profiles, names, explained, kt_kcal_per_mol, tempe
     _save(fig, path)
 
 
-def plot_free_energy_2d(path, profile, names, explained, kt_kcal_per_mol, temperature):
+def plot_free_energy_2d(path: str | Path, profile: Profile, names: Sequence[str], explained: np.ndarray,
+                        kt_kcal_per_mol: float, temperature: float) -> None:
     """One panel per job: G = -kT ln p over joint axes 1 and 2, one colour scale, bins
     with too few particles left blank."""
     fig, axes = _figure(1, len(names), (4.3 * len(names), 4.0))
@@ -167,7 +184,9 @@ def plot_free_energy_2d(path, profile, names, explained, kt_kcal_per_mol, temper
     _save(fig, path)
 
 
-def plot_state_free_energies(path, populations, free_energies, names, kt_kcal_per_mol, temperature):
+def plot_state_free_energies(path: str | Path, populations: Populations,
+                             free_energies: tuple[np.ndarray, np.ndarray, np.ndarray], names: Sequence[str],
+                             kt_kcal_per_mol: float, temperature: float) -> None:
     """Bars: each job's ΔG of each joint state relative to the reference, -kT ln(p / p_ref),
     with its 95% bootstrap interval."""
     dg, low, high = free_energies

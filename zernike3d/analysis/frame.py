@@ -45,13 +45,19 @@ and +-1 sd along each principal direction of its latents) the latents it lands o
 family and the residual misfit 1 - Pearson correlation of the two maps.
 """
 
+from __future__ import annotations
+
 import warnings
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from zernike3d.analysis import alignment as single
 from zernike3d.maths import rotation as rot
 from zernike3d.maths.indexing import nlm_table
+
+if TYPE_CHECKING:
+    from zernike3d.moments import Moments
 
 #: Patterson peaks tried (a C_n base has n equal ones)
 FAMILY_PEAKS = 8
@@ -73,7 +79,8 @@ TRIM_FACTOR, TRIM_PERCENTILE, TRIM_ROUNDS = 2.0, 25, 3
 UNDETERMINED_CURVATURE = 1e-3
 
 
-def align_jobs(moving, reference, moving_latents, order=None):
+def align_jobs(moving: Moments, reference: Moments, moving_latents: np.ndarray,
+               order: int | None = None) -> single.Alignment:
     """The rigid transform (rotation about B's ball centre, shift, hand) that best places
     3DVA job B = ``moving`` (:class:`~zernike3d.moments.Moments`, rows base, component_0..)
     with latents ``moving_latents`` (P, K_B) into the affine family of job A =
@@ -101,7 +108,7 @@ def align_jobs(moving, reference, moving_latents, order=None):
                                                       search_order, peaks=FAMILY_PEAKS))
     translation = single._TranslationFunction(low_ref.volume(0), search_order)
     low_nlm = nlm_table(search_order)
-    screened = {}
+    screened: dict[str, Any] = {}
     for hand, parity in (("same", 1.0), ("mirrored", -1.0)):
         base = low_mov.moments[0] if parity > 0 else rot.mirror_moments(low_mov.moments[0], low_nlm)
         screened[hand] = []
@@ -176,7 +183,7 @@ def align_jobs(moving, reference, moving_latents, order=None):
     )
 
 
-def spread_vectors(latents):
+def spread_vectors(latents: np.ndarray) -> np.ndarray:
     """(1 + K, 1 + K) mixing W of a job's volumes (rows base, components) into its mean
     particle map (row 0: base + mu . components) and its particles' spread about it
     (rows 1..K: components combined by the symmetric square root of the latents'
@@ -192,7 +199,7 @@ def spread_vectors(latents):
     return mixing
 
 
-def rotation_curvatures(vectors, nlm):
+def rotation_curvatures(vectors: np.ndarray, nlm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (ascending, per rad^2) and axes (3, 3 columns) of the curvature
     G_ab = sum_i <L_a v_i, L_b v_i> / sum_i <v_i, v_i> of the summed self-correlation
     of ``vectors`` (V, K) (ball means removed) under turns about the ball centre: a turn by
@@ -206,7 +213,7 @@ def rotation_curvatures(vectors, nlm):
     return np.clip(values, 0.0, None), axes
 
 
-def state_misfits(moved, reference, latents, order):
+def state_misfits(moved: np.ndarray, reference: np.ndarray, latents: np.ndarray, order: int) -> list[dict[str, Any]]:
     """Per state of the moving job (its mean latents and +-1 sd along each principal
     direction of its latents), in the reference frame (``moved`` (1+K_B, K) its volumes
     placed there): ``latents`` of the state, ``reference_latents`` of the nearest map of
@@ -234,7 +241,7 @@ def state_misfits(moved, reference, latents, order):
     return rows
 
 
-def particle_residuals(moved, reference, latents, order):
+def particle_residuals(moved: np.ndarray, reference: np.ndarray, latents: np.ndarray, order: int) -> np.ndarray:
     """(P,) the distance of each particle's map of the moving job (volumes ``moved``
     (1+K_B, K) placed in the reference frame, ``latents`` (P, K_B)) from the reference's
     affine family (``reference`` (1+K_A, K)), ball means removed, with its own density
@@ -305,7 +312,8 @@ def _symmetry_copies(candidates, best):
 
 
 class _Fit:
-    def __init__(self, rotation, shift, correlation, base_correlation, own_shift):
+    def __init__(self, rotation: np.ndarray, shift: np.ndarray, correlation: float, base_correlation: float,
+                 own_shift: np.ndarray) -> None:
         self.rotation, self.shift, self.correlation = rotation, shift, correlation
         self.base_correlation, self.own_shift = base_correlation, own_shift
 
@@ -385,7 +393,7 @@ class _FamilyObjective:
     their 3 first and 6 second derivatives in the shift (T = 10), as alignment._Objective.
     """
 
-    def __init__(self, reference, taylor, nlm, start):
+    def __init__(self, reference: np.ndarray, taylor: np.ndarray, nlm: np.ndarray, start: np.ndarray) -> None:
         self.nlm, self.start = nlm, start
         self.stack = single.generator_stack(reference, nlm)  # (S, 4, K)
         self.reference_norm = np.sqrt(rot.inner_product(reference[0], reference[0], nlm))
@@ -401,20 +409,20 @@ class _FamilyObjective:
             self.hessian = hessian.reshape(3, -1).view(np.float64)  # symmetric: row b holds H_ab for every a
             self.first_rows = np.ascontiguousarray(self.first).reshape(3, -1).view(np.float64)
 
-    def rotation(self, x):
+    def rotation(self, x: np.ndarray) -> np.ndarray:
         from scipy.spatial.transform import Rotation
 
         return Rotation.from_rotvec(x[:3]).as_matrix() @ self.start
 
-    def correlation(self, x):
+    def correlation(self, x: np.ndarray) -> float:
         return -self(x)[0]
 
-    def maximise(self, x0, gtol=1e-9):
+    def maximise(self, x0: np.ndarray, gtol: float = 1e-9) -> np.ndarray:
         from scipy.optimize import minimize
 
         return minimize(self, x0, jac=True, method="BFGS", options={"gtol": gtol}).x
 
-    def __call__(self, x):
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """(-r, -gradient) at x."""
         ip = rot.inner_product
         w, d = x[:3], x[3:]

@@ -37,10 +37,17 @@ was plunged, and that vitrification froze the populations (faster than the molec
 converts between states), and that every state is picked and kept alike.
 """
 
+from __future__ import annotations
+
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from zernike3d.analysis.landscape import Populations
 
 #: the reference's states' covariances are widened by this factor on every axis ...
 STATE_WIDENING = 1.5
@@ -53,7 +60,7 @@ BEYOND_QUANTILE = 0.999
 GAS_CONSTANT = 1.987204259e-3
 
 
-def kt_kcal_per_mol(temperature):
+def kt_kcal_per_mol(temperature: float) -> float:
     """kT per mole in kcal/mol at ``temperature`` (K): R T."""
     return GAS_CONSTANT * float(temperature)
 
@@ -69,7 +76,7 @@ class ReferenceStates:
     weights: np.ndarray
     spread: float
 
-    def distance(self, coords):
+    def distance(self, coords: np.ndarray) -> np.ndarray:
         """(P,) the smallest Mahalanobis distance of each point (P, A) to a state, every
         covariance widened as the module docstring says (in widened state widths)."""
         coords = np.asarray(coords, dtype=np.float64)
@@ -81,7 +88,7 @@ class ReferenceStates:
             best = np.minimum(best, np.sqrt(np.sum(whitened**2, axis=0)))
         return best
 
-    def beyond(self, coords):
+    def beyond(self, coords: np.ndarray) -> np.ndarray:
         """(P,) bool: beyond the reference (module docstring)."""
         from scipy.stats import chi2
 
@@ -89,7 +96,7 @@ class ReferenceStates:
         return self.distance(coords) > limit
 
 
-def fit_reference_states(coords, max_states, seed=0, sample=20000):
+def fit_reference_states(coords: np.ndarray, max_states: int, seed: int = 0, sample: int = 20000) -> ReferenceStates:
     """:class:`ReferenceStates` of the reference's particles ``coords`` (P, A): Gaussian
     mixtures of 1 .. ``max_states`` components fitted to at most ``sample`` of them, the
     one with the lowest BIC."""
@@ -98,13 +105,14 @@ def fit_reference_states(coords, max_states, seed=0, sample=20000):
     rng = np.random.default_rng(seed)
     coords = np.asarray(coords, dtype=np.float64)
     fit = coords[rng.permutation(len(coords))[:sample]]
-    best = None
+    best: tuple[float, Any] | None = None
     for states in range(1, max(1, min(max_states, len(fit) // (4 * fit.shape[1] ** 2 + 1))) + 1):
         model = GaussianMixture(states, covariance_type="full", reg_covar=1e-6 * np.var(fit), n_init=2,
                                 random_state=seed).fit(fit)
         score = model.bic(fit)
         if best is None or score < best[0]:
             best = (score, model)
+    assert best is not None  # at least one mixture is fitted
     model = best[1]
     spread = float(np.sqrt(np.trace(np.atleast_2d(np.cov(fit, rowvar=False))) / fit.shape[1]))
     return ReferenceStates(model.means_, model.covariances_, model.weights_, spread)
@@ -123,8 +131,8 @@ class Profile:
     high: np.ndarray
 
 
-def free_energy_profile(coords, dataset, n_datasets, axes, bins, min_particles=20, bootstrap=100, seed=0,
-                        reference=0):
+def free_energy_profile(coords: np.ndarray, dataset: np.ndarray, n_datasets: int, axes: Sequence[int], bins: int,
+                        min_particles: int = 20, bootstrap: int = 100, seed: int = 0, reference: int = 0) -> Profile:
     """:class:`Profile` of the jobs' particles ``coords`` (P, A) on joint ``axes`` (one
     or two indices), ``bins`` per axis over the 0.5 to 99.5 percentiles of all particles;
     zero: the reference's lowest unmasked bin."""
@@ -138,7 +146,7 @@ def free_energy_profile(coords, dataset, n_datasets, axes, bins, min_particles=2
     counts = np.stack([np.histogramdd(coords[dataset == j][:, list(axes)], bins=edges)[0] for j in range(n_datasets)])
     totals = np.maximum(counts.reshape(n_datasets, -1).sum(axis=1), 1)
 
-    def energy(c):
+    def energy(c: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore"):
             g = -np.log(c / totals.reshape((-1,) + (1,) * len(axes)) / area)
         return np.where(counts >= min_particles, g, np.nan)
@@ -159,11 +167,12 @@ def free_energy_profile(coords, dataset, n_datasets, axes, bins, min_particles=2
     return Profile(edges, counts, g - zero, np.where(masked, np.nan, low - zero), np.where(masked, np.nan, high - zero))
 
 
-def state_free_energies(populations, reference=0):
+def state_free_energies(populations: Populations, reference: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per job and joint state: (dG, low, high) (J, C) in kT, dG = -ln(p_j,c / p_ref,c),
     the interval the 2.5 and 97.5 percentiles of the same over the populations' bootstrap
     draws (0 for the reference; +inf where the job has no particle in the state, NaN
     where the reference has none)."""
+    assert populations.draws is not None, "populations without their bootstrap draws"
     with np.errstate(divide="ignore", invalid="ignore"):
         dg = -np.log(populations.fractions / populations.fractions[reference])
         draws = -np.log(populations.draws / populations.draws[:, reference : reference + 1])

@@ -34,11 +34,18 @@ up to the sample size), its nearest reference particle; the reference's own
 nearest-other distances are the yardstick of what "close" means.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from zernike3d.io.particle_invariants import particle_invariants_of
+
+if TYPE_CHECKING:
+    from zernike3d.io.particle_invariants import ParticleInvariants
 
 #: particles per block of a ComputedSource
 COMPUTED_CHUNK = 65536
@@ -47,18 +54,18 @@ COMPUTED_CHUNK = 65536
 class StoreSource:
     """Descriptors read from a per-particle invariants store (columns ``[:columns]``)."""
 
-    def __init__(self, store, columns):
+    def __init__(self, store: ParticleInvariants, columns: int) -> None:
         self.store, self.columns = store, columns
         self.uid = store.uid
         self.count = len(store.uid)
 
-    def blocks(self):
+    def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
         """(start row, float32 (p, columns)) for consecutive blocks of particles."""
         step = self.store.invariants.chunks[0]
         for start in range(0, self.count, step):
             yield start, np.asarray(self.store.invariants[start : start + step, : self.columns])
 
-    def fit_sample(self, count, rng):
+    def fit_sample(self, count: int, rng: np.random.Generator) -> np.ndarray:
         """At least min(count, P) particles as whole random chunks, then cut to ``count``."""
         step = self.store.invariants.chunks[0]
         starts = rng.permutation(np.arange(0, self.count, step))
@@ -75,16 +82,16 @@ class StoreSource:
 class ComputedSource:
     """Descriptors F_nl(z) computed from ``forms`` (n_nl, 1+K, 1+K) and ``latents`` (P, K)."""
 
-    def __init__(self, forms, latents, uid):
+    def __init__(self, forms: np.ndarray, latents: np.ndarray, uid: np.ndarray) -> None:
         self.forms, self.latents, self.uid = forms, np.asarray(latents), np.asarray(uid)
         self.count = len(self.uid)
 
-    def blocks(self):
+    def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
         for start in range(0, self.count, COMPUTED_CHUNK):
             rows = self.latents[start : start + COMPUTED_CHUNK]
             yield start, particle_invariants_of(self.forms, rows, dtype=np.float32)
 
-    def fit_sample(self, count, rng):
+    def fit_sample(self, count: int, rng: np.random.Generator) -> np.ndarray:
         rows = np.sort(rng.choice(self.count, min(count, self.count), replace=False))
         return particle_invariants_of(self.forms, self.latents[rows], dtype=np.float32)
 
@@ -99,12 +106,13 @@ class JointAxes:
     axes: np.ndarray
     explained: np.ndarray
 
-    def project(self, values):
+    def project(self, values: np.ndarray) -> np.ndarray:
         """Coordinates (p, A) float32 of descriptors (p, D)."""
         return ((np.asarray(values, dtype=np.float32) - self.centre.astype(np.float32)) @ self.axes.astype(np.float32))
 
 
-def fit_joint_axes(sources, n_axes, fit_particles, seed=0):
+def fit_joint_axes(sources: Sequence[StoreSource | ComputedSource], n_axes: int, fit_particles: int,
+                   seed: int = 0) -> JointAxes:
     """:class:`JointAxes` of the sources (each weighing the same), from at most
     ``fit_particles`` particles of each. Memory: one job's sample at a time."""
     rng = np.random.default_rng(seed)
@@ -125,7 +133,8 @@ def fit_joint_axes(sources, n_axes, fit_particles, seed=0):
     return JointAxes(centre, axes, values[keep] / total if total > 0 else np.zeros(len(keep)))
 
 
-def project_sources(sources, joint_axes):
+def project_sources(sources: Sequence[StoreSource | ComputedSource],
+                    joint_axes: JointAxes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Coordinates of every particle of every source on the joint axes, in source order:
     (coords (P_total, A) float32, dataset (P_total,) int32, uid (P_total,) uint64)."""
     total = sum(s.count for s in sources)
@@ -159,10 +168,11 @@ class Populations:
     bootstrap_low: np.ndarray
     bootstrap_high: np.ndarray
     #: (bootstrap, J, C): the fractions of each resampling (for intervals of functions of them)
-    draws: np.ndarray = None
+    draws: np.ndarray | None = None
 
 
-def cluster_populations(coords, dataset, n_datasets, clusters, bootstrap=100, sample=20000, seed=0):
+def cluster_populations(coords: np.ndarray, dataset: np.ndarray, n_datasets: int, clusters: int, bootstrap: int = 100,
+                        sample: int = 20000, seed: int = 0) -> Populations:
     """:class:`Populations` of ``clusters`` k-means clusters of ``coords`` (P, A), fitted
     on a sample of ``sample`` particles (each job drawn in proportion to its size);
     bootstrap: ``bootstrap`` refits on resampled particles, fractions of each job
@@ -230,7 +240,8 @@ class NearestNeighbours:
 MATCH_EPS = 0.1
 
 
-def nearest_reference_particles(coords, dataset, reference=0, sample=None, seed=0):
+def nearest_reference_particles(coords: np.ndarray, dataset: np.ndarray, reference: int = 0, sample: int | None = None,
+                                seed: int = 0) -> NearestNeighbours:
     """:class:`NearestNeighbours` of the particles, among the particles of job
     ``reference`` (a k-d tree over their joint coordinates, cKDTree with ``eps`` =
     :data:`MATCH_EPS`). ``sample``: match at most this many random particles of each job,
@@ -258,4 +269,5 @@ def nearest_reference_particles(coords, dataset, reference=0, sample=None, seed=
                 members = np.sort(rng.choice(members, sample, replace=False))
             d, i = tree.query(coords[members], k=1, eps=MATCH_EPS, workers=-1)
         rows[members], distance[members] = reference_rows[i], d
+    assert self_distances is not None  # set by the reference's own turn of the loop
     return NearestNeighbours(rows, distance, float(np.percentile(self_distances, 99)))

@@ -8,14 +8,24 @@ their frames). A job with a single component gets one histogram of z_0 with the 
 as vertical marks. Latents are unitless (cryoSPARC ``components_mode_{k}/value``).
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SCATTER_SAMPLE = 10_000
 #: the density (hexbin) is drawn from at most this many particles (a fixed random sample)
 DENSITY_SAMPLE = 200_000
 
 
-def plot_latent_pairs(path, latents, title, *, labels=None, centres=None, series=None, paths=None):
+def plot_latent_pairs(path: str | Path, latents: np.ndarray, title: str, *, labels: np.ndarray | None = None,
+                      centres: Mapping[str, np.ndarray] | None = None, series: np.ndarray | None = None,
+                      paths: Mapping[str, np.ndarray] | None = None) -> None:
     """Write the figure to ``path`` (PNG; inside the caller's temporary output folder).
 
     ``latents`` (P, K); ``labels`` (P,) cluster of each particle or None; ``centres``
@@ -30,7 +40,7 @@ def plot_latent_pairs(path, latents, title, *, labels=None, centres=None, series
     latents = np.asarray(latents, dtype=np.float64)
     centres, paths = centres or {}, paths or {}
     k = latents.shape[1]
-    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)] or [(0, None)]
+    pairs: list[tuple[int, int | None]] = [(i, j) for i in range(k) for j in range(i + 1, k)] or [(0, None)]
     columns = min(3, len(pairs))
     rows = -(-len(pairs) // columns)
     fig = Figure(figsize=(4.2 * columns, 4.0 * rows), layout="constrained")
@@ -64,7 +74,7 @@ def plot_latent_pairs(path, latents, title, *, labels=None, centres=None, series
     fig.savefig(path, dpi=110, metadata={"Software": SOFTWARE})
 
 
-def index_points(path, n_components):
+def index_points(path: str | Path, n_components: int) -> np.ndarray:
     """Latents (S, K) of the points of a `zernike3d reconstruct` index.csv other than the
     base map (map-space copies counted once), to mark on the figure."""
     import csv
@@ -103,7 +113,8 @@ def _colour(index):
     return colormaps["tab10"](index % 10)
 
 
-def plot_latent_scores(path, latents, scores, stems, best_points, title):
+def plot_latent_scores(path: str | Path, latents: np.ndarray, scores: np.ndarray, stems: Sequence[str],
+                       best_points: np.ndarray, title: str) -> None:
     """Write the figure of each query's score over the latent space to ``path`` (PNG).
 
     One row per query (``stems``), one panel per pair of components: the mean score of
@@ -131,7 +142,7 @@ def plot_latent_scores(path, latents, scores, stems, best_points, title):
         fig.suptitle(title, fontsize=10)
         fig.savefig(path, dpi=110, metadata={"Software": SOFTWARE})
         return
-    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)] or [(0, None)]
+    pairs: list[tuple[int, int | None]] = [(i, j) for i in range(k) for j in range(i + 1, k)] or [(0, None)]
     # a fixed layout: the constrained one took longer than everything else at 1,000,000 particles
     fig = Figure(figsize=(4.2 * len(pairs) + 1.2, 3.8 * len(stems) + 0.4))
     FigureCanvasAgg(fig)

@@ -39,11 +39,14 @@ particle supports, and the score of a cosine can keep rising there).
 
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from zernike3d.maths.rotation import inner_product
+
+if TYPE_CHECKING:
+    from zernike3d.io.structure import MolecularModel
 
 #: alternations of fit and best state at most
 MAX_ROUNDS = 4
@@ -312,7 +315,7 @@ class Query:
     origin: tuple
     centre: np.ndarray
     density: Callable
-    model: object = None
+    model: "MolecularModel | None" = None
     sigma: float | None = None
 
     @classmethod

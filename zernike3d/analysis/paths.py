@@ -13,9 +13,16 @@ Latents are unitless (cryoSPARC ``components_mode_{k}/value``); rows index the p
 in the dataset's order.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from zernike3d.errors import InputError
+
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
 
 #: paths are searched among at most this many particles (a fixed random sample, plus the
 #: two ends): the graph of a million particles is no better and much slower
@@ -27,7 +34,7 @@ MAX_NEIGHBOURS = 100
 MAX_FRAMES = 1000
 
 
-def knn_graph(latents, neighbours, density=False):
+def knn_graph(latents: np.ndarray, neighbours: int, density: bool = False) -> csr_matrix:
     """The symmetric k-nearest-neighbour graph (scipy CSR, P x P) of ``latents`` (P, K)."""
     from scipy.sparse import csr_matrix
     from scipy.spatial import cKDTree
@@ -51,7 +58,8 @@ def knn_graph(latents, neighbours, density=False):
     return graph.maximum(graph.T)
 
 
-def particle_path(latents, start, end, neighbours=10, density=False, max_particles=MAX_PARTICLES, seed=0):
+def particle_path(latents: np.ndarray, start: int, end: int, neighbours: int = 10, density: bool = False,
+                  max_particles: int = MAX_PARTICLES, seed: int = 0) -> np.ndarray:
     """Rows of the particles along the shortest graph path from row ``start`` to row
     ``end`` (both included, in order) -> int64 (m,). :class:`InputError` if the graph does
     not connect them (raise ``neighbours``)."""
@@ -75,7 +83,7 @@ def particle_path(latents, start, end, neighbours=10, density=False, max_particl
     return rows[np.array(path[::-1], dtype=np.int64)]
 
 
-def resample(track, frames):
+def resample(track: np.ndarray, frames: int) -> np.ndarray:
     """``frames`` points evenly spaced by arc length along the polyline ``track`` (m, K),
     the first and last exactly at its ends -> (frames, K)."""
     track = np.asarray(track, dtype=np.float64)

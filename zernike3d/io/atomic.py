@@ -42,6 +42,8 @@ A full disk or a read-only folder while writing raises ``OSError`` naming the fi
 output path (not the hidden temporary); :mod:`zernike3d.cli` prints it as one line.
 """
 
+from __future__ import annotations
+
 import contextlib
 import glob
 import hashlib
@@ -51,6 +53,7 @@ import re
 import shutil
 import socket
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -92,19 +95,20 @@ class OutputKind:
     store: bool = False
 
 
-def npz_kind(format_name, description):
+def npz_kind(format_name: str, description: str) -> OutputKind:
     """An ``.npz`` whose ``format`` entry is ``format_name``."""
     return OutputKind(description, lambda path: _npz_format(path) == format_name)
 
 
-def zarr_kind(description, attributes_match, arrays, stage):
+def zarr_kind(description: str, attributes_match: Callable[[dict], bool], arrays: Sequence[str],
+              stage: str) -> OutputKind:
     """A zarr (v3) store written by ``stage``: every file in it is zarr's own
     (``zarr.json`` or a chunk of one of our member names ``arrays``), and its root
     attributes name ``stage`` (:data:`STORE_ATTRIBUTE`), or, for a store written before
     they did, satisfy ``attributes_match(dict)``; or its root ``zarr.json`` is missing
     (Snakemake deletes a declared ``store/zarr.json`` output before re-running its job)."""
 
-    def recognise(path):
+    def recognise(path: Path) -> bool:
         if _zarr_foreign(path, arrays):
             return False
         try:
@@ -137,16 +141,16 @@ def _zarr_foreign(path, arrays):
     return sorted(foreign)
 
 
-def json_kind(keys, description):
+def json_kind(keys: Sequence[str], description: str) -> OutputKind:
     """A JSON object holding every one of ``keys``."""
     return OutputKind(description, lambda path: set(keys) <= set(_small_json(path)))
 
 
-def csv_kind(columns, description):
+def csv_kind(columns: Sequence[str], description: str) -> OutputKind:
     """A CSV whose header row starts with ``columns``."""
     prefix = ",".join(columns)
 
-    def recognise(path):
+    def recognise(path: Path) -> bool:
         with open(path, newline="") as f:
             header = f.readline(_SMALL).rstrip("\r\n")
         return header == prefix or header.startswith(prefix + ",")
@@ -154,18 +158,18 @@ def csv_kind(columns, description):
     return OutputKind(description, recognise)
 
 
-def folder_kind(stage):
+def folder_kind(stage: str) -> OutputKind:
     """A folder written as a whole by ``stage``: it holds :data:`MARKER` naming ``stage``
     and no file but those the marker lists (:func:`foreign_files`)."""
 
-    def recognise(path):
+    def recognise(path: Path) -> bool:
         return marker_stage(path) == stage and not foreign_files(path) and not changed_files(path)
 
     return OutputKind(f"a folder written by `zernike3d {stage}` (it has no {MARKER} naming {stage!r})",
                       recognise, marker=stage)
 
 
-def marker_stage(folder):
+def marker_stage(folder: str | Path) -> str | None:
     """The stage that the :data:`MARKER` of ``folder``, or the root attributes of a zarr
     store (:data:`STORE_ATTRIBUTE`), names; None if it has neither."""
     try:
@@ -180,7 +184,7 @@ def marker_stage(folder):
     return mark.get("stage") if isinstance(mark, dict) else None
 
 
-def written_files(folder):
+def written_files(folder: str | Path) -> dict[str, str | None]:
     """{relative path: SHA-256 hex digest, or None where not recorded} of the files that
     the :data:`MARKER` of ``folder`` lists as written with it."""
     with open(Path(folder) / MARKER) as f:
@@ -192,7 +196,7 @@ def written_files(folder):
     return written
 
 
-def foreign_files(folder):
+def foreign_files(folder: str | Path) -> list[str]:
     """The files in ``folder`` (relative paths, sorted) that its :data:`MARKER` does not
     list as written with it (Snakemake's ``.snakemake_timestamp`` aside); [] if the
     marker lists no files (written before markers listed them)."""
@@ -203,7 +207,7 @@ def foreign_files(folder):
     return sorted(_present(folder) - set(written) - _BOOKKEEPING)
 
 
-def changed_files(folder):
+def changed_files(folder: str | Path) -> list[str]:
     """The files of ``folder`` (relative paths, sorted) whose content differs from the
     SHA-256 its :data:`MARKER` recorded when they were written (edited since)."""
     folder = Path(folder)
@@ -211,14 +215,14 @@ def changed_files(folder):
                   if digest is not None and (folder / name).is_file() and _sha256(folder / name) != digest)
 
 
-def missing_files(folder):
+def missing_files(folder: str | Path) -> list[str]:
     """The files (relative paths, sorted) that the :data:`MARKER` of ``folder`` lists but
     that are gone."""
     folder = Path(folder)
     return sorted(set(written_files(folder)) - _present(folder))
 
 
-def discard_incomplete(path, kind):
+def discard_incomplete(path: str | Path, kind: OutputKind) -> bool:
     """Remove ``path`` if it is an earlier output of ``kind`` that lacks some of the files
     its marker lists (the rest, unchanged, would otherwise outlive the run that replaces
     it: see the module docstring). Returns True if it was removed."""
@@ -252,10 +256,10 @@ def _sha256(path):
     return _DIGESTS[key]
 
 
-_DIGESTS = {}
+_DIGESTS: dict[tuple, str] = {}
 
 
-def is_replaceable(path, kind):
+def is_replaceable(path: str | Path, kind: OutputKind) -> bool:
     """True if nothing is at ``path``, an empty folder, or an earlier output of ``kind``."""
     path = Path(path)
     if not path.exists() and not path.is_symlink():
@@ -268,7 +272,7 @@ def is_replaceable(path, kind):
         return False
 
 
-def check_replaceable(path, kind):
+def check_replaceable(path: str | Path, kind: OutputKind) -> None:
     """Raise :class:`InputError` naming ``path`` unless :func:`is_replaceable` and outside
     any folder written whole by zernike3d, at any depth (what is in such a folder belongs
     to it: an input map of a later stage, or a file the folder's next write would refuse
@@ -311,7 +315,7 @@ def _listed(names):
 
 
 @contextlib.contextmanager
-def atomic_path(path, kind):
+def atomic_path(path: str | Path, kind: OutputKind) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` on success.
 
     ``kind`` (:class:`OutputKind`): what is written, so that only an earlier output of
@@ -322,7 +326,7 @@ def atomic_path(path, kind):
 
 
 @contextlib.contextmanager
-def atomic_paths(outputs):
+def atomic_paths(outputs: Sequence[tuple[str | Path, OutputKind]]) -> Iterator[list[Path]]:
     """Several outputs, all or none: ``outputs`` is a list of ``(path, kind)``; yields
     their temporary paths in the same order. A folder kind gets its temporary folder
     created, and its marker written on success."""
@@ -373,13 +377,13 @@ def _mark_store(store, stage):
     (store / "zarr.json").write_text(json.dumps(metadata, indent=2))
 
 
-def remove_stale_temporaries(path):
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
     """Remove the temporaries (``.tmp-`` and ``.old-``) of ``path`` left by runs that are
     gone: on this host, a pid no longer alive; from another host, untouched for
     :data:`STALE_SECONDS`. Returns the paths removed."""
     path = Path(path)
     pattern = re.compile(rf"^\.{re.escape(path.stem)}\.(?:tmp|old)-(?P<host>.+)-(?P<pid>\d+){re.escape(path.suffix)}$")
-    removed = []
+    removed: list[Path] = []
     if not path.parent.is_dir():
         return removed
     for candidate in path.parent.glob(f".{glob.escape(path.stem)}.*-*{glob.escape(path.suffix)}"):

@@ -42,6 +42,8 @@ store waits, then reuses the first job's store. The temporaries of a killed buil
 removed by the next build (:func:`zernike3d.io.atomic.remove_stale_temporaries`).
 """
 
+from __future__ import annotations
+
 import contextlib
 import dataclasses
 import fcntl
@@ -49,6 +51,7 @@ import importlib.metadata
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
@@ -87,16 +90,16 @@ class StoreResult:
     reason: str | None = None
 
 
-def store_path(cache_dir, key):
+def store_path(cache_dir: str | Path, key: str) -> Path:
     return Path(cache_dir) / f"{key}.zarr"
 
 
-def basis_key(geometry, order):
+def basis_key(geometry: BallGeometry, order: int) -> str:
     """``Basis.key`` of (geometry, order), from their values alone (no table is built)."""
     return Basis.key_for(geometry, order)
 
 
-def ensure_store(cache_dir, geometry, order):
+def ensure_store(cache_dir: str | Path, geometry: BallGeometry, order: int) -> StoreResult:
     """A verified store for (geometry, order) in ``cache_dir``; built here if needed.
 
     Safe to call from several processes at once: one builds, the others wait on the lock
@@ -115,7 +118,7 @@ def ensure_store(cache_dir, geometry, order):
         return StoreResult(path, built=True, reason=reason)
 
 
-def write_store(path, basis):
+def write_store(path: str | Path, basis: Basis) -> None:
     """Write ``basis`` (grid tables + radial table) to ``path`` atomically."""
     with atomic_path(path, STORE_OUTPUT) as tmp:
         group = zarr.open_group(tmp, mode="w", zarr_format=3)
@@ -126,7 +129,8 @@ def write_store(path, basis):
         group.attrs.update(_attributes(basis, records))
 
 
-def open_store(path, geometry, order, radial="memory", grid=None):
+def open_store(path: str | Path, geometry: BallGeometry, order: int, radial: str = "memory",
+               grid: GridTables | None = None) -> Basis:
     """The :class:`Basis` in the store at ``path``, checked while it is read.
 
     Raises :class:`StaleStore` (saying why) if the attributes do not match or a chunk
@@ -150,7 +154,8 @@ def open_store(path, geometry, order, radial="memory", grid=None):
     return Basis(geometry, order, grid, stored)
 
 
-def load_basis(path_or_json, geometry=None, order=None, radial=None, grid=None):
+def load_basis(path_or_json: str | Path, geometry: BallGeometry | None = None, order: int | None = None,
+               radial: str | None = None, grid: GridTables | None = None) -> Basis:
     """A :class:`Basis` from a store, a ``basis.json`` or a cache directory.
 
     geometry, order: what the caller needs (default: those recorded in the json/store).
@@ -169,11 +174,13 @@ def load_basis(path_or_json, geometry=None, order=None, radial=None, grid=None):
         geometry = geometry or BallGeometry(**_geometry_args(attrs["geometry"]))
         order = attrs["order"] if order is None else order
     cache_dir = path.parent if path.suffix == ".zarr" else path
+    if geometry is None or order is None:
+        raise ValueError(f"{path}: a cache directory needs the geometry and the order of the basis")
     if radial is None:
         fits = radial_table_bytes(order, geometry.grid.n_shells) <= RADIAL_TABLE_LIMIT
         radial = "memory" if fits else "stream"
     path = store_path(cache_dir, basis_key(geometry, order))
-    for attempt in range(3):
+    for _attempt in range(3):
         try:
             return open_store(path, geometry, order, radial, grid)
         except StaleStore as err:
@@ -183,7 +190,7 @@ def load_basis(path_or_json, geometry=None, order=None, radial=None, grid=None):
     raise StaleStore(f"{path}: still invalid after rebuilding")
 
 
-def read_basis_record(path):
+def read_basis_record(path: str | Path) -> dict[str, Any]:
     """The ``basis.json`` at ``path`` as ``{"store": Path, "geometry": BallGeometry,
     "order": int}``; :class:`~zernike3d.errors.InputError` naming ``path`` if it is not
     readable JSON of the form :func:`basis_record` writes."""
@@ -223,7 +230,7 @@ def read_basis_record(path):
     return {"store": Path(store), "geometry": geometry, "order": order}
 
 
-def basis_record(result, geometry, order):
+def basis_record(result: StoreResult, geometry: BallGeometry, order: int) -> dict[str, Any]:
     """The ``basis.json`` content: key, absolute store path, geometry, order."""
     return {
         "key": basis_key(geometry, order),
@@ -238,11 +245,11 @@ def basis_record(result, geometry, order):
 class StreamedBasis(Basis):
     """A :class:`Basis` whose radial rows are read from the store, one l at a time."""
 
-    def __init__(self, geometry, order, grid, radial):
+    def __init__(self, geometry: BallGeometry, order: int, grid: GridTables, radial: zarr.Array) -> None:
         super().__init__(geometry, order, grid, radial_table=None)
         self._radial = radial
 
-    def radial(self, l, first=0, stop=None):
+    def radial(self, l: int, first: int = 0, stop: int | None = None) -> np.ndarray:
         return self._radial[self.row_start[l] : self.row_start[l + 1], first:stop]
 
 

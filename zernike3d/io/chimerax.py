@@ -22,9 +22,12 @@ there), then ``direction backward`` to the first, then ``movie encode``;
 :func:`record_movie` runs it where ChimeraX is installed.
 """
 
+from __future__ import annotations
+
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -86,18 +89,18 @@ run(session, "movie encode " + quoted({movie!r}) + " framerate 10 wait true")
 '''
 
 
-def contour_level(data, fraction=ENCLOSED_FRACTION):
+def contour_level(data: np.ndarray, fraction: float = ENCLOSED_FRACTION) -> float:
     """The level above which ``fraction`` of the voxels of ``data`` lie (density units)."""
     return float(np.quantile(np.asarray(data, dtype=np.float64), 1.0 - fraction))
 
 
-def series_groups(names, kinds):
+def series_groups(names: Sequence[str], kinds: Sequence[str]) -> dict[str, list[str]]:
     """{group: [names in order]} of the maps that form a series: frames named
     ``GROUP_fNN`` (series along a component, paths) make one group each; cluster centres
     make a group named by their stem: ``clusters`` for ``cluster_NN`` (the centres of
     `zernike3d cluster`), ``kmeans`` for ``kmeans_NN`` (reconstruct's own --kmeans).
     Other maps (base, single particles, latents) form none."""
-    groups = {}
+    groups: dict[str, list[str]] = {}
     for name, kind in zip(names, kinds):
         frame = _FRAME.match(name)
         if frame:
@@ -186,7 +189,7 @@ def match_script(script_name: str, state_file: str, fitted_file: str, state_leve
     return "\n".join(header) + "\n" + body
 
 
-def record_movie(movie_script_path, timeout=600):
+def record_movie(movie_script_path: Path, timeout: float = 600) -> str | None:
     """Run ChimeraX (offscreen) on a ``*_movie.py`` -> None when done, else one line
     saying why no movie was made (ChimeraX not installed, or it failed)."""
     executable = shutil.which("chimerax") or shutil.which("ChimeraX")

@@ -18,7 +18,7 @@ import numpy as np
 from zernike3d.errors import InputError
 
 
-def read_markers(path):
+def read_markers(path: str | Path) -> np.ndarray:
     """All markers of all marker sets, in file order: float64 (M, 3) of (x, y, z) in Å."""
     path = Path(path)
     if not path.is_file():
@@ -37,7 +37,7 @@ def read_markers(path):
     return np.array(positions, dtype=np.float64).reshape(-1, 3)
 
 
-def read_single_marker(path):
+def read_single_marker(path: str | Path) -> tuple[float, ...]:
     """The one marker of a file, (x, y, z) in Å; :class:`InputError` unless there is exactly one."""
     markers = read_markers(path)
     if len(markers) != 1:

@@ -14,10 +14,14 @@ fields the job made (for 3D Variability: ``uid`` and ``components_mode_*``) and
 An output downloaded or exported from cryoSPARC holds both in one file.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import re
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from cryosparc.dataset import Dataset as CsDataset
@@ -53,11 +57,11 @@ class VariabilityParticles:
     blob_box: int | None
 
     @property
-    def n_components(self):
+    def n_components(self) -> int:
         return self.latents.shape[1]
 
 
-def passthrough_name(path):
+def passthrough_name(path: str | Path) -> str | None:
     """The name a job's passthrough file beside ``path`` has (whether or not it is
     there): ``J<n>_passthrough_<output>.cs``, or None if ``path`` is not named as a job's
     output."""
@@ -65,7 +69,7 @@ def passthrough_name(path):
     return None if match is None else f"{match['job']}_passthrough_{match['output']}.cs"
 
 
-def passthrough_path(path):
+def passthrough_path(path: str | Path) -> Path | None:
     """The passthrough file beside a job's output ``path``
     (``J<n>_passthrough_<output>.cs`` beside ``J<n>_<output>.cs``), or None if there is none."""
     name = passthrough_name(path)
@@ -75,7 +79,7 @@ def passthrough_path(path):
     return sibling if sibling.is_file() else None
 
 
-def checked_header(path):
+def checked_header(path: str | Path) -> Any:
     """cryosparc-tools' header of the ``.cs`` table ``path`` (``dtype``: its fields,
     ``length``: its rows), after the checks that loading it needs: a readable ``.cs`` with
     a ``uid`` field, and for a compressed (CSDAT) file every column present
@@ -99,13 +103,13 @@ def checked_header(path):
     return header
 
 
-def is_compressed(path):
+def is_compressed(path: str | Path) -> bool:
     """True for cryoSPARC's compressed (CSDAT) format, False for NumPy ``.npy`` records."""
     with open(path, "rb") as f:
         return f.read(len(CSDAT_MAGIC)) == CSDAT_MAGIC
 
 
-def load_table(path, fields=None):
+def load_table(path: str | Path, fields: Sequence[str] | None = None) -> CsDataset:
     """The cryosparc-tools Dataset of a ``.cs`` that passed :func:`checked_header`: every
     field, or ``uid`` and ``fields``."""
     try:
@@ -115,7 +119,7 @@ def load_table(path, fields=None):
         raise InputError(path, f"not a readable cryoSPARC .cs file, or a truncated one ({cause})") from None
 
 
-def read_particles(path):
+def read_particles(path: str | Path) -> VariabilityParticles:
     """Read a 3DVA ``particles.cs``; :class:`InputError` naming ``path`` if it is not one.
 
     Only the fields used are loaded (uid, ``components_mode_*/value``, ``blob/psize_A``,
@@ -175,7 +179,7 @@ def _sampling(fields, column):
     return psize, box
 
 
-def check_csdat_framing(path, header):
+def check_csdat_framing(path: Path, header: Any) -> None:
     """Check that a compressed (CSDAT) ``.cs`` file holds every column its header lists.
 
     Layout (cryosparc-tools ``Dataset.stream``): 6 magic bytes, a little-endian uint32
@@ -203,7 +207,7 @@ def check_csdat_framing(path, header):
             offset += 4 + column
 
 
-def particles_from_table(source, fields, column):
+def particles_from_table(source: str | Path, fields: Sequence[str], column: Callable[[str], np.ndarray]) -> VariabilityParticles:
     """Latents from any particles table: ``fields`` the column names, ``column(name)`` an array.
 
     Shared by cryoSPARC datasets and NumPy structured arrays (e.g. in a WIGGLE bundle).

@@ -28,17 +28,24 @@ YAML document::
 as cryoSPARC's own exported groups (``exports/groups/*/*.csg``) are laid out.
 """
 
+from __future__ import annotations
+
 import datetime
 import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from zernike3d import __version__
 from zernike3d.errors import InputError
 
+if TYPE_CHECKING:
+    from cryosparc.dataset import Dataset as CsDataset
 
-def read_table(path):
+
+def read_table(path: str | Path) -> tuple[CsDataset, int, Path | None, np.dtype | None]:
     """The particles table of ``path`` (cryosparc-tools Dataset, every field), its save
     format (``NUMPY_FORMAT`` or ``CSDAT_FORMAT``), the passthrough file whose fields
     were joined to it, or None, and the exact NumPy dtype of the table's fields as the
@@ -75,13 +82,13 @@ def read_table(path):
         table[field[0]] = inherited[field[0]][rows]
     joined = numpy_fields(passthrough)
     if dtype is not None and joined is not None:
-        dtype = np.dtype(dtype.descr + [(name, joined.fields[name][0]) for name, *_ in missing])
+        dtype = np.dtype(dtype.descr + [(name, joined.fields[name][0]) for name, *_ in missing])  # type: ignore[index]  # structured: has fields
     else:
         dtype = None
     return table, fmt, passthrough, dtype
 
 
-def numpy_fields(path):
+def numpy_fields(path: str | Path) -> np.dtype | None:
     """The structured dtype in the NumPy header of the ``.cs`` ``path``, or None for a
     compressed (CSDAT) file or a header that is not NumPy's."""
     try:
@@ -94,13 +101,13 @@ def numpy_fields(path):
     return dtype if dtype.names else None
 
 
-def latents_only(table):
+def latents_only(table: CsDataset) -> bool:
     """True if ``table`` holds nothing but ``uid`` and 3DVA's ``components_mode_*`` fields:
     a job's own output without the particle images, CTF and poses of its passthrough."""
     return all(field == "uid" or field.startswith("components_mode_") for field in table.fields())
 
 
-def source_particles_cs(provenance):
+def source_particles_cs(provenance: list[dict[str, Any]]) -> str | None:
     """Path of the particles .cs a dataset was imported from, or None: its import step in
     ``provenance`` (a :class:`~zernike3d.io.dataset.Dataset`'s, a list of steps) lists it
     among the files read."""
@@ -112,7 +119,8 @@ def source_particles_cs(provenance):
     return None
 
 
-def particle_table(path, given, dataset_source, latents_only_subsets=False):
+def particle_table(path: str | Path | None, given: bool, dataset_source: str | Path,
+                   latents_only_subsets: bool = False) -> tuple[CsDataset, int, np.dtype | None]:
     """(table, format, exact dtype or None) of :func:`read_table` for the particles .cs
     ``path`` of a subset: the one given with --particles-cs (``given``) or the one the
     dataset ``dataset_source`` was imported from (:func:`source_particles_cs`); one line
@@ -144,7 +152,8 @@ def particle_table(path, given, dataset_source, latents_only_subsets=False):
     return table, fmt, dtype
 
 
-def rows_of_uids(table_uid, uid, source, hint="is it the job's particles .cs?"):
+def rows_of_uids(table_uid: np.ndarray, uid: np.ndarray, source: object,
+                 hint: str = "is it the job's particles .cs?") -> np.ndarray:
     """Row of each of ``uid`` in ``table_uid`` -> int64 (len(uid),); :class:`InputError`
     naming ``source`` (the table), and ending in ``hint``, if a uid is missing or the
     table repeats one."""
@@ -169,13 +178,13 @@ _RESULT_TYPES = ((re.compile(r"^components_mode_\d+$"), "components"),
                  (re.compile(r"^background_blob$"), "stat_blob"))
 
 
-def result_type(prefix):
+def result_type(prefix: str) -> str:
     """cryoSPARC's type of the result (field prefix) ``prefix``: ``components_mode_3`` ->
     ``components``, ``alignments_class_0`` -> ``alignments3D``, ``ctf`` -> ``ctf``."""
     return next((kind for pattern, kind in _RESULT_TYPES if pattern.match(prefix)), prefix)
 
 
-def csg_document(name, cs_filename, prefixes, count, description):
+def csg_document(name: str, cs_filename: str, prefixes: Sequence[str], count: int, description: str) -> dict[str, Any]:
     """The ``.csg`` group (a dict, see the module docstring) of one subset."""
     return {
         "created": datetime.datetime.now(),  # YAML timestamp, as cryoSPARC writes it
@@ -193,7 +202,8 @@ def csg_document(name, cs_filename, prefixes, count, description):
     }
 
 
-def write_subset(directory, name, table, fmt, rows, description, dtype=None):
+def write_subset(directory: Path, name: str, table: CsDataset, fmt: int, rows: np.ndarray, description: str,
+                 dtype: np.dtype | None = None) -> Path:
     """``directory/name.cs`` (rows ``rows`` of ``table``, every field unchanged, format
     ``fmt``; with ``dtype``, the exact dtype of the source file from :func:`read_table`,
     written as NumPy records of that dtype) and ``directory/name.csg`` (the group
@@ -209,7 +219,7 @@ def write_subset(directory, name, table, fmt, rows, description, dtype=None):
         subset.save(cs_path, format=fmt)
     else:
         records = np.empty(len(subset), dtype=dtype)
-        for field in dtype.names:
+        for field in dtype.names or ():
             values = subset[field]
             if dtype[field].kind == "S" and values.dtype == object:
                 values = [v.encode() if isinstance(v, str) else v for v in values]

@@ -37,17 +37,21 @@ A density sample ``maps[i, z, y, x]`` sits at viewer position
 * maps[1 + k]``.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import functools
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from zernike3d.errors import InputError
-from zernike3d.io.npz import expect_shape, open_npz
 from zernike3d.io.atomic import atomic_path, npz_kind
+from zernike3d.io.npz import expect_shape, open_npz
 
 FORMAT = "zernike3d-dataset"
 FORMAT_VERSION = 1
@@ -59,12 +63,12 @@ KEYS = ("format", "format_version", "maps", "names", "latents", "uid", "voxel_si
         "origin", "provenance")
 
 
-def map_names(n_components):
+def map_names(n_components: int) -> list[str]:
     """``["base", "component_0", ..., "component_{K-1}"]``."""
     return ["base"] + [f"component_{k}" for k in range(n_components)]
 
 
-def maps_fingerprint(maps, voxel_size):
+def maps_fingerprint(maps: np.ndarray, voxel_size: float) -> list[str]:
     """One hex SHA-256 per map that identifies it, a list: of the bytes
     ``zernike3d-map``, NUL, the shape (N, N, N) as little-endian int64, the voxel size in
     Å as little-endian float64, then the map as little-endian float32 in C order
@@ -82,12 +86,12 @@ def maps_fingerprint(maps, voxel_size):
     fingerprints = []
     for volume in maps:
         digest = hashlib.sha256(prefix)
-        digest.update(np.ascontiguousarray(volume, dtype="<f4").reshape(-1).view(np.uint8))
+        digest.update(np.ascontiguousarray(volume, dtype="<f4").reshape(-1).view(np.uint8))  # type: ignore[arg-type]  # an array is a buffer
         fingerprints.append(digest.hexdigest())
     return fingerprints
 
 
-def sha256_of(path):
+def sha256_of(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes, read in 16 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -96,14 +100,15 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
-def input_record(path):
+def input_record(path: str | Path) -> dict[str, str]:
     """``{"path": absolute path, "sha256": checksum}`` of one input file, for provenance."""
     return {"path": str(Path(path).resolve()), "sha256": sha256_of(path)}
 
 
-def provenance_step(stage, parameters, inputs, operation=None):
+def provenance_step(stage: str, parameters: dict[str, Any], inputs: Sequence[dict[str, str]],
+                    operation: str | None = None) -> dict[str, Any]:
     """One provenance entry: ``inputs`` are :func:`input_record` dicts of the files read."""
-    step = {"stage": stage}
+    step: dict[str, Any] = {"stage": stage}
     if operation is not None:
         step["operation"] = operation
     step.update(parameters=parameters, inputs=list(inputs))
@@ -135,34 +140,34 @@ class Dataset:
         self.provenance = list(self.provenance)
 
     @classmethod
-    def single_map(cls, data, voxel_size, origin, provenance):
+    def single_map(cls, data: np.ndarray, voxel_size: float, origin: Sequence[float], provenance: list) -> Dataset:
         """A dataset of one map (no components, no particles)."""
-        return cls(data[None], np.zeros((0, 0)), np.zeros(0), voxel_size, origin, provenance)
+        return cls(data[None], np.zeros((0, 0)), np.zeros(0), voxel_size, tuple(origin), provenance)
 
     @property
-    def n_components(self):
+    def n_components(self) -> int:
         return self.maps.shape[0] - 1
 
     @property
-    def box(self):
+    def box(self) -> int:
         """Edge of the cubic box in voxels."""
         return self.maps.shape[-1]
 
     @property
-    def names(self):
+    def names(self) -> list[str]:
         return map_names(self.n_components)
 
     @functools.cached_property
-    def maps_sha256(self):
+    def maps_sha256(self) -> list[str]:
         """:func:`maps_fingerprint` of the maps: one pass over them, on first use only (a
         bundle's maps are not changed in place; :meth:`with_step` makes a new bundle)."""
         return maps_fingerprint(self.maps, self.voxel_size)
 
-    def with_step(self, step, **changes):
+    def with_step(self, step: dict[str, Any], **changes: Any) -> Dataset:
         """A copy with field ``changes`` applied and ``step`` (:func:`provenance_step`) appended."""
         return dataclasses.replace(self, provenance=self.provenance + [step], **changes)
 
-    def check(self, source):
+    def check(self, source: str | Path) -> None:
         """Raise :class:`InputError` naming ``source`` if the fields are inconsistent."""
         maps, latents = self.maps, self.latents
         if maps.ndim != 4 or maps.shape[0] < 1 or len(set(maps.shape[1:])) != 1:
@@ -190,10 +195,10 @@ class Dataset:
         if bad:
             raise InputError(source, f"{bad} map voxels are NaN or infinite")
 
-    def save(self, path):
+    def save(self, path: str | Path) -> None:
         """Write the bundle atomically (see the module docstring for the format)."""
         self.check(path)
-        arrays = {
+        arrays: dict[str, Any] = {
             "format": np.array(FORMAT),
             "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
             "maps": self.maps,
@@ -209,7 +214,7 @@ class Dataset:
             np.savez(f, **arrays)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: str | Path) -> Dataset:
         """Read and validate a bundle; :class:`InputError` naming ``path`` if it is not one."""
         path = Path(path)
         if not path.exists():

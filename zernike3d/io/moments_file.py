@@ -31,6 +31,11 @@ docs/conventions.md. Readers ignore keys they do not know; a change to the meani
 a key bumps ``format_version``.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from zernike3d.errors import InputError
@@ -39,6 +44,9 @@ from zernike3d.io.npz import expect_shape, open_npz
 from zernike3d.maths.geometry import BallGeometry, GeometryError
 from zernike3d.maths.indexing import coefficient_count, nlm_table
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 FORMAT = "zernike3d-moments"
 FORMAT_VERSION = 1
 #: what save_moments may replace: an earlier moments file
@@ -46,11 +54,13 @@ OUTPUT = npz_kind(FORMAT, f"a zernike3d moments file (format {FORMAT!r})")
 KEYS = ("moments", "nlm", "order", "box", "voxel_size", "radius", "center", "origin", "names")
 
 
-def save_moments(path, *, moments, order, box, voxel_size, radius, center, origin, names, maps_sha256=None):
+def save_moments(path: str | Path, *, moments: np.ndarray, order: int, box: int, voxel_size: float, radius: float,
+                 center: Sequence[float], origin: Sequence[float], names: Sequence[str],
+                 maps_sha256: Sequence[str] | None = None) -> None:
     """Write a moments file atomically (any suffix; ``.npz`` is the convention);
     ``maps_sha256`` (see the table above) is written when given."""
     moments = np.asarray(moments, dtype=np.complex128)
-    arrays = {
+    arrays: dict[str, Any] = {
         "format": np.array(FORMAT),
         "format_version": np.array(FORMAT_VERSION),
         "moments": moments,
@@ -70,7 +80,7 @@ def save_moments(path, *, moments, order, box, voxel_size, radius, center, origi
         np.savez(f, **arrays)
 
 
-def load_moments(path):
+def load_moments(path: str | Path) -> dict[str, Any]:
     """Read and check a moments file; returns a dict of the :data:`KEYS` but ``nlm``
     (which follows from ``order``) as Python/NumPy values, plus ``maps_sha256`` (None
     when the file has none). Raises InputError naming the file if it is missing, empty

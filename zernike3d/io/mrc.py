@@ -14,7 +14,10 @@ values with a known, isotropic voxel size. Anything else raises
 :class:`~zernike3d.errors.InputError` naming the file and the problem.
 """
 
+from __future__ import annotations
+
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +43,7 @@ class MapFile:
     origin: tuple
 
 
-def read_map(path, voxel_size=None):
+def read_map(path: str | Path, voxel_size: float | None = None) -> MapFile:
     """Read and validate an MRC map.
 
     voxel_size: Å, overrides the header (needed when the header says 0).
@@ -147,7 +150,7 @@ def _header_floats(values):
     return tuple(float(f"{v:.6g}") for v in values)
 
 
-def written_by_zernike3d(path):
+def written_by_zernike3d(path: str | Path) -> bool:
     """True if the MRC header of ``path`` (read alone) has a label starting with :data:`LABEL`."""
     with mrcfile.open(path, mode="r", header_only=True, permissive=True) as mrc:
         count = min(int(mrc.header.nlabl), len(mrc.header.label))
@@ -157,7 +160,8 @@ def written_by_zernike3d(path):
 MAP_OUTPUT = OutputKind("an MRC map written by zernike3d (no 'zernike3d' header label)", written_by_zernike3d)
 
 
-def write_map(path, data, voxel_size, origin=(0.0, 0.0, 0.0), output=True):
+def write_map(path: str | Path, data: np.ndarray, voxel_size: float, origin: Sequence[float] = (0.0, 0.0, 0.0),
+              output: bool = True) -> None:
     """Write ``data[z, y, x]`` as a float32 MRC map, atomically, labelled
     ``zernike3d <version>`` in the header; an existing file at ``path`` is replaced only
     if it is such a map.

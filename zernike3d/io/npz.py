@@ -14,11 +14,18 @@ arrays are never read.
 Every problem raises :class:`~zernike3d.errors.InputError` naming the file and the key.
 """
 
+from __future__ import annotations
+
 import zipfile
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from zernike3d.errors import InputError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: cap on the bytes of a scalar or short-string member (format, order, voxel size, ...)
 SMALL_MEMBER_BYTES = 4096
@@ -27,7 +34,7 @@ SMALL_MEMBER_BYTES = 4096
 class NpzMembers:
     """An open ``.npz`` archive; use as a context manager (:func:`open_npz`)."""
 
-    def __init__(self, path, archive):
+    def __init__(self, path: str | Path, archive: zipfile.ZipFile) -> None:
         self.path = path
         self._archive = archive
         self._infos = {
@@ -37,14 +44,14 @@ class NpzMembers:
         }
 
     @property
-    def keys(self):
+    def keys(self) -> set[str]:
         """Names of the arrays in the archive (member names without ``.npy``)."""
         return set(self._infos)
 
     def __contains__(self, key):
         return key in self._infos
 
-    def header(self, key):
+    def header(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
         """``(shape, dtype)`` of member ``key`` from its ``.npy`` header, after checking
         that the header and the zip directory agree on the member's size."""
         info = self._info(key)
@@ -71,7 +78,8 @@ class NpzMembers:
             )
         return tuple(shape), dtype
 
-    def read(self, key, *, shape=None, kinds=None, max_bytes=None):
+    def read(self, key: str, *, shape: Sequence[int | None] | None = None, kinds: str | None = None,
+             max_bytes: int | None = None) -> np.ndarray:
         """The array ``key``, after checking its header: ``shape`` a tuple whose ``None``
         entries match any length (or None: any shape), ``kinds`` the allowed
         ``dtype.kind`` letters (e.g. ``"iu"``), ``max_bytes`` a cap on its data size."""
@@ -92,7 +100,7 @@ class NpzMembers:
         except (ValueError, EOFError, OSError, zipfile.BadZipFile) as err:
             raise InputError(self.path, f"{key}: damaged array data ({err})") from None
 
-    def scalar(self, key, kinds):
+    def scalar(self, key: str, kinds: str) -> Any:
         """A 0-d member of a dtype kind in ``kinds`` as a Python value (int, float, str)."""
         return self.read(key, shape=(), kinds=kinds, max_bytes=SMALL_MEMBER_BYTES).item()
 
@@ -107,7 +115,7 @@ class open_npz:
     """``with open_npz(path) as members:`` an :class:`NpzMembers`; InputError naming
     ``path`` if it is missing or not a complete zip archive (empty, truncated)."""
 
-    def __init__(self, path, what="an .npz archive"):
+    def __init__(self, path: str | Path, what: str = "an .npz archive") -> None:
         self.path, self.what = path, what
 
     def __enter__(self):
@@ -139,14 +147,14 @@ class open_npz:
         return False
 
 
-def available_memory():
+def available_memory() -> int:
     """Bytes of memory available to this process now (psutil)."""
     import psutil
 
     return psutil.virtual_memory().available
 
 
-def expect_shape(path, key, found, expected):
+def expect_shape(path: str | Path, key: str, found: Sequence[int], expected: Sequence[int | None] | None) -> None:
     """InputError unless ``found`` matches ``expected`` (None entries match anything)."""
     if expected is None:
         return

@@ -39,7 +39,11 @@ the stage that wrote it (``zernike3d_output``, :mod:`zernike3d.io.atomic`): file
 into it keep it from being replaced, and no output is written inside it.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
@@ -50,6 +54,11 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 from zernike3d.errors import InputError
 from zernike3d.io.atomic import atomic_path, zarr_kind
 from zernike3d.progress import progress as report_progress
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from numpy.typing import DTypeLike
 
 FORMAT = "zernike3d-particle-invariants"
 FORMAT_VERSION = 1
@@ -107,7 +116,7 @@ class ParticleInvariants:
     order: int
     names: list
 
-    def sample(self, count, seed=0):
+    def sample(self, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """At most ``count`` particles drawn without replacement (fixed ``seed``), in
         store order: (rows (S,) int64, invariants (S, n_nl) float32). Reads one chunk at
         a time, so memory is bounded by the sample and one chunk."""
@@ -123,7 +132,8 @@ class ParticleInvariants:
         return rows, values
 
 
-def particle_invariants_of(forms, latents, dtype=np.float64, backend="numba"):
+def particle_invariants_of(forms: np.ndarray, latents: np.ndarray, dtype: DTypeLike = np.float64,
+                           backend: str = "numba") -> np.ndarray:
     """F_nl(z) of every row of ``latents`` (P, K) in memory: (P, n_nl) of ``dtype``.
 
     The same values as :func:`zernike3d.maths.invariants.particle_invariants`, by the
@@ -135,7 +145,9 @@ def particle_invariants_of(forms, latents, dtype=np.float64, backend="numba"):
     return out
 
 
-def write_particle_invariants(path, forms, latents, uid, nl, *, order, names, chunk=DEFAULT_CHUNK, backend="numba", progress=False):
+def write_particle_invariants(path: str | Path, forms: np.ndarray, latents: np.ndarray, uid: np.ndarray, nl: np.ndarray, *,
+                              order: int, names: Sequence[str], chunk: int = DEFAULT_CHUNK, backend: str = "numba",
+                              progress: bool = False) -> None:
     """Compute and store the invariants of every particle, ``chunk`` particles at a time.
 
     forms (n_nl, 1+K, 1+K) from ``particle_invariant_forms``; latents (P, K); uid (P,);
@@ -165,16 +177,15 @@ def write_particle_invariants(path, forms, latents, uid, nl, *, order, names, ch
             compressors=COMPRESSOR,
             config=ARRAY_CONFIG,
         )
-        starts = range(0, len(latents), chunk)
-        if progress:
-            starts = report_progress(starts, "particle invariants", "chunk")
+        chunks = range(0, len(latents), chunk)
+        starts = report_progress(chunks, "particle invariants", "chunk") if progress else chunks
         for start in starts:
             z = np.ascontiguousarray(latents[start : start + chunk], dtype=np.float64)
             norms(z, block[: len(z)])
             store[start : start + len(z)] = block[: len(z)]
 
 
-def read_particle_invariants(path):
+def read_particle_invariants(path: str | Path) -> ParticleInvariants:
     """Open a store written by :func:`write_particle_invariants`, checking its format."""
     try:
         group = zarr.open_group(path, mode="r")
@@ -228,7 +239,7 @@ def _norms_function(backend, packed):
     size = int(round((np.sqrt(8 * packed.shape[0] + 1) - 1) / 2))
     a, b = (xp.asarray(i) for i in np.triu_indices(size))
 
-    def norms(z, out):
+    def norms(z: np.ndarray, out: np.ndarray) -> None:
         z_tilde = xp.concatenate([xp.ones((len(z), 1)), xp.asarray(z)], axis=1)
         squared = (z_tilde[:, a] * z_tilde[:, b]) @ device_packed
         values = xp.sqrt(xp.maximum(squared, 0.0))

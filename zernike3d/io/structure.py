@@ -66,7 +66,7 @@ def read_model(path) -> MolecularModel:
     if not positions:
         raise InputError(path, "the model has no atoms (waters and atoms of unknown element or zero occupancy "
                                "left out)")
-    positions = np.asarray(positions, dtype=np.float64)
-    if not np.isfinite(positions).all():
+    coordinates = np.asarray(positions, dtype=np.float64)
+    if not np.isfinite(coordinates).all():
         raise InputError(path, "some atom coordinates are not finite numbers")
-    return MolecularModel(positions, np.asarray(weights, dtype=np.float64))
+    return MolecularModel(coordinates, np.asarray(weights, dtype=np.float64))

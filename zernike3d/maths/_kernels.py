@@ -22,7 +22,8 @@ from numba import prange
 
 
 @numba.njit(parallel=True, cache=True)
-def ring_sums(maps, fold_plus, fold_minus, point_index, point_ring, pair_of, phase, out):
+def ring_sums(maps: np.ndarray, fold_plus: np.ndarray, fold_minus: np.ndarray, point_index: np.ndarray,
+              point_ring: np.ndarray, pair_of: np.ndarray, phase: np.ndarray, out: np.ndarray) -> None:
     """out[pair, v, 0|1, j] = sum over the pair's ring of (f(+dz) +|- f(-dz)) phase[., j]."""
     n_folds = fold_plus.size
     n_vol = maps.shape[0]
@@ -47,7 +48,8 @@ def ring_sums(maps, fold_plus, fold_minus, point_index, point_ring, pair_of, pha
 
 
 @numba.njit(parallel=True, cache=True)
-def ring_sums_adjoint(ring_values, fold_plus, fold_minus, point_index, point_ring, pair_of, phase, m0, out):
+def ring_sums_adjoint(ring_values: np.ndarray, fold_plus: np.ndarray, fold_minus: np.ndarray, point_index: np.ndarray,
+                      point_ring: np.ndarray, pair_of: np.ndarray, phase: np.ndarray, m0: int, out: np.ndarray) -> None:
     """Adjoint of :func:`ring_sums` for a real map: adds to out[v, plane, idx]
 
     Re sum_j w_m conj(phase[q, j]) (ring_values[pair, v, 0, j] +/- ring_values[pair, v, 1, j])
@@ -81,7 +83,8 @@ def ring_sums_adjoint(ring_values, fold_plus, fold_minus, point_index, point_rin
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def orbit_channels(maps, fold_plus, fold_minus, orbit_index, fold_start, out):
+def orbit_channels(maps: np.ndarray, fold_plus: np.ndarray, fold_minus: np.ndarray, orbit_index: np.ndarray,
+                   fold_start: int, out: np.ndarray) -> None:
     """out[fold - fold_start, orbit, v, parity, :] = the eight channels
     (:func:`_orbit_channels`) of the orbit's values in the even (parity 0: f(+dz) + f(-dz))
     and odd (1: f(+dz) - f(-dz)) fold of the map, for the folds fold_start ..
@@ -114,7 +117,8 @@ def _fold_orbit(planes, plus, minus, index, values, channels):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def orbit_channels_adjoint(channels, fold_plus, fold_minus, orbit_index, fold_start, out):
+def orbit_channels_adjoint(channels: np.ndarray, fold_plus: np.ndarray, fold_minus: np.ndarray, orbit_index: np.ndarray,
+                           fold_start: int, out: np.ndarray) -> None:
     """Adjoint of :func:`orbit_channels`: adds to out[v, plane, idx]."""
     n_vol = out.shape[0]
     for g in prange(channels.shape[0]):
@@ -177,7 +181,11 @@ def _orbit_channels_adjoint(channels, f):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def shell_transform(ring_values, channels, fold_start, shell_values, shell_first, shell_start, chunk_start, pair_cos, pair_sin, pair_fold, pair_ring, ring_orbits, phase, m0, lmax, a, b, diag, l_start, adjoint):
+def shell_transform(ring_values: np.ndarray, channels: np.ndarray, fold_start: int, shell_values: np.ndarray,
+                    shell_first: np.ndarray, shell_start: np.ndarray, chunk_start: np.ndarray, pair_cos: np.ndarray,
+                    pair_sin: np.ndarray, pair_fold: np.ndarray, pair_ring: np.ndarray, ring_orbits: np.ndarray,
+                    phase: np.ndarray, m0: int, lmax: int, a: np.ndarray, b: np.ndarray, diag: np.ndarray,
+                    l_start: np.ndarray, adjoint: bool) -> None:
     """The polar step and its adjoint, over the pairs of each shell.
 
     forward: S[s, l, part, v, j] += sum_{pairs p in s} Pbar_lm(cos theta_p) part(R[p, v, (l+m)%2, j])
@@ -285,7 +293,11 @@ def shell_transform(ring_values, channels, fold_start, shell_values, shell_first
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def shell_sums_from_table(planes, fold_plus, fold_minus, orbit_index, shell_values, shell_first, shell_start, chunk_start, pair_fold, pair_ring, ring_orbits, phase, table, gather, columns):
+def shell_sums_from_table(planes: np.ndarray, fold_plus: np.ndarray, fold_minus: np.ndarray, orbit_index: np.ndarray,
+                          shell_values: np.ndarray, shell_first: np.ndarray, shell_start: np.ndarray,
+                          chunk_start: np.ndarray, pair_fold: np.ndarray, pair_ring: np.ndarray,
+                          ring_orbits: np.ndarray, phase: np.ndarray, table: np.ndarray, gather: np.ndarray,
+                          columns: np.ndarray) -> None:
     """The forward polar step of one map (V = 1) with every m, from a table of Pbar_lm:
 
         S[s, column of (l, m, part)] += sum_{pairs p in s} table[p, i] part(R[p, (l+m)%2, m])
@@ -383,7 +395,7 @@ def _add_orbit_channels(rows, v, n_vol, parity, table, m0, channels):
         channels[4 * half + 3] += c3
 
 
-def shell_chunks(shell_start, pairs_per_chunk=128):
+def shell_chunks(shell_start: np.ndarray, pairs_per_chunk: int = 128) -> np.ndarray:
     """Shell offsets cutting the shells into runs of about ``pairs_per_chunk`` pairs (a
     shell is never split): the units of work of :func:`shell_transform`. Small units
     balance the threads of small transforms (64^3 at order 10-20: 8-14% faster than 512
@@ -395,7 +407,8 @@ def shell_chunks(shell_start, pairs_per_chunk=128):
 
 
 @numba.njit(cache=True, fastmath=True)
-def gaussian_splat(positions, weights, voxel_size, sigma, reach, out):
+def gaussian_splat(positions: np.ndarray, weights: np.ndarray, voxel_size: float, sigma: float, reach: int,
+                   out: np.ndarray) -> None:
     """out[z, y, x] += w exp(-|q - p|^2 / (2 sigma^2)) (2 pi sigma^2)^-1.5 for each atom p
     (positions (A, 3) x, y, z in Å; q = (x, y, z) voxel_size) within ``reach`` voxels of
     the atom's nearest voxel on each axis (a cube), inside the box. Serial (the atoms'

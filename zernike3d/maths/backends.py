@@ -19,13 +19,19 @@ m0 .. m1 - 1 and shells s0 .. s1 - 1 (layout: ``transform._Plan.columns``),
 one l at those shells on the backend's device (kept resident when ``radial_resident``).
 """
 
+from __future__ import annotations
+
 import contextlib
 import threading
+from typing import TYPE_CHECKING, Any
 
 import numba
 import numpy as np
 
 from zernike3d.maths import _kernels
+
+if TYPE_CHECKING:
+    from zernike3d.maths.transform import _Plan
 
 BACKENDS = ("numba", "numpy", "cupy")
 #: work arrays up to this size are kept per thread and reused by the next transform that
@@ -59,7 +65,8 @@ class BackendUnavailable(RuntimeError):
     """The requested backend cannot run here (no CuPy, no GPU, no driver)."""
 
 
-def make_backend(name, plan, n_volumes, threads=None, gpu_id=None, radial_resident=True):
+def make_backend(name: str, plan: _Plan, n_volumes: int, threads: int | None = None, gpu_id: int | None = None,
+                 radial_resident: bool = True) -> NumbaBackend | ArrayBackend:
     if name == "numba":
         return NumbaBackend(plan, n_volumes, threads)
     if name == "numpy":
@@ -72,7 +79,7 @@ def make_backend(name, plan, n_volumes, threads=None, gpu_id=None, radial_reside
     raise ValueError(f"unknown backend {name!r}; expected one of {BACKENDS}")
 
 
-def import_cupy(gpu_id=None):
+def import_cupy(gpu_id: int | None = None) -> tuple[Any, Any]:
     """(cupy, cupyx.scipy.sparse) on device ``gpu_id``, or BackendUnavailable saying why."""
     try:
         import cupy
@@ -104,7 +111,7 @@ class NumbaBackend:
 
     xp = np
 
-    def __init__(self, plan, n_volumes, threads=None):
+    def __init__(self, plan: _Plan, n_volumes: int, threads: int | None = None) -> None:
         self.plan = plan
         self.grid = g = plan.grid
         self.n_volumes = n_volumes
@@ -114,17 +121,17 @@ class NumbaBackend:
         self._orbits = g.orbit_ring.size > 0
         self._ring_orbits = plan.ring_orbits
         self._channels = np.zeros((0, 0, n_volumes, 2, 8))
-        self._out = None
+        self._out: np.ndarray | None = None
 
-    def radial(self, l, first=0, stop=None):
+    def radial(self, l: int, first: int = 0, stop: int | None = None) -> np.ndarray:
         return self.plan.basis.radial(l, first, stop)
 
-    def load_maps(self, maps):
+    def load_maps(self, maps: np.ndarray) -> None:
         self._flat = maps.reshape(maps.shape[0], self._box, self._box * self._box)
         if self._orbits and len(self.plan.fold_groups) == 1 and not self.plan.uses_legendre_table:  # folded once for every block
             self._channels = self._fold(0, self.grid.fold_plus.size)
 
-    def shell_sums(self, m0, m1, s0, s1):
+    def shell_sums(self, m0: int, m1: int, s0: int, s1: int) -> np.ndarray:
         shells = _work_array("shells", (s1 - s0, self.plan.shell_width(m0, m1)))
         groups = self.plan.fold_groups
         with self._threads():
@@ -156,12 +163,13 @@ class NumbaBackend:
         _kernels.orbit_channels(self._flat, g.fold_plus, g.fold_minus, g.orbit_index, f0, channels)
         return channels
 
-    def add_maps(self, shells, m0, m1, s0, s1):
+    def add_maps(self, shells: np.ndarray, m0: int, m1: int, s0: int, s1: int) -> None:
         g, groups = self.grid, self.plan.fold_groups
         if self._out is None and not (self._orbits and len(groups) == 1):
             self._out = np.zeros((self.n_volumes, self._box, self._box * self._box))
         with self._threads():
             if not self._orbits:
+                assert self._out is not None  # allocated above
                 rings = np.zeros((g.n_pairs, self.n_volumes, 2, m1 - m0), dtype=np.complex128)
                 self._polar(rings, self._channels, 0, shells, m0, m1, s0, s1, adjoint=True)
                 _kernels.ring_sums_adjoint(rings, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, self.plan.phase(m0, m1), m0, self._out)
@@ -170,12 +178,13 @@ class NumbaBackend:
                     self._channels = _work_array("channels", (g.fold_plus.size, g.orbit_ring.size, self.n_volumes, 2, 8))
                 self._polar(self._no_rings(m0, m1), self._channels, 0, shells, m0, m1, s0, s1, adjoint=True)
             else:
+                assert self._out is not None  # allocated above
                 for f0, f1 in groups:
                     channels = _work_array("channels", (f1 - f0, g.orbit_ring.size, self.n_volumes, 2, 8))
                     self._polar(self._no_rings(m0, m1), channels, f0, shells, m0, m1, s0, s1, adjoint=True)
                     _kernels.orbit_channels_adjoint(channels, g.fold_plus, g.fold_minus, g.orbit_index, f0, self._out)
 
-    def maps(self):
+    def maps(self) -> np.ndarray:
         g = self.grid
         if self._out is None:
             self._out = np.zeros((self.n_volumes, self._box, self._box * self._box))
@@ -183,7 +192,7 @@ class NumbaBackend:
                 _kernels.orbit_channels_adjoint(self._channels, g.fold_plus, g.fold_minus, g.orbit_index, 0, self._out)
         return self._out.reshape(self.n_volumes, self._box, self._box, self._box)
 
-    def to_numpy(self, array):
+    def to_numpy(self, array: np.ndarray) -> np.ndarray:
         return array
 
     def _polar(self, rings, channels, fold_start, shells, m0, m1, s0, s1, adjoint):
@@ -232,7 +241,7 @@ class ArrayBackend:
     (n_shells x n_cells) sums cells into shells; their transposes spread back.
     """
 
-    def __init__(self, plan, n_volumes, xp, sparse, radial_resident=True):
+    def __init__(self, plan: _Plan, n_volumes: int, xp: Any, sparse: Any, radial_resident: bool = True) -> None:
         import scipy.sparse
 
         g = plan.grid
@@ -246,7 +255,7 @@ class ArrayBackend:
         ring_matrix = scipy.sparse.csr_matrix((ones, (g.point_ring, np.arange(g.n_points))), shape=(self.n_rings, g.n_points))
         shell_matrix = scipy.sparse.csr_matrix((np.ones(g.n_pairs), (shell_of_pair, cells)), shape=(g.n_shells, n_cells))
 
-        def to_device(matrix):
+        def to_device(matrix: Any) -> Any:
             matrix = matrix.tocsr()
             return sparse.csr_matrix((xp.asarray(matrix.data), xp.asarray(matrix.indices), xp.asarray(matrix.indptr)), shape=matrix.shape)
 
@@ -263,17 +272,17 @@ class ArrayBackend:
         self.phi = xp.asarray(g.point_phi)
         self.a, self.b, self.diag = plan.a, plan.b, plan.diag
         self._radial = {l: xp.asarray(plan.basis.radial(l)) for l in range(plan.order + 1)} if radial_resident else None
-        self._out = None
+        self._out: Any = None  # an array of the backend's library (NumPy or CuPy)
 
-    def radial(self, l, first=0, stop=None):
+    def radial(self, l: int, first: int = 0, stop: int | None = None) -> Any:
         if self._radial is not None:
             return self._radial[l][:, first:stop]
         return self.xp.asarray(self.plan.basis.radial(l, first, stop))
 
-    def to_numpy(self, array):
+    def to_numpy(self, array: Any) -> np.ndarray:
         return array.get() if hasattr(array, "get") else array
 
-    def load_maps(self, maps):
+    def load_maps(self, maps: np.ndarray) -> None:
         xp = self.xp
         flat = xp.asarray(maps, dtype=xp.float64).reshape(self.n_volumes, self.box, -1)
         padded = xp.concatenate([flat, xp.zeros((self.n_volumes, 1, flat.shape[2]))], axis=1)
@@ -297,7 +306,7 @@ class ArrayBackend:
                     p2, p1 = p1, self.a[l, m] * (self.cos * p1 - self.b[l, m] * p2)
                 yield j, m, l, (l + m) & 1, p1
 
-    def shell_sums(self, m0, m1, s0, s1):
+    def shell_sums(self, m0: int, m1: int, s0: int, s1: int) -> Any:
         """Shell sums of every shell (s0, s1 = 0, n_shells: its plans have no shell blocks)."""
         xp = self.xp
         shells = xp.zeros((self.shell_matrix.shape[0], self.plan.shell_width(m0, m1)))
@@ -313,7 +322,7 @@ class ArrayBackend:
             shells[:, xp.asarray(self.plan.shell_columns(l, m, m0, m1))] = self.shell_matrix @ parts
         return shells
 
-    def add_maps(self, shells, m0, m1, s0, s1):
+    def add_maps(self, shells: Any, m0: int, m1: int, s0: int, s1: int) -> None:
         xp = self.xp
         rings = [xp.zeros((self.shell_matrix.shape[1], self.n_volumes, 2), dtype=xp.complex128) for _ in range(m0, m1)]
         for j, m, l, parity, plm in self._legendre_columns(m0, m1):
@@ -338,6 +347,6 @@ class ArrayBackend:
     def _point_shape(self):
         return (self.point_index.size, self.n_volumes * 2 * self.n_folds)
 
-    def maps(self):
+    def maps(self) -> np.ndarray:
         out = self._out[:, : self.box].reshape(self.n_volumes, self.box, self.box, self.box)
         return self.to_numpy(out)

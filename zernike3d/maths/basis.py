@@ -9,11 +9,17 @@ one slice, as the transforms use them and as the basis store keeps them). The an
 which is cheaper than reading it back.
 """
 
+from __future__ import annotations
+
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from zernike3d.maths.radial import radial_polynomials_for_l
+
+if TYPE_CHECKING:
+    from zernike3d.maths.geometry import BallGeometry, GridTables
 
 #: bump when the tables change meaning, so that cached stores are rebuilt
 TABLE_FORMAT = 1
@@ -27,7 +33,7 @@ RADIAL_TABLE_CACHED = 32 * 2**20
 class Basis:
     """Grid tables + (optionally) the radial table for ``geometry`` up to ``order``."""
 
-    def __init__(self, geometry, order, grid, radial_table=None):
+    def __init__(self, geometry: BallGeometry, order: int, grid: GridTables, radial_table: np.ndarray | None = None) -> None:
         self.geometry = geometry
         self.order = int(order)
         self.grid = grid
@@ -35,7 +41,7 @@ class Basis:
         self.row_start = radial_row_starts(order)
 
     @classmethod
-    def build(cls, geometry, order, radial_table=None):
+    def build(cls, geometry: BallGeometry, order: int, radial_table: bool | None = None) -> Basis:
         """radial_table: True/False, or None to keep it when below RADIAL_TABLE_LIMIT."""
         grid = geometry.grid
         if radial_table is None:
@@ -47,27 +53,27 @@ class Basis:
         return cls(geometry, order, grid, radial_table_l_major(order, grid.shell_radius))
 
     @staticmethod
-    def key_for(geometry, order):
+    def key_for(geometry: BallGeometry, order: int) -> str:
         """The cache key of (geometry, order), from their values alone."""
         return f"{geometry.key()}-n{int(order)}-t{TABLE_FORMAT}"
 
     @property
-    def key(self):
+    def key(self) -> str:
         return self.key_for(self.geometry, self.order)
 
     @property
-    def nbytes(self):
+    def nbytes(self) -> int:
         table = 0 if self.radial_table is None else self.radial_table.nbytes
         return self.grid.nbytes + table
 
-    def radial(self, l, first=0, stop=None):
+    def radial(self, l: int, first: int = 0, stop: int | None = None) -> np.ndarray:
         """R_nl at the radii of shells first .. stop - 1 (default all) for n = l, l+2, ...,
         <= order: (n_count, shells)."""
         if self.radial_table is not None:
             return self.radial_table[self.row_start[l] : self.row_start[l + 1], first:stop]
         return radial_polynomials_for_l(self.order, l, self.grid.shell_radius[first:stop])
 
-    def arrays(self):
+    def arrays(self) -> dict[str, np.ndarray]:
         """The grid tables and, if kept, the radial table, by name."""
         arrays = dict(self.grid.arrays())
         if self.radial_table is not None:
@@ -75,12 +81,12 @@ class Basis:
         return arrays
 
 
-def radial_row_starts(order):
+def radial_row_starts(order: int) -> np.ndarray:
     """Offsets of each l's rows in an l-major radial table (length order + 2)."""
     return np.concatenate([[0], np.cumsum([(order - l) // 2 + 1 for l in range(order + 1)])]).astype(np.int64)
 
 
-def radial_table_l_major(order, r):
+def radial_table_l_major(order: int, r: np.ndarray) -> np.ndarray:
     """R_nl(r) of every (n, l), rows l-major (see the module docstring): (n_nl, len(r))."""
     r = np.atleast_1d(np.asarray(r, dtype=np.float64))
     start = radial_row_starts(order)
@@ -97,5 +103,5 @@ def _cached_radial_table(geometry, order):
     return table
 
 
-def radial_table_bytes(order, n_shells):
+def radial_table_bytes(order: int, n_shells: int) -> int:
     return int(radial_row_starts(order)[-1]) * n_shells * 8

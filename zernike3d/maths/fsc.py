@@ -10,9 +10,15 @@ every plane except x = 0 (and x = Nyquist for even N) twice, so each shell is su
 the whole sphere exactly as with a full FFT.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from zernike3d.maths.geometry import BallGeometry
 
 #: the threshold for a map against a model of it (here its expansion). The 0.143 of half
 #: maps (Rosenthal & Henderson) does not apply: the expansion is not an independent half.
@@ -27,12 +33,12 @@ class FscCurve:
     fsc: np.ndarray  # correlation in [-1, 1]; NaN where either map has no power
     voxels: np.ndarray  # Fourier voxels in the shell (whole sphere, of the padded maps)
 
-    def resolution(self, threshold):
+    def resolution(self, threshold: float) -> float | None:
         """Resolution in Å where the curve first drops below ``threshold``, or None."""
         return crossing_resolution(self.frequency, self.fsc, threshold)
 
 
-def fourier_shell_correlation(map1, map2, voxel_size, oversample=1):
+def fourier_shell_correlation(map1: np.ndarray, map2: np.ndarray, voxel_size: float, oversample: int = 1) -> FscCurve:
     """FSC of two real maps of the same cubic shape; ``voxel_size`` in Å. ``oversample``
     (integer >= 1): zero-pad both maps to ``oversample`` × the box first, for that many
     times more (correlated) shells."""
@@ -48,7 +54,7 @@ def fourier_shell_correlation(map1, map2, voxel_size, oversample=1):
     f1 = np.fft.rfftn(map1, s=(box,) * 3, axes=(0, 1, 2))[keep]
     f2 = np.fft.rfftn(map2, s=(box,) * 3, axes=(0, 1, 2))[keep]
 
-    def shell_sum(values):
+    def shell_sum(values: np.ndarray) -> np.ndarray:
         return np.bincount(shells, weights=weights * values, minlength=n_shells)
 
     cross = shell_sum((f1 * f2.conj()).real)
@@ -62,7 +68,7 @@ def fourier_shell_correlation(map1, map2, voxel_size, oversample=1):
     )
 
 
-def crossing_resolution(frequency, fsc, threshold):
+def crossing_resolution(frequency: np.ndarray, fsc: np.ndarray, threshold: float) -> float | None:
     """Resolution in Å at which ``fsc`` first drops below ``threshold``, or None.
 
     The search starts after shell 0 (the mean). The crossing frequency is interpolated
@@ -82,7 +88,7 @@ def crossing_resolution(frequency, fsc, threshold):
     return float(np.inf) if crossing <= 0 else float(1.0 / crossing)
 
 
-def ball_mask(geometry, edge_width=3.0):
+def ball_mask(geometry: BallGeometry, edge_width: float = 3.0) -> np.ndarray:
     """The ball of ``geometry`` as a (N, N, N) [z, y, x] float64 mask in [0, 1].
 
     ``edge_width`` 0 gives the ball's indicator (``geometry.inside()``); otherwise the
@@ -98,7 +104,8 @@ def ball_mask(geometry, edge_width=3.0):
     return 0.5 * (1.0 + np.cos(np.pi * t))
 
 
-def masked_fsc(original, expansion, geometry, edge_width=3.0, oversample=1):
+def masked_fsc(original: np.ndarray, expansion: np.ndarray, geometry: BallGeometry, edge_width: float = 3.0,
+               oversample: int = 1) -> FscCurve:
     """FSC of ``original`` against ``expansion`` (its Zernike expansion), both (N, N, N)
     [z, y, x] maps on ``geometry``'s grid, after multiplying each by :func:`ball_mask`
     (``edge_width`` voxels): the comparison is made inside the ball, where the expansion
@@ -107,7 +114,7 @@ def masked_fsc(original, expansion, geometry, edge_width=3.0, oversample=1):
     return fourier_shell_correlation(mask * original, mask * expansion, geometry.voxel_size, oversample)
 
 
-def oversampling_for(box, shells=64):
+def oversampling_for(box: int, shells: int = 64) -> int:
     """The zero-padding factor (1-4) that gives a box^3 map at least ``shells`` FSC shells."""
     return int(min(4, max(1, -(-2 * shells // box))))
 

@@ -33,10 +33,14 @@ For the default centre, distances are integers in voxel units and the groups are
 still exact, only larger.
 """
 
-from dataclasses import dataclass
-from functools import lru_cache
+from __future__ import annotations
+
 import hashlib
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +54,7 @@ class GeometryError(ValueError):
     """A geometry the transforms cannot use; ``field`` names the offending field
     (``"box"``, ``"voxel_size"``, ``"radius"`` or ``"center"``)."""
 
-    def __init__(self, field, problem):
+    def __init__(self, field: str, problem: str) -> None:
         self.field = field
         super().__init__(problem)
 
@@ -99,7 +103,8 @@ class BallGeometry:
             )
 
     @classmethod
-    def for_box(cls, box, voxel_size, radius=None, center=None):
+    def for_box(cls, box: int, voxel_size: float, radius: float | str | None = None,
+                center: Sequence[float] | None = None) -> BallGeometry:
         """Geometry with the documented defaults.
 
         radius: None or 'inscribed' (half the box edge), 'circumscribed' (the distance
@@ -126,21 +131,21 @@ class BallGeometry:
         return cls(box, voxel_size, float(radius), center)
 
     @property
-    def center_voxels(self):
+    def center_voxels(self) -> tuple[float, float, float]:
         """Centre in voxel index units, in array order (z, y, x)."""
         x, y, z = self.center
         return (z / self.voxel_size, y / self.voxel_size, x / self.voxel_size)
 
     @property
-    def radius_voxels(self):
+    def radius_voxels(self) -> float:
         return self.radius / self.voxel_size
 
     @property
-    def voxel_volume(self):
+    def voxel_volume(self) -> float:
         """Volume of one voxel in unit-ball units, (voxel_size / radius)^3."""
         return (self.voxel_size / self.radius) ** 3
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return {
             "box": self.box,
             "voxel_size": self.voxel_size,
@@ -148,19 +153,19 @@ class BallGeometry:
             "center": list(self.center),
         }
 
-    def key(self):
+    def key(self) -> str:
         """A short stable hash of the geometry, for caches."""
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def inside(self):
+    def inside(self) -> np.ndarray:
         """Boolean (box, box, box) array: voxels that the expansion uses."""
         cz, cy, cx = self.center_voxels
         k = np.arange(self.box, dtype=np.float64)
         r2 = (k[:, None, None] - cz) ** 2 + (k[None, :, None] - cy) ** 2 + (k[None, None, :] - cx) ** 2
         return r2 <= self.radius_voxels**2 * (1.0 + INSIDE_TOLERANCE)
 
-    def outside_fraction(self, maps):
+    def outside_fraction(self, maps: np.ndarray) -> np.ndarray:
         """Fraction of each map's absolute density outside the ball, shape (V,)."""
         maps = np.asarray(maps).reshape(-1, self.box, self.box, self.box)
         inside = self.inside()
@@ -169,7 +174,7 @@ class BallGeometry:
         return np.divide(outside, total, out=np.zeros_like(total), where=total > 0)
 
     @property
-    def grid(self):
+    def grid(self) -> GridTables:
         """The :class:`GridTables` of this geometry, computed once per distinct geometry
         (equal geometries, e.g. of the planner and of the transform, share them)."""
         return _grid_tables(self)
@@ -217,26 +222,26 @@ class GridTables:
     orbit_weight: np.ndarray
 
     @property
-    def n_points(self):
+    def n_points(self) -> int:
         return self.point_index.size
 
     @property
-    def n_pairs(self):
+    def n_pairs(self) -> int:
         return self.pair_fold.size
 
     @property
-    def n_shells(self):
+    def n_shells(self) -> int:
         return self.shell_radius.size
 
     @property
-    def nbytes(self):
+    def nbytes(self) -> int:
         return sum(getattr(self, name).nbytes for name in self.__dataclass_fields__)
 
-    def arrays(self):
+    def arrays(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
-    def build(cls, geometry):
+    def build(cls, geometry: BallGeometry) -> GridTables:
         n = geometry.box
         cz, cy, cx = geometry.center_voxels
         limit = geometry.radius_voxels**2 * (1.0 + INSIDE_TOLERANCE)
@@ -265,7 +270,7 @@ class GridTables:
         pair_r2 = r2[fold_idx, ring_idx]
         shell_r2, pair_shell = np.unique(pair_r2, return_inverse=True)
         order = np.argsort(pair_shell, kind="stable")
-        fold_idx, ring_idx, pair_r2, pair_shell = (a[order] for a in (fold_idx, ring_idx, pair_r2, pair_shell))
+        fold_idx, ring_idx, pair_r2, pair_shell = fold_idx[order], ring_idx[order], pair_r2[order], pair_shell[order]
         pair_of = np.full(r2.shape, -1, dtype=np.int64)
         pair_of[fold_idx, ring_idx] = np.arange(fold_idx.size)
 
@@ -321,7 +326,7 @@ def _grid_tables(geometry):
     return GridTables.build(geometry)
 
 
-def grid_build_bytes(geometry):
+def grid_build_bytes(geometry: BallGeometry) -> int:
     """A lower bound of the peak memory (bytes) of :meth:`GridTables.build` for
     ``geometry``, found without building anything (so that an impossible box is refused
     before it is tried).

@@ -11,7 +11,7 @@ from functools import lru_cache
 import numpy as np
 
 
-def nlm_table(order):
+def nlm_table(order: int) -> np.ndarray:
     """(n, l, m) rows, shape (coefficient_count(order), 3), int32."""
     rows = [
         (n, l, m)
@@ -22,20 +22,20 @@ def nlm_table(order):
     return np.array(rows, dtype=np.int32).reshape(-1, 3)
 
 
-def nl_table(order):
+def nl_table(order: int) -> np.ndarray:
     """(n, l) rows of the invariants, shape (n_nl, 2), int32, ordered by n then l."""
     rows = [(n, l) for n in range(order + 1) for l in range(n % 2, n + 1, 2)]
     return np.array(rows, dtype=np.int32).reshape(-1, 2)
 
 
 @lru_cache(maxsize=64)
-def coefficient_count(order):
+def coefficient_count(order: int) -> int:
     """Number of stored (m >= 0) coefficients up to ``order``: each l has l + 1 values of m
     at each of the (order - l) // 2 + 1 orders n = l, l + 2, ... <= order."""
     return sum((l + 1) * ((order - l) // 2 + 1) for l in range(order + 1))
 
 
-def nlm_offsets(order):
+def nlm_offsets(order: int) -> np.ndarray:
     """``offsets[n, l]``: column of (n, l, m=0) in :func:`nlm_table`; -1 where invalid."""
     offsets = np.full((order + 1, order + 1), -1, dtype=np.int64)
     column = 0
@@ -46,7 +46,7 @@ def nlm_offsets(order):
     return offsets
 
 
-def truncate(moments, stored_order, order):
+def truncate(moments: np.ndarray, stored_order: int, order: int) -> np.ndarray:
     """Moments up to ``order`` from moments stored up to ``stored_order`` (a prefix)."""
     if order > stored_order:
         raise ValueError(f"order {order} is above the stored order {stored_order}")

@@ -25,7 +25,7 @@ def _weights_and_groups(order):
     return weights, starts
 
 
-def invariants(moments, order):
+def invariants(moments: np.ndarray, order: int) -> np.ndarray:
     """F_nl of each volume: (V, n_nl) float64, columns ordered as :func:`nl_table`."""
     moments = np.atleast_2d(moments)
     weights, starts = _weights_and_groups(order)
@@ -33,7 +33,7 @@ def invariants(moments, order):
     return np.sqrt(np.add.reduceat(power, starts, axis=1))
 
 
-def particle_invariant_forms(moments, order):
+def particle_invariant_forms(moments: np.ndarray, order: int) -> np.ndarray:
     """G (n_nl, V, V) float64 with F_nl(z)^2 = z~^T G_nl z~ (rows: base, component_0, ...)."""
     moments = np.atleast_2d(moments)[:, : coefficient_count(order)]
     weights, starts = _weights_and_groups(order)
@@ -41,7 +41,7 @@ def particle_invariant_forms(moments, order):
     return np.add.reduceat(products, starts, axis=2).transpose(2, 0, 1)
 
 
-def particle_invariants(forms, latents):
+def particle_invariants(forms: np.ndarray, latents: np.ndarray) -> np.ndarray:
     """F_nl(z) for latents (P, K): (P, n_nl) float64 (small P; see io.particle_invariants)."""
     latents = np.atleast_2d(latents)
     z = np.concatenate([np.ones((latents.shape[0], 1)), latents], axis=1)

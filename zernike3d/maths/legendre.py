@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 
-def recurrence_coefficients(lmax):
+def recurrence_coefficients(lmax: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(a, b, c) arrays: a[l, m], b[l, m] of the l-recurrence and c[m] of the diagonal."""
     l = np.arange(lmax + 1, dtype=np.float64)[:, None]
     m = np.arange(lmax + 1, dtype=np.float64)[None, :]
@@ -36,7 +36,8 @@ def recurrence_coefficients(lmax):
 
 
 @numba.njit(parallel=True, cache=True)
-def legendre_table(cos_theta, sin_theta, lmax, a, b, diag, out):
+def legendre_table(cos_theta: np.ndarray, sin_theta: np.ndarray, lmax: int, a: np.ndarray, b: np.ndarray,
+                   diag: np.ndarray, out: np.ndarray) -> None:
     """Fill out[p, l (l + 1) / 2 + m] with Pbar_lm(cos_theta[p]) for 0 <= m <= l <= lmax
     (l-major, m fastest), with (a, b, diag) from :func:`recurrence_coefficients`;
     ``sin_theta`` >= 0."""
@@ -57,7 +58,7 @@ def legendre_table(cos_theta, sin_theta, lmax, a, b, diag, out):
                 current = value
 
 
-def normalised_legendre(lmax, cos_theta):
+def normalised_legendre(lmax: int, cos_theta: np.ndarray) -> np.ndarray:
     """Pbar_lm(cos_theta) for 0 <= m <= l <= lmax; shape (lmax+1, lmax+1, n), [l, m, point].
 
     A NumPy-facing layout of :func:`legendre_table` (the recurrence the transforms use) for

@@ -4,10 +4,14 @@ Positions are in Å measured from the centre of voxel [0, 0, 0] and given as (x,
 voxel indices are given as (z, y, x), like the arrays.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
 
 
-def center_of_mass(data, voxel_size):
+def center_of_mass(data: np.ndarray, voxel_size: float) -> tuple[float, ...]:
     """Centre of mass (x, y, z) in Å of the positive density of one map (N, N, N).
 
     Negative values (solvent noise below the mean, common in cryo-EM maps) are ignored so
@@ -24,7 +28,7 @@ def center_of_mass(data, voxel_size):
     return tuple(float(v * voxel_size) for v in zyx[::-1])
 
 
-def crop_box(data, center_zyx, box):
+def crop_box(data: np.ndarray, center_zyx: Sequence[int], box: int) -> tuple[np.ndarray, tuple[int, ...], bool]:
     """Cut a cube of ``box`` voxels out of every map of ``data`` (..., N, N, N).
 
     Voxel ``center_zyx`` (integer indices, may lie anywhere) of the input becomes voxel
@@ -63,7 +67,7 @@ def binning_problem(box: int, factor: int) -> str | None:
     return None
 
 
-def fourier_bin(data, factor):
+def fourier_bin(data: np.ndarray, factor: int) -> np.ndarray:
     """Downsample every map of ``data`` (..., N, N, N) by an integer ``factor``.
 
     Keeps the Fourier coefficients below the new Nyquist frequency (the Nyquist plane of
@@ -96,7 +100,8 @@ def _keep_low(spectrum, n, axis):
     return kept
 
 
-def soft_sphere_mask(box, voxel_size, radius, edge, center=None):
+def soft_sphere_mask(box: int, voxel_size: float, radius: float, edge: float,
+                     center: Sequence[float] | None = None) -> np.ndarray:
     """Spherical mask (box, box, box) float32: 1 within ``radius`` Å of ``center``, 0 beyond
     ``radius + edge``, and a raised-cosine fall-off ``(1 + cos(pi * (r - radius) / edge)) / 2``
     in between. ``center`` (x, y, z) in Å; default the centre of voxel ``box // 2``.
@@ -112,7 +117,7 @@ def soft_sphere_mask(box, voxel_size, radius, edge, center=None):
     return _cosine_edge(r - radius, edge)
 
 
-def soften_mask(mask, voxel_size, edge):
+def soften_mask(mask: np.ndarray, voxel_size: float, edge: float) -> np.ndarray:
     """Binarise ``mask`` (N, N, N) at 0.5 and add a raised-cosine edge ``edge`` Å wide outside.
 
     Voxels inside stay 1; a voxel at distance d (Å) from the nearest inside voxel gets

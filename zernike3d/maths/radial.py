@@ -12,7 +12,7 @@ beyond order 200 in float64.
 import numpy as np
 
 
-def radial_polynomials_for_l(order, l, r):
+def radial_polynomials_for_l(order: int, l: int, r: np.ndarray) -> np.ndarray:
     """R_nl(r) for n = l, l+2, ..., <= order; shape (len(ns), len(r)), float64.
 
     ``r`` is the radius in unit-ball units (0 <= r <= 1).
@@ -39,7 +39,7 @@ def radial_polynomials_for_l(order, l, r):
     return out * rl * np.sqrt(2.0 * ns + 3.0)[:, None]
 
 
-def radial_polynomials(order, r):
+def radial_polynomials(order: int, r: np.ndarray) -> np.ndarray:
     """R_nl(r) for every (n, l) of :func:`zernike3d.maths.indexing.nl_table`; (n_nl, len(r))."""
     from zernike3d.maths.indexing import nl_table
 

@@ -26,7 +26,7 @@ RESOLUTION_FACTOR = 1.81
 ORDER_OFFSET = 2.5
 
 
-def expected_resolution(order, radius):
+def expected_resolution(order: int, radius: float) -> float:
     """Resolution in Å (FSC 0.5 against the map) that an expansion up to ``order`` reaches
     in a ball of ``radius`` Å, for a map with detail at least that fine."""
     if order < 0 or not radius > 0:
@@ -34,7 +34,7 @@ def expected_resolution(order, radius):
     return RESOLUTION_FACTOR * math.pi * radius / (order + ORDER_OFFSET)
 
 
-def order_for_resolution(resolution, radius):
+def order_for_resolution(resolution: float, radius: float) -> int:
     """The smallest order whose :func:`expected_resolution` is ``resolution`` Å or finer,
     in a ball of ``radius`` Å."""
     if not resolution > 0 or not radius > 0:
@@ -43,7 +43,7 @@ def order_for_resolution(resolution, radius):
     return max(0, math.ceil(exact - 1e-9))
 
 
-def nyquist(voxel_size):
+def nyquist(voxel_size: float) -> float:
     """The finest resolution the voxels sample, two voxels, in Å."""
     return 2.0 * voxel_size
 
@@ -67,7 +67,7 @@ def chosen_order(order: int | None, resolution: float | None, radius: float) -> 
     return order_for_resolution(resolution, radius)
 
 
-def max_useful_order(radius, voxel_size):
+def max_useful_order(radius: float, voxel_size: float) -> int:
     """The order whose expected resolution reaches Nyquist: higher orders resolve nothing
     the voxels can hold."""
     return order_for_resolution(nyquist(voxel_size), radius)

@@ -22,14 +22,21 @@ g(x) = f(-x), so Omega_nlm -> (-1)^l Omega_nlm. Any other reflection is the inve
 followed by a rotation (x -> -x is the inversion, then a half turn about x).
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from zernike3d.maths.indexing import coefficient_count, nlm_table
 
+if TYPE_CHECKING:
+    from zernike3d.maths.geometry import BallGeometry
 
-def rotate_moments(moments, nlm, rotation, threads=1):
+
+def rotate_moments(moments: np.ndarray, nlm: np.ndarray, rotation: np.ndarray, threads: int = 1) -> np.ndarray:
     """Moments (V, K) complex, m >= 0 columns in ``nlm`` order, of the map f rotated by
     ``rotation`` (3x3 proper rotation acting on (x, y, z) about the ball centre:
     g(x) = f(R^T x)). ``nlm`` must be the full table of some order. Exact (ducc0)."""
@@ -44,14 +51,14 @@ def rotate_moments(moments, nlm, rotation, threads=1):
     return out[0] if single else out
 
 
-def mirror_moments(moments, nlm):
+def mirror_moments(moments: np.ndarray, nlm: np.ndarray) -> np.ndarray:
     """Moments of the mirror image g(x) = f(-x) (inversion through the ball centre):
     Omega_nlm -> (-1)^l Omega_nlm. Exact; its own inverse."""
     nlm = np.asarray(nlm)
     return np.asarray(moments) * np.where(nlm[:, 1] % 2 == 0, 1.0, -1.0)
 
 
-def euler_zyz(rotation, lock=1e-12):
+def euler_zyz(rotation: np.ndarray, lock: float = 1e-12) -> tuple[float, float, float]:
     """(alpha, beta, gamma) in radians with R = Rz(alpha) Ry(beta) Rz(gamma), beta in
     [0, pi]; at gimbal lock, sin(beta) <= ``lock``, beta is 0 or pi and gamma = 0 (a
     larger ``lock`` gives the angles a reader expects of a rotation that is a turn about z
@@ -69,14 +76,15 @@ def euler_zyz(rotation, lock=1e-12):
     return float(np.arctan2(-r[1, 0], -r[0, 0])), np.pi, 0.0  # R = Rz(alpha) Ry(pi)
 
 
-def rotation_from_euler_zyz(alpha, beta, gamma):
+def rotation_from_euler_zyz(alpha: float, beta: float, gamma: float) -> np.ndarray:
     """R = Rz(alpha) Ry(beta) Rz(gamma), angles in radians."""
     from scipy.spatial.transform import Rotation
 
     return Rotation.from_euler("ZYZ", [alpha, beta, gamma]).as_matrix()
 
 
-def correlation_grid(moving, reference, nlm, n_angles, weights=None, threads=1):
+def correlation_grid(moving: np.ndarray, reference: np.ndarray, nlm: np.ndarray, n_angles: int,
+                     weights: np.ndarray | None = None, threads: int = 1) -> np.ndarray:
     """Re <reference, moving rotated by R> over a grid of rotations, by one FFT per
     (beta, gamma): returns C (n_beta, n_alpha, n_gamma) real, for every row of
     ``weights``, as an array (W, n_beta, n_alpha, n_gamma).
@@ -122,13 +130,13 @@ def correlation_grid(moving, reference, nlm, n_angles, weights=None, threads=1):
     return out
 
 
-def grid_rotation(n_angles, j, i, k):
+def grid_rotation(n_angles: int, j: int, i: int, k: int) -> np.ndarray:
     """The rotation at index (beta j, alpha i, gamma k) of :func:`correlation_grid`."""
     n_beta = n_angles // 2
     return rotation_from_euler_zyz(2 * np.pi * i / n_angles, np.pi * (j + 0.5) / n_beta, 2 * np.pi * k / n_angles)
 
 
-def inner_product(a, b, nlm):
+def inner_product(a: np.ndarray, b: np.ndarray, nlm: np.ndarray) -> np.ndarray:
     """Re sum over all n, l and m = -l..l of conj(a_nlm) b_nlm, of the last axis, for real
     maps stored with m >= 0 (m > 0 terms counted twice): the L2 inner product over the
     unit ball of the two expansions."""
@@ -136,7 +144,8 @@ def inner_product(a, b, nlm):
     return np.real(np.sum(np.conj(a) * b * weight, axis=-1))
 
 
-def translate_moments(moments, geometry, order, shift, threads=None):
+def translate_moments(moments: np.ndarray, geometry: BallGeometry, order: int, shift: Sequence[float],
+                      threads: int | None = None) -> np.ndarray:
     """Moments (V, K) of the maps translated by ``shift`` (x, y, z) in Å: g(x) = f(x - shift).
 
     Re-expansion, not an exact operator: the expansion is reconstructed on the voxel grid
@@ -159,7 +168,8 @@ def translate_moments(moments, geometry, order, shift, threads=None):
 SECOND_DERIVATIVES = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
 
 
-def translate_with_derivatives(moments, geometry, order, shift, derivatives=2, threads=None):
+def translate_with_derivatives(moments: np.ndarray, geometry: BallGeometry, order: int, shift: Sequence[float],
+                               derivatives: int = 2, threads: int | None = None) -> np.ndarray:
     """Moments of the maps translated by ``shift`` (Å), as :func:`translate_moments`, and
     their derivatives with respect to the shift (per Å): an array (1 + 3 + 6, V, K) for
     ``derivatives`` = 2 (value; d/ds_x, d/ds_y, d/ds_z; the second derivatives in the
@@ -184,7 +194,7 @@ def translate_with_derivatives(moments, geometry, order, shift, derivatives=2, t
     sx, sy, sz = np.asarray(shift, dtype=np.float64)
     spectrum = np.fft.rfftn(maps, axes=(-3, -2, -1)) * np.exp(-1j * (kx * sx + ky * sy + kz * sz))
     # d/ds_a of exp(-i k.s) is -i k_a
-    factors = [1.0, None]  # None: the unshifted map, T(0)
+    factors: list[Any] = [1.0, None]  # None: the unshifted map, T(0)
     if derivatives >= 1:
         factors += [-1j * k[a] for a in range(3)]
     if derivatives >= 2:

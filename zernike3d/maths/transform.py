@@ -40,7 +40,10 @@ parities and the ring sums in the polar step here (``benchmarks/bench_transform.
 --steps``, 2 shared cores).
 """
 
+from __future__ import annotations
+
 from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -49,11 +52,18 @@ from zernike3d.maths.basis import RADIAL_TABLE_CACHED, Basis, radial_table_bytes
 from zernike3d.maths.indexing import coefficient_count, nlm_offsets
 from zernike3d.maths.legendre import legendre_table, recurrence_coefficients
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from zernike3d.maths.geometry import BallGeometry, GridTables
+
 #: default memory budget of the per-block work arrays (bytes)
 DEFAULT_WORKSPACE = 512 * 2**20
 
 
-def decompose(maps, geometry, order, *, basis=None, backend="numba", threads=None, gpu_id=None, radial_resident=True, progress=False, max_workspace=DEFAULT_WORKSPACE):
+def decompose(maps: np.ndarray, geometry: BallGeometry, order: int, *, basis: Basis | None = None,
+              backend: str = "numba", threads: int | None = None, gpu_id: int | None = None,
+              radial_resident: bool = True, progress: bool = False, max_workspace: int = DEFAULT_WORKSPACE) -> np.ndarray:
     """Zernike moments of one map (box, box, box) or several (V, box, box, box).
 
     Maps are indexed [z, y, x]; all share ``geometry``. Returns complex128 (V, ncoef) in
@@ -77,7 +87,9 @@ def decompose(maps, geometry, order, *, basis=None, backend="numba", threads=Non
     return engine.to_numpy(parts).view(np.complex128).reshape(n_vol, -1) * geometry.voxel_volume
 
 
-def reconstruct(moments, geometry, order, *, basis=None, backend="numba", threads=None, gpu_id=None, radial_resident=True, progress=False, max_workspace=DEFAULT_WORKSPACE):
+def reconstruct(moments: np.ndarray, geometry: BallGeometry, order: int, *, basis: Basis | None = None,
+                backend: str = "numba", threads: int | None = None, gpu_id: int | None = None,
+                radial_resident: bool = True, progress: bool = False, max_workspace: int = DEFAULT_WORKSPACE) -> np.ndarray:
     """Maps (V, box, box, box) float64 from moments (V, ncoef) or (ncoef,) up to ``order``.
 
     ``moments`` must hold exactly the coefficients up to ``order`` (use
@@ -101,7 +113,7 @@ def reconstruct(moments, geometry, order, *, basis=None, backend="numba", thread
     return engine.maps()
 
 
-def workspace_bytes(grid, order, n_volumes, m_block):
+def workspace_bytes(grid: GridTables, order: int, n_volumes: int, m_block: int) -> int:
     """Bytes of the per-block work arrays for a block of ``m_block`` orders (worst block).
 
     With xy orbits: the orbit channels of every fold (see :func:`channel_bytes`; the
@@ -117,14 +129,14 @@ def workspace_bytes(grid, order, n_volumes, m_block):
     return rings + shells + phase
 
 
-def channel_bytes(grid, n_volumes, folds=None):
+def channel_bytes(grid: GridTables, n_volumes: int, folds: int | None = None) -> int:
     """Bytes of the orbit channels (16 float64 per fold, orbit and volume) of ``folds``
     folds (default all): about 8 bytes per voxel of the maps; 0 without orbits."""
     folds = grid.fold_plus.size if folds is None else folds
     return folds * grid.orbit_ring.size * n_volumes * 16 * 8
 
 
-def fold_group_size(grid, n_volumes, max_workspace):
+def fold_group_size(grid: GridTables, n_volumes: int, max_workspace: int) -> int:
     """Folds whose orbit channels are held at once: all of them when they take at most
     half of ``max_workspace``, else as many as do (at least one)."""
     per_fold = channel_bytes(grid, n_volumes, 1)
@@ -133,7 +145,7 @@ def fold_group_size(grid, n_volumes, max_workspace):
     return int(min(grid.fold_plus.size, max(1, (max_workspace // 2) // per_fold)))
 
 
-def m_block_size(grid, order, n_volumes, max_workspace):
+def m_block_size(grid: GridTables, order: int, n_volumes: int, max_workspace: int) -> int:
     """The largest block of m values whose work arrays fit in ``max_workspace`` (>= 1),
     with the channels of one group of folds (:func:`fold_group_size`) held."""
     unheld = channel_bytes(grid, n_volumes) - channel_bytes(grid, n_volumes, fold_group_size(grid, n_volumes, max_workspace))
@@ -170,7 +182,7 @@ TABLE_MAX_ORDER = 20
 LEGENDRE_TABLE_MAX = 16 * 2**20
 
 
-def shell_block_size(grid, order, n_volumes, max_workspace):
+def shell_block_size(grid: GridTables, order: int, n_volumes: int, max_workspace: int) -> int:
     """Shells per block when every m goes in one block: the shell sums of that many
     shells, beside the orbit channels of all folds and the orbit phases, fit in
     ``max_workspace`` (0 when not even one does)."""
@@ -179,7 +191,8 @@ def shell_block_size(grid, order, n_volumes, max_workspace):
     return int(max(0, min(grid.n_shells, (max_workspace - fixed) // per_shell)))
 
 
-def legendre_table_bytes(grid, order, n_volumes, max_workspace, shell_blocks=True):
+def legendre_table_bytes(grid: GridTables, order: int, n_volumes: int, max_workspace: int,
+                         shell_blocks: bool = True) -> int:
     """Bytes of the table of Pbar_lm at the pairs that decompose of ``n_volumes`` maps
     uses (see TABLE_MAX_ORDER), 0 when it takes the recurrence: one map, xy orbits, every
     m and every fold's channels in each block (numba backend), n_pairs x n_lm float64."""
@@ -190,7 +203,8 @@ def legendre_table_bytes(grid, order, n_volumes, max_workspace, shell_blocks=Tru
     return size if m_block == order + 1 and group == grid.fold_plus.size and size <= LEGENDRE_TABLE_MAX else 0
 
 
-def block_layout(grid, order, n_volumes, max_workspace, shell_blocks=True):
+def block_layout(grid: GridTables, order: int, n_volumes: int, max_workspace: int,
+                 shell_blocks: bool = True) -> tuple[int, int, int]:
     """(m values, shells, folds of orbit channels) a block of the transforms takes within
     ``max_workspace`` bytes (see :class:`_Plan`; ``shell_blocks``: the numba backend)."""
     n_folds = grid.fold_plus.size
@@ -216,7 +230,8 @@ class _Plan:
     with the channels in fold groups when they take more than half the budget.
     """
 
-    def __init__(self, geometry, order, basis, n_volumes, max_workspace, shell_blocks=True):
+    def __init__(self, geometry: BallGeometry, order: int, basis: Basis | None, n_volumes: int, max_workspace: int,
+                 shell_blocks: bool = True) -> None:
         if order < 0:
             raise ValueError(f"order must be >= 0, got {order}")
         if basis is None:
@@ -235,19 +250,19 @@ class _Plan:
         n_folds = self.grid.fold_plus.size
         self.fold_groups = [(f0, min(f0 + group, n_folds)) for f0 in range(0, n_folds, group)]
         self.uses_legendre_table = legendre_table_bytes(self.grid, order, n_volumes, max_workspace, shell_blocks) > 0
-        self._l_starts = {}
-        self._columns = {}
-        self._orbit_phases = {}
+        self._l_starts: dict[tuple[int, int], np.ndarray] = {}
+        self._columns: dict[tuple[int, int, int], tuple[np.ndarray, slice]] = {}
+        self._orbit_phases: dict[tuple[int, int, bool], np.ndarray] = {}
 
     @cached_property
-    def shell_chunks(self):
+    def shell_chunks(self) -> np.ndarray:
         """The polar step's units of work (:func:`zernike3d.maths._kernels.shell_chunks`)."""
         from zernike3d.maths._kernels import shell_chunks
 
         return shell_chunks(self.grid.shell_start)
 
     @cached_property
-    def legendre_table(self):
+    def legendre_table(self) -> np.ndarray:
         """Pbar_lm(cos theta) of every pair, (n_pairs, n_lm), l-major (decompose of one map
         at low order: see :func:`legendre_table_bytes`)."""
         g = self.grid
@@ -257,7 +272,7 @@ class _Plan:
         return table
 
     @cached_property
-    def legendre_table_index(self):
+    def legendre_table_index(self) -> tuple[np.ndarray, np.ndarray]:
         """(gather, columns) of :func:`zernike3d.maths._kernels.shell_sums_from_table`: for
         (l, m) at i = l (l + 1) / 2 + m, the index (parity of l) * 2 (order + 1) + m of its
         ring sum, and for (part, i) the shell-sum column (one map, every m)."""
@@ -267,11 +282,11 @@ class _Plan:
         return gather, columns.ravel()
 
     @cached_property
-    def ring_orbits(self):
+    def ring_orbits(self) -> np.ndarray:
         """CSR offsets of each ring's xy orbits (they are sorted by ring)."""
         return np.searchsorted(self.grid.orbit_ring, np.arange(self.grid.pair_of.shape[1] + 1)).astype(np.int64)
 
-    def iterate(self, progress, label):
+    def iterate(self, progress: bool, label: str) -> Iterable[tuple[int, int, int, int]]:
         """The blocks (m0, m1, s0, s1): m values m0 .. m1 - 1 of shells s0 .. s1 - 1."""
         n_shells = self.grid.n_shells
         blocks = [(m0, min(m0 + self.m_block, self.order + 1), s0, min(s0 + self.shell_block, n_shells))
@@ -282,11 +297,11 @@ class _Plan:
             return report(blocks, label, "block")
         return blocks
 
-    def phase(self, m0, m1):
+    def phase(self, m0: int, m1: int) -> np.ndarray:
         """exp(-i m phi) of every xy point, (n_points, m1 - m0)."""
         return np.exp(-1j * np.outer(self.grid.point_phi, np.arange(m0, m1)))
 
-    def orbit_phase(self, m0, m1, adjoint=False):
+    def orbit_phase(self, m0: int, m1: int, adjoint: bool = False) -> np.ndarray:
         """Each xy orbit's table (n_orbits, 4, m1 - m0) for its ring sums
         (:func:`zernike3d.maths._kernels._add_orbit_ring_sums`): with c = w cos(m phi),
         s = w sin(m phi) (w the orbit's weight, phi its first point's azimuth) and
@@ -313,7 +328,7 @@ class _Plan:
         self._orbit_phases[key] = table
         return table
 
-    def l_start(self, m0, m1):
+    def l_start(self, m0: int, m1: int) -> np.ndarray:
         """Index of (l, m0) among the (l, m) of the block, for each l (length order + 1;
         l < m0 unused): the (l, m) are l-major, for l = m0, ..., order the m = m0, ...,
         min(l, m1 - 1)."""
@@ -322,14 +337,14 @@ class _Plan:
             self._l_starts[m0, m1] = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         return self._l_starts[m0, m1]
 
-    def lm_count(self, m0, m1):
+    def lm_count(self, m0: int, m1: int) -> int:
         return sum(self.order + 1 - m for m in range(m0, m1))
 
-    def shell_width(self, m0, m1):
+    def shell_width(self, m0: int, m1: int) -> int:
         """Columns of the block's shell sums: 2 (real, imag) x V x lm_count."""
         return 2 * self.n_volumes * self.lm_count(m0, m1)
 
-    def columns(self, l, m0, m1):
+    def columns(self, l: int, m0: int, m1: int) -> tuple[np.ndarray, slice]:
         """For one l: the moments its radial step makes and the shell-sum columns it
         reads, (index, block).
 
@@ -350,7 +365,7 @@ class _Plan:
             self._columns[key] = index.reshape(ns.size, -1), slice(start, start + 2 * self.n_volumes * ms.size)
         return self._columns[key]
 
-    def shell_columns(self, l, m, m0, m1):
+    def shell_columns(self, l: int, m: int, m0: int, m1: int) -> np.ndarray:
         """The 2 V shell-sum columns of one (l, m): [real, imag] x V (see :meth:`columns`)."""
         n_m = min(l, m1 - 1) - m0 + 1
         start = 2 * self.n_volumes * self.l_start(m0, m1)[l]

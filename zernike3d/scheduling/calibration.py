@@ -11,12 +11,16 @@ it): the raw rates of :class:`zernike3d.scheduling.planner.GpuRates` by micro-be
 efficiency of the CuPy backend's kernels fitted to real decompositions on that GPU.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +39,7 @@ CALIBRATION_CASES = (
 )
 
 
-def calibrate(path=RATES_FILE, repeats=3):
+def calibrate(path: str | Path = RATES_FILE, repeats: int = 3) -> tuple[CpuRates, float]:
     """Measure this machine's single-thread rates; store them in ``path`` (read back by
     :func:`zernike3d.scheduling.planner.load_rates`) and return (rates, worst relative error of the fit).
 
@@ -78,7 +82,7 @@ def _in_fresh_process(function, argument):
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
-def time_case(case):
+def time_case(case: tuple[int, int, int, int | None]) -> float:
     """Seconds of one decompose of random maps for a (box, order, volumes, m_block) case,
     after compiling the kernels on a tiny map (calibration; see :func:`calibrate`)."""
     import time
@@ -97,7 +101,7 @@ def time_case(case):
     return time.perf_counter() - start
 
 
-def time_radial_tables(_=None):
+def time_radial_tables(_: object = None) -> tuple[float, float, float]:
     """(seconds per R_nl value recomputed, seconds per chunk read from a store, bytes/s
     of radial slabs read from it): the latency from a store of tiny slabs, the rate from
     one of large slabs (calibration; see :func:`calibrate`)."""
@@ -107,7 +111,7 @@ def time_radial_tables(_=None):
     from zernike3d.io.basis_store import ensure_store, open_store
     from zernike3d.maths.radial import radial_polynomials_for_l
 
-    def best_time(function):
+    def best_time(function: Callable[[], object]) -> float:
         times = []
         for _ in range(3):
             start = time.perf_counter()
@@ -121,7 +125,7 @@ def time_radial_tables(_=None):
         for box in (8, 128):
             geometry = BallGeometry.for_box(box, 1.0)
             stored = open_store(ensure_store(cache, geometry, order).path, geometry, order, "stream")
-            seconds[box] = best_time(lambda: [stored.radial(l) for l in range(order + 1)])
+            seconds[box] = best_time(lambda: [stored.radial(l) for l in range(order + 1)])  # noqa: B023 (called at once)
     shells = geometry.grid.shell_radius
     evaluated = sum(len(range(l, order + 1, 2)) for l in range(order + 1)) * shells.size
     eval_seconds = best_time(lambda: [radial_polynomials_for_l(order, l, shells) for l in range(order + 1)])
@@ -135,7 +139,7 @@ def time_radial_tables(_=None):
 GPU_FIT_CASES = ((128, 50), (96, 100))
 
 
-def calibrate_gpu(path=None, gpu_id=None):
+def calibrate_gpu(path: str | Path | None = None, gpu_id: int | None = None) -> tuple[GpuRates, dict[str, Any]]:
     """Measure GPU ``gpu_id``'s rates with CuPy and store them in ``path`` (default
     :data:`zernike3d.scheduling.planner.GPU_RATES_FILE`) under the GPU's name, where
     :func:`zernike3d.scheduling.planner.gpu_rates` reads them; return (rates, details).
@@ -163,7 +167,7 @@ def calibrate_gpu(path=None, gpu_id=None):
     name = cupy.cuda.runtime.getDeviceProperties(device.id)["name"]
     name = name.decode() if isinstance(name, bytes) else str(name)
 
-    def best_seconds(function, repeats=5):
+    def best_seconds(function: Callable[[], object], repeats: int = 5) -> float:
         function()  # warm-up: compilation, allocation
         times = []
         for _ in range(repeats):
@@ -178,7 +182,7 @@ def calibrate_gpu(path=None, gpu_id=None):
     source = cupy.empty(2**26, dtype=cupy.float64)  # 512 MiB
     source.fill(1.0)
     target = cupy.empty_like(source)
-    memory = 2 * source.nbytes / best_seconds(lambda: cupy.copyto(target, source))
+    memory = 2 * source.nbytes / best_seconds(lambda: cupy.copyto(target, source))  # noqa: F821 (called before the del below)
     del source, target
 
     fma_steps = 512
@@ -188,13 +192,13 @@ def calibrate_gpu(path=None, gpu_id=None):
         "zernike3d_fma_rate")
     values = cupy.ones(2**24, dtype=cupy.float64)
     output = cupy.empty_like(values)
-    fp64 = 2 * fma_steps * values.size / best_seconds(lambda: fma(values, output))
+    fp64 = 2 * fma_steps * values.size / best_seconds(lambda: fma(values, output))  # noqa: F821 (called before the del below)
     del values, output
 
     size = 8192
     a = cupy.random.random((size, size))
     b = cupy.random.random((size, size))
-    matmul = 2 * size**3 / best_seconds(lambda: a @ b, repeats=3)
+    matmul = 2 * size**3 / best_seconds(lambda: a @ b, repeats=3)  # noqa: F821 (called before the del below)
     del a, b
 
     import cupyx
@@ -202,7 +206,7 @@ def calibrate_gpu(path=None, gpu_id=None):
     host = cupyx.empty_pinned(2**25, dtype=np.float64)  # 256 MiB of page-locked host memory
     host.fill(1.0)
     on_device = cupy.empty(host.size, dtype=cupy.float64)
-    pcie = host.nbytes / best_seconds(lambda: on_device.set(host))
+    pcie = host.nbytes / best_seconds(lambda: on_device.set(host))  # noqa: F821 (called before the del below)
     del on_device, host
 
     one = cupy.zeros(1)
@@ -246,7 +250,7 @@ def calibrate_gpu(path=None, gpu_id=None):
     return rates, {"cases": cases, "max_relative_error": worst_error}
 
 
-def store_gpu_rates(rates, path=None):
+def store_gpu_rates(rates: GpuRates, path: str | Path | None = None) -> None:
     """Add or replace ``rates`` (a :class:`GpuRates`) under its name in the JSON file
     ``path`` (default :data:`zernike3d.scheduling.planner.GPU_RATES_FILE`; GPU name -> fields),
     keeping the other GPUs' entries."""

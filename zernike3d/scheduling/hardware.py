@@ -52,7 +52,7 @@ class MachineDescription:
     cupy_version: str | None = None
     notes: tuple = field(default=())
 
-    def gpu(self, gpu_id=None):
+    def gpu(self, gpu_id: int | None = None) -> GpuDescription | None:
         """The GPU to plan for: ``gpu_id`` (NVML index), else the one with most free memory."""
         if not self.gpus:
             return None
@@ -64,7 +64,7 @@ class MachineDescription:
         return None
 
 
-def cuda_ordinal(nvml_index, visible=None):
+def cuda_ordinal(nvml_index: int, visible: str | None = None) -> int:
     """The CUDA device number (what CuPy takes) of the GPU that NVML numbers ``nvml_index``.
 
     NVML counts every GPU of the node; CUDA counts only those in CUDA_VISIBLE_DEVICES (as
@@ -80,9 +80,9 @@ def cuda_ordinal(nvml_index, visible=None):
     return 0
 
 
-def probe(cache_dir="."):
+def probe(cache_dir: str | Path = ".") -> MachineDescription:
     """Describe this machine; never raises for a missing GPU, driver or CuPy."""
-    notes = []
+    notes: list[str] = []
     gpus, driver, cuda = _probe_nvml(notes)
     cupy_version, cupy_usable = _probe_cupy(notes, have_gpu=bool(gpus))
     ram = psutil.virtual_memory()
@@ -105,7 +105,7 @@ def probe(cache_dir="."):
     )
 
 
-def describe(machine):
+def describe(machine: MachineDescription) -> list[str]:
     """Human-readable lines, one per fact (what ``zernike3d hardware`` prints)."""
     lines = [
         f"CPU: {machine.cpu_cores} cores usable",

@@ -28,16 +28,24 @@ memory (and, for cpu-zarr, of the free disk); predicted times within ``TIME_TOLE
 are ties, won by the placement (or block of m values) that needs less memory.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.indexing import coefficient_count, nl_table
 from zernike3d.maths.transform import block_layout, fold_group_size, legendre_table_bytes, workspace_bytes
+
+if TYPE_CHECKING:
+    from zernike3d.maths.geometry import GridTables
+    from zernike3d.scheduling.hardware import MachineDescription
 
 PLACEMENTS = ("gpu-resident", "gpu-streamed", "cpu-ram", "cpu-zarr", "cpu-onthefly")
 #: plan to use at most this fraction of the free RAM, GPU memory and disk
@@ -184,7 +192,7 @@ class Estimate:
     why_not: str = ""
     shell_block: int = 0  # shells per block (every shell unless the numba backend takes blocks of shells)
 
-    def transform_options(self):
+    def transform_options(self) -> dict[str, Any]:
         """How to run it: ``backend`` for decompose/reconstruct, ``radial`` for
         :func:`zernike3d.io.basis_store.load_basis`, and ``max_workspace`` (bytes)."""
         radial = {"cpu-zarr": "stream", "cpu-onthefly": "recompute"}.get(self.placement, "memory")
@@ -205,7 +213,7 @@ class Plan:
     choice: Estimate | None
     gpu_id: int | None = None
 
-    def resources(self):
+    def resources(self) -> dict[str, int]:
         """Batch-system resources of the choice: mem_mb (10^6 bytes, as Snakemake counts),
         runtime (minutes), gpu (0 or 1), threads."""
         if self.choice is None:
@@ -217,10 +225,10 @@ class Plan:
             "threads": self.threads,
         }
 
-    def why_nothing_fits(self):
+    def why_nothing_fits(self) -> str:
         return "; ".join(f"{e.placement}: {e.why_not}" for e in self.estimates)
 
-    def table(self):
+    def table(self) -> str:
         """The estimates as text, one line per placement, then the choice."""
         lines = [f"{'placement':<14}{'host MiB':>10}{'GPU MiB':>10}{'seconds':>10}{'block m x shells':>18}  fits?"]
         for e in self.estimates:
@@ -237,8 +245,10 @@ class Plan:
         return "\n".join(lines)
 
 
-def plan_for(box, order, *, n_volumes=1, voxel_size=1.0, radius=None, center=None, stage="decompose",
-             machine=None, device=None, gpu_id=None, threads=None, max_memory_bytes=None, rates=None):
+def plan_for(box: int, order: int, *, n_volumes: int = 1, voxel_size: float = 1.0, radius: float | str | None = None,
+             center: Sequence[float] | None = None, stage: str = "decompose",
+             machine: MachineDescription | None = None, device: str | None = None, gpu_id: int | None = None,
+             threads: int | None = None, max_memory_bytes: int | None = None, rates: CpuRates | None = None) -> Plan:
     """Predict every placement of ``stage`` ('decompose' or 'reconstruct') and choose one.
 
     box: voxels per edge; voxel_size: Å; radius, center: as
@@ -288,7 +298,7 @@ def plan_for(box, order, *, n_volumes=1, voxel_size=1.0, radius=None, center=Non
 class Sizes:
     """Table sizes and op counts of one transform (see :mod:`zernike3d.maths.transform`)."""
 
-    grid: object
+    grid: GridTables
     stage: str
     order: int
     n_volumes: int
@@ -297,7 +307,7 @@ class Sizes:
     rows_of_l: tuple
 
     @classmethod
-    def of(cls, geometry, order, n_volumes, stage):
+    def of(cls, geometry: BallGeometry, order: int, n_volumes: int, stage: str) -> Sizes:
         grid = geometry.grid
         # ring-step visits per pair: the xy orbits of its ring, or without orbits its points
         members = grid.orbit_ring if grid.orbit_ring.size else grid.point_ring
@@ -314,15 +324,15 @@ class Sizes:
         )
 
     @property
-    def map_voxels(self):
+    def map_voxels(self) -> int:
         return self.n_volumes * self.box**3
 
     @property
-    def moment_bytes(self):
+    def moment_bytes(self) -> int:
         return self.n_volumes * coefficient_count(self.order) * 16
 
     @property
-    def data_bytes(self):
+    def data_bytes(self) -> int:
         """Maps and moments in host RAM: decompose reads float32 maps and returns the
         moments scaled by the voxel volume (a second array beside the sums: 161 MiB each at
         order 500); reconstruct makes float64 maps and converts one at a time to float32
@@ -332,31 +342,31 @@ class Sizes:
         return self.map_voxels * 8 + self.box**3 * 4 + self.moment_bytes
 
     @property
-    def n_lm(self):
+    def n_lm(self) -> int:
         return (self.order + 1) * (self.order + 2) // 2
 
     @property
-    def radial_bytes(self):
+    def radial_bytes(self) -> int:
         return sum(self.rows_of_l) * self.grid.n_shells * 8
 
     @property
-    def slab_bytes(self):
+    def slab_bytes(self) -> int:
         """One l of the stored radial table, (order // 2 + 1) x shells float64."""
         return (self.order // 2 + 1) * self.grid.n_shells * 8
 
     @property
-    def point_columns_bytes(self):
+    def point_columns_bytes(self) -> int:
         """The GPU backend's folded maps: (xy points, V x 2 x folds) float64."""
         return self.grid.n_points * self.n_volumes * 2 * self.grid.fold_dz.size * 8
 
-    def lm_count(self, m_block):
+    def lm_count(self, m_block: int) -> int:
         """(l, m) columns of the first (largest) block of ``m_block`` m values."""
         return sum(self.order + 1 - m for m in range(min(m_block, self.order + 1)))
 
-    def blocks(self, m_block):
+    def blocks(self, m_block: int) -> list[tuple[int, int]]:
         return [(m0, min(m0 + m_block, self.order + 1)) for m0 in range(0, self.order + 1, m_block)]
 
-    def block_sizes(self):
+    def block_sizes(self) -> Iterator[int]:
         """Candidate m-block sizes, largest first (the sequence the transform tries)."""
         size = self.order + 1
         while True:
@@ -365,7 +375,7 @@ class Sizes:
                 return
             size = max(1, size * 3 // 4)
 
-    def cpu_block_sizes(self):
+    def cpu_block_sizes(self) -> Iterator[tuple[int, int]]:
         """(m_block, peak bytes of the blocks) of the numba backend, largest first, where
         m_block sets the budget (``workspace_bytes``) within which the backend lays out its
         blocks (:meth:`cpu_layout`).
@@ -396,7 +406,7 @@ class Sizes:
                       for m0, m1 in self.blocks(m_block)]
             yield m_block, fixed + max(shells) + self.legendre_table_bytes(m_block)
 
-    def legendre_table_bytes(self, m_block):
+    def legendre_table_bytes(self, m_block: int) -> int:
         """decompose's table of Pbar_lm at the pairs (one map at low order) within the
         budget of ``m_block`` (:func:`zernike3d.maths.transform.legendre_table_bytes`)."""
         if self.stage != "decompose":
@@ -404,7 +414,7 @@ class Sizes:
         g, v = self.grid, self.n_volumes
         return legendre_table_bytes(g, self.order, v, workspace_bytes(g, self.order, v, m_block))
 
-    def gpu_block_sizes(self):
+    def gpu_block_sizes(self) -> Iterator[tuple[int, int]]:
         """(m_block, peak GPU bytes beyond the fixed arrays) of the CuPy backend.
 
         Per block: one (fold, ring) cell array per m, the shell sums, two point-column
@@ -420,14 +430,14 @@ class Sizes:
             temporaries = 2 * self.point_columns_bytes + 3 * cells * v * 16 + 6 * cells * 8
             yield m_block, max(load, rings + shells + temporaries)
 
-    def cpu_layout(self, m_block):
+    def cpu_layout(self, m_block: int) -> tuple[int, int, int]:
         """(m values, shells, folds of channels) of a block of the numba backend when it
         runs within the budget of ``m_block`` (:func:`zernike3d.maths.transform.block_layout`:
         it may take every m in blocks of shells instead)."""
         g = self.grid
         return block_layout(g, self.order, self.n_volumes, workspace_bytes(g, self.order, self.n_volumes, m_block))
 
-    def op_counts(self, m_block, shell_blocks=True):
+    def op_counts(self, m_block: int, shell_blocks: bool = True) -> dict[str, float]:
         """Operations of each step of the numba backend (see :class:`CpuRates`) within the
         budget of ``m_block``; ``shell_blocks`` False: blocks of m only, as the CuPy backend."""
         g, v = self.grid, self.n_volumes
@@ -451,7 +461,7 @@ class Sizes:
             "step": -(-g.n_shells // shell_block) * steps,
         }
 
-    def gpu_op_counts(self, m_block):
+    def gpu_op_counts(self, m_block: int) -> dict[str, float]:
         """Device bytes moved, FLOPs and kernel launches of the CuPy backend."""
         g, v = self.grid, self.n_volumes
         cells, m_count = g.pair_of.size, self.order + 1
@@ -463,7 +473,7 @@ class Sizes:
             "launches": self.n_lm * GPU_LAUNCHES_PER_LM + steps * GPU_LAUNCHES_PER_STEP + m_count * 8,
         }
 
-    def radial_rows_read(self, m_block):
+    def radial_rows_read(self, m_block: int) -> int:
         """R_nl rows (of every shell) that the radial steps of all blocks of the numba
         backend use within the budget of ``m_block`` (each l >= m0 per block of m)."""
         return sum(sum(self.rows_of_l[m0:]) for m0, _ in self.blocks(self.cpu_layout(m_block)[0]))
@@ -500,7 +510,7 @@ def _cpu_estimate(placement, sizes, machine, threads, budget, rates):
     fixed = BASE_PROCESS_BYTES + sizes.data_bytes + g.nbytes + radial_resident
     parallel = 1 + (max(threads, 1) - 1) * PARALLEL_EFFICIENCY
 
-    def seconds_for(m_block):
+    def seconds_for(m_block: int) -> float:
         counts = sizes.op_counts(m_block)
         compute = sum(getattr(rates, name) * counts[name] for name in counts if name != "step")
         seconds = compute / parallel + rates.step * counts["step"]
@@ -538,7 +548,7 @@ def _gpu_estimate(placement, sizes, machine, gpu, gpu_id, host_budget):
     host += 0 if resident else sizes.radial_bytes
     gpu_budget = HEADROOM * gpu.free_bytes if gpu is not None else 0
 
-    def seconds_for(m_block):
+    def seconds_for(m_block: int) -> float:
         parts = gpu_time_parts(sizes, m_block, rates, resident)
         return parts["kernels"] / rates.kernel_efficiency + parts["matmul"] + parts["launches"] + parts["transfers"]
 
@@ -556,7 +566,7 @@ def _gpu_estimate(placement, sizes, machine, gpu, gpu_id, host_budget):
                     workspace_bytes(g, sizes.order, v, max(m_block, 1)), not why_not, why_not, g.n_shells)
 
 
-def gpu_time_parts(sizes, m_block, rates, resident=True):
+def gpu_time_parts(sizes: Sizes, m_block: int, rates: GpuRates, resident: bool = True) -> dict[str, float]:
     """Predicted seconds of the CuPy backend by part: ``kernels`` (elementwise and sparse
     kernels at the full bandwidth/FLOP rates: divide by ``rates.kernel_efficiency``),
     ``matmul`` (the radial products), ``launches`` and ``transfers`` (host to GPU: maps,
@@ -572,7 +582,7 @@ def gpu_time_parts(sizes, m_block, rates, resident=True):
     }
 
 
-def gpu_rates(name, path=None):
+def gpu_rates(name: str, path: str | Path | None = None) -> GpuRates:
     """Rates measured for the GPU model ``name`` (stored in ``path``, default
     :data:`GPU_RATES_FILE`, by :func:`zernike3d.scheduling.calibration.calibrate_gpu`), else the
     datasheet entry whose name fragment occurs in ``name``, else GPU_FALLBACK."""
@@ -587,7 +597,7 @@ def gpu_rates(name, path=None):
     return GPU_FALLBACK
 
 
-def load_rates(path=RATES_FILE):
+def load_rates(path: str | Path = RATES_FILE) -> CpuRates:
     """The rates ``plan --calibrate`` stored for this CPU model, else :data:`CPU_RATES`."""
     try:
         rates = CpuRates(**json.loads(Path(path).read_text()))
@@ -596,7 +606,7 @@ def load_rates(path=RATES_FILE):
     return rates if rates.cpu_model == cpu_model() else CPU_RATES
 
 
-def cpu_model():
+def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo ('' where there is none)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -607,7 +617,7 @@ def cpu_model():
     return ""
 
 
-def radial_table_source(grid, order, rates=None):
+def radial_table_source(grid: GridTables, order: int, rates: CpuRates | None = None) -> tuple[bool, str]:
     """``(read, why)``: whether a radial table to be held in memory is predicted faster to
     read from the basis store (``read`` True) than to recompute, and a phrase saying why.
 

@@ -29,15 +29,21 @@ holds ``frame``: how the frame was found and the residual misfit per state); --f
 base aligns the two base maps.
 """
 
+from __future__ import annotations
+
 import json
 import math
 from pathlib import Path
 
 from zernike3d.errors import InputError
 from zernike3d.stages import common
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("moving", metavar="MOVING.npz", help="moments file of the map to move (or a job's results folder)")
     parser.add_argument("reference", metavar="REFERENCE.npz",
                         help="moments file of the reference map (or a job's results folder)")
@@ -61,7 +67,7 @@ def add_arguments(parser):
     )
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from zernike3d.analysis.alignment import align, express_in_reference_frame

@@ -9,18 +9,25 @@ the stages that follow. Several jobs may ask for the same store at once: one bui
 the others wait and reuse it.
 """
 
+from __future__ import annotations
+
 import json
 from pathlib import Path
 
 from zernike3d.errors import InputError
 from zernike3d.io.atomic import atomic_path, json_kind
 from zernike3d.stages import common
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
+    from pathlib import Path
 
 #: what --out may replace: an earlier basis.json
 RECORD_OUTPUT = json_kind(("key", "store", "geometry", "order"), "a basis.json written by `zernike3d basis`")
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT", help="dataset bundle (.npz) or map (.mrc)")
     common.add_order_arguments(parser)
     parser.add_argument("--cache", required=True, metavar="DIR", help="directory of the basis stores")
@@ -28,7 +35,7 @@ def add_arguments(parser):
     common.add_geometry_arguments(parser)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     from zernike3d.io.basis_store import basis_record, ensure_store
 
     common.check_outputs([args.input], [(args.out, RECORD_OUTPUT)])
@@ -48,7 +55,7 @@ def run(args):
     return 0
 
 
-def input_box(path):
+def input_box(path: str | Path) -> tuple[int, float]:
     """(box, voxel size in Å) of a dataset bundle or an MRC map."""
     suffix = Path(path).suffix.lower()
     if suffix == ".npz":

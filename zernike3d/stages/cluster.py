@@ -27,6 +27,8 @@ with a warning. The folder is written whole
 (all or nothing) and replaces only an earlier output of this stage.
 """
 
+from __future__ import annotations
+
 import csv
 from pathlib import Path
 
@@ -34,8 +36,12 @@ import numpy as np
 
 from zernike3d.errors import InputError
 from zernike3d.stages import common
+from typing import TYPE_CHECKING
 
-def add_arguments(parser):
+if TYPE_CHECKING:
+    import argparse
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", metavar="DATASET.npz", help="dataset bundle of a 3DVA job (import/preprocess)")
     parser.add_argument("--out-dir", type=Path, required=True, help="folder for the tables, figure and subsets")
     parser.add_argument("--k", type=int, default=None, help="number of clusters (default: no clustering)")
@@ -51,7 +57,7 @@ def add_arguments(parser):
     common.add_threads_argument(parser)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     from zernike3d.analysis import clusters as cl
     from zernike3d.analysis.latent_plots import index_points, plot_latent_pairs
     from zernike3d.io.atomic import atomic_path, folder_kind
@@ -77,7 +83,7 @@ def run(args):
 
     clustering = None
     if args.k is not None:
-        features = latents if args.space == "latent" else cl.invariant_features(invariants[1])
+        features = latents if args.space == "latent" else cl.invariant_features(invariants[1])  # type: ignore[index]  # --space invariants has them (checked above)
         clustering = cl.cluster(features, args.k, args.method, args.seed, args.threads)
     subsets = _selections(args, latents, invariants, clustering)
     table = None

@@ -1,12 +1,26 @@
 """Options shared by several stages, parsed the same way everywhere."""
 
+from __future__ import annotations
+
 import math
 import sys
+from typing import TYPE_CHECKING, overload
 
 from zernike3d.errors import InputError
 
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from pathlib import Path
+    from typing import Any, TypeVar
 
-def check_outputs(inputs, outputs):
+    from zernike3d.io.atomic import OutputKind
+    from zernike3d.maths.geometry import BallGeometry
+
+    Number = TypeVar("Number", int, float)  # the kind of number an option parses to
+
+
+def check_outputs(inputs: Iterable[str | Path | None], outputs: Iterable[tuple[str | Path | None, OutputKind]]) -> None:
     """Refuse, before any work, outputs that would destroy an input or a stranger's file.
 
     inputs: the paths the stage reads (None entries are skipped); outputs: ``(path,
@@ -25,7 +39,7 @@ def check_outputs(inputs, outputs):
     from zernike3d.io.atomic import check_replaceable, discard_incomplete
 
     read = [(str(p), Path(p).resolve()) for p in inputs if p is not None]
-    written = []
+    written: list[tuple[str, Path]] = []
     for path, kind in outputs:
         if path is None:
             continue
@@ -53,7 +67,7 @@ def check_outputs(inputs, outputs):
             discard_incomplete(path, kind)
 
 
-def require_memory(option, nbytes, what):
+def require_memory(option: str, nbytes: int, what: str) -> None:
     """Raise :class:`InputError` naming ``option`` if ``nbytes`` exceed the memory this
     machine has available now (psutil), before anything is allocated."""
     import psutil
@@ -64,7 +78,7 @@ def require_memory(option, nbytes, what):
                                  f"{available / 2**30:.3g} GiB available; ask for less")
 
 
-def require_box_memory(option, geometry, maps=1):
+def require_box_memory(option: str, geometry: BallGeometry, maps: int = 1) -> None:
     """:func:`require_memory` for ``maps`` float64 maps of the box of ``geometry`` plus
     building its grid tables (:func:`zernike3d.maths.geometry.grid_build_bytes`)."""
     from zernike3d.maths.geometry import grid_build_bytes
@@ -74,7 +88,7 @@ def require_box_memory(option, geometry, maps=1):
                    f"a {box}-voxel box ({maps} map(s) and the grid tables)" if maps else f"the grid tables of a {box}-voxel box")
 
 
-def add_geometry_arguments(parser):
+def add_geometry_arguments(parser: argparse.ArgumentParser) -> None:
     """``--radius`` and ``--center``: where the unit ball sits in the box."""
     from zernike3d.maths.geometry import DEFAULT_RADIUS
 
@@ -92,12 +106,12 @@ def add_geometry_arguments(parser):
     )
 
 
-def at_least(kind, least, strictly=False):
+def at_least(kind: Callable[[str], Number], least: Number, strictly: bool = False) -> Callable[[str], Number]:
     """An argparse ``type``: ``kind(text)`` refused unless it is >= ``least`` (> with
     ``strictly``)."""
     import argparse
 
-    def parse(text):
+    def parse(text: str) -> Number:
         try:
             value = kind(text)
         except ValueError:
@@ -110,13 +124,13 @@ def at_least(kind, least, strictly=False):
     return parse
 
 
-def add_threads_argument(parser):
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=at_least(int, 1), default=None, help="CPU threads (default: all cores)"
     )
 
 
-def add_subset_arguments(parser, what):
+def add_subset_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     """--subsets (each ``what``'s particles as cryoSPARC .cs/.csg), --particles-cs and
     --latents-only-subsets, as `cluster` and `match` share them."""
     parser.add_argument("--subsets", action="store_true", help=f"write each {what}'s particles as a cryoSPARC .cs/.csg")
@@ -127,7 +141,7 @@ def add_subset_arguments(parser, what):
                         "without its passthrough file): they then lack the particle images, CTF and poses")
 
 
-def parse_radius(text):
+def parse_radius(text: str | None) -> float | str | None:
     """'inscribed' | 'circumscribed' | a positive number of Å."""
     if text is None or text in ("inscribed", "circumscribed"):
         return text
@@ -140,7 +154,15 @@ def parse_radius(text):
     return value
 
 
-def parse_center(text, option="--center", unit="Å"):
+@overload
+def parse_center(text: str, option: str = ..., unit: str = ...) -> tuple[float, ...]: ...
+
+
+@overload
+def parse_center(text: None, option: str = ..., unit: str = ...) -> None: ...
+
+
+def parse_center(text: str | None, option: str = "--center", unit: str = "Å") -> tuple[float, ...] | None:
     """'x,y,z' in Å (or ``unit``) -> (x, y, z) finite floats, or None; InputError naming
     ``option``."""
     if text is None:
@@ -157,14 +179,15 @@ def parse_center(text, option="--center", unit="Å"):
     return values
 
 
-def parse_voxel_size(value, source="--voxel-size"):
+def parse_voxel_size(value: float | None, source: str = "--voxel-size") -> float | None:
     """A voxel size option in Å: None (not given) or a finite positive number."""
     if value is not None and not (math.isfinite(value) and value > 0):
         raise InputError(source, f"must be a finite positive number of Å, got {value}")
     return value
 
 
-def ball_geometry(box, voxel_size, radius=None, center=None, sources=None):
+def ball_geometry(box: int, voxel_size: float, radius: float | str | None = None,
+                  center: Sequence[float] | None = None, sources: Mapping[str, str] | None = None) -> BallGeometry:
     """:meth:`BallGeometry.for_box`, with a geometry that has no voxel in its ball, or an
     infinity, refused as :class:`InputError` naming the option (``--radius``,
     ``--center``) or what ``sources`` maps the field to (e.g. ``{"voxel_size": path}``)."""
@@ -184,7 +207,7 @@ def ball_geometry(box, voxel_size, radius=None, center=None, sources=None):
     return geometry
 
 
-def parse_order(value, source="--order"):
+def parse_order(value: int, source: str = "--order") -> int:
     """``value`` if it is an order whose moments of one map (16 bytes each, complex
     float64) fit in this machine's available memory; :class:`InputError` naming
     ``source`` before anything of that size is built."""
@@ -197,7 +220,7 @@ def parse_order(value, source="--order"):
     return value
 
 
-def add_order_arguments(parser):
+def add_order_arguments(parser: argparse.ArgumentParser) -> None:
     """``--order`` or ``--resolution`` (exactly one): how far the expansion goes."""
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument(
@@ -211,7 +234,7 @@ def add_order_arguments(parser):
     )
 
 
-def order_for(args, geometry):
+def order_for(args: argparse.Namespace, geometry: BallGeometry) -> int:
     """The order that ``--order`` or ``--resolution`` asks for in ``geometry``'s ball.
 
     Prints the order and the resolution it is expected to reach (the relation of
@@ -245,7 +268,7 @@ def order_for(args, geometry):
     return order
 
 
-def add_device_arguments(parser):
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     """``--device``, ``--gpu-id``, ``--max-memory``: where the transform runs."""
     group = parser.add_argument_group("hardware (default: the planner's choice; see `zernike3d plan`)")
     group.add_argument(
@@ -259,7 +282,8 @@ def add_device_arguments(parser):
     group.add_argument("--max-memory", type=at_least(float, 0, strictly=True), default=None, metavar="GiB", help="cap on host memory")
 
 
-def transform_options(args, geometry, order, n_volumes, stage, basis_path=None):
+def transform_options(args: argparse.Namespace, geometry: BallGeometry, order: int, n_volumes: int, stage: str,
+                      basis_path: str | Path | None = None) -> dict[str, Any]:
     """Plan the transform for this machine: keyword arguments for decompose/reconstruct,
     with the basis placed as planned (read from the store ``basis_path`` when given).
 
@@ -269,8 +293,8 @@ def transform_options(args, geometry, order, n_volumes, stage, basis_path=None):
     """
     import os
 
-    from zernike3d.scheduling.hardware import cuda_ordinal, probe
     from zernike3d.maths.basis import Basis
+    from zernike3d.scheduling.hardware import cuda_ordinal, probe
     from zernike3d.scheduling.planner import plan_for, radial_table_source
 
     machine = probe()
@@ -301,6 +325,7 @@ def transform_options(args, geometry, order, n_volumes, stage, basis_path=None):
         read, why = radial_table_source(geometry.grid, order)
         print(f"basis: radial table {'read from ' + str(basis_path) if read else 'recomputed'}: {why}")
     if read:
+        assert basis_path is not None  # read only when given
         from zernike3d.io.basis_store import load_basis  # zarr: only when the store is read
 
         # the planner has built the grid tables: only the radial table is read
@@ -326,7 +351,7 @@ def dataset_name(path: str) -> str:
     folder's name for the workflow's results/<dataset>/preprocessed.npz (and dataset.npz)."""
     from pathlib import Path
 
-    path = Path(path)
-    if path.stem in _WORKFLOW_BUNDLES and path.resolve().parent.name:
-        return path.resolve().parent.name
-    return path.stem
+    bundle = Path(path)
+    if bundle.stem in _WORKFLOW_BUNDLES and bundle.resolve().parent.name:
+        return bundle.resolve().parent.name
+    return bundle.stem

@@ -18,6 +18,8 @@ the particles open; 2 components; its base the particles' mean, as 3DVA's), whic
 conditions, as the workflow's example compares them.
 """
 
+from __future__ import annotations
+
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,10 @@ from zernike3d.stages import common
 from zernike3d.stages.decompose import report_outside
 from zernike3d.stages.invariants import write_invariants
 from zernike3d.synthetic import SYNTHETIC_PARTICLE_COUNT, chiral_phantom, write_3dva_job
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 VOXEL_SIZE = 1.0
 #: what --out and --job-dir may replace: folders written by earlier runs of the same mode
@@ -38,7 +44,7 @@ EXAMPLE_FOLDER = folder_kind("example")
 JOB_FOLDER = folder_kind("example --job-dir")
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="zernike3d-example", metavar="DIR", help="output folder")
     parser.add_argument("--box", type=int, default=48, help="phantom box in voxels")
     parser.add_argument("--order", type=int, default=30, help="highest Zernike order n")
@@ -57,7 +63,7 @@ def add_arguments(parser):
     job.add_argument("--shift", default=None, metavar="X,Y,Z", help="with --open-share: then move it by this (Å)")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     if args.box < 1:
         raise InputError("--box", f"must be a positive number of voxels, got {args.box}")
     common.require_box_memory("--box", BallGeometry.for_box(args.box, VOXEL_SIZE), maps=3)
@@ -102,7 +108,7 @@ def run(args):
     return 0
 
 
-def write_job(args):
+def write_job(args: argparse.Namespace) -> int:
     """The --job-dir mode: :func:`zernike3d.synthetic.write_3dva_job`, atomically."""
     if args.components < 1:
         raise InputError("--components", f"must be at least 1, got {args.components}")

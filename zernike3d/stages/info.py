@@ -5,12 +5,19 @@ bundle (written by `zernike3d import` / `preprocess`): its volumes, box and voxe
 particles and the range of each latent, and the steps that made it.
 """
 
+from __future__ import annotations
+from typing import TYPE_CHECKING
 
-def add_arguments(parser):
+if TYPE_CHECKING:
+    import argparse
+    from zernike3d.io.dataset import Dataset
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE.npz", help="moments file or dataset bundle")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     kind = _format_of(args.file)
     if kind == "zernike3d-dataset":
         from zernike3d.io.dataset import Dataset
@@ -31,7 +38,7 @@ def _format_of(path):
         return members.scalar("format", "U") if "format" in members else ""
 
 
-def describe_dataset(dataset):
+def describe_dataset(dataset: Dataset) -> str:
     """A short multi-line summary of a :class:`~zernike3d.io.dataset.Dataset`."""
     import numpy as np
 

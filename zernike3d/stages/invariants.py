@@ -14,6 +14,8 @@ the invariants of every particle's map, F_nl(z) for its latents z, are also writ
 the zarr store --particles-out (format: :mod:`zernike3d.io.particle_invariants`).
 """
 
+from __future__ import annotations
+
 import csv
 from pathlib import Path
 
@@ -24,20 +26,28 @@ from zernike3d.io.atomic import atomic_path, atomic_paths, csv_kind, npz_kind
 from zernike3d.io.dataset import Dataset
 from zernike3d.moments import Moments
 from zernike3d.stages import common
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from pathlib import Path
+    import numpy as np
+    from zernike3d.io.atomic import OutputKind
 
 
 #: the ``format`` entry of an invariants .npz
 NPZ_FORMAT = "zernike3d-invariants"
 
 
-def table_kind(path):
+def table_kind(path: str | Path) -> OutputKind:
     """What the invariants table at ``path`` (.csv or .npz by suffix) may replace."""
     if Path(path).suffix.lower() == ".csv":
         return csv_kind(["n", "l"], "an invariants CSV written by zernike3d (header n,l,...)")
     return npz_kind(NPZ_FORMAT, f"an invariants file written by zernike3d (format {NPZ_FORMAT!r})")
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("moments", metavar="M.npz", help="moments file")
     parser.add_argument("--out", required=True, metavar="F.csv|F.npz", help="invariants file to write")
     parser.add_argument("--particles", metavar="dataset.npz", help="3DVA dataset: also write per-particle invariants")
@@ -49,7 +59,7 @@ def add_arguments(parser):
     )
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     from zernike3d.io import particle_invariants
     from zernike3d.io.particle_invariants import write_particle_invariants
     from zernike3d.analysis.latents import check_job
@@ -92,7 +102,7 @@ def run(args):
     return 0
 
 
-def write_invariants(path, invariants, nl, names):
+def write_invariants(path: str | Path, invariants: np.ndarray, nl: np.ndarray, names: Sequence[str]) -> None:
     """Write invariants (V, n_nl) as CSV (one row per (n, l), full float precision) or as
     .npz (with ``format`` = :data:`NPZ_FORMAT`), by the suffix of ``path``; atomically."""
     with atomic_path(path, table_kind(path)) as tmp:

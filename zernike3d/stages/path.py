@@ -13,6 +13,8 @@ against z_j with the particles' density, the paths, the cluster centres (--clust
 the points of a reconstruct index.csv (--index, e.g. the series).
 """
 
+from __future__ import annotations
+
 import csv
 from pathlib import Path
 
@@ -20,9 +22,13 @@ import numpy as np
 
 from zernike3d.errors import InputError
 from zernike3d.stages import common
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", metavar="DATASET.npz", help="dataset bundle of a 3DVA job (import/preprocess)")
     parser.add_argument("--between", nargs=2, action="append", required=True, metavar=("A", "B"),
                         help="a path from state A to state B: cluster_NN, uid:UID, index:ROW or z:z0,z1,..")
@@ -35,7 +41,7 @@ def add_arguments(parser):
     parser.add_argument("--index", metavar="index.csv", help="points to mark on the figure (a reconstruct index.csv)")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     from zernike3d.analysis.latent_plots import index_points, plot_latent_pairs
     from zernike3d.analysis.paths import particle_path, resample
     from zernike3d.io.atomic import atomic_paths, csv_kind

@@ -7,15 +7,21 @@ free. CPU times use rates measured on a reference machine unless this one was
 calibrated (--calibrate); GPU times are datasheet leads, not measurements.
 """
 
+from __future__ import annotations
+
 import dataclasses
 
 from zernike3d.errors import InputError
 from zernike3d.scheduling.hardware import describe, probe
 from zernike3d.maths.indexing import nl_table
 from zernike3d.stages import common
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--box", type=int, help="voxels per box edge")
     parser.add_argument("--order", type=int, help="highest Zernike order n")
     parser.add_argument("--volumes", type=int, default=1, help="maps transformed together (1 + 3DVA components)")
@@ -36,7 +42,7 @@ def add_arguments(parser):
                         "reads them (~/.cache/zernike3d/cpu-rates.json)")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     from zernike3d.scheduling.calibration import calibrate
     from zernike3d.scheduling.planner import CPU_RATES, RATES_FILE, load_rates, plan_for
 

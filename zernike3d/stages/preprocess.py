@@ -18,25 +18,41 @@ Steps run in this order, each only if asked for, each recorded in the provenance
 With none of them, the dataset is copied unchanged.
 """
 
+from __future__ import annotations
+
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from zernike3d.errors import InputError
-from zernike3d.io.cmm import read_single_marker
 from zernike3d.io import dataset as dataset_file
+from zernike3d.io.cmm import read_single_marker
 from zernike3d.io.dataset import Dataset, input_record, provenance_step
 from zernike3d.io.mrc import read_map
 from zernike3d.maths.preprocessing import (
-    MIN_BINNED_BOX, binning_problem, center_of_mass, crop_box, fourier_bin, soft_sphere_mask, soften_mask,
+    MIN_BINNED_BOX,
+    binning_problem,
+    center_of_mass,
+    crop_box,
+    fourier_bin,
+    soft_sphere_mask,
+    soften_mask,
 )
 from zernike3d.stages import common
 from zernike3d.stages.common import parse_center
 
+if TYPE_CHECKING:
+    import argparse
+    from pathlib import Path
+
+    from zernike3d.io.dataset import Dataset
+    from zernike3d.io.mrc import MapFile
+
 DEFAULT_EDGE_VOXELS = 3
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="dataset .npz from `zernike3d import`")
     parser.add_argument("--out", required=True, metavar="PREP.npz", help="output dataset")
     parser.add_argument("--crop", type=int, metavar="N", help="crop (or pad) to N voxels")
@@ -52,7 +68,7 @@ def add_arguments(parser):
                         "voxels; a mask file default: 0, used as it is)")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     inputs = [args.dataset, _is_file_mask(args.mask) and args.mask or None,
               args.center if args.center and args.center.lower().endswith(".cmm") else None]
     common.check_outputs(inputs, [(args.out, dataset_file.OUTPUT)])
@@ -85,11 +101,11 @@ def run(args):
     return 0
 
 
-def crop_dataset(dataset, box, center_text, source):
+def crop_dataset(dataset: Dataset, box: int, center_text: str | None, source: dict[str, str]) -> Dataset:
     """Crop every map to ``box`` voxels around the point ``center_text`` names (see module doc)."""
     inputs = [source]
     if center_text is None:
-        center_A = ((dataset.box // 2) * dataset.voxel_size,) * 3
+        center_A: tuple[float, ...] = ((dataset.box // 2) * dataset.voxel_size,) * 3
     elif center_text == "com":
         try:
             center_A = center_of_mass(dataset.maps[0], dataset.voxel_size)
@@ -103,7 +119,7 @@ def crop_dataset(dataset, box, center_text, source):
         center_A = parse_center(center_text)
     center_zyx = tuple(int(np.rint(c / dataset.voxel_size)) for c in center_A[::-1])
     if not all(-box < c - box // 2 < dataset.box for c in center_zyx):
-        raise InputError(center_text if center_text.lower().endswith(".cmm") else "--center",
+        raise InputError(center_text if center_text is not None and center_text.lower().endswith(".cmm") else "--center",
                          f"a {box}-voxel box around ({', '.join(f'{c:g}' for c in center_A)}) Å lies wholly "
                          f"outside the {dataset.box}-voxel input: it would hold only zeros")
     maps, start_zyx, padded = crop_box(dataset.maps, center_zyx, box)
@@ -119,7 +135,7 @@ def crop_dataset(dataset, box, center_text, source):
     return dataset.with_step(step, maps=maps, origin=origin)
 
 
-def bin_dataset(dataset, factor, source):
+def bin_dataset(dataset: Dataset, factor: int, source: dict[str, str]) -> Dataset:
     """Fourier-bin every map by ``factor``; voxel size x factor, origin unchanged. Warns
     when the binned box's centre voxel (box // 2, where the ball goes by default) is not
     where the input's was."""
@@ -136,7 +152,7 @@ def bin_dataset(dataset, factor, source):
                              voxel_size=dataset.voxel_size * factor)
 
 
-def sphere_mask_dataset(dataset, radius, edge, source):
+def sphere_mask_dataset(dataset: Dataset, radius: float, edge: float, source: dict[str, str]) -> Dataset:
     """Multiply every map by a soft sphere about voxel box//2 (radius, edge in Å)."""
     if edge is None:
         edge = DEFAULT_EDGE_VOXELS * dataset.voxel_size
@@ -157,7 +173,8 @@ def sphere_mask_dataset(dataset, radius, edge, source):
     return dataset.with_step(step, maps=dataset.maps * mask)
 
 
-def file_mask_dataset(dataset, mask_file, mask_path, edge, source):
+def file_mask_dataset(dataset: Dataset, mask_file: MapFile, mask_path: str | Path, edge: float,
+                      source: dict[str, str]) -> Dataset:
     """Multiply every map by a user mask (already checked to have the dataset's box)."""
     if not np.isclose(mask_file.voxel_size, dataset.voxel_size, rtol=1e-3):
         warnings.warn(f"{mask_path}: voxel size {mask_file.voxel_size:.4g} Å differs from the "

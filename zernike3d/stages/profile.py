@@ -15,15 +15,21 @@ $XDG_CONFIG_DIRS). The workflow's own profile, workflow/profiles/default/, is ad
 top automatically. After changing the site file, install again (--force).
 """
 
+from __future__ import annotations
+
 import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from zernike3d.errors import InputError
 from zernike3d.scheduling.nodes import node_types_text, query_nodes
+
+if TYPE_CHECKING:
+    import argparse
 
 #: the site keys, their defaults and what they mean (also documented in config/README.md)
 SITE_KEYS = {
@@ -54,7 +60,7 @@ FINISH_COMPONENTS = 8
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.,:\-]+$")
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("install", "show", "where"), help="what to do")
     parser.add_argument("--site", default=None, metavar="FILE.yaml",
                         help=f"site settings (default: {DEFAULT_SITE} if it exists, else built-in defaults)")
@@ -63,7 +69,7 @@ def add_arguments(parser):
     parser.add_argument("--force", action="store_true", help="overwrite an existing profile")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     if args.action == "where":
         for directory in search_dirs():
             print(directory / PROFILE_NAME)
@@ -91,21 +97,21 @@ def run(args):
     return 0
 
 
-def xdg_config_home():
+def xdg_config_home() -> Path:
     return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
 
 
-def default_profile_dir():
+def default_profile_dir() -> Path:
     return xdg_config_home() / "snakemake" / PROFILE_NAME
 
 
-def search_dirs():
+def search_dirs() -> list[Path]:
     """Where `snakemake --profile NAME` looks, in order (snakemake/cli.py get_profile_dir)."""
     site_dirs = os.environ.get("XDG_CONFIG_DIRS") or "/etc/xdg"
     return [Path.cwd(), xdg_config_home() / "snakemake", Path(site_dirs.split(":")[0]) / "snakemake"]
 
 
-def load_site(path=None):
+def load_site(path: str | Path | None = None) -> tuple[str | None, dict[str, Any]]:
     """``(path or None, settings)``: the site file merged over the defaults, checked."""
     site = {key: default for key, (default, _) in SITE_KEYS.items()}
     if path is None and Path(DEFAULT_SITE).is_file():
@@ -129,7 +135,7 @@ def load_site(path=None):
     return str(p), site
 
 
-def check_site(source, site):
+def check_site(source: str | Path, site: dict[str, Any]) -> None:
     for key in ("partition", "gpu_partition", "account", "qos", "gpu_model"):
         value = site[key]
         if value is not None and not (isinstance(value, (str, int)) and NAME_PATTERN.match(str(value))):
@@ -159,7 +165,8 @@ def _yaml_value(value):
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
 
 
-def render_profile(site, source=None, nodes=None):
+def render_profile(site: dict[str, Any], source: str | None = None,
+                   nodes: dict[str, list[dict[str, int]]] | None = None) -> str:
     """The text of the profile's config.yaml for the site settings ``site`` and the
     partitions' node types ``nodes`` (:func:`zernike3d.scheduling.nodes.query_nodes`)."""
     s = dict(site)

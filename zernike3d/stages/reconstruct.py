@@ -26,26 +26,41 @@ records GROUP.mp4 (GROUP_movie.py) where ChimeraX is installed, and says in one 
 where it is not.
 """
 
+from __future__ import annotations
+
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from zernike3d.analysis.latents import (
+    MAPS_BUDGET,
+    check_job,
+    maps_at_points,
+    mapspace_maps,
+    select_points,
+    transforms_needed,
+)
 from zernike3d.errors import InputError
 from zernike3d.io import chimerax
 from zernike3d.io.atomic import atomic_path, folder_kind
 from zernike3d.io.dataset import Dataset
 from zernike3d.io.mrc import MAP_OUTPUT, write_map
-from zernike3d.analysis.latents import (MAPS_BUDGET, check_job, mapspace_maps, maps_at_points, select_points,
-                                       transforms_needed)
 from zernike3d.moments import Moments
 from zernike3d.stages import common
+
+if TYPE_CHECKING:
+    import argparse
+
+    from zernike3d.io.mrc import MapFile
+    from zernike3d.moments import Moments
 
 #: what --out-dir may replace: a folder written by an earlier `reconstruct --out-dir`
 MAPS_FOLDER = folder_kind("reconstruct --out-dir")
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("moments", metavar="M.npz", help="moments file")
     parser.add_argument("--out", metavar="MAP.mrc", help="map to write (one volume)")
     parser.add_argument("--order", type=int, default=None, help="highest order used (default: all stored)")
@@ -69,7 +84,7 @@ def add_arguments(parser):
     common.add_device_arguments(parser)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     outputs = [(args.out_dir, MAPS_FOLDER)] if args.particles is not None else [(args.out, MAP_OUTPUT)]
     common.check_outputs([args.moments, args.particles], outputs)
     moments = Moments.load(args.moments)
@@ -103,7 +118,7 @@ def run(args):
     return 0
 
 
-def write_latent_maps(args, moments):
+def write_latent_maps(args: argparse.Namespace, moments: Moments) -> int:
     """The --particles mode: every chosen latent point's map and index.csv, written into
     a temporary folder that replaces --out-dir when all are complete."""
     if args.out_dir is None:
@@ -119,7 +134,7 @@ def write_latent_maps(args, moments):
     options = common.transform_options(args, geometry, moments.order, batch, "reconstruct")
     rows = []
     with atomic_path(args.out_dir, MAPS_FOLDER) as folder:
-        def transform(volumes):
+        def transform(volumes: Moments) -> list[MapFile]:
             return volumes.reconstruct(box=args.box, voxel_size=args.voxel_size, progress=True, **options)
 
         for point, result in _quietly(maps_at_points(moments, points, transform, batch)):

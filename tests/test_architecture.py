@@ -1,0 +1,84 @@
+"""The import rules of docs/architecture.md, checked over the package's source (imports
+inside functions included), so that the page cannot go stale."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "zernike3d"
+
+#: what each part of the package may import from the package, besides itself. The base
+#: modules (errors, progress and the package's ``__init__``) import nothing of ours and may be
+#: imported by every part.
+BASE = {"zernike3d", "errors", "progress"}
+LIBRARY = {"maths", "io", "moments", "plots", "synthetic", "analysis", "scheduling"}
+MAY_IMPORT = {
+    "maths": set(),
+    "io": {"maths"},
+    "moments": {"maths", "io"},
+    "plots": {"maths", "io"},
+    "synthetic": {"maths", "io", "moments"},
+    "analysis": {"maths", "io", "moments", "plots"},
+    "scheduling": {"maths", "io", "analysis"},
+    "stages": LIBRARY,
+    # the workflow's config checks, then the entry points (command line, measured runner)
+    "workflow_config": LIBRARY | {"stages"},
+    "cli": LIBRARY | {"stages", "workflow_config", "measured"},
+    "measured": LIBRARY | {"stages", "workflow_config", "cli"},
+    "__main__": LIBRARY | {"stages", "workflow_config", "measured", "cli"},
+}
+
+
+def part(module: str) -> str:
+    """The part of the package a dotted module name belongs to: ``zernike3d.maths.radial`` ->
+    ``maths``, ``zernike3d.moments`` -> ``moments``, ``zernike3d`` -> ``zernike3d``."""
+    names = module.split(".")
+    return names[1] if len(names) > 1 else names[0]
+
+
+def module_of(path: Path) -> str:
+    """``zernike3d/maths/radial.py`` -> ``zernike3d.maths.radial``; a package's ``__init__.py`` -> the package."""
+    names = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(names[:-1] if names[-1] == "__init__" else names)
+
+
+def is_module(name: str) -> bool:
+    """Whether ``zernike3d.<name>`` is a module or subpackage (not a name defined in ``__init__``)."""
+    return (PACKAGE / f"{name}.py").is_file() or (PACKAGE / name / "__init__.py").is_file()
+
+
+def imports_of(path: Path) -> set[tuple[str, int]]:
+    """The package's modules that ``path`` imports, with the line of each import."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {(alias.name, node.lineno) for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}:{node.lineno}: relative import (the package uses absolute ones)"
+            if node.module == "zernike3d":  # from zernike3d import errors (a module), __version__ (not one)
+                found |= {(f"zernike3d.{alias.name}" if is_module(alias.name) else "zernike3d", node.lineno)
+                          for alias in node.names}
+            else:
+                found.add((node.module, node.lineno))
+    return {(name, line) for name, line in found if name.split(".")[0] == "zernike3d"}
+
+
+def test_every_module_has_a_part():
+    for path in PACKAGE.rglob("*.py"):
+        assert part(module_of(path)) in MAY_IMPORT.keys() | BASE, (
+            f"{path}: a part of the package docs/architecture.md and this test do not know")
+
+
+def test_no_import_goes_up():
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = part(module_of(path))
+        allowed = BASE if source in BASE else MAY_IMPORT[source] | BASE
+        for target, line in sorted(imports_of(path)):
+            if part(target) != source and part(target) not in allowed:
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {target}")
+    assert not wrong, "imports against docs/architecture.md:\n" + "\n".join(wrong)
+
+
+def test_the_base_imports_nothing_of_ours():
+    for name in ("errors.py", "progress.py", "__init__.py"):
+        assert not imports_of(PACKAGE / name), name
