@@ -27,6 +27,12 @@ numba).
     python benchmarks/bench_startup.py
     python benchmarks/bench_startup.py --repeats 7 --top-ms 20
     python benchmarks/bench_startup.py --threshold
+    python benchmarks/bench_startup.py --figure
+
+``--figure`` times a stage's other fixed cost that issue 21 names: the latent-space figure
+of `zernike3d cluster` and `zernike3d path` (``plot_latent_pairs``: 15 panels for 6
+components, 3 clusters) for 1,000 and 500,000 random particles, best of --repeats in one
+process, after matplotlib's import (timed in a fresh process).
 """
 
 import argparse
@@ -87,6 +93,40 @@ for box, order in zip(*[iter(map(int, sys.argv[1:]))] * 2):
         best[backend] = min(runs)
     print(box, order, transform_work(geometry.grid.n_pairs, order, 1), best["numba"], best["numpy"])
 """
+
+#: a process timing plot_latent_pairs (argv: particles, components, repeats); prints seconds
+FIGURE = """
+import sys, tempfile, time, numpy as np
+from zernike3d.analysis.latent_plots import plot_latent_pairs
+particles, components, repeats = map(int, sys.argv[1:])
+rng = np.random.default_rng(0)
+latents = rng.standard_normal((particles, components))
+labels = rng.integers(0, 3, particles)
+centres = {f"cluster_{c:02d}": latents[c] for c in range(3)}
+runs = []
+with tempfile.TemporaryDirectory() as tmp:
+    for r in range(repeats + 1):  # the first draws also load the fonts
+        t0 = time.perf_counter()
+        plot_latent_pairs(f"{tmp}/latents.png", latents, f"{particles} particles\\n3 k-means clusters", labels=labels,
+                          centres=centres)
+        runs.append(time.perf_counter() - t0)
+print(runs[0], min(runs[1:]))
+"""
+
+
+def figure(env, repeats):
+    """Print the latent-space figure's seconds (see the module docstring)."""
+    imports = min(wall([sys.executable, "-c", "import matplotlib.figure, matplotlib.backends.backend_agg"], env)[0]
+                  - wall([sys.executable, "-c", "import numpy"], env)[0] for _ in range(repeats))
+    print(f"latent-space figure (plot_latent_pairs), 6 components: 15 panels "
+          f"({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
+    print(f"import matplotlib's Figure and Agg canvas (beyond numpy): {imports:.2f} s")
+    for particles in (1_000, 500_000):
+        out = subprocess.run([sys.executable, "-c", FIGURE, str(particles), "6", str(repeats)], check=True, env=env,
+                             capture_output=True, text=True).stdout.split()
+        print(f"{particles:>9,} particles: first figure {float(out[0]):.2f} s, then {float(out[1]):.2f} s "
+              f"(best of {repeats})")
+
 
 #: (box, order) of the --threshold measurement
 THRESHOLD_SIZES = ((48, 20), (64, 20), (64, 30), (96, 20), (96, 30))
@@ -164,10 +204,14 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--top-ms", type=float, default=30.0, help="list the imports above this (ms)")
     parser.add_argument("--threshold", action="store_true", help="measure the auto backend's NumPy/numba threshold")
+    parser.add_argument("--figure", action="store_true", help="time the latent-space figure of cluster and path")
     args = parser.parse_args()
     env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
     if args.threshold:
         threshold(env, args.repeats)
+        return
+    if args.figure:
+        figure(env, args.repeats)
         return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
