@@ -2,16 +2,17 @@
 
 Each panel is the particles' density (log counts in DENSITY_BINS x DENSITY_BINS cells,
 from a random sample of at most :data:`DENSITY_SAMPLE` particles; empty cells blank),
-with overlays: particles coloured by cluster (a
-random sample of at most :data:`SCATTER_SAMPLE`), cluster centres (labelled stars), the
-points of reconstructed maps such as the series (black crosses) and paths (lines through
+with overlays: particles coloured by cluster (a random sample of at most
+:data:`SCATTER_SAMPLE`), cluster centres (labelled stars), the points of reconstructed maps such as the series (black crosses) and paths (lines through
 their frames). A job with a single component gets one histogram of z_0 with the overlays
 as vertical marks. Latents are unitless (cryoSPARC ``components_mode_{k}/value``).
 
 The figures are cheap to draw whatever the number of particles: a fixed layout (a
 constrained one draws every text twice more), the density as one image per panel (a
 hexbin drew thousands of polygons), and samples of the particles (15 panels of 1,000
-particles took 3.4 s with hexbins and the constrained layout, 1.7 s now, 2 shared cores).
+particles took 3.5 s with hexbins and the constrained layout, 1.9 s now with about 6
+ticks an axis, on 2 shared cores under load: ``python benchmarks/bench_startup.py
+--figure``).
 """
 
 from pathlib import Path
@@ -61,7 +62,7 @@ def plot_latent_pairs(path: str | Path, latents: np.ndarray, title: str, *, labe
             continue
         counts, x_edges, y_edges = np.histogram2d(latents[dense, i], latents[dense, j], bins=DENSITY_BINS)
         _cell_image(ax, np.where(counts > 0, counts, np.nan), x_edges, y_edges, cmap="Greys",
-                    norm=LogNorm(0.5, max(2.0, counts.max())))  # 0.5: a single particle shows light grey
+                    norm=LogNorm(1.0, max(2.0, counts.max())))
         if labels is not None:
             ax.scatter(latents[sample, i], latents[sample, j], c=labels[sample], cmap="tab10",
                        vmin=-0.5, vmax=9.5, s=2, alpha=0.5, linewidths=0)
@@ -75,6 +76,7 @@ def plot_latent_pairs(path: str | Path, latents: np.ndarray, title: str, *, labe
                         textcoords="offset points", fontsize=8)
         ax.set_xlabel(f"z_{i}")
         ax.set_ylabel(f"z_{j}")
+        ax.locator_params(nbins=5)  # ticks are most of the drawing: about 6 an axis, not 9
         if (series is not None and len(series)) or paths:
             ax.legend(fontsize=7, loc="best")
     for ax in axes[len(pairs):]:
