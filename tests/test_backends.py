@@ -98,7 +98,11 @@ def test_csr_group_sums_match_numpy_group_sums():
 
 
 def test_auto_backend_runs_numpy_on_small_work_and_numba_beyond():
-    from zernike3d.maths.backends import AUTO_NUMPY_WORK, resolve_backend, transform_work
+    from zernike3d.maths.backends import (
+        AUTO_NUMPY_WORK,
+        resolve_backend,
+        transform_work,
+    )
 
     grid = BallGeometry.for_box(64, 1.0).grid
     assert resolve_backend("auto", transform_work(grid.n_pairs, 20, 1)) == "numpy"

@@ -44,7 +44,7 @@ def plot_latent_pairs(path: str | Path, latents: np.ndarray, title: str, *, labe
     latents = np.asarray(latents, dtype=np.float64)
     centres, paths = centres or {}, paths or {}
     k = latents.shape[1]
-    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)] or [(0, None)]
+    pairs: list[tuple[int, int | None]] = [(i, j) for i in range(k) for j in range(i + 1, k)] or [(0, None)]
     columns = min(3, len(pairs))
     rows = -(-len(pairs) // columns)
     width, height = 4.2 * columns, 4.0 * rows + 0.4

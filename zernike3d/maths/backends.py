@@ -139,7 +139,8 @@ class NumbaBackend:
     xp = np
 
     def __init__(self, plan, n_volumes: int, threads: int | None = None):
-        from zernike3d.maths import _kernels  # imports numba: only when this backend runs
+        # numba is imported only when this backend runs
+        from zernike3d.maths import _kernels
 
         self._kernels = _kernels
         self.plan = plan
@@ -289,11 +290,12 @@ class GroupSums:
             self._starts = indptr[self._groups]
             self._gather = np.where(group >= 0, group, n_groups)  # n_groups: a zero row
             return
-        ones = xp.ones(member.size)
-        self._matrix = sparse.csr_matrix((ones, xp.asarray(order), xp.asarray(indptr)), shape=self.shape)
+        ones, index = xp.ones(member.size), np.int32  # CSR indices as scipy.sparse made them (cuSPARSE's int32)
+        self._matrix = sparse.csr_matrix((ones, xp.asarray(order, dtype=index), xp.asarray(indptr, dtype=index)),
+                                         shape=self.shape)
         member_indptr = np.concatenate([[0], np.cumsum(group >= 0)])
-        self._transpose = sparse.csr_matrix((ones, xp.asarray(group[member]), xp.asarray(member_indptr)),
-                                            shape=self.shape[::-1])
+        self._transpose = sparse.csr_matrix((ones, xp.asarray(group[member], dtype=index),
+                                             xp.asarray(member_indptr, dtype=index)), shape=self.shape[::-1])
 
     def sum(self, x):
         """G @ x: (n_groups, ...) from x (n_members, ...)."""
