@@ -114,7 +114,7 @@ print(runs[0], min(runs[1:]))
 """
 
 
-def figure(env, repeats):
+def figure(env: dict[str, str], repeats: int) -> None:
     """Print the latent-space figure's seconds (see the module docstring)."""
     imports = min(wall([sys.executable, "-c", "import matplotlib.figure, matplotlib.backends.backend_agg"], env)[0]
                   - wall([sys.executable, "-c", "import numpy"], env)[0] for _ in range(repeats))
@@ -132,7 +132,7 @@ def figure(env, repeats):
 THRESHOLD_SIZES = ((48, 20), (64, 20), (64, 30), (96, 20), (96, 30))
 
 
-def threshold(env, repeats):
+def threshold(env: dict[str, str], repeats: int) -> None:
     """Print numba's start-up, the numpy backend's extra cost per unit of work, and the
     break-even work (see the module docstring)."""
     starts = []

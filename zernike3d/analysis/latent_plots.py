@@ -186,7 +186,7 @@ def plot_latent_scores(path, latents, scores, stems, best_points, title):
     fig.savefig(path, dpi=110, metadata={"Software": SOFTWARE})
 
 
-def _mean_image(ax, x, y, values, low, high, bins=50):
+def _mean_image(ax, x: np.ndarray, y: np.ndarray, values: np.ndarray, low: float, high: float, bins: int = 50):
     """The mean of ``values`` in each of ``bins`` x ``bins`` cells spanning ``x`` and
     ``y`` (empty cells blank), drawn on ``ax``; returns the image (for a colour bar)."""
     counts, x_edges, y_edges = np.histogram2d(x, y, bins=bins)

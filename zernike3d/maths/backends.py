@@ -28,6 +28,7 @@ one l at those shells on the backend's device (kept resident when ``radial_resid
 
 import contextlib
 import threading
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -245,7 +246,7 @@ class NumbaBackend:
         return np.concatenate([[s0], chunks, [s1]]).astype(np.int64)
 
     @contextlib.contextmanager
-    def _threads(self):
+    def _threads(self) -> Iterator[None]:
         if self.threads is None:
             yield
             return
@@ -297,7 +298,7 @@ class GroupSums:
         self._transpose = sparse.csr_matrix((ones, xp.asarray(group[member], dtype=index),
                                              xp.asarray(member_indptr, dtype=index)), shape=self.shape[::-1])
 
-    def sum(self, x):
+    def sum(self, x: np.ndarray) -> np.ndarray:
         """G @ x: (n_groups, ...) from x (n_members, ...)."""
         if self._sparse is not None:
             return self._matrix @ x
@@ -306,7 +307,7 @@ class GroupSums:
             out[self._groups] = np.add.reduceat(np.take(x, self._order, axis=0), self._starts, axis=0)
         return out
 
-    def spread(self, y):
+    def spread(self, y: np.ndarray) -> np.ndarray:
         """G.T @ y: (n_members, ...) from y (n_groups, ...)."""
         if self._sparse is not None:
             return self._transpose @ y

@@ -34,7 +34,7 @@ def recurrence_coefficients(lmax):
     return np.ascontiguousarray(a), np.ascontiguousarray(b), c
 
 
-def normalised_legendre(lmax, cos_theta):
+def normalised_legendre(lmax: int, cos_theta: np.ndarray | float) -> np.ndarray:
     """Pbar_lm(cos_theta) for 0 <= m <= l <= lmax; shape (lmax+1, lmax+1, n), [l, m, point].
 
     A NumPy-facing layout of :func:`zernike3d.maths._kernels.legendre_table` (the

@@ -256,7 +256,7 @@ class _Plan:
         return shell_chunks(self.grid.shell_start)
 
     @cached_property
-    def legendre_table(self):
+    def legendre_table(self) -> np.ndarray:
         """Pbar_lm(cos theta) of every pair, (n_pairs, n_lm), l-major (decompose of one map
         at low order: see :func:`legendre_table_bytes`)."""
         from zernike3d.maths._kernels import legendre_table
