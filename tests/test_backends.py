@@ -75,3 +75,42 @@ def test_cupy_backend_matches_cpu_at_order_50_on_128_box():
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="unknown backend"):
         decompose(np.zeros((5, 5, 5)), BallGeometry.for_box(5, 1.0), 2, backend="fortran")
+
+
+def test_csr_group_sums_match_numpy_group_sums():
+    """The CSR products the GPU runs (here with scipy.sparse) give the numpy backend's sums."""
+    import scipy.sparse
+
+    from zernike3d.maths.backends import ArrayBackend
+    from zernike3d.maths.transform import _Plan
+
+    for geometry in GEOMETRIES:
+        plan = _Plan(geometry, 7, None, 2, 2**30, shell_blocks=False)
+        maps = np.random.default_rng(9).standard_normal((2,) + (geometry.box,) * 3)
+        csr, numpy_only = (ArrayBackend(plan, 2, np, sparse) for sparse in (scipy.sparse, None))
+        for backend in (csr, numpy_only):
+            backend.load_maps(maps)
+        shells = numpy_only.shell_sums(0, 8, 0, geometry.grid.n_shells)
+        assert relative_error(csr.shell_sums(0, 8, 0, geometry.grid.n_shells), shells) < 1e-14
+        for backend in (csr, numpy_only):
+            backend.add_maps(shells, 0, 8, 0, geometry.grid.n_shells)
+        assert relative_error(csr.maps(), numpy_only.maps()) < 1e-14
+
+
+def test_auto_backend_runs_numpy_on_small_work_and_numba_beyond():
+    from zernike3d.maths.backends import (
+        AUTO_NUMPY_WORK,
+        resolve_backend,
+        transform_work,
+    )
+
+    grid = BallGeometry.for_box(64, 1.0).grid
+    assert resolve_backend("auto", transform_work(grid.n_pairs, 20, 1)) == "numpy"
+    assert resolve_backend("auto", AUTO_NUMPY_WORK + 1) == "numba"
+    assert resolve_backend("cupy", 1) == "cupy"
+    maps = np.random.default_rng(3).standard_normal((2,) + (12,) * 3)
+    geometry = BallGeometry.for_box(12, 1.0)
+    expected = decompose(maps, geometry, 8, backend="numba")
+    assert relative_error(decompose(maps, geometry, 8, backend="auto"), expected) < 1e-12
+    rebuilt = reconstruct(expected, geometry, 8, backend="auto")
+    assert relative_error(rebuilt, reconstruct(expected, geometry, 8, backend="numba")) < 1e-12

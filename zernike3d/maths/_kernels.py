@@ -22,6 +22,30 @@ from numba import prange
 
 
 @numba.njit(parallel=True, cache=True)
+def legendre_table(cos_theta: np.ndarray, sin_theta: np.ndarray, lmax: int, a: np.ndarray, b: np.ndarray,
+                   diag: np.ndarray, out: np.ndarray) -> None:
+    """Fill out[p, l (l + 1) / 2 + m] with Pbar_lm(cos_theta[p]) for 0 <= m <= l <= lmax
+    (l-major, m fastest), with (a, b, diag) from
+    :func:`zernike3d.maths.legendre.recurrence_coefficients`;
+    ``sin_theta`` >= 0."""
+    norm = 1.0 / np.sqrt(4.0 * np.pi)
+    for p in numba.prange(cos_theta.size):
+        ct = cos_theta[p]
+        pmm = norm
+        for m in range(lmax + 1):
+            if m > 0:
+                pmm *= diag[m] * sin_theta[p]
+            older = 0.0
+            current = pmm
+            out[p, m * (m + 1) // 2 + m] = current
+            for l in range(m + 1, lmax + 1):
+                value = a[l, m] * (ct * current - b[l, m] * older)
+                out[p, l * (l + 1) // 2 + m] = value
+                older = current
+                current = value
+
+
+@numba.njit(parallel=True, cache=True)
 def ring_sums(maps: np.ndarray, fold_plus: np.ndarray, fold_minus: np.ndarray, point_index: np.ndarray,
               point_ring: np.ndarray, pair_of: np.ndarray, phase: np.ndarray, out: np.ndarray) -> None:
     """out[pair, v, 0|1, j] = sum over the pair's ring of (f(+dz) +|- f(-dz)) phase[., j]."""
@@ -302,7 +326,7 @@ def shell_sums_from_table(planes: np.ndarray, fold_plus: np.ndarray, fold_minus:
 
         S[s, column of (l, m, part)] += sum_{pairs p in s} table[p, i] part(R[p, (l+m)%2, m])
 
-    with i = l (l + 1) / 2 + m (``table`` from :func:`zernike3d.maths.legendre.legendre_table`
+    with i = l (l + 1) / 2 + m (``table`` from :func:`legendre_table`
     at the pairs' polar angles) and the ring sums R computed from the xy orbits as in
     :func:`shell_transform`, each orbit's channels folded here from the map ``planes``
     (box, box * box) (each (fold, orbit) belongs to one pair), ``phase`` (n_orbits, 4,

@@ -1,15 +1,22 @@
 """Where the ring and polar steps of the transforms run.
 
-Two implementations of the same three operations, chosen by name:
+Two implementations of the same three operations, chosen by name (or by size):
 
-* ``numba`` (default): the multi-threaded CPU kernels of :mod:`zernike3d.maths._kernels`;
+* ``numba``: the multi-threaded CPU kernels of :mod:`zernike3d.maths._kernels`;
   the ring step runs over xy orbits when the grid has them (centre on a voxel in x and
   y), else over every xy point.
 * ``numpy`` / ``cupy``: the same sums written as array operations only (elementwise
-  products, sparse matrix products with ring and shell membership matrices, dense
-  matrix products), for any NumPy-compatible array module. With ``cupy`` everything runs
-  on the GPU; with ``numpy`` the very same code runs on the CPU, which is how the tests
-  check the GPU code path on machines without a GPU.
+  products, sums over ring and shell members (:class:`GroupSums`), dense matrix
+  products), for any NumPy-compatible array module. With ``cupy`` everything runs on the
+  GPU (the member sums as CSR products); with ``numpy`` the very same code runs on the
+  CPU (the member sums in NumPy alone, so no SciPy import), which is how the tests check
+  the GPU code path on machines without a GPU (and its CSR products with scipy.sparse).
+* ``auto`` (what the stages run on the CPU; the library's default stays ``numba``):
+  ``numpy`` for small work, else ``numba``; see :func:`resolve_backend`. numba is
+  imported only when its backend runs: a process's first numba kernel call costs
+  numba's import and the load of its cache (building numba's CPU target imports its
+  NumPy, linalg and random registries and SciPy's BLAS, about 0.5 s together), more
+  than a small transform takes with ``numpy``.
 
 Each backend offers ``xp`` (its array module), ``load_maps(maps)``,
 ``shell_sums(m0, m1, s0, s1)`` -> (s1 - s0, plan.shell_width) real, the block of m values
@@ -23,17 +30,43 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import numba
 import numpy as np
 
-from zernike3d.maths import _kernels
+BACKENDS = ("auto", "numba", "numpy", "cupy")
+#: ``auto`` runs a transform on the numpy backend when its work, in (pair, (l, m), volume)
+#: terms (:func:`transform_work`), is at most this, else on numba: below it the numpy
+#: backend's extra time over numba's kernels is less than numba's start-up in a fresh
+#: process (its import and the load of its cache), which numpy does not pay.
+#: ``python benchmarks/bench_startup.py --threshold`` measures both and prints the
+#: break-even work: 2.4e7 on 2 shared cores under load (start-up 0.97 s, numpy 19-40 ns
+#: more than numba per unit of work, one thread); set lower, as numba's start-up is
+#: about half that on an idle machine and numba gains more from several threads. A
+#: 64^3 map at order 20 (1 Å voxels, inscribed ball) is 1.75e6, 128^3 at order 20 1.2e7.
+AUTO_NUMPY_WORK = 10_000_000
+
+
+def transform_work(n_pairs: int, order: int, n_volumes: int) -> int:
+    """The work of one transform: (fold, ring) pairs x (l, m) with m >= 0 x volumes, the
+    terms of its polar step, which dominates both CPU backends."""
+    return n_pairs * (order + 1) * (order + 2) // 2 * n_volumes
+
+
+def resolve_backend(name: str, work: int) -> str:
+    """The backend that runs a transform of ``work`` (:func:`transform_work`) asked for
+    as ``name``: ``name`` itself unless it is ``auto``, then ``numpy`` up to
+    AUTO_NUMPY_WORK and ``numba`` beyond. The same call always gets the same backend;
+    the two give the same moments and maps to rounding (1e-12 relative, the tests)."""
+    if name != "auto":
+        return name
+    return "numpy" if work <= AUTO_NUMPY_WORK else "numba"
+
 
 if TYPE_CHECKING:
     from zernike3d.maths.transform import _Plan
 
-BACKENDS = ("numba", "numpy", "cupy")
 #: work arrays up to this size are kept per thread and reused by the next transform that
 #: needs one of the same shape: repeated small transforms otherwise spend most of their
 #: time faulting in fresh pages (glibc returns the freed heap to the system after each
@@ -65,21 +98,22 @@ class BackendUnavailable(RuntimeError):
     """The requested backend cannot run here (no CuPy, no GPU, no driver)."""
 
 
-def make_backend(name: str, plan: _Plan, n_volumes: int, threads: int | None = None, gpu_id: int | None = None,
+def make_backend(name: str, plan: _Plan, n_volumes: int, threads: int | None = None, gpu_id: int | str | None = None,
                  radial_resident: bool = True) -> NumbaBackend | ArrayBackend:
+    """The backend ``name`` (numba, numpy or cupy: :func:`resolve_backend` first for auto)
+    for ``plan`` and ``n_volumes`` maps; ``threads`` (numba), ``gpu_id`` and
+    ``radial_resident`` (cupy) as in :func:`zernike3d.maths.transform.decompose`."""
     if name == "numba":
         return NumbaBackend(plan, n_volumes, threads)
     if name == "numpy":
-        import scipy.sparse
-
-        return ArrayBackend(plan, n_volumes, np, scipy.sparse, radial_resident)
+        return ArrayBackend(plan, n_volumes, np, None, radial_resident)
     if name == "cupy":
         cupy, sparse = import_cupy(gpu_id)
         return ArrayBackend(plan, n_volumes, cupy, sparse, radial_resident)
-    raise ValueError(f"unknown backend {name!r}; expected one of {BACKENDS}")
+    raise ValueError(f"unknown backend {name!r}; expected one of {BACKENDS[1:]} (auto: resolve_backend first)")
 
 
-def import_cupy(gpu_id: int | None = None) -> tuple[Any, Any]:
+def import_cupy(gpu_id: int | str | None = None) -> tuple[Any, Any]:
     """(cupy, cupyx.scipy.sparse) on device ``gpu_id``, or BackendUnavailable saying why."""
     try:
         import cupy
@@ -112,6 +146,10 @@ class NumbaBackend:
     xp = np
 
     def __init__(self, plan: _Plan, n_volumes: int, threads: int | None = None) -> None:
+        # numba is imported only when this backend runs
+        from zernike3d.maths import _kernels
+
+        self._kernels = _kernels
         self.plan = plan
         self.grid = g = plan.grid
         self.n_volumes = n_volumes
@@ -150,7 +188,7 @@ class NumbaBackend:
         """The ring step of one block without orbits: (n_pairs, V, 2, m1 - m0) complex."""
         g = self.grid
         rings = np.zeros((g.n_pairs, self.n_volumes, 2, m1 - m0), dtype=np.complex128)
-        _kernels.ring_sums(self._flat, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, self.plan.phase(m0, m1), rings)
+        self._kernels.ring_sums(self._flat, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, self.plan.phase(m0, m1), rings)
         return rings
 
     def _no_rings(self, m0, m1):
@@ -160,7 +198,7 @@ class NumbaBackend:
         """The orbit channels of folds f0 .. f1 - 1 of the loaded maps."""
         g = self.grid
         channels = _work_array("channels", (f1 - f0, g.orbit_ring.size, self.n_volumes, 2, 8), zero=False)
-        _kernels.orbit_channels(self._flat, g.fold_plus, g.fold_minus, g.orbit_index, f0, channels)
+        self._kernels.orbit_channels(self._flat, g.fold_plus, g.fold_minus, g.orbit_index, f0, channels)
         return channels
 
     def add_maps(self, shells: np.ndarray, m0: int, m1: int, s0: int, s1: int) -> None:
@@ -172,7 +210,7 @@ class NumbaBackend:
                 assert self._out is not None  # allocated above
                 rings = np.zeros((g.n_pairs, self.n_volumes, 2, m1 - m0), dtype=np.complex128)
                 self._polar(rings, self._channels, 0, shells, m0, m1, s0, s1, adjoint=True)
-                _kernels.ring_sums_adjoint(rings, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, self.plan.phase(m0, m1), m0, self._out)
+                self._kernels.ring_sums_adjoint(rings, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, self.plan.phase(m0, m1), m0, self._out)
             elif len(groups) == 1:  # adjoint channels summed over the blocks, unfolded by maps()
                 if not self._channels.size:
                     self._channels = _work_array("channels", (g.fold_plus.size, g.orbit_ring.size, self.n_volumes, 2, 8))
@@ -182,14 +220,14 @@ class NumbaBackend:
                 for f0, f1 in groups:
                     channels = _work_array("channels", (f1 - f0, g.orbit_ring.size, self.n_volumes, 2, 8))
                     self._polar(self._no_rings(m0, m1), channels, f0, shells, m0, m1, s0, s1, adjoint=True)
-                    _kernels.orbit_channels_adjoint(channels, g.fold_plus, g.fold_minus, g.orbit_index, f0, self._out)
+                    self._kernels.orbit_channels_adjoint(channels, g.fold_plus, g.fold_minus, g.orbit_index, f0, self._out)
 
     def maps(self) -> np.ndarray:
         g = self.grid
         if self._out is None:
             self._out = np.zeros((self.n_volumes, self._box, self._box * self._box))
             with self._threads():
-                _kernels.orbit_channels_adjoint(self._channels, g.fold_plus, g.fold_minus, g.orbit_index, 0, self._out)
+                self._kernels.orbit_channels_adjoint(self._channels, g.fold_plus, g.fold_minus, g.orbit_index, 0, self._out)
         return self._out.reshape(self.n_volumes, self._box, self._box, self._box)
 
     def to_numpy(self, array: np.ndarray) -> np.ndarray:
@@ -199,7 +237,7 @@ class NumbaBackend:
         """The polar step on shells s0 .. s1 - 1 (``shells`` holds those rows)."""
         g, p = self.grid, self.plan
         phase = p.orbit_phase(m0, m1, adjoint) if self._orbits else np.zeros((0, 4, m1 - m0))
-        _kernels.shell_transform(_float_view(rings), channels, fold_start, shells, s0, g.shell_start, self._chunk_bounds(s0, s1), g.pair_cos,
+        self._kernels.shell_transform(_float_view(rings), channels, fold_start, shells, s0, g.shell_start, self._chunk_bounds(s0, s1), g.pair_cos,
                                  g.pair_sin, g.pair_fold, g.pair_ring, self._ring_orbits, phase, m0, p.order, p.a,
                                  p.b, p.diag, p.l_start(m0, m1), adjoint)
 
@@ -207,7 +245,7 @@ class NumbaBackend:
         """The forward polar step of one map from the plan's table of Pbar_lm."""
         g, p = self.grid, self.plan
         gather, columns = p.legendre_table_index
-        _kernels.shell_sums_from_table(self._flat[0], g.fold_plus, g.fold_minus, g.orbit_index, shells, s0, g.shell_start, self._chunk_bounds(s0, s1), g.pair_fold, g.pair_ring,
+        self._kernels.shell_sums_from_table(self._flat[0], g.fold_plus, g.fold_minus, g.orbit_index, shells, s0, g.shell_start, self._chunk_bounds(s0, s1), g.pair_fold, g.pair_ring,
                                        self._ring_orbits, p.orbit_phase(0, p.order + 1), p.legendre_table, gather, columns)
 
     def _chunk_bounds(self, s0, s1):
@@ -216,12 +254,15 @@ class NumbaBackend:
         return np.concatenate([[s0], chunks, [s1]]).astype(np.int64)
 
     @contextlib.contextmanager
-    def _threads(self):
+    def _threads(self) -> Iterator[None]:
         if self.threads is None:
             yield
             return
+        import numba
+
         previous = numba.get_num_threads()
-        numba.set_num_threads(max(1, min(int(self.threads), numba.config.NUMBA_NUM_THREADS)))
+        # numba.config sets its attributes at import time, which its stubs do not show
+        numba.set_num_threads(max(1, min(int(self.threads), numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
         try:
             yield
         finally:
@@ -233,34 +274,76 @@ def _float_view(complex_array):
     return complex_array.view(np.float64).reshape(*complex_array.shape, 2)
 
 
+class GroupSums:
+    """The 0/1 matrix G (n_groups x n_members) with G[group[j], j] = 1 (group[j] = -1:
+    member j is in no group), applied to arrays whose first axis runs over members or
+    groups: :meth:`sum` is G @ x (the rows of x summed by group, in member order) and
+    :meth:`spread` is G.T @ y (each member gets its group's row; 0 for none).
+
+    ``sparse`` None: NumPy only (``np.add.reduceat`` over the members sorted by group, a
+    gather back; ``np.take``, 4x faster here than fancy indexing), so the numpy backend
+    imports no SciPy; else CSR products of ``sparse``
+    (``cupyx.scipy.sparse`` with ``xp`` = cupy, the GPU's; ``scipy.sparse`` runs that same
+    CSR code on the CPU in the tests). Both sum each group's members in member order.
+    """
+
+    def __init__(self, group: np.ndarray, n_groups: int, xp=np, sparse=None):
+        group = np.asarray(group, dtype=np.int64)
+        self.shape = (n_groups, group.size)
+        member = np.flatnonzero(group >= 0)
+        order = member[np.argsort(group[member], kind="stable")]
+        indptr = np.searchsorted(group[order], np.arange(n_groups + 1))
+        self._sparse = sparse
+        if sparse is None:
+            self._order = order
+            self._groups = np.flatnonzero(np.diff(indptr))  # the groups with members
+            self._starts = indptr[self._groups]
+            self._gather = np.where(group >= 0, group, n_groups)  # n_groups: a zero row
+            return
+        ones, index = xp.ones(member.size), np.int32  # CSR indices as scipy.sparse made them (cuSPARSE's int32)
+        self._matrix = sparse.csr_matrix((ones, xp.asarray(order, dtype=index), xp.asarray(indptr, dtype=index)),
+                                         shape=self.shape)
+        member_indptr = np.concatenate([[0], np.cumsum(group >= 0)])
+        self._transpose = sparse.csr_matrix((ones, xp.asarray(group[member], dtype=index),
+                                             xp.asarray(member_indptr, dtype=index)), shape=self.shape[::-1])
+
+    def sum(self, x: np.ndarray) -> np.ndarray:
+        """G @ x: (n_groups, ...) from x (n_members, ...)."""
+        if self._sparse is not None:
+            return self._matrix @ x
+        out = np.zeros((self.shape[0], *x.shape[1:]), dtype=x.dtype)
+        if self._starts.size:
+            out[self._groups] = np.add.reduceat(np.take(x, self._order, axis=0), self._starts, axis=0)
+        return out
+
+    def spread(self, y: np.ndarray) -> np.ndarray:
+        """G.T @ y: (n_members, ...) from y (n_groups, ...)."""
+        if self._sparse is not None:
+            return self._transpose @ y
+        return np.take(np.concatenate([y, np.zeros((1, *y.shape[1:]), dtype=y.dtype)]), self._gather, axis=0)
+
+
 class ArrayBackend:
     """The transforms as array operations on a dense (fold, ring) layout.
 
     cells: fold * n_rings + ring (cells outside the ball have no shell and weight 0).
-    ring_matrix (n_rings x n_points) sums xy points into rings; shell_matrix
-    (n_shells x n_cells) sums cells into shells; their transposes spread back.
+    ``rings`` (:class:`GroupSums`, n_rings x n_points) sums xy points into rings;
+    ``shells`` (n_shells x n_cells) sums cells into shells; their transposes spread back.
+    ``sparse``: the CSR module of ``xp`` for those sums (None: NumPy's own, see
+    :class:`GroupSums`).
     """
 
-    def __init__(self, plan: _Plan, n_volumes: int, xp: Any, sparse: Any, radial_resident: bool = True) -> None:
-        import scipy.sparse
-
+    def __init__(self, plan: _Plan, n_volumes: int, xp: Any, sparse: Any = None, radial_resident: bool = True) -> None:
         g = plan.grid
         self.xp, self.plan, self.n_volumes = xp, plan, n_volumes
         self.box = plan.basis.geometry.box
         self.n_folds, self.n_rings = g.pair_of.shape
         n_cells = self.n_folds * self.n_rings
-        shell_of_pair = np.repeat(np.arange(g.n_shells), np.diff(g.shell_start))
         cells = g.pair_fold * self.n_rings + g.pair_ring
-        ones = np.ones(g.n_points)
-        ring_matrix = scipy.sparse.csr_matrix((ones, (g.point_ring, np.arange(g.n_points))), shape=(self.n_rings, g.n_points))
-        shell_matrix = scipy.sparse.csr_matrix((np.ones(g.n_pairs), (shell_of_pair, cells)), shape=(g.n_shells, n_cells))
-
-        def to_device(matrix: Any) -> Any:
-            matrix = matrix.tocsr()
-            return sparse.csr_matrix((xp.asarray(matrix.data), xp.asarray(matrix.indices), xp.asarray(matrix.indptr)), shape=matrix.shape)
-
-        self.ring_matrix, self.ring_matrix_t = to_device(ring_matrix), to_device(ring_matrix.T)
-        self.shell_matrix, self.shell_matrix_t = to_device(shell_matrix), to_device(shell_matrix.T)
+        shell_of_cell = np.full(n_cells, -1)
+        shell_of_cell[cells] = np.repeat(np.arange(g.n_shells), np.diff(g.shell_start))
+        self.rings = GroupSums(g.point_ring, self.n_rings, xp, sparse)
+        self.shells = GroupSums(shell_of_cell, g.n_shells, xp, sparse)
         cos = np.ones(n_cells)
         sin = np.zeros(n_cells)
         cos[cells], sin[cells] = g.pair_cos, g.pair_sin
@@ -309,32 +392,32 @@ class ArrayBackend:
     def shell_sums(self, m0: int, m1: int, s0: int, s1: int) -> Any:
         """Shell sums of every shell (s0, s1 = 0, n_shells: its plans have no shell blocks)."""
         xp = self.xp
-        shells = xp.zeros((self.shell_matrix.shape[0], self.plan.shell_width(m0, m1)))
+        shells = xp.zeros((self.shells.shape[0], self.plan.shell_width(m0, m1)))
         rings = []
         for m in range(m0, m1):
-            real = self.ring_matrix @ (self._points * xp.cos(m * self.phi)[:, None])
-            imag = -(self.ring_matrix @ (self._points * xp.sin(m * self.phi)[:, None]))
+            real = self.rings.sum(self._points * xp.cos(m * self.phi)[:, None])
+            imag = -self.rings.sum(self._points * xp.sin(m * self.phi)[:, None])
             ring = (real + 1j * imag).reshape(self.n_rings, self.n_volumes, 2, self.n_folds)
             rings.append(xp.ascontiguousarray(ring.transpose(3, 0, 1, 2)).reshape(-1, self.n_volumes, 2))
         for j, m, l, parity, plm in self._legendre_columns(m0, m1):
             weighted = rings[j][:, :, parity] * plm[:, None]
             parts = xp.concatenate([weighted.real, weighted.imag], axis=1)  # (cells, [real, imag] x V)
-            shells[:, xp.asarray(self.plan.shell_columns(l, m, m0, m1))] = self.shell_matrix @ parts
+            shells[:, xp.asarray(self.plan.shell_columns(l, m, m0, m1))] = self.shells.sum(parts)
         return shells
 
     def add_maps(self, shells: Any, m0: int, m1: int, s0: int, s1: int) -> None:
         xp = self.xp
-        rings = [xp.zeros((self.shell_matrix.shape[1], self.n_volumes, 2), dtype=xp.complex128) for _ in range(m0, m1)]
+        rings = [xp.zeros((self.shells.shape[1], self.n_volumes, 2), dtype=xp.complex128) for _ in range(m0, m1)]
         for j, m, l, parity, plm in self._legendre_columns(m0, m1):
-            parts = self.shell_matrix_t @ xp.ascontiguousarray(shells[:, xp.asarray(self.plan.shell_columns(l, m, m0, m1))])
+            parts = self.shells.spread(xp.ascontiguousarray(shells[:, xp.asarray(self.plan.shell_columns(l, m, m0, m1))]))
             rings[j][:, :, parity] += plm[:, None] * (parts[:, : self.n_volumes] + 1j * parts[:, self.n_volumes :])
         values = xp.zeros(self._point_shape(), dtype=xp.float64)
         for j, m in enumerate(range(m0, m1)):
             ring = xp.ascontiguousarray(rings[j].reshape(self.n_folds, self.n_rings, self.n_volumes, 2).transpose(1, 2, 3, 0)).reshape(self.n_rings, -1)
             weight = 1.0 if m == 0 else 2.0
             values += weight * (
-                (self.ring_matrix_t @ xp.ascontiguousarray(ring.real)) * xp.cos(m * self.phi)[:, None]
-                - (self.ring_matrix_t @ xp.ascontiguousarray(ring.imag)) * xp.sin(m * self.phi)[:, None]
+                self.rings.spread(xp.ascontiguousarray(ring.real)) * xp.cos(m * self.phi)[:, None]
+                - self.rings.spread(xp.ascontiguousarray(ring.imag)) * xp.sin(m * self.phi)[:, None]
             )
         folded = values.T.reshape(self.n_volumes, 2, self.n_folds, -1)
         if self._out is None:

@@ -15,7 +15,6 @@ Pbar_mm ~ sin(theta)^m underflows to 0 for m in the hundreds near the poles, whe
 true value is negligible against the other terms; this is accurate to well beyond l = 200.
 """
 
-import numba
 import numpy as np
 
 
@@ -35,35 +34,15 @@ def recurrence_coefficients(lmax: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return np.ascontiguousarray(a), np.ascontiguousarray(b), c
 
 
-@numba.njit(parallel=True, cache=True)
-def legendre_table(cos_theta: np.ndarray, sin_theta: np.ndarray, lmax: int, a: np.ndarray, b: np.ndarray,
-                   diag: np.ndarray, out: np.ndarray) -> None:
-    """Fill out[p, l (l + 1) / 2 + m] with Pbar_lm(cos_theta[p]) for 0 <= m <= l <= lmax
-    (l-major, m fastest), with (a, b, diag) from :func:`recurrence_coefficients`;
-    ``sin_theta`` >= 0."""
-    norm = 1.0 / np.sqrt(4.0 * np.pi)
-    for p in numba.prange(cos_theta.size):
-        ct = cos_theta[p]
-        pmm = norm
-        for m in range(lmax + 1):
-            if m > 0:
-                pmm *= diag[m] * sin_theta[p]
-            older = 0.0
-            current = pmm
-            out[p, m * (m + 1) // 2 + m] = current
-            for l in range(m + 1, lmax + 1):
-                value = a[l, m] * (ct * current - b[l, m] * older)
-                out[p, l * (l + 1) // 2 + m] = value
-                older = current
-                current = value
-
-
-def normalised_legendre(lmax: int, cos_theta: np.ndarray) -> np.ndarray:
+def normalised_legendre(lmax: int, cos_theta: np.ndarray | float) -> np.ndarray:
     """Pbar_lm(cos_theta) for 0 <= m <= l <= lmax; shape (lmax+1, lmax+1, n), [l, m, point].
 
-    A NumPy-facing layout of :func:`legendre_table` (the recurrence the transforms use) for
-    tests and small problems; entries with m > l are 0.
+    A NumPy-facing layout of :func:`zernike3d.maths._kernels.legendre_table` (the
+    recurrence the transforms use, a numba kernel) for tests and small problems; entries
+    with m > l are 0.
     """
+    from zernike3d.maths._kernels import legendre_table
+
     ct = np.atleast_1d(np.asarray(cos_theta, dtype=np.float64))
     st = np.sqrt(np.clip(1.0 - ct * ct, 0.0, None))
     table = np.empty((ct.size, (lmax + 1) * (lmax + 2) // 2))

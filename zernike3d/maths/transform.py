@@ -47,10 +47,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from zernike3d.maths.backends import make_backend
+from zernike3d.maths.backends import make_backend, resolve_backend, transform_work
 from zernike3d.maths.basis import RADIAL_TABLE_CACHED, Basis, radial_table_bytes
 from zernike3d.maths.indexing import coefficient_count, nlm_offsets
-from zernike3d.maths.legendre import legendre_table, recurrence_coefficients
+from zernike3d.maths.legendre import recurrence_coefficients
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -62,17 +62,20 @@ DEFAULT_WORKSPACE = 512 * 2**20
 
 
 def decompose(maps: np.ndarray, geometry: BallGeometry, order: int, *, basis: Basis | None = None,
-              backend: str = "numba", threads: int | None = None, gpu_id: int | None = None,
+              backend: str = "numba", threads: int | None = None, gpu_id: int | str | None = None,
               radial_resident: bool = True, progress: bool = False, max_workspace: int = DEFAULT_WORKSPACE) -> np.ndarray:
     """Zernike moments of one map (box, box, box) or several (V, box, box, box).
 
     Maps are indexed [z, y, x]; all share ``geometry``. Returns complex128 (V, ncoef) in
     the order of :func:`zernike3d.maths.indexing.nlm_table`. ``backend``: 'numba' (CPU),
-    'cupy' (GPU) or 'numpy' (the GPU code path on the CPU); see :mod:`backends`.
-    ``radial_resident``: keep the radial table on the GPU (else stream it per block).
+    'cupy' (GPU), 'numpy' (the GPU code path on the CPU) or 'auto' (numpy for small
+    work, else numba: :func:`zernike3d.maths.backends.resolve_backend`); see
+    :mod:`backends`. ``radial_resident``: keep the radial table on the GPU (else stream
+    it per block).
     """
     maps = _as_volumes(maps, geometry)
     n_vol = maps.shape[0]
+    backend = resolve_backend(backend, transform_work(geometry.grid.n_pairs, order, n_vol))
     plan = _plan(geometry, order, basis, n_vol, max_workspace, backend == "numba")
     engine = make_backend(backend, plan, n_vol, threads, gpu_id, radial_resident)
     xp = engine.xp
@@ -88,17 +91,19 @@ def decompose(maps: np.ndarray, geometry: BallGeometry, order: int, *, basis: Ba
 
 
 def reconstruct(moments: np.ndarray, geometry: BallGeometry, order: int, *, basis: Basis | None = None,
-                backend: str = "numba", threads: int | None = None, gpu_id: int | None = None,
+                backend: str = "numba", threads: int | None = None, gpu_id: int | str | None = None,
                 radial_resident: bool = True, progress: bool = False, max_workspace: int = DEFAULT_WORKSPACE) -> np.ndarray:
     """Maps (V, box, box, box) float64 from moments (V, ncoef) or (ncoef,) up to ``order``.
 
     ``moments`` must hold exactly the coefficients up to ``order`` (use
     :func:`zernike3d.maths.indexing.truncate` first). Voxels outside the ball are 0.
+    ``backend`` and the other options as in :func:`decompose`.
     """
     moments = np.atleast_2d(np.asarray(moments, dtype=np.complex128))
     if moments.shape[1] != coefficient_count(order):
         raise ValueError(f"expected {coefficient_count(order)} coefficients for order {order}, got {moments.shape[1]}")
     n_vol = moments.shape[0]
+    backend = resolve_backend(backend, transform_work(geometry.grid.n_pairs, order, n_vol))
     plan = _plan(geometry, order, basis, n_vol, max_workspace, backend == "numba")
     engine = make_backend(backend, plan, n_vol, threads, gpu_id, radial_resident)
     xp = engine.xp
@@ -265,6 +270,8 @@ class _Plan:
     def legendre_table(self) -> np.ndarray:
         """Pbar_lm(cos theta) of every pair, (n_pairs, n_lm), l-major (decompose of one map
         at low order: see :func:`legendre_table_bytes`)."""
+        from zernike3d.maths._kernels import legendre_table
+
         g = self.grid
         table = np.empty((g.n_pairs, (self.order + 1) * (self.order + 2) // 2))
         legendre_table(g.pair_cos, g.pair_sin, self.order, self.a, self.b, self.diag, table)

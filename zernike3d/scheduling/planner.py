@@ -12,7 +12,7 @@ Placements (the original tool's compute modes, named by where the tables live):
 * ``cpu-onthefly``  no radial table: R_nl recomputed for every m block.
 
 The grid tables are always in memory (the kernels index them at random; they are small).
-The CPU placements run the numba backend.
+The CPU placements run the ``auto`` CPU backend (numba, or numpy for small work).
 
 Memory comes from the real tables: the grid of the geometry is built (cheap) and the
 per-block work arrays are :func:`zernike3d.maths.transform.workspace_bytes` of the block
@@ -196,7 +196,7 @@ class Estimate:
         """How to run it: ``backend`` for decompose/reconstruct, ``radial`` for
         :func:`zernike3d.io.basis_store.load_basis`, and ``max_workspace`` (bytes)."""
         radial = {"cpu-zarr": "stream", "cpu-onthefly": "recompute"}.get(self.placement, "memory")
-        backend = "cupy" if self.placement.startswith("gpu") else "numba"
+        backend = "cupy" if self.placement.startswith("gpu") else "auto"
         return {"backend": backend, "radial": radial, "max_workspace": self.max_workspace}
 
 

@@ -60,11 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zernike3d.io import particle_invariants
-    from zernike3d.io.particle_invariants import write_particle_invariants
-    from zernike3d.analysis.latents import check_job
+    """The stage: the table of the moments' invariants, and with --particles the
+    particles' store (numba and zarr are imported only for that store)."""
     from zernike3d.maths.backends import BackendUnavailable, import_cupy
-    from zernike3d.maths.invariants import particle_invariant_forms
 
     suffix = Path(args.out).suffix.lower()
     if suffix not in (".csv", ".npz"):
@@ -73,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--particles", "give both --particles dataset.npz and --particles-out P.zarr")
     outputs = [(args.out, table_kind(args.out))]
     if args.particles_out is not None:
+        from zernike3d.io import particle_invariants
+
         outputs.append((args.particles_out, particle_invariants.OUTPUT))
     common.check_outputs([args.moments, args.particles], outputs)
     backend = "cupy" if args.device == "gpu" else "numba"
@@ -87,10 +87,15 @@ def run(args: argparse.Namespace) -> int:
         dataset = Dataset.load(args.particles)
         if len(dataset.uid) == 0:
             raise InputError(args.particles, "has no particles (a single map)")
+        from zernike3d.analysis.latents import check_job
+
         check_job(moments, args.moments, dataset, args.particles)
     with atomic_paths(outputs) as temporaries:  # the table and the store: both or neither
         write_invariants(temporaries[0], moments.invariants(), moments.nl, moments.names)
         if dataset is not None:
+            from zernike3d.io.particle_invariants import write_particle_invariants
+            from zernike3d.maths.invariants import particle_invariant_forms
+
             forms = particle_invariant_forms(moments.moments, moments.order)
             write_particle_invariants(
                 temporaries[1], forms, dataset.latents, dataset.uid, moments.nl, order=moments.order,
