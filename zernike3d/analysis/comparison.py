@@ -177,7 +177,7 @@ def free_energies(landscape: dict[str, np.ndarray], populations: Populations, n_
     from zernike3d.analysis import free_energy
 
     coords, dataset = landscape["coords"], landscape["dataset"]
-    options = dict(min_particles=FREE_ENERGY_MIN_PARTICLES, bootstrap=settings.bootstrap, seed=settings.seed)
+    options = {"min_particles": FREE_ENERGY_MIN_PARTICLES, "bootstrap": settings.bootstrap, "seed": settings.seed}
     return {
         "states": free_energy.state_free_energies(populations),
         "profiles_1d": [free_energy.free_energy_profile(coords, dataset, n_datasets, (a,), FREE_ENERGY_BINS_1D, **options)

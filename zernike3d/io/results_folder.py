@@ -3,7 +3,7 @@
 The folder holds the dataset bundle (preprocessed.npz, or dataset.npz without
 preprocessing; :mod:`zernike3d.io.dataset`), moments.npz (:mod:`zernike3d.io.moments_file`)
 and particle_invariants.zarr (:mod:`zernike3d.io.particle_invariants`); its name is the
-dataset's name. ``compare`` and ``align`` (given two folders) read it.
+dataset's name. ``compare``, ``align`` (given two folders) and ``match`` read it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 from zernike3d.errors import InputError
 
 if TYPE_CHECKING:
+    from zernike3d.io.dataset import Dataset
     from zernike3d.io.particle_invariants import ParticleInvariants
     from zernike3d.moments import Moments
 
@@ -38,12 +39,22 @@ class Results:
     store: ParticleInvariants
 
 
-def read_results(folder: str | Path) -> Results:
-    """The :class:`Results` of a 3D Variability job's ``folder``; :class:`InputError`
-    naming what is missing or what does not belong together."""
+@dataclass(frozen=True)
+class JobFiles:
+    """A results folder's dataset (its ``bundle`` path) and the moments decomposed from
+    its maps (``moments_path``), checked to belong together."""
+
+    dataset: Dataset
+    bundle: Path
+    moments: Moments
+    moments_path: Path
+
+
+def read_job_files(folder: str | Path) -> JobFiles:
+    """The :class:`JobFiles` of ``folder``; :class:`InputError` naming what is missing or
+    what does not belong together (:func:`zernike3d.analysis.latents.check_job`)."""
     from zernike3d.analysis.latents import check_job
     from zernike3d.io.dataset import Dataset
-    from zernike3d.io.particle_invariants import read_particle_invariants
     from zernike3d.moments import Moments
 
     folder = Path(folder)
@@ -51,17 +62,31 @@ def read_results(folder: str | Path) -> Results:
         raise InputError(folder, "not a results folder (no such directory)")
     bundle = next((folder / f for f in BUNDLES if (folder / f).is_file()), None)
     if bundle is None:
-        raise InputError(folder, f"has neither {' nor '.join(BUNDLES)}")
-    for required in ("moments.npz", "particle_invariants.zarr"):
-        if not (folder / required).exists():
-            raise InputError(folder, f"has no {required} (compare needs 3D Variability jobs with per-particle invariants; "
-                             "align single maps with `zernike3d align`)")
-    moments = Moments.load(folder / "moments.npz")
+        raise InputError(folder, f"has neither {' nor '.join(BUNDLES)}: not a results folder of the workflow")
+    moments_path = folder / "moments.npz"
+    if not moments_path.is_file():
+        raise InputError(folder, "has no moments.npz: decompose the dataset first (the workflow's decompose rule)")
     dataset = Dataset.load(bundle)
+    moments = Moments.load(moments_path)
+    check_job(moments, moments_path, dataset, bundle)
+    return JobFiles(dataset, bundle, moments, moments_path)
+
+
+def read_results(folder: str | Path) -> Results:
+    """The :class:`Results` of a 3D Variability job's ``folder`` (:func:`read_job_files`
+    and its per-particle invariants); :class:`InputError` naming what is missing or what
+    does not belong together."""
+    from zernike3d.io.particle_invariants import read_particle_invariants
+
+    folder = Path(folder)
+    if folder.is_dir() and not (folder / "particle_invariants.zarr").exists():
+        raise InputError(folder, "has no particle_invariants.zarr (compare needs 3D Variability jobs with per-particle "
+                         "invariants; align single maps with `zernike3d align`)")
+    files = read_job_files(folder)
+    dataset = files.dataset
     if dataset.n_components == 0:
-        raise InputError(bundle, "is a single map; compare needs 3D Variability jobs")
-    check_job(moments, folder / "moments.npz", dataset, bundle)
+        raise InputError(files.bundle, "is a single map; compare needs 3D Variability jobs")
     store = read_particle_invariants(folder / "particle_invariants.zarr")
     if not np.array_equal(store.uid, dataset.uid):
-        raise InputError(folder / "particle_invariants.zarr", f"its particles (uid) are not those of {bundle}")
-    return Results(folder.resolve().name, moments, dataset.maps, dataset.latents, dataset.uid, store)
+        raise InputError(folder / "particle_invariants.zarr", f"its particles (uid) are not those of {files.bundle}")
+    return Results(folder.resolve().name, files.moments, dataset.maps, dataset.latents, dataset.uid, store)

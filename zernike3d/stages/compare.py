@@ -58,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
     from zernike3d.analysis.comparison import CompareSettings, compare_jobs
     from zernike3d.analysis.frame import symmetry_note
     from zernike3d.io.atomic import atomic_path, folder_kind
-    from zernike3d.io.comparison_files import write_comparison_summary, write_comparison_tables
+    from zernike3d.io.comparison_files import (
+        write_comparison_summary,
+        write_comparison_tables,
+    )
     from zernike3d.io.results_folder import read_results
 
     check_options(args)
