@@ -12,8 +12,8 @@ Two implementations of the same three operations, chosen by name:
   check the GPU code path on machines without a GPU.
 
 Each backend offers ``xp`` (its array module), ``load_maps(maps)``,
-``shell_sums(m0, m1, s0, s1)`` -> (s1 - s0, plan.shell_width) real, the block of m values
-m0 .. m1 - 1 and shells s0 .. s1 - 1 (layout: ``transform._Plan.columns``),
+``shell_sums(m0, m1, s0, s1)`` -> (s1 - s0, layout.shell_width) real, the block of m values
+m0 .. m1 - 1 and shells s0 .. s1 - 1 (layout: ``transform._BlockLayout.columns``),
 ``add_maps(shells, m0, m1, s0, s1)`` (the adjoint, accumulating into the output maps),
 ``maps()`` -> NumPy (V, box, box, box), and ``radial(l, s0, s1)`` -> the radial rows of
 one l at those shells on the backend's device (kept resident when ``radial_resident``).
@@ -59,16 +59,16 @@ class BackendUnavailable(RuntimeError):
     """The requested backend cannot run here (no CuPy, no GPU, no driver)."""
 
 
-def make_backend(name, plan, n_volumes, threads=None, gpu_id=None, radial_resident=True):
+def make_backend(name, layout, n_volumes, threads=None, gpu_id=None, radial_resident=True):
     if name == "numba":
-        return NumbaBackend(plan, n_volumes, threads)
+        return NumbaBackend(layout, n_volumes, threads)
     if name == "numpy":
         import scipy.sparse
 
-        return ArrayBackend(plan, n_volumes, np, scipy.sparse, radial_resident)
+        return ArrayBackend(layout, n_volumes, np, scipy.sparse, radial_resident)
     if name == "cupy":
         cupy, sparse = import_cupy(gpu_id)
-        return ArrayBackend(plan, n_volumes, cupy, sparse, radial_resident)
+        return ArrayBackend(layout, n_volumes, cupy, sparse, radial_resident)
     raise ValueError(f"unknown backend {name!r}; expected one of {BACKENDS}")
 
 
@@ -98,40 +98,40 @@ class NumbaBackend:
     and the polar step computes each pair's ring sums from them, so no block of ring sums
     is ever stored; reconstruct accumulates adjoint channels over the blocks and unfolds
     them once. Without orbits the ring step writes the block's ring sums (per xy point).
-    When the plan uses its table of Pbar_lm (decompose of one map at low order), no
+    When the layout uses its table of Pbar_lm (decompose of one map at low order), no
     channels are stored either: the table kernel folds each orbit where it is used.
     """
 
     xp = np
 
-    def __init__(self, plan, n_volumes, threads=None):
-        self.plan = plan
-        self.grid = g = plan.grid
+    def __init__(self, layout, n_volumes, threads=None):
+        self.layout = layout
+        self.grid = g = layout.grid
         self.n_volumes = n_volumes
         self.threads = threads
-        self._box = plan.basis.geometry.box
-        self._chunks = plan.shell_chunks
+        self._box = layout.basis.geometry.box
+        self._chunks = layout.shell_chunks
         self._orbits = g.orbit_ring.size > 0
-        self._ring_orbits = plan.ring_orbits
+        self._ring_orbits = layout.ring_orbits
         self._channels = np.zeros((0, 0, n_volumes, 2, 8))
         self._out = None
 
     def radial(self, l, first=0, stop=None):
-        return self.plan.basis.radial(l, first, stop)
+        return self.layout.basis.radial(l, first, stop)
 
     def load_maps(self, maps):
         self._flat = maps.reshape(maps.shape[0], self._box, self._box * self._box)
-        if self._orbits and len(self.plan.fold_groups) == 1 and not self.plan.uses_legendre_table:  # folded once for every block
+        if self._orbits and len(self.layout.fold_groups) == 1 and not self.layout.uses_legendre_table:  # folded once for every block
             self._channels = self._fold(0, self.grid.fold_plus.size)
 
     def shell_sums(self, m0, m1, s0, s1):
-        shells = _work_array("shells", (s1 - s0, self.plan.shell_width(m0, m1)))
-        groups = self.plan.fold_groups
+        shells = _work_array("shells", (s1 - s0, self.layout.shell_width(m0, m1)))
+        groups = self.layout.fold_groups
         with self._threads():
             if not self._orbits:
                 self._polar(self._ring_sums(m0, m1), self._channels, 0, shells, m0, m1, s0, s1, adjoint=False)
                 return shells
-            if self.plan.uses_legendre_table:  # one map, every m, one group of folds
+            if self.layout.uses_legendre_table:  # one map, every m, one group of folds
                 self._polar_from_table(shells, s0, s1)
                 return shells
             for f0, f1 in groups:  # one group: the channels folded by load_maps
@@ -143,7 +143,7 @@ class NumbaBackend:
         """The ring step of one block without orbits: (n_pairs, V, 2, m1 - m0) complex."""
         g = self.grid
         rings = np.zeros((g.n_pairs, self.n_volumes, 2, m1 - m0), dtype=np.complex128)
-        _kernels.ring_sums(self._flat, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, self.plan.phase(m0, m1), rings)
+        _kernels.ring_sums(self._flat, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, self.layout.phase(m0, m1), rings)
         return rings
 
     def _no_rings(self, m0, m1):
@@ -157,14 +157,14 @@ class NumbaBackend:
         return channels
 
     def add_maps(self, shells, m0, m1, s0, s1):
-        g, groups = self.grid, self.plan.fold_groups
+        g, groups = self.grid, self.layout.fold_groups
         if self._out is None and not (self._orbits and len(groups) == 1):
             self._out = np.zeros((self.n_volumes, self._box, self._box * self._box))
         with self._threads():
             if not self._orbits:
                 rings = np.zeros((g.n_pairs, self.n_volumes, 2, m1 - m0), dtype=np.complex128)
                 self._polar(rings, self._channels, 0, shells, m0, m1, s0, s1, adjoint=True)
-                _kernels.ring_sums_adjoint(rings, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, self.plan.phase(m0, m1), m0, self._out)
+                _kernels.ring_sums_adjoint(rings, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, self.layout.phase(m0, m1), m0, self._out)
             elif len(groups) == 1:  # adjoint channels summed over the blocks, unfolded by maps()
                 if not self._channels.size:
                     self._channels = _work_array("channels", (g.fold_plus.size, g.orbit_ring.size, self.n_volumes, 2, 8))
@@ -188,15 +188,15 @@ class NumbaBackend:
 
     def _polar(self, rings, channels, fold_start, shells, m0, m1, s0, s1, adjoint):
         """The polar step on shells s0 .. s1 - 1 (``shells`` holds those rows)."""
-        g, p = self.grid, self.plan
+        g, p = self.grid, self.layout
         phase = p.orbit_phase(m0, m1, adjoint) if self._orbits else np.zeros((0, 4, m1 - m0))
         _kernels.shell_transform(_float_view(rings), channels, fold_start, shells, s0, g.shell_start, self._chunk_bounds(s0, s1), g.pair_cos,
                                  g.pair_sin, g.pair_fold, g.pair_ring, self._ring_orbits, phase, m0, p.order, p.a,
                                  p.b, p.diag, p.l_start(m0, m1), adjoint)
 
     def _polar_from_table(self, shells, s0, s1):
-        """The forward polar step of one map from the plan's table of Pbar_lm."""
-        g, p = self.grid, self.plan
+        """The forward polar step of one map from the layout's table of Pbar_lm."""
+        g, p = self.grid, self.layout
         gather, columns = p.legendre_table_index
         _kernels.shell_sums_from_table(self._flat[0], g.fold_plus, g.fold_minus, g.orbit_index, shells, s0, g.shell_start, self._chunk_bounds(s0, s1), g.pair_fold, g.pair_ring,
                                        self._ring_orbits, p.orbit_phase(0, p.order + 1), p.legendre_table, gather, columns)
@@ -232,12 +232,12 @@ class ArrayBackend:
     (n_shells x n_cells) sums cells into shells; their transposes spread back.
     """
 
-    def __init__(self, plan, n_volumes, xp, sparse, radial_resident=True):
+    def __init__(self, layout, n_volumes, xp, sparse, radial_resident=True):
         import scipy.sparse
 
-        g = plan.grid
-        self.xp, self.plan, self.n_volumes = xp, plan, n_volumes
-        self.box = plan.basis.geometry.box
+        g = layout.grid
+        self.xp, self.layout, self.n_volumes = xp, layout, n_volumes
+        self.box = layout.basis.geometry.box
         self.n_folds, self.n_rings = g.pair_of.shape
         n_cells = self.n_folds * self.n_rings
         shell_of_pair = np.repeat(np.arange(g.n_shells), np.diff(g.shell_start))
@@ -261,14 +261,14 @@ class ArrayBackend:
         self.minus = xp.asarray(np.where(g.fold_minus >= 0, g.fold_minus, self.box))
         self.point_index = xp.asarray(g.point_index)
         self.phi = xp.asarray(g.point_phi)
-        self.a, self.b, self.diag = plan.a, plan.b, plan.diag
-        self._radial = {l: xp.asarray(plan.basis.radial(l)) for l in range(plan.order + 1)} if radial_resident else None
+        self.a, self.b, self.diag = layout.a, layout.b, layout.diag
+        self._radial = {l: xp.asarray(layout.basis.radial(l)) for l in range(layout.order + 1)} if radial_resident else None
         self._out = None
 
     def radial(self, l, first=0, stop=None):
         if self._radial is not None:
             return self._radial[l][:, first:stop]
-        return self.xp.asarray(self.plan.basis.radial(l, first, stop))
+        return self.xp.asarray(self.layout.basis.radial(l, first, stop))
 
     def to_numpy(self, array):
         return array.get() if hasattr(array, "get") else array
@@ -284,7 +284,7 @@ class ArrayBackend:
 
     def _legendre_columns(self, m0, m1):
         """Yield (j, m, l, parity, Pbar_lm over cells) for the block, l = m..order."""
-        xp, order = self.xp, self.plan.order
+        xp, order = self.xp, self.layout.order
         pmm = xp.full(self.cos.shape, 1.0 / np.sqrt(4.0 * np.pi))
         for m in range(1, m0 + 1):
             pmm = pmm * (self.diag[m] * self.sin)
@@ -298,9 +298,9 @@ class ArrayBackend:
                 yield j, m, l, (l + m) & 1, p1
 
     def shell_sums(self, m0, m1, s0, s1):
-        """Shell sums of every shell (s0, s1 = 0, n_shells: its plans have no shell blocks)."""
+        """Shell sums of every shell (s0, s1 = 0, n_shells: its layouts have no shell blocks)."""
         xp = self.xp
-        shells = xp.zeros((self.shell_matrix.shape[0], self.plan.shell_width(m0, m1)))
+        shells = xp.zeros((self.shell_matrix.shape[0], self.layout.shell_width(m0, m1)))
         rings = []
         for m in range(m0, m1):
             real = self.ring_matrix @ (self._points * xp.cos(m * self.phi)[:, None])
@@ -310,14 +310,14 @@ class ArrayBackend:
         for j, m, l, parity, plm in self._legendre_columns(m0, m1):
             weighted = rings[j][:, :, parity] * plm[:, None]
             parts = xp.concatenate([weighted.real, weighted.imag], axis=1)  # (cells, [real, imag] x V)
-            shells[:, xp.asarray(self.plan.shell_columns(l, m, m0, m1))] = self.shell_matrix @ parts
+            shells[:, xp.asarray(self.layout.shell_columns(l, m, m0, m1))] = self.shell_matrix @ parts
         return shells
 
     def add_maps(self, shells, m0, m1, s0, s1):
         xp = self.xp
         rings = [xp.zeros((self.shell_matrix.shape[1], self.n_volumes, 2), dtype=xp.complex128) for _ in range(m0, m1)]
         for j, m, l, parity, plm in self._legendre_columns(m0, m1):
-            parts = self.shell_matrix_t @ xp.ascontiguousarray(shells[:, xp.asarray(self.plan.shell_columns(l, m, m0, m1))])
+            parts = self.shell_matrix_t @ xp.ascontiguousarray(shells[:, xp.asarray(self.layout.shell_columns(l, m, m0, m1))])
             rings[j][:, :, parity] += plm[:, None] * (parts[:, : self.n_volumes] + 1j * parts[:, self.n_volumes :])
         values = xp.zeros(self._point_shape(), dtype=xp.float64)
         for j, m in enumerate(range(m0, m1)):
