@@ -112,10 +112,10 @@ class Alignment:
     reference_center: tuple = (0.0, 0.0, 0.0)
     moving_origin: tuple = (0.0, 0.0, 0.0)
     reference_origin: tuple = (0.0, 0.0, 0.0)
-    reference_geometry: dict = None
+    reference_geometry: dict | None = None
     #: how the frame was found, for a fit of two 3DVA jobs as affine families
     #: (:func:`zernike3d.analysis.frame.align_jobs`); None for a fit of two maps
-    frame: dict = None
+    frame: dict | None = None
 
     @property
     def linear(self):
@@ -246,6 +246,8 @@ def needs_recentring(alignment: Alignment) -> bool:
     """Whether the moving ball centre lands farther than :data:`RECENTRE_TOLERANCE_VOXELS`
     voxels of the reference from the reference's ball centre: closer, the moving job's
     moments (and its stored per-particle invariants) are taken about its own centre."""
+    if alignment.reference_geometry is None:
+        raise ValueError("the alignment records no reference geometry")
     return bool(np.linalg.norm(alignment.shift) > RECENTRE_TOLERANCE_VOXELS * alignment.reference_geometry["voxel_size"])
 
 

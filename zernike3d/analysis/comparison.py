@@ -14,13 +14,13 @@ are described in :mod:`zernike3d.io.comparison_files`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     from zernike3d.analysis.alignment import Alignment
-    from zernike3d.analysis.compare import LatentRelation
+    from zernike3d.analysis.compare import InvariantDistances, LatentRelation
     from zernike3d.analysis.landscape import NearestNeighbours, Populations
     from zernike3d.io.results_folder import Results
     from zernike3d.moments import Moments
@@ -70,11 +70,11 @@ class Comparison:
 
     order: int
     alignments: dict[str, Alignment]
-    distances: object
+    distances: InvariantDistances
     volume_labels: list[str]
     curves: list[tuple]
     relations: dict[str, LatentRelation]
-    landscape: dict[str, np.ndarray]
+    landscape: dict[str, Any]  # name -> array, as landscape.npz holds them
     populations: Populations
     neighbours: NearestNeighbours
     free_energy: dict
@@ -143,7 +143,7 @@ def particle_landscape(results: list[Results], aligned: list[Moments], alignment
     from zernike3d.maths.invariants import particle_invariant_forms
 
     columns = len(nl_table(order))
-    sources = [joint.StoreSource(results[0].store, columns)]
+    sources: list[joint.StoreSource | joint.ComputedSource] = [joint.StoreSource(results[0].store, columns)]
     for result, moved in zip(results[1:], aligned[1:]):
         if not needs_recentring(alignments[result.name]):
             sources.append(joint.StoreSource(result.store, columns))

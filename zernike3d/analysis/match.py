@@ -431,6 +431,7 @@ def score_particles(job, latents: np.ndarray, region: LatentRegion | None, fits:
     scores = particle_scores(latents, forms)
     best_rows = [int(np.nanargmax(column)) for column in scores.T]
     if components:
+        assert region is not None, "the particles' region is needed to find the best latent points"
         points = [best_latent_point(forms, q, region, latents[row]) for q, row in enumerate(best_rows)]
     else:
         points = [np.zeros(0) for _ in fits]
