@@ -263,17 +263,17 @@ def express_in_reference_frame(moving: Moments, alignment: Alignment, maps: np.n
     --rotated-out``). The moving map's point p that lands on the reference's ball centre
     (q = A (p - c) + c_ref + shift = c_ref, so p = c - A^-1 shift, Å) becomes the centre:
     the density is decomposed again about p, so the ball holds what the reference's ball
-    holds (a rotated and shifted twin comes out as the reference, to the grid's
-    interpolation: 0.06% in the invariants of tests/test_align.py's helix at orders 12-20,
-    as decomposing about p directly). A centre off the voxel grid has no symmetric shells
+    holds (a rotated and shifted twin comes out as the reference, as decomposing about p
+    directly does: 0.3-0.4% in the invariants of a 64^3 phantom shifted by 3 Å at orders
+    20 and 50, benchmarks/bench_reexpress.py). A centre off the voxel grid has no symmetric shells
     (64^3, order 50: 11.5 s instead of 1.3 s), so the maps are moved by the fraction of a
     voxel that puts p on the grid (:func:`shifted_maps`) and expanded about that voxel.
     ``maps`` (V, N, N, N) [z, y, x]: the maps ``moving`` was decomposed from (a job's
     bundle), on its grid. Without them only the expansion is known: it is reconstructed on
     :func:`working_geometry` and its round trip's own error is subtracted (Omega + D_p - D_c
     of the reconstruction); then what lay beyond the moving ball or beyond the order is
-    missing (3% in the invariants of a 64^3 map shifted by 3 Å at order 20, 5.5% at order
-    50; 0.6-4% for the helix), so give the maps where they exist. A shift below the
+    missing (3.7-3.8% in the invariants of that phantom; 0.6-4% for tests/test_align.py's
+    helix), so give the maps where they exist. A shift below the
     tolerance (:func:`needs_recentring`) keeps the moments about the moving centre. Then
     the exact mirror and rotation of the moments (:mod:`zernike3d.maths.rotation`).
     """
