@@ -27,30 +27,34 @@ from pathlib import Path
 
 import numpy as np
 
-from zernike3d.analysis.comparison import ALIGN_ORDER, MAX_BOOTSTRAP, TEMPERATURE
+from zernike3d.analysis.comparison import MAX_BOOTSTRAP, CompareSettings
 from zernike3d.errors import InputError
 from zernike3d.stages import common
+
+
+#: the library's defaults, the options' defaults
+DEFAULTS = CompareSettings()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", nargs="+", type=Path, metavar="RESULTS", help="results folders of the datasets (first: the reference)")
     parser.add_argument("--out-dir", required=True, type=Path, help="folder for the tables, figures and landscape")
-    parser.add_argument("--axes", type=int, default=4, help="joint principal axes of the landscape")
-    parser.add_argument("--clusters", type=int, default=3, help="joint k-means clusters")
-    parser.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamplings of the cluster populations")
-    parser.add_argument("--fit-particles", type=int, default=20000, help="particles per dataset used to fit the joint axes")
-    parser.add_argument("--match-particles", type=int, default=100000,
+    parser.add_argument("--axes", type=int, default=DEFAULTS.axes, help="joint principal axes of the landscape")
+    parser.add_argument("--clusters", type=int, default=DEFAULTS.clusters, help="joint k-means clusters")
+    parser.add_argument("--bootstrap", type=int, default=DEFAULTS.bootstrap, help="bootstrap resamplings of the cluster populations")
+    parser.add_argument("--fit-particles", type=int, default=DEFAULTS.fit_particles, help="particles per dataset used to fit the joint axes")
+    parser.add_argument("--match-particles", type=int, default=DEFAULTS.match_particles,
                         help="particles per dataset matched to their nearest reference particle (a random sample)")
-    parser.add_argument("--align-order", type=int, default=ALIGN_ORDER,
+    parser.add_argument("--align-order", type=int, default=DEFAULTS.align_order,
                         help="order of the alignment's fit (at most the datasets' common order); all volumes are then "
                         "compared at the common order")
-    parser.add_argument("--frame", choices=("family", "base"), default="family",
+    parser.add_argument("--frame", choices=("family", "base"), default=DEFAULTS.frame,
                         help="how each job's frame is found: family: every particle's map placed in the reference's "
                         "family of maps (base + components), whatever the populations; base: the base maps aligned "
                         "(biased when the populations differ: a base is the particles' mean)")
-    parser.add_argument("--temperature", type=float, default=TEMPERATURE,
+    parser.add_argument("--temperature", type=float, default=DEFAULTS.temperature,
                         help="temperature (K) of the sample before vitrification, for free energies in kcal/mol")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the samples, k-means and bootstrap")
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed of the samples, k-means and bootstrap")
 
 
 def run(args: argparse.Namespace) -> int:
