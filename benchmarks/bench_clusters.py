@@ -2,7 +2,7 @@
 
 1. Maps at latent points of a 3DVA job (base + 3 components, 128^3, order 50): the time to
    reconstruct and write the maps at 4 and at 60 points (random latents) with
-   :func:`zernike3d.analysis.latents.maps_at_points`, as `zernike3d reconstruct --particles` does.
+   :func:`zernike3d.analysis.latents.maps_at_points`, as `zernike3d reconstruct --dataset` does.
    Target: 60 points in at most 1.3x the time of 4. Timed twice: the maps computed only,
    and computed and written as MRC (8 MiB each at 128^3: writing 60 is disk-bound; choose
    the folder with --maps-dir). The moments are random (the cost of a reconstruction does

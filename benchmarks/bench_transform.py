@@ -81,14 +81,14 @@ def step_rates(box, order, threads):
     from zernike3d.maths.backends import NumbaBackend
     from zernike3d.maths.geometry import BallGeometry
     from zernike3d.maths.indexing import coefficient_count
-    from zernike3d.maths.transform import DEFAULT_WORKSPACE, _Plan, decompose
+    from zernike3d.maths.transform import DEFAULT_WORKSPACE, _BlockLayout, decompose
 
     if threads:
         numba.set_num_threads(threads)
     geometry = BallGeometry.for_box(box, 1.0, "circumscribed")
     maps = np.random.default_rng(0).standard_normal((1, box, box, box), dtype=np.float32)
     decompose(maps, geometry, order, threads=threads)  # compiled, tables cached
-    plan = _Plan(geometry, order, None, 1, DEFAULT_WORKSPACE)
+    plan = _BlockLayout(geometry, order, None, 1, DEFAULT_WORKSPACE)
     engine = NumbaBackend(plan, 1, threads)
     g = plan.grid
     start = time.perf_counter()
@@ -139,7 +139,7 @@ def legendre_table_rows(cases, threads, repeats):
         for _ in range(3 * repeats):
             for path, max_order in (("table", limit), ("recurrence", -1)):
                 transform.TABLE_MAX_ORDER = max_order
-                transform._cached_plan.cache_clear()
+                transform._cached_block_layout.cache_clear()
                 transform.decompose(volume, geometry, order, threads=threads)  # plan and tables
                 start = time.perf_counter()
                 for _ in range(20):

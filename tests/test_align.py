@@ -20,6 +20,7 @@ from zernike3d.cli import main
 from zernike3d.maths import rotation as rot
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.indexing import nlm_table
+from zernike3d.maths.invariants import invariants
 from zernike3d.maths.transform import decompose
 from zernike3d.moments import Moments
 from zernike3d.synthetic import gaussian_blobs
@@ -366,3 +367,26 @@ def test_align_command_never_overwrites_an_input_or_a_strangers_file(tmp_path, c
     theirs.write_text('{"mine": true}\n')
     assert main(["align", str(reference), str(reference), "--out", str(theirs)]) == 2
     assert "refusing to replace" in capsys.readouterr().err and theirs.read_text() == '{"mine": true}\n'
+
+
+def test_a_shifted_twin_decomposed_again_from_its_maps_is_the_reference_as_the_direct_route(helix_moments, twin_fit):
+    """The rotated and shifted twin, re-expressed from its own maps (the fraction of a
+    voxel by a phase ramp, then about the nearest voxel), has the reference's invariants
+    as decomposing the twin directly about the true off-grid point does, and closer than
+    from its expansion alone (which lacks what lay beyond the order)."""
+    maps = np.stack([moved(helix(), MOTION, SHIFT), moved(helix(scale=1.3), MOTION, SHIFT)])
+    twin = Moments.from_maps(maps, GEOMETRY, 12, names=["base", "component_0"])
+    reference = helix_moments.truncate(12)
+    from_maps = express_in_reference_frame(twin, twin_fit, maps=maps)
+    from_expansion = express_in_reference_frame(twin, twin_fit)
+    point = np.asarray(twin.center) + SHIFT  # where the reference's centre sits in the twin
+    direct = decompose(maps, BallGeometry(BOX, VOXEL, GEOMETRY.radius, tuple(point)), 12)
+
+    def error(invariants):
+        return np.linalg.norm(invariants - reference.invariants()) / np.linalg.norm(reference.invariants())
+
+    assert error(from_maps.invariants()) < 0.003 and error(invariants(direct, 12)) < 0.003
+    assert error(from_expansion.invariants()) > 10 * error(from_maps.invariants())
+    assert np.linalg.norm(from_maps.moments - reference.moments) < 0.005 * np.linalg.norm(reference.moments)
+    with pytest.raises(ValueError, match="are not the 2 volumes"):
+        express_in_reference_frame(twin, twin_fit, maps=maps[:1])

@@ -38,10 +38,10 @@ def test_array_backend_matches_numba_kernels(geometry, max_workspace):
 
 def test_streamed_radial_table_gives_the_same_moments():
     from zernike3d.maths.backends import make_backend
-    from zernike3d.maths.transform import _Plan
+    from zernike3d.maths.transform import _BlockLayout
 
     geometry = GEOMETRIES[0]
-    plan = _Plan(geometry, 6, None, 1, 2**30)
+    plan = _BlockLayout(geometry, 6, None, 1, 2**30)
     streamed = make_backend("numpy", plan, 1, radial_resident=False)
     resident = make_backend("numpy", plan, 1, radial_resident=True)
     for l in range(7):

@@ -263,7 +263,7 @@ def test_clusters_on_per_particle_invariants_find_two_states(tmp_path):
     other = Dataset(dataset.maps, latents[shuffled], dataset.uid[shuffled], dataset.voxel_size, dataset.origin, [])
     other.save(tmp_path / "shuffled.npz")
     store = tmp_path / "p.zarr"
-    assert main(["invariants", str(paths.moments), "--out", str(tmp_path / "F.csv"), "--particles",
+    assert main(["invariants", str(paths.moments), "--out", str(tmp_path / "F.csv"), "--dataset",
                  str(tmp_path / "shuffled.npz"), "--particles-out", str(store)]) == 0
     table = np.zeros(group.size, dtype=[("uid", "<u8"), ("blob/idx", "<u4")])  # the job's particles .cs
     table["uid"], table["blob/idx"] = dataset.uid, np.arange(group.size)

@@ -224,7 +224,7 @@ def test_cluster_populations_and_nearest_neighbours_of_known_points():
 
 
 def test_maps_moved_by_a_fraction_of_a_voxel_keep_their_moments_about_the_moved_centre():
-    from zernike3d.stages.compare import shifted_maps
+    from zernike3d.analysis.alignment import shifted_maps
 
     delta = np.zeros((1, BOX, BOX, BOX))
     delta[0, 5, 7, 9] = 1.0  # z, y, x

@@ -324,10 +324,10 @@ def other_job(directory, job):
 def test_moments_of_another_job_are_refused_naming_both_files(capsys, work, job):
     other = other_job(work, job)
     moments = work / "moments.npz"
-    line = refused(capsys, work, ["invariants", moments, "--out", work / "F.csv", "--particles", other,
+    line = refused(capsys, work, ["invariants", moments, "--out", work / "F.csv", "--dataset", other,
                                   "--particles-out", work / "P.zarr"], moments, other)
     assert "component_1 differ" in line
-    refused(capsys, work, ["reconstruct", moments, "--particles", other, "--out-dir", work / "maps"], moments, other)
+    refused(capsys, work, ["reconstruct", moments, "--dataset", other, "--out-dir", work / "maps"], moments, other)
 
 
 def test_moments_decomposed_from_the_job_mrc_files_match_its_bundle(work, job):
@@ -346,7 +346,7 @@ def test_moments_without_fingerprint_are_accepted_with_one_warning(recwarn, work
     line, as the CLI formats it) says they were not checked."""
     moments = work / "moments.npz"
     rewrite_npz(moments, drop=("maps_sha256",))
-    assert main(["invariants", str(moments), "--out", str(work / "F.csv"), "--particles",
+    assert main(["invariants", str(moments), "--out", str(work / "F.csv"), "--dataset",
                  str(work / "dataset.npz"), "--particles-out", str(work / "P.zarr")]) == 0
     messages = [str(w.message) for w in recwarn if "fingerprint" in str(w.message)]
     assert len(messages) == 1 and str(moments) in messages[0] and "\n" not in messages[0]
@@ -357,7 +357,7 @@ def test_moments_without_fingerprint_are_accepted_with_one_warning(recwarn, work
 @pytest.fixture
 def store(work):
     """work/P.zarr: the small job's per-particle invariants (one chunk of 200 rows)."""
-    assert main(["invariants", str(work / "moments.npz"), "--out", str(work / "F.csv"), "--particles",
+    assert main(["invariants", str(work / "moments.npz"), "--out", str(work / "F.csv"), "--dataset",
                  str(work / "dataset.npz"), "--particles-out", str(work / "P.zarr")]) == 0
     return work / "P.zarr"
 
@@ -465,7 +465,7 @@ def test_subsets_keep_every_dtype_exactly(tmp_path):
 def test_reconstruct_points_that_would_be_lost_or_misread(capsys, work, text, problem):
     points = work / "points.csv"
     points.write_bytes(text if isinstance(text, bytes) else text.encode())
-    line = refused(capsys, work, ["reconstruct", work / "moments.npz", "--particles", work / "dataset.npz",
+    line = refused(capsys, work, ["reconstruct", work / "moments.npz", "--dataset", work / "dataset.npz",
                                   "--kmeans", 2, "--points", points, "--out-dir", work / "maps"], points)
     assert problem in line
 
@@ -478,7 +478,7 @@ def test_qc_of_another_jobs_moments_is_refused(capsys, work, job):
 
 
 @pytest.mark.parametrize("argv, option", [
-    (["reconstruct", "MOMENTS", "--particles", "DATASET", "--latent=1e308,0", "--out-dir", "OUT"], "--latent"),
+    (["reconstruct", "MOMENTS", "--dataset", "DATASET", "--latent=1e308,0", "--out-dir", "OUT"], "--latent"),
     (["cluster", "DATASET", "--range", "z_0=nan:1", "--out-dir", "OUT"], "--range"),
 ])
 def test_non_finite_requests_are_refused_and_never_written(capsys, work, argv, option):

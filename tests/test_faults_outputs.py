@@ -141,11 +141,11 @@ def test_output_equal_to_an_input_or_another_output_is_refused_by_every_stage(ca
     d, m = job.dataset, job.moments
     for argv, named in [
         (["reconstruct", m, "--out", m], m),
-        (["reconstruct", m, "--particles", d, "--out-dir", tmp_path / "job", "--latent", "0,0"], tmp_path / "job"),
+        (["reconstruct", m, "--dataset", d, "--out-dir", tmp_path / "job", "--latent", "0,0"], tmp_path / "job"),
         (["preprocess", d, "--out", d], d),
         (["invariants", m, "--out", m], m),
-        (["invariants", m, "--out", tmp_path / "i.csv", "--particles", d, "--particles-out", d], d),
-        (["invariants", m, "--out", tmp_path / "i.npz", "--particles", d, "--particles-out", tmp_path / "i.npz"],
+        (["invariants", m, "--out", tmp_path / "i.csv", "--dataset", d, "--particles-out", d], d),
+        (["invariants", m, "--out", tmp_path / "i.npz", "--dataset", d, "--particles-out", tmp_path / "i.npz"],
          "the other output"),
         (["qc", "--dataset", d, "--moments", m, "--out-dir", tmp_path / "job"], tmp_path / "job"),
         (["import", "--map", m, "--out", m], m),
@@ -176,7 +176,7 @@ def test_the_analysis_stages_never_write_over_their_inputs(capsys, monkeypatch, 
 
 def test_a_users_file_saved_into_an_earlier_output_folder_keeps_it_from_being_replaced(capsys, tmp_path, job):
     maps = tmp_path / "maps"
-    argv = ["reconstruct", job.moments, "--particles", job.dataset, "--out-dir", maps, "--latent", "0,0"]
+    argv = ["reconstruct", job.moments, "--dataset", job.dataset, "--out-dir", maps, "--latent", "0,0"]
     assert cli(*argv) == 0
     lines = (maps / MARKER).read_text().splitlines()
     assert lines[0] == "reconstruct --out-dir"
@@ -211,7 +211,7 @@ def test_an_earlier_output_of_another_kind_is_not_replaced(capsys, tmp_path, job
     theirs = tmp_path / "P.zarr"
     theirs.mkdir()
     (theirs / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {"mine": 1}}\n')
-    refused(capsys, tmp_path, ["invariants", job.moments, "--out", tmp_path / "i.csv", "--particles", job.dataset,
+    refused(capsys, tmp_path, ["invariants", job.moments, "--out", tmp_path / "i.csv", "--dataset", job.dataset,
                                "--particles-out", theirs], theirs, "particle invariants store")
     other = tmp_path / "other.npz"
     other.write_bytes(job.moments.read_bytes())
@@ -233,16 +233,16 @@ def test_rerunning_a_stage_replaces_its_own_earlier_output(capsys, tmp_path, inp
     assert cli("reconstruct", out, "--out", rebuilt, "--box", 20) == 0
     assert read_map(rebuilt).data.shape == (20, 20, 20)
     maps = tmp_path / "maps"
-    assert cli("reconstruct", job.moments, "--particles", job.dataset, "--out-dir", maps, "--latent", "0,0") == 0
-    assert cli("reconstruct", job.moments, "--particles", job.dataset, "--out-dir", maps, "--latent", "1,0") == 0
+    assert cli("reconstruct", job.moments, "--dataset", job.dataset, "--out-dir", maps, "--latent", "0,0") == 0
+    assert cli("reconstruct", job.moments, "--dataset", job.dataset, "--out-dir", maps, "--latent", "1,0") == 0
     assert sorted(p.name for p in maps.iterdir()) == [MARKER, "base.mrc", "index.csv", "latent_00.mrc"]
     assert "1.0" in (maps / "index.csv").read_text()
     table, store = tmp_path / "inv.csv", tmp_path / "p.zarr"
     for _ in range(2):
-        assert cli("invariants", job.moments, "--out", table, "--particles", job.dataset, "--particles-out", store) == 0
+        assert cli("invariants", job.moments, "--out", table, "--dataset", job.dataset, "--particles-out", store) == 0
     # Snakemake deletes a declared store/zarr.json before re-running the job: still ours
     (store / "zarr.json").unlink()
-    assert cli("invariants", job.moments, "--out", table, "--particles", job.dataset, "--particles-out", store) == 0
+    assert cli("invariants", job.moments, "--out", table, "--dataset", job.dataset, "--particles-out", store) == 0
     assert (store / "zarr.json").is_file()
     job_dir = tmp_path / "J1"
     for seed in (0, 1):
@@ -341,7 +341,7 @@ def test_reconstruct_out_dir_is_all_or_none(capsys, monkeypatch, tmp_path, job):
     import zernike3d.stages.reconstruct as stage
 
     maps = tmp_path / "maps"
-    argv = ["reconstruct", job.moments, "--particles", job.dataset, "--out-dir", maps, "--latent", "0,0", "1,0", "0,1"]
+    argv = ["reconstruct", job.moments, "--dataset", job.dataset, "--out-dir", maps, "--latent", "0,0", "1,0", "0,1"]
     assert cli(*argv) == 0
     monkeypatch.setattr(stage, "write_map", fail_on_call(3)(stage.write_map))  # the disk fills at the 3rd map
     err = refused(capsys, tmp_path, [*argv[:-3], "0.5,0", "2,0", "0,2"], maps, "no space")
@@ -352,7 +352,7 @@ def test_invariants_table_and_store_are_all_or_none(capsys, monkeypatch, tmp_pat
     import zernike3d.io.particle_invariants as stage  # the invariants stage imports its writer when it runs
 
     table, store = tmp_path / "inv.csv", tmp_path / "p.zarr"
-    argv = ["invariants", job.moments, "--out", table, "--particles", job.dataset, "--particles-out", store]
+    argv = ["invariants", job.moments, "--out", table, "--dataset", job.dataset, "--particles-out", store]
     monkeypatch.setattr(stage, "write_particle_invariants", fail_on_call(1)(stage.write_particle_invariants))
     refused(capsys, tmp_path, argv, "no space")
     assert not table.exists() and not store.exists()
@@ -424,7 +424,7 @@ def test_a_full_disk_during_a_zarr_store_names_the_store(capsys, small_tmpfs, jo
     table, store = small_tmpfs / "inv.csv", small_tmpfs / "p.zarr"
     ballast = small_tmpfs / "ballast"
     ballast.write_bytes(b"\0" * (240 * 1024))
-    argv = ["invariants", job.moments, "--out", table, "--particles", job.dataset, "--particles-out", store]
+    argv = ["invariants", job.moments, "--out", table, "--dataset", job.dataset, "--particles-out", store]
     err = refused(capsys, small_tmpfs, argv, "no space")
     assert str(store) in err or str(table) in err
     assert not table.exists() and not store.exists()
@@ -473,7 +473,7 @@ def test_requests_that_cannot_fit_in_memory_name_the_option(capsys, tmp_path, jo
 
 def particle_store(tmp_path, job):
     """tmp_path/P.zarr (and F.csv): the small job's per-particle invariants."""
-    argv = ["invariants", job.moments, "--out", tmp_path / "F.csv", "--particles", job.dataset,
+    argv = ["invariants", job.moments, "--out", tmp_path / "F.csv", "--dataset", job.dataset,
             "--particles-out", tmp_path / "P.zarr"]
     assert cli(*argv) == 0
     return tmp_path / "P.zarr", argv
@@ -492,7 +492,7 @@ def test_nothing_is_written_inside_a_store_at_any_depth(capsys, tmp_path, job):
     15 files that way."""
     store, _ = particle_store(tmp_path, job)
     for out in (store / "cmp", store / "a" / "b"):
-        line = refused(capsys, tmp_path, ["reconstruct", job.moments, "--particles", job.dataset, "--latent", "0,0",
+        line = refused(capsys, tmp_path, ["reconstruct", job.moments, "--dataset", job.dataset, "--latent", "0,0",
                                           "--out-dir", out], out, store)
         assert "written whole" in line
     assert cli(*particle_store(tmp_path, job)[1]) == 0  # and the store is still ours to replace
@@ -500,7 +500,7 @@ def test_nothing_is_written_inside_a_store_at_any_depth(capsys, tmp_path, job):
 
 def test_an_edited_output_file_is_not_replaced(capsys, tmp_path, job):
     maps = tmp_path / "maps"
-    argv = ["reconstruct", job.moments, "--particles", job.dataset, "--out-dir", maps, "--latent", "0,0"]
+    argv = ["reconstruct", job.moments, "--dataset", job.dataset, "--out-dir", maps, "--latent", "0,0"]
     assert cli(*argv) == 0
     with open(maps / "index.csv", "a") as f:
         f.write("# my notes on latent_00\n")
@@ -513,10 +513,10 @@ def test_an_incomplete_earlier_folder_is_gone_after_a_refusal(capsys, tmp_path, 
     declare must not outlive the run as half a folder, whether the run then fails or
     is refused."""
     maps = tmp_path / "maps"
-    assert cli("reconstruct", job.moments, "--particles", job.dataset, "--out-dir", maps, "--latent", "0,0") == 0
+    assert cli("reconstruct", job.moments, "--dataset", job.dataset, "--out-dir", maps, "--latent", "0,0") == 0
     (maps / "base.mrc").unlink()  # as Snakemake does
     capsys.readouterr()
-    assert cli("reconstruct", job.moments, "--particles", job.dataset, "--out-dir", maps, "--latent", "0,0,0") == 2
+    assert cli("reconstruct", job.moments, "--dataset", job.dataset, "--out-dir", maps, "--latent", "0,0,0") == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert not maps.exists()
     assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name or ".old-" in p.name]

@@ -1,4 +1,4 @@
-"""Latent-space points (zernike3d.analysis.latents) and `zernike3d reconstruct --particles`."""
+"""Latent-space points (zernike3d.analysis.latents) and `zernike3d reconstruct --dataset`."""
 
 import csv
 import re
@@ -111,7 +111,7 @@ def test_reconstruct_at_latents_is_linear_in_the_components(tmp_path, monkeypatc
     paths, dataset, moments = write_small_job(tmp_path)
     out = tmp_path / "maps"
     uid = dataset.uid[5]
-    argv = ["reconstruct", paths.moments, "--particles", paths.dataset, "--out-dir", out,
+    argv = ["reconstruct", paths.moments, "--dataset", paths.dataset, "--out-dir", out,
             "--particle", 3, f"uid:{uid}", "--latent", "0.5,-1", "--latent=-0.5,1", "--series", 3, "--kmeans", 2]
     assert cli(*argv) == 0
 
@@ -145,7 +145,7 @@ def test_reconstruct_at_latents_is_linear_in_the_components(tmp_path, monkeypatc
 def test_reconstruct_at_latents_refuses_bad_choices(capsys, tmp_path, options, source, problem):
     paths, _, _ = write_small_job(tmp_path)
     out = tmp_path / "maps"
-    assert cli("reconstruct", paths.moments, "--particles", paths.dataset, "--out-dir", out, *options) == 2
+    assert cli("reconstruct", paths.moments, "--dataset", paths.dataset, "--out-dir", out, *options) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert re.search(f"{source}: {problem}", line), line
     assert not out.exists()
@@ -155,7 +155,7 @@ def test_reconstruct_at_latents_refuses_moments_of_another_job(capsys, tmp_path)
     paths, _, moments = write_small_job(tmp_path)
     other = tmp_path / "other.npz"
     replace(moments, moments=moments.moments[:2], names=["base", "component_0"]).save(other)
-    assert cli("reconstruct", other, "--particles", paths.dataset, "--out-dir", tmp_path / "maps", "--series", 2) == 2
+    assert cli("reconstruct", other, "--dataset", paths.dataset, "--out-dir", tmp_path / "maps", "--series", 2) == 2
     assert f"{other}: has 1 components but {paths.dataset} has latents for 2" in capsys.readouterr().err
 
 
@@ -166,8 +166,8 @@ def test_reconstruct_of_a_single_map_dataset_writes_the_base(capsys, tmp_path):
     base = tmp_path / "base.npz"
     moments.volume("base").save(base)
     out = tmp_path / "maps"
-    assert cli("reconstruct", base, "--particles", single, "--out-dir", out) == 0
+    assert cli("reconstruct", base, "--dataset", single, "--out-dir", out) == 0
     assert sorted(p.name for p in out.iterdir()) == [".zernike3d-output", "base.mrc", "index.csv"]
     assert (out / "index.csv").read_text() == "file,kind\nbase.mrc,base\n"
-    assert cli("reconstruct", base, "--particles", single, "--out-dir", tmp_path / "x", "--particle", 0) == 2
+    assert cli("reconstruct", base, "--dataset", single, "--out-dir", tmp_path / "x", "--particle", 0) == 2
     assert f"{single}: has no particles (a single map)" in capsys.readouterr().err

@@ -117,14 +117,14 @@ def test_m_blocks_and_volume_batches_do_not_change_results():
 
 
 def test_shell_blocks_do_not_change_results():
-    from zernike3d.maths.transform import _Plan, channel_bytes
+    from zernike3d.maths.transform import _BlockLayout, channel_bytes
 
     geometry = BallGeometry.for_box(40, 1.0, "circumscribed")
     order, volumes = 20, 2
     grid = geometry.grid
     per_shell = 2 * volumes * (order + 1) * (order + 2) // 2 * 8
     budget = channel_bytes(grid, volumes) + grid.orbit_ring.size * (order + 1) * 32 + 400 * per_shell
-    plan = _Plan(geometry, order, None, volumes, budget)
+    plan = _BlockLayout(geometry, order, None, volumes, budget)
     assert (plan.m_block, plan.shell_block) == (order + 1, 400) and grid.n_shells > 400
     maps = np.random.default_rng(5).standard_normal((volumes, 40, 40, 40))
     whole = decompose(maps, geometry, order)
@@ -135,14 +135,14 @@ def test_shell_blocks_do_not_change_results():
 
 def test_single_maps_at_low_order_take_the_legendre_table_with_the_same_results(monkeypatch):
     from zernike3d.maths import transform
-    from zernike3d.maths.transform import TABLE_MAX_ORDER, _Plan, channel_bytes
+    from zernike3d.maths.transform import TABLE_MAX_ORDER, _BlockLayout, channel_bytes
 
     geometry = BallGeometry.for_box(40, 1.0, "circumscribed")
     grid = geometry.grid
     maps = np.random.default_rng(6).standard_normal((2, 40, 40, 40))
 
     def table_plan(order, volumes, budget=2**29, where=geometry):
-        return _Plan(where, order, None, volumes, budget).uses_legendre_table
+        return _BlockLayout(where, order, None, volumes, budget).uses_legendre_table
 
     assert table_plan(0, 1) and table_plan(TABLE_MAX_ORDER, 1)
     assert not table_plan(TABLE_MAX_ORDER + 1, 1) and not table_plan(10, 2)
@@ -151,25 +151,25 @@ def test_single_maps_at_low_order_take_the_legendre_table_with_the_same_results(
     order = 20
     per_shell = 2 * (order + 1) * (order + 2) // 2 * 8
     budget = channel_bytes(grid, 1) + grid.orbit_ring.size * (order + 1) * 32 + 400 * per_shell
-    plan = _Plan(geometry, order, None, 1, budget)
+    plan = _BlockLayout(geometry, order, None, 1, budget)
     assert plan.uses_legendre_table and plan.shell_block == 400 < grid.n_shells
     for order, limit in ((0, None), (1, None), (7, None), (20, None), (20, budget)):
         kwargs = {} if limit is None else {"max_workspace": limit}
         table = decompose(maps[1], geometry, order, **kwargs)
         with monkeypatch.context() as patch:
             patch.setattr(transform, "TABLE_MAX_ORDER", -1)
-            transform._cached_plan.cache_clear()
+            transform._cached_block_layout.cache_clear()
             recurrence = decompose(maps[1], geometry, order, **kwargs)
-        transform._cached_plan.cache_clear()
+        transform._cached_block_layout.cache_clear()
         assert relative_error(table, recurrence) < 1e-13, order
         assert relative_error(table, decompose(maps, geometry, order, **kwargs)[1:]) < 1e-13, order  # two maps
     # reconstruct never needs the table: the plan builds it on decompose's first use
     reconstruct(table, geometry, 20)
-    from zernike3d.maths.transform import _cached_plan
+    from zernike3d.maths.transform import _cached_block_layout
 
-    _cached_plan.cache_clear()
+    _cached_block_layout.cache_clear()
     reconstruct(table, geometry, 20)
-    assert "legendre_table" not in _cached_plan(geometry, 20, 1, 512 * 2**20, True).__dict__
+    assert "legendre_table" not in _cached_block_layout(geometry, 20, 1, 512 * 2**20, True).__dict__
 
 
 def test_reused_work_arrays_keep_calls_and_threads_apart():

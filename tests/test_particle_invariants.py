@@ -1,6 +1,7 @@
 """Per-particle invariants: the chunked kernel, the zarr store, the invariants stage option."""
 
 import re
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -95,7 +96,7 @@ def test_reader_rejects_other_stores(tmp_path):
 def test_invariants_stage_writes_particle_store(tmp_path):
     paths, dataset, moments = write_small_job(tmp_path)
     out = tmp_path / "P.zarr"
-    argv = ["invariants", paths.moments, "--out", tmp_path / "F.csv", "--particles", paths.dataset,
+    argv = ["invariants", paths.moments, "--out", tmp_path / "F.csv", "--dataset", paths.dataset,
             "--particles-out", out]
     assert main([str(a) for a in argv]) == 0
     store = read_particle_invariants(out)
@@ -104,6 +105,30 @@ def test_invariants_stage_writes_particle_store(tmp_path):
     z = np.hstack([np.ones((len(dataset.latents), 1)), dataset.latents.astype(np.float64)])
     expected = invariants(z @ moments.moments, moments.order)
     np.testing.assert_allclose(store.invariants[:], expected, rtol=1e-6, atol=1e-6 * expected.max())
+
+
+def test_old_spellings_of_renamed_options_still_work_and_warn_once(tmp_path, capsys):
+    """--particles, renamed --dataset (invariants, reconstruct) and --n-particles (plan),
+    works for one release and prints one deprecation line (warnings, FutureWarning)."""
+    paths, dataset, _ = write_small_job(tmp_path)
+    runs = [
+        (["invariants", paths.moments, "--out", tmp_path / "F.csv", "--particles", paths.dataset,
+          "--particles-out", tmp_path / "P.zarr"], "--dataset"),
+        (["reconstruct", paths.moments, "--particles", paths.dataset, "--out-dir", tmp_path / "maps", "--latent", "0,0"],
+         "--dataset"),
+        (["plan", "--box", "16", "--order", "4", "--particles", "1000"], "--n-particles"),
+    ]
+    for argv, new in runs:
+        with pytest.warns(FutureWarning, match=f"--particles is now {new}") as caught:
+            assert main([str(a) for a in argv]) == 0
+        assert len([w for w in caught if issubclass(w.category, FutureWarning)]) == 1
+    assert len(read_particle_invariants(tmp_path / "P.zarr").uid) == len(dataset.uid)
+    assert (tmp_path / "maps" / "index.csv").is_file()
+    assert "particle invariants: " in capsys.readouterr().out  # plan counted the 1000 particles
+    # the new spellings warn of nothing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        assert main(["plan", "--box", "16", "--order", "4", "--n-particles", "1000"]) == 0
 
 
 @pytest.mark.parametrize(
@@ -115,7 +140,7 @@ def test_invariants_stage_refuses_moments_of_another_job(capsys, tmp_path, names
     paths, _, moments = write_small_job(tmp_path)
     other = tmp_path / "other.npz"
     replace(moments, moments=moments.moments[: len(names)], names=names).save(other)
-    argv = ["invariants", other, "--out", tmp_path / "F.csv", "--particles", paths.dataset,
+    argv = ["invariants", other, "--out", tmp_path / "F.csv", "--dataset", paths.dataset,
             "--particles-out", tmp_path / "P.zarr"]
     assert main([str(a) for a in argv]) == 2
     assert re.search(f"{other}: {problem}", capsys.readouterr().err)

@@ -88,7 +88,7 @@ def test_path_stage_writes_points_that_reconstruct_reads(tmp_path, capsys):
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
     maps = tmp_path / "maps"
-    assert main(["reconstruct", str(paths.moments), "--particles", str(paths.dataset), "--out-dir", str(maps),
+    assert main(["reconstruct", str(paths.moments), "--dataset", str(paths.dataset), "--out-dir", str(maps),
                  "--points", str(out)]) == 0
     assert (maps / f"{first}.py").is_file() and len(list(maps.glob("path_*.mrc"))) == 12
 

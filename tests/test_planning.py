@@ -159,7 +159,7 @@ def test_rates_file_applies_only_to_its_cpu(tmp_path):
 
 
 def test_plan_command(capsys):
-    assert cli_main(["plan", "--box", "32", "--order", "10", "--volumes", "2", "--particles", "1000"]) == 0
+    assert cli_main(["plan", "--box", "32", "--order", "10", "--volumes", "2", "--n-particles", "1000"]) == 0
     out = capsys.readouterr().out
     assert "cpu-ram" in out and "choice: " in out and "particle invariants" in out
 

@@ -42,7 +42,7 @@ def particle_invariants_of_job(job_dir, work):
     dataset, moments, store = work / "dataset.npz", work / "moments.npz", work / "P.zarr"
     assert main(["import", "--job-dir", str(job_dir), "--out", str(dataset)]) == 0
     assert main(["decompose", str(dataset), "--order", str(ORDER), "--out", str(moments)]) == 0
-    assert main(["invariants", str(moments), "--out", str(work / "F.csv"), "--particles", str(dataset),
+    assert main(["invariants", str(moments), "--out", str(work / "F.csv"), "--dataset", str(dataset),
                  "--particles-out", str(store)]) == 0
     return read_particle_invariants(store)
 

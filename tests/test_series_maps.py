@@ -56,7 +56,7 @@ def test_mapspace_series_and_chimerax_scripts(job, tmp_path, capsys, monkeypatch
     paths, dataset, moments = job
     monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))  # no ChimeraX: --movie says so in one line
     out = tmp_path / "maps"
-    assert cli("reconstruct", paths.moments, "--particles", paths.dataset, "--out-dir", out,
+    assert cli("reconstruct", paths.moments, "--dataset", paths.dataset, "--out-dir", out,
                "--series", 4, "--kmeans", 2, "--mapspace", "--movie") == 0
     printed = capsys.readouterr().out
     assert printed.count("ChimeraX (chimerax) is not on PATH") == 6  # 2 series + kmeans, twice (mapspace)
@@ -116,7 +116,7 @@ def test_points_file_gives_named_maps(job, tmp_path, capsys):
     points = tmp_path / "centres.csv"
     points.write_text("name,kind,uid,z_0,z_1\ncluster_00,cluster,7,0.5,-1\ncluster_01,cluster,9,-0.25,2\n")
     out = tmp_path / "maps"
-    assert cli("reconstruct", paths.moments, "--particles", paths.dataset, "--out-dir", out, "--points", points) == 0
+    assert cli("reconstruct", paths.moments, "--dataset", paths.dataset, "--out-dir", out, "--points", points) == 0
     rows = read_index(out)
     assert [(r["file"], r["kind"], r["z_0"], r["z_1"]) for r in rows] == [
         ("base.mrc", "base", "0.0", "0.0"), ("cluster_00.mrc", "cluster", "0.5", "-1.0"),
@@ -124,6 +124,6 @@ def test_points_file_gives_named_maps(job, tmp_path, capsys):
     assert (out / "clusters.py").is_file()
 
     points.write_text("name,kind,z_0\nx,latent,1\n")
-    assert cli("reconstruct", paths.moments, "--particles", paths.dataset, "--out-dir", tmp_path / "m2", "--points", points) == 2
+    assert cli("reconstruct", paths.moments, "--dataset", paths.dataset, "--out-dir", tmp_path / "m2", "--points", points) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert f"{points}: --points: expected a CSV with columns name, kind, z_0, z_1" in line

@@ -70,7 +70,7 @@ rule cluster_maps:
         extra=map_extra_args,
         max_memory=max_memory_arg,
     shell:
-        "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d reconstruct {input.moments} --particles {input.data} "
+        "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d reconstruct {input.moments} --dataset {input.data} "
         "--points {input.centres} --out-dir {output} {params.order} {params.extra} --threads {threads} {params.max_memory} > {log} 2>&1"
 
 
@@ -132,5 +132,5 @@ rule path_maps:
         extra=map_extra_args,
         max_memory=max_memory_arg,
     shell:
-        "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d reconstruct {input.moments} --particles {input.data} "
+        "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d reconstruct {input.moments} --dataset {input.data} "
         "--points {input.paths} --out-dir {output} {params.order} {params.extra} --threads {threads} {params.max_memory} > {log} 2>&1"

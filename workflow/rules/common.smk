@@ -430,7 +430,9 @@ def basis_input(wildcards):
 def invariants_particle_args(wildcards, input, output):
     if "particles" in output.keys():
         store = os.path.dirname(output.particles)
-        return f"--particles {shlex.quote(input.data)} --particles-out {shlex.quote(store)}"
+        return (
+            f"--dataset {shlex.quote(input.data)} --particles-out {shlex.quote(store)}"
+        )
     return ""
 
 

@@ -114,5 +114,5 @@ rule reconstruct:
         args=reconstruct_args,
         max_memory=max_memory_arg,
     shell:
-        "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d reconstruct {input.moments} --particles {input.data} --out-dir {output} "
+        "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d reconstruct {input.moments} --dataset {input.data} --out-dir {output} "
         "{params.args} --threads {threads} {params.max_memory} > {log} 2>&1"

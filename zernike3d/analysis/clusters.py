@@ -15,6 +15,8 @@ Selections are boolean masks over the particles, named by what they select: bins
 component (3DVA Display's intermediates mode) and ranges of latents or invariants.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +27,8 @@ METHODS = ("kmeans", "gmm")
 #: models are fitted on at most this many particles (a fixed random sample), then every
 #: particle is labelled (a million particles give the same clusters, many times slower)
 FIT_SAMPLE = 100_000
+#: rows labelled at once by :func:`nearest_centres`
+LABEL_BLOCK = 65536
 #: principal components of the standardised invariants used for clustering
 INVARIANT_DIMENSIONS = 10
 
@@ -69,18 +73,39 @@ MAX_CLUSTERS = 100
 MAX_BINS = 100
 
 
-def cluster(features, k, method="kmeans", seed=0, threads=None):
+def kmeans(features: np.ndarray, k: int, seed: int = 0, start: np.ndarray | None = None, max_iter: int = 300,
+           threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The k-means of zernike3d (``cluster``, ``reconstruct --kmeans``, ``compare``'s joint
+    states): scikit-learn's KMeans (Lloyd) on ``features`` (P, D), seeded by k-means++
+    with the best of 3 starts, or run once from the centres ``start`` (k, D); ``seed``
+    fixes the starts, so that runs repeat; ``threads`` caps scikit-learn's OpenMP/BLAS
+    threads (None: all cores). -> (centres (k, D) float64, labels (P,) int32: the nearest
+    centre), in scikit-learn's order of the clusters."""
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+
+    features = np.asarray(features, dtype=np.float64)
+    init, n_init = ("k-means++", 3) if start is None else (np.asarray(start, dtype=np.float64), 1)
+    model = KMeans(n_clusters=k, init=init, n_init=n_init, max_iter=max_iter, random_state=seed)
+    if threads is None:  # entering threadpool_limits costs about 10 ms even without a limit
+        model.fit(features)
+    else:
+        with threadpool_limits(limits=threads):
+            model.fit(features)
+    return model.cluster_centers_, model.labels_.astype(np.int32)
+
+
+def cluster(features: np.ndarray, k: int, method: str = "kmeans", seed: int = 0,
+            threads: int | None = None) -> Clustering:
     """Cluster ``features`` (P, D) into ``k`` groups -> :class:`Clustering`.
 
-    ``method``: "kmeans" (scikit-learn KMeans, k-means++ seeding, the best of 3 starts;
-    labels = nearest centre) or "gmm" (GaussianMixture, full covariances, labels = most
-    probable component, centres = component means), fitted on at most
-    :data:`FIT_SAMPLE` particles. ``seed`` fixes the sample and the random starts, so
-    that runs repeat. ``threads`` caps scikit-learn's OpenMP/BLAS threads (None: all
-    cores); a job sharing its cores should set it, as OpenMP threads that outnumber the
-    cores spin against each other.
+    ``method``: "kmeans" (:func:`kmeans`; labels = nearest centre) or "gmm"
+    (scikit-learn GaussianMixture, full covariances, labels = most probable component,
+    centres = component means), fitted on at most :data:`FIT_SAMPLE` particles. ``seed``
+    fixes the sample and the random starts, so that runs repeat. ``threads`` caps
+    scikit-learn's OpenMP/BLAS threads (None: all cores); a job sharing its cores should
+    set it, as OpenMP threads that outnumber the cores spin against each other.
     """
-    from sklearn.cluster import KMeans
     from sklearn.mixture import GaussianMixture
     from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
@@ -93,20 +118,32 @@ def cluster(features, k, method="kmeans", seed=0, threads=None):
     sample = features
     if len(features) > FIT_SAMPLE:
         sample = features[np.sort(np.random.default_rng(seed).choice(len(features), FIT_SAMPLE, replace=False))]
-    with threadpool_limits(limits=threads):
-        if method == "kmeans":
-            model = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(sample)
-            centres = model.cluster_centers_
-        else:
+    if method == "kmeans":
+        centres, _ = kmeans(sample, k, seed=seed, threads=threads)
+        labels = nearest_centres(features, centres)
+    else:
+        with threadpool_limits(limits=threads):
             model = GaussianMixture(n_components=k, covariance_type="full", random_state=seed).fit(sample)
-            centres = model.means_
-        labels = model.predict(features)
+            centres, labels = model.means_, model.predict(features)
     counts = np.bincount(labels, minlength=k)
     order = np.argsort(-counts, kind="stable")
     rank = np.empty(k, dtype=np.int32)
     rank[order] = np.arange(k, dtype=np.int32)
     centres = centres[order]
     return Clustering(rank[labels], centres, nearest_rows(features, centres), counts[order].astype(np.int64))
+
+
+def nearest_centres(features: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Index of the centre (k, D) nearest (Euclidean) each row of ``features`` (P, D) ->
+    (P,) int32: k-means' labels of particles it was not fitted on. The largest
+    x.c - |c|^2 / 2, by blocks of :data:`LABEL_BLOCK` rows (memory: a block times k)."""
+    centres = np.asarray(centres, dtype=np.float64)
+    half_norms = 0.5 * np.sum(centres**2, axis=1)
+    labels = np.empty(len(features), dtype=np.int32)
+    for start in range(0, len(features), LABEL_BLOCK):
+        block = np.asarray(features[start:start + LABEL_BLOCK], dtype=np.float64)
+        labels[start:start + len(block)] = np.argmax(block @ centres.T - half_norms, axis=1)
+    return labels
 
 
 def nearest_rows(features, points):

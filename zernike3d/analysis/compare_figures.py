@@ -205,3 +205,35 @@ def plot_state_free_energies(path: str | Path, populations: Populations,
     ax.set_title("Free energy of each joint state, -kT ln(p / p_reference) (95% bootstrap interval)", fontsize=9)
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def plot_comparison(folder, names: list[str], comparison, temperature: float) -> None:
+    """Every figure of a :class:`~zernike3d.analysis.comparison.Comparison` into
+    ``folder`` (the jobs ``names``, the reference first; free energies in kcal/mol at
+    ``temperature`` K): the PNGs listed in :mod:`zernike3d.io.comparison_files`."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    plot_distance_matrix(folder / "volume_distances.png", comparison.distances.shape, comparison.volume_labels,
+                         f"Invariant distances of all volumes (each scaled to unit norm), order {comparison.order}",
+                         "shape distance ||F_a/|F_a| - F_b/|F_b|||")
+    panels: dict[str, list] = {}
+    for dataset, pair, correlation, zcc in comparison.curves:
+        panel = panels.setdefault(f"{dataset} onto {names[0]} (aligned)", [])
+        panel.append((f"{pair} correlation", correlation, "-"))
+        if pair == "base~base":
+            panel.append((f"{pair} ZCC (original, no phases)", zcc, "--"))
+    plot_order_curves(folder / "order_correlation.png", panels, comparison.order,
+                      "Correlation per Zernike order of the aligned expansions")
+    plot_overlaps(folder / "latent_overlap.png", {n: r.overlap for n, r in comparison.relations.items()}, names[0])
+    landscape = comparison.landscape
+    coords, dataset, explained = landscape["coords"], landscape["dataset"], landscape["explained"]
+    plot_landscape_1d(folder / "landscape_1d.png", coords, dataset, names, explained)
+    plot_landscape_2d(folder / "landscape_2d.png", coords, dataset, names, explained)
+    plot_populations(folder / "cluster_populations.png", comparison.populations, names)
+    energy = comparison.free_energy
+    kt = energy["kt_kcal_per_mol"]
+    plot_free_energy_1d(folder / "free_energy_1d.png", energy["profiles_1d"], names, explained, kt, temperature)
+    plot_free_energy_2d(folder / "free_energy_2d.png", energy["profile_2d"], names, explained, kt, temperature)
+    plot_state_free_energies(folder / "free_energy_states.png", comparison.populations, energy["states"], names, kt,
+                             temperature)

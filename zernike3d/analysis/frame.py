@@ -447,3 +447,14 @@ class _FamilyObjective:
             d_spread = 2.0 * ip(h[None], dh, self.nlm).sum(axis=1) - 2.0 * np.einsum("kv,kva->a", c[1:], c_d[1:])
             gradient.append(c_d[0, 0] * scale - value * d_spread / (2 * spread))
         return -value, -np.concatenate(gradient)
+
+
+def symmetry_note(alignment: single.Alignment) -> str | None:
+    """One line when the base has several equally good placements (a rotational
+    symmetry) that the components told apart; None otherwise."""
+    copies = (alignment.frame or {}).get("symmetry_copies", [])
+    if len(copies) <= 1:
+        return None
+    return (f"  the base has {len(copies)} equally good placements (a rotational symmetry); the components chose "
+            f"the one with family correlation {copies[0]['family_correlation']:.4f} (next best "
+            f"{max(c['family_correlation'] for c in copies[1:]):.4f})")

@@ -23,7 +23,7 @@ does not set the axes alone. They are estimated from a random sample of at most
 fraction of one pass); then every particle is projected, one chunk at a time, so memory
 is bounded by one chunk of descriptors plus the coordinates (P x axes float32).
 
-Clusters. K-means (scipy.cluster.vq) on the joint coordinates of a sample, every particle
+Clusters. K-means (:func:`zernike3d.analysis.clusters.kmeans`) on the joint coordinates of a sample, every particle
 assigned to its nearest centre; each job's population in each cluster, with a bootstrap
 that repeats the k-means on resampled particles (started from the fitted centres, so that
 labels correspond) and re-draws each job's particles with replacement.
@@ -177,18 +177,26 @@ def cluster_populations(coords: np.ndarray, dataset: np.ndarray, n_datasets: int
     on a sample of ``sample`` particles (each job drawn in proportion to its size);
     bootstrap: ``bootstrap`` refits on resampled particles, fractions of each job
     re-drawn from up to ``sample`` of its particles with replacement."""
+    import sklearn.cluster  # noqa: F401 (loaded first: a thread limit applies to the libraries loaded)
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+
+    # small fits, a hundred of them: one thread each (more threads only spin: 0.08 s a fit
+    # against 0.014 s on 2 busy cores), the limit entered once (it costs about 10 ms)
+    with threadpool_limits(limits=1):
+        return _cluster_populations(coords, dataset, n_datasets, clusters, bootstrap, sample, seed)
+
+
+def _cluster_populations(coords, dataset, n_datasets, clusters, bootstrap, sample, seed):
     import warnings
 
-    from scipy.cluster.vq import kmeans2, vq
+    from zernike3d.analysis.clusters import kmeans, nearest_centres
 
     rng = np.random.default_rng(seed)
     fit_rows = np.sort(rng.choice(len(coords), min(sample, len(coords)), replace=False))
     fit = np.asarray(coords[fit_rows], dtype=np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # an empty cluster in a restart is harmless
-        centres, _ = kmeans2(fit, clusters, minit="++", seed=rng, iter=30)
+    centres, _ = kmeans(fit, clusters, seed=seed)
     centres = centres[np.argsort(centres[:, 0])]
-    labels, _ = vq(coords, centres.astype(coords.dtype))
+    labels = nearest_centres(coords, centres)
     fractions = _fractions(labels, dataset, n_datasets, clusters)
 
     rows_of = [np.flatnonzero(dataset == d) for d in range(n_datasets)]
@@ -196,12 +204,11 @@ def cluster_populations(coords: np.ndarray, dataset: np.ndarray, n_datasets: int
     for b in range(bootstrap):
         resampled = fit[rng.integers(0, len(fit), len(fit))]
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            centres_b, _ = kmeans2(resampled, centres, minit="matrix", iter=10)
+            warnings.simplefilter("ignore")  # a resampling with fewer distinct points than clusters is harmless
+            centres_b, _ = kmeans(resampled, clusters, start=centres, max_iter=10)
         for d, rows in enumerate(rows_of):
             picked = rows[rng.integers(0, len(rows), min(sample, len(rows)))]
-            codes, _ = vq(np.asarray(coords[picked], dtype=np.float64), centres_b)
-            draws[b, d] = np.bincount(codes, minlength=clusters) / len(picked)
+            draws[b, d] = np.bincount(nearest_centres(coords[picked], centres_b), minlength=clusters) / len(picked)
     return Populations(
         centres=centres,
         labels=labels.astype(np.int16),

@@ -131,21 +131,17 @@ def series_points(latents, frames, percentiles=(5.0, 95.0)):
     return points
 
 
-def cluster_points(latents, n_clusters, seed=0):
-    """k-means centres of the particles' latents (3DVA Display "cluster" mode).
-
-    scipy's kmeans2 with k-means++ seeding and a fixed ``seed``, so that runs repeat;
-    clusters are numbered from the most populated down.
-    """
+def cluster_points(latents: np.ndarray, n_clusters: int, seed: int = 0) -> list[LatentPoint]:
+    """k-means centres of the particles' latents (3DVA Display "cluster" mode), fitted on
+    every particle (:func:`zernike3d.analysis.clusters.kmeans`, seeded by ``seed``, so
+    that runs repeat); clusters are numbered from the most populated down."""
     if not 1 <= n_clusters <= len(latents):
         raise InputError(
             "--kmeans", f"need 1..{len(latents)} clusters (one per particle at most), got {n_clusters}"
         )
-    from scipy.cluster.vq import kmeans2
+    from zernike3d.analysis.clusters import kmeans
 
-    centres, labels = kmeans2(
-        np.asarray(latents, dtype=np.float64), n_clusters, minit="++", seed=seed
-    )
+    centres, labels = kmeans(latents, n_clusters, seed=seed)
     sizes = np.bincount(labels, minlength=n_clusters)
     order = np.argsort(-sizes, kind="stable")
     return [LatentPoint(f"kmeans_{i:02d}", "cluster", centres[c]) for i, c in enumerate(order)]

@@ -46,6 +46,7 @@ import numpy as np
 from zernike3d.maths.rotation import inner_product
 
 if TYPE_CHECKING:
+    from zernike3d.analysis.alignment import Alignment
     from zernike3d.io.structure import MolecularModel
 
 #: alternations of fit and best state at most
@@ -227,7 +228,7 @@ class QueryFit:
     ``notes``: warnings of the fits (hand), to pass on."""
 
     matrix: np.ndarray
-    alignment: object
+    alignment: Alignment
     moments: np.ndarray
     density: np.ndarray
     state: np.ndarray
@@ -362,3 +363,84 @@ class Query:
     def centring(self, geometry) -> np.ndarray:
         """The placement (3×4) that puts :attr:`centre` on the ball centre of ``geometry``."""
         return np.column_stack([np.eye(3), np.asarray(geometry.center) - self.centre])
+
+
+#: a map query placed with more than this share of its density (above its contour level)
+#: outside the job's ball gets a warning
+MAP_OUTSIDE_WARNING = 0.02
+
+
+def fit_queries(queries: list[Query], job, latents: np.ndarray, region: LatentRegion | None, fit_order: int,
+                threads: int | None = None) -> list[QueryFit]:
+    """The :class:`QueryFit` of every query onto ``job`` (Moments of base, component_0..,
+    truncated to the order of the scores) with the particles' ``latents`` (P, K) and their
+    ``region`` (None for a single map), in order; a warning per note of a fit, per model
+    with atoms outside the ball as fitted, per map with more than
+    :data:`MAP_OUTSIDE_WARNING` of its density above contour outside it."""
+    from zernike3d.io.chimerax import contour_level
+    from zernike3d.maths.basis import Basis
+    from zernike3d.maths.transform import decompose
+
+    basis = Basis.build(job.geometry, job.order)
+
+    def one(data):
+        return decompose(data, job.geometry, job.order, basis=basis, threads=threads)[0]
+
+    latents = np.asarray(latents, dtype=np.float64)
+    fits = []
+    for query in queries:
+        fit = fit_query(query, job, latents, region, fit_order, one)
+        for note in fit.notes:
+            warnings.warn(f"{query.stem}: {note}" + (" (the query is the mirror image of the job)"
+                                                     if fit.alignment.hand == "mirrored" and "mirror" in note else ""))
+        outside, total, farthest = query.atoms_outside(fit.matrix, job.geometry)
+        if outside:
+            warnings.warn(f"{query.stem}: as fitted, {outside} of {total} atoms lie outside the job's ball "
+                          f"(the farthest {farthest:.1f} Å from its centre): their density is not scored")
+        if query.model is None:
+            lost = job.geometry.outside_fraction(np.clip(fit.density - contour_level(fit.density), 0.0, None))[0]
+            if lost > MAP_OUTSIDE_WARNING:
+                warnings.warn(f"{query.stem}: as fitted, {100 * lost:.1f}% of the map's density above its contour "
+                              "level lies outside the job's ball: it is not scored")
+        fits.append(fit)
+    return fits
+
+
+@dataclass(frozen=True)
+class ParticleScores:
+    """Every particle scored against every fitted query: ``scores`` (P, Q) (one row, the
+    map itself, for a single map), ``labels`` (P,) the query each particle is assigned
+    to (:func:`assign`; -1: none), per query its ``best_rows`` (the highest-scoring
+    particle's row) and ``best_scores``, and ``points`` (the latent point of highest score
+    in the particles' region, :func:`best_latent_point`) with their ``point_scores``."""
+
+    scores: np.ndarray
+    labels: np.ndarray
+    best_rows: list[int]
+    best_scores: list[float]
+    points: list[np.ndarray]
+    point_scores: list[float]
+
+
+def score_particles(job, latents: np.ndarray, region: LatentRegion | None, fits: list[QueryFit],
+                    min_score: float | None = None, top: float | None = None) -> ParticleScores:
+    """:class:`ParticleScores` of the particles of ``job`` (Moments of base, component_0..)
+    with ``latents`` (P, K; K = 0 for a single map, then the map itself is scored) against
+    the ``fits``; ``min_score`` and ``top`` as :func:`assign`."""
+    latents = np.asarray(latents, dtype=np.float64)
+    components = latents.shape[1] if latents.ndim == 2 else 0
+    if components == 0:
+        latents = np.zeros((1, 0))
+    forms = score_forms(job.moments, np.stack([fit.moments for fit in fits]), job.nlm)
+    scores = particle_scores(latents, forms)
+    best_rows = [int(np.nanargmax(column)) for column in scores.T]
+    if components:
+        assert region is not None, "the particles' region is needed to find the best latent points"
+        points = [best_latent_point(forms, q, region, latents[row]) for q, row in enumerate(best_rows)]
+    else:
+        points = [np.zeros(0) for _ in fits]
+    return ParticleScores(
+        scores=scores, labels=assign(scores, min_score, top), best_rows=best_rows,
+        best_scores=[float(scores[row, q]) for q, row in enumerate(best_rows)], points=points,
+        point_scores=[score_at(z, forms, q) for q, z in enumerate(points)],
+    )

@@ -12,6 +12,10 @@ fields the job made (for 3D Variability: ``uid`` and ``components_mode_*``) and
 ``J<n>_passthrough_<output>.cs`` with the fields it passed on unchanged from its inputs
 (``blob``, ``ctf``, ``alignments3D``, ...), row for row by uid (:func:`passthrough_path`).
 An output downloaded or exported from cryoSPARC holds both in one file.
+
+A 3D Variability job's folder holds its base map ``J<n>_map.mrc``, its components
+``J<n>_component_<k>.mrc`` and its particles ``J<n>_particles.cs``
+(:func:`find_job_files`).
 """
 
 from __future__ import annotations
@@ -240,3 +244,54 @@ def particles_from_table(source: str | Path, fields: Sequence[str], column: Call
         raise InputError(source, f"{int(bad.any(axis=1).sum())} particles have NaN or "
                          f"infinite latents ({cols})")
     return VariabilityParticles(uid, latents, *_sampling(fields, column))
+
+
+#: the outputs of a cryoSPARC 3D Variability job in its folder: J<n>_map.mrc,
+#: J<n>_component_<k>.mrc (k = 0, 1, ...) and J<n>_particles.cs, or these files as
+#: downloaded (cryosparc_P<p>_ in front)
+JOB_FILE = re.compile(r"^(?:cryosparc_P\d+_)?(J\d+)_(?:(map)\.mrc|component_(\d+)\.mrc|(particles)\.cs)$")
+
+
+def find_job_files(directory: str | Path) -> tuple[Path, list[Path], Path]:
+    """``(map, [component_0, ...], particles)`` paths of the one 3DVA job in ``directory``
+    (:data:`JOB_FILE`); :class:`InputError` naming what is missing or doubled."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(directory, "job directory not found")
+    jobs: dict[str, Any] = {}
+    for path in sorted(directory.iterdir()):
+        match = JOB_FILE.match(path.name)
+        if not match:
+            continue
+        job, is_map, k, is_particles = match.groups()
+        files = jobs.setdefault(job, {"components": {}})
+        slot, key = (files["components"], int(k)) if k is not None else (files, "map" if is_map else "particles")
+        if key in slot:  # e.g. J7_map.mrc and its download cryosparc_P1_J7_map.mrc
+            what = f"component {key}" if k is not None else f"the {key}"
+            raise InputError(directory, f"two files for {what}: {slot[key].name} and {path.name}")
+        slot[key] = path
+    if not jobs:
+        raise InputError(directory, "no 3D Variability outputs here (expected J<n>_map.mrc, "
+                         "J<n>_component_<k>.mrc and J<n>_particles.cs)")
+    if len(jobs) > 1:
+        raise InputError(directory, f"outputs of several jobs ({', '.join(sorted(jobs))}); "
+                         "name the files with --map, --components and --particles")
+    (job, files), = jobs.items()
+    components = files["components"]
+    missing = [f"{job}_{key}{suffix}" for key, suffix in (("map", ".mrc"), ("particles", ".cs"))
+               if key not in files]
+    last = max(components, default=0)
+    missing += [f"{job}_component_{k}.mrc" for k in range(last + 1) if k not in components]
+    if missing:
+        raise InputError(directory, f"incomplete 3D Variability job {job}: missing "
+                         f"{', '.join(missing)}")
+    return files["map"], [components[k] for k in sorted(components)], files["particles"]
+
+
+def job_files_read(directory: str | Path) -> list[str]:
+    """The files that importing the job in ``directory`` reads (:func:`find_job_files`:
+    map, components, particles, and the particles' passthrough file when it is there),
+    as strings: the inputs of the workflow's import job."""
+    map_path, components, particles = find_job_files(directory)
+    passthrough = passthrough_path(particles)
+    return [str(p) for p in (map_path, *components, particles, passthrough) if p is not None]

@@ -20,7 +20,7 @@ key                 dtype, shape      meaning
 ``names``           str (V,)          one label per volume (e.g. the map's file stem)
 ``maps_sha256``     str (V,)          optional: fingerprint of each map decomposed
                                       (:func:`zernike3d.io.dataset.maps_fingerprint`);
-                                      ``--particles`` refuses a dataset whose maps
+                                      ``--dataset`` refuses a dataset whose maps
                                       have others. Files without it are read. A
                                       rigid motion (``align --rotated-out``) keeps
                                       it: the job's latents still apply.

@@ -217,7 +217,7 @@ def shell_transform(ring_values: np.ndarray, channels: np.ndarray, fold_start: i
 
     with m = m0 + j, part = real | imaginary, S the shell sums (n_shells, 2 V n_lm)
     float64, whose block of l starts at column 2 V l_start[l] and holds [real, imag] x V x
-    its n_m values of m (see :meth:`zernike3d.maths.transform._Plan.columns`), and R the
+    its n_m values of m (see :meth:`zernike3d.maths.transform._BlockLayout.columns`), and R the
     ring sums of the pair, [even, odd] fold, taken from one of two sources:
 
     * ``ring_values``, a float64 view (n_pairs, V, 2, mb, 2) of :func:`ring_sums`, when
@@ -335,7 +335,7 @@ def shell_sums_from_table(planes: np.ndarray, fold_plus: np.ndarray, fold_minus:
     its (l, m) per part, reading its ring sum through ``gather`` (the index of (l, m) in the
     pair's rows (parity of l, part, m), part 0) and adding to a buffer per shell, which goes
     to the shell's row at ``columns`` (the (part, i) -> column map of
-    :meth:`zernike3d.maths.transform._Plan.columns`) once per shell.
+    :meth:`zernike3d.maths.transform._BlockLayout.columns`) once per shell.
     """
     mb = phase.shape[2]
     n_lm = table.shape[1]
@@ -375,7 +375,7 @@ def _add_orbit_ring_sums(channels, table, m0, rows, v, n_vol):
         E (f1 + (-1)^m f4 + (-i)^m f6 + i^m f7) + conj(E) (f3 + (-1)^m f2 + (-i)^m f5 + i^m f8),
 
     which is, with that fold's channels (``channels[parity]``, :func:`_orbit_channels`)
-    and the orbit's ``table`` (4, mb) from :meth:`zernike3d.maths.transform._Plan.orbit_phase`:
+    and the orbit's ``table`` (4, mb) from :meth:`zernike3d.maths.transform._BlockLayout.orbit_phase`:
 
         even m: real = t0 P + t1 Q, imag = t2 R + t3 T
         odd m:  real = t0 X + t1 Y, imag = t2 U + t3 W

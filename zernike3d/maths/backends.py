@@ -19,8 +19,8 @@ Two implementations of the same three operations, chosen by name (or by size):
   than a small transform takes with ``numpy``.
 
 Each backend offers ``xp`` (its array module), ``load_maps(maps)``,
-``shell_sums(m0, m1, s0, s1)`` -> (s1 - s0, plan.shell_width) real, the block of m values
-m0 .. m1 - 1 and shells s0 .. s1 - 1 (layout: ``transform._Plan.columns``),
+``shell_sums(m0, m1, s0, s1)`` -> (s1 - s0, layout.shell_width) real, the block of m values
+m0 .. m1 - 1 and shells s0 .. s1 - 1 (layout: ``transform._BlockLayout.columns``),
 ``add_maps(shells, m0, m1, s0, s1)`` (the adjoint, accumulating into the output maps),
 ``maps()`` -> NumPy (V, box, box, box), and ``radial(l, s0, s1)`` -> the radial rows of
 one l at those shells on the backend's device (kept resident when ``radial_resident``).
@@ -65,7 +65,7 @@ def resolve_backend(name: str, work: int) -> str:
 
 
 if TYPE_CHECKING:
-    from zernike3d.maths.transform import _Plan
+    from zernike3d.maths.transform import _BlockLayout
 
 #: work arrays up to this size are kept per thread and reused by the next transform that
 #: needs one of the same shape: repeated small transforms otherwise spend most of their
@@ -98,18 +98,18 @@ class BackendUnavailable(RuntimeError):
     """The requested backend cannot run here (no CuPy, no GPU, no driver)."""
 
 
-def make_backend(name: str, plan: _Plan, n_volumes: int, threads: int | None = None, gpu_id: int | str | None = None,
+def make_backend(name: str, layout: _BlockLayout, n_volumes: int, threads: int | None = None, gpu_id: int | str | None = None,
                  radial_resident: bool = True) -> NumbaBackend | ArrayBackend:
     """The backend ``name`` (numba, numpy or cupy: :func:`resolve_backend` first for auto)
-    for ``plan`` and ``n_volumes`` maps; ``threads`` (numba), ``gpu_id`` and
+    for the block ``layout`` and ``n_volumes`` maps; ``threads`` (numba), ``gpu_id`` and
     ``radial_resident`` (cupy) as in :func:`zernike3d.maths.transform.decompose`."""
     if name == "numba":
-        return NumbaBackend(plan, n_volumes, threads)
+        return NumbaBackend(layout, n_volumes, threads)
     if name == "numpy":
-        return ArrayBackend(plan, n_volumes, np, None, radial_resident)
+        return ArrayBackend(layout, n_volumes, np, None, radial_resident)
     if name == "cupy":
         cupy, sparse = import_cupy(gpu_id)
-        return ArrayBackend(plan, n_volumes, cupy, sparse, radial_resident)
+        return ArrayBackend(layout, n_volumes, cupy, sparse, radial_resident)
     raise ValueError(f"unknown backend {name!r}; expected one of {BACKENDS[1:]} (auto: resolve_backend first)")
 
 
@@ -139,44 +139,44 @@ class NumbaBackend:
     and the polar step computes each pair's ring sums from them, so no block of ring sums
     is ever stored; reconstruct accumulates adjoint channels over the blocks and unfolds
     them once. Without orbits the ring step writes the block's ring sums (per xy point).
-    When the plan uses its table of Pbar_lm (decompose of one map at low order), no
+    When the layout uses its table of Pbar_lm (decompose of one map at low order), no
     channels are stored either: the table kernel folds each orbit where it is used.
     """
 
     xp = np
 
-    def __init__(self, plan: _Plan, n_volumes: int, threads: int | None = None) -> None:
+    def __init__(self, layout: _BlockLayout, n_volumes: int, threads: int | None = None) -> None:
         # numba is imported only when this backend runs
         from zernike3d.maths import _kernels
 
         self._kernels = _kernels
-        self.plan = plan
-        self.grid = g = plan.grid
+        self.layout = layout
+        self.grid = g = layout.grid
         self.n_volumes = n_volumes
         self.threads = threads
-        self._box = plan.basis.geometry.box
-        self._chunks = plan.shell_chunks
+        self._box = layout.basis.geometry.box
+        self._chunks = layout.shell_chunks
         self._orbits = g.orbit_ring.size > 0
-        self._ring_orbits = plan.ring_orbits
+        self._ring_orbits = layout.ring_orbits
         self._channels = np.zeros((0, 0, n_volumes, 2, 8))
         self._out: np.ndarray | None = None
 
     def radial(self, l: int, first: int = 0, stop: int | None = None) -> np.ndarray:
-        return self.plan.basis.radial(l, first, stop)
+        return self.layout.basis.radial(l, first, stop)
 
     def load_maps(self, maps: np.ndarray) -> None:
         self._flat = maps.reshape(maps.shape[0], self._box, self._box * self._box)
-        if self._orbits and len(self.plan.fold_groups) == 1 and not self.plan.uses_legendre_table:  # folded once for every block
+        if self._orbits and len(self.layout.fold_groups) == 1 and not self.layout.uses_legendre_table:  # folded once for every block
             self._channels = self._fold(0, self.grid.fold_plus.size)
 
     def shell_sums(self, m0: int, m1: int, s0: int, s1: int) -> np.ndarray:
-        shells = _work_array("shells", (s1 - s0, self.plan.shell_width(m0, m1)))
-        groups = self.plan.fold_groups
+        shells = _work_array("shells", (s1 - s0, self.layout.shell_width(m0, m1)))
+        groups = self.layout.fold_groups
         with self._threads():
             if not self._orbits:
                 self._polar(self._ring_sums(m0, m1), self._channels, 0, shells, m0, m1, s0, s1, adjoint=False)
                 return shells
-            if self.plan.uses_legendre_table:  # one map, every m, one group of folds
+            if self.layout.uses_legendre_table:  # one map, every m, one group of folds
                 self._polar_from_table(shells, s0, s1)
                 return shells
             for f0, f1 in groups:  # one group: the channels folded by load_maps
@@ -188,7 +188,7 @@ class NumbaBackend:
         """The ring step of one block without orbits: (n_pairs, V, 2, m1 - m0) complex."""
         g = self.grid
         rings = np.zeros((g.n_pairs, self.n_volumes, 2, m1 - m0), dtype=np.complex128)
-        self._kernels.ring_sums(self._flat, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, self.plan.phase(m0, m1), rings)
+        self._kernels.ring_sums(self._flat, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, self.layout.phase(m0, m1), rings)
         return rings
 
     def _no_rings(self, m0, m1):
@@ -202,7 +202,7 @@ class NumbaBackend:
         return channels
 
     def add_maps(self, shells: np.ndarray, m0: int, m1: int, s0: int, s1: int) -> None:
-        g, groups = self.grid, self.plan.fold_groups
+        g, groups = self.grid, self.layout.fold_groups
         if self._out is None and not (self._orbits and len(groups) == 1):
             self._out = np.zeros((self.n_volumes, self._box, self._box * self._box))
         with self._threads():
@@ -210,7 +210,7 @@ class NumbaBackend:
                 assert self._out is not None  # allocated above
                 rings = np.zeros((g.n_pairs, self.n_volumes, 2, m1 - m0), dtype=np.complex128)
                 self._polar(rings, self._channels, 0, shells, m0, m1, s0, s1, adjoint=True)
-                self._kernels.ring_sums_adjoint(rings, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, self.plan.phase(m0, m1), m0, self._out)
+                self._kernels.ring_sums_adjoint(rings, g.fold_plus, g.fold_minus, g.point_index, g.point_ring, g.pair_of, self.layout.phase(m0, m1), m0, self._out)
             elif len(groups) == 1:  # adjoint channels summed over the blocks, unfolded by maps()
                 if not self._channels.size:
                     self._channels = _work_array("channels", (g.fold_plus.size, g.orbit_ring.size, self.n_volumes, 2, 8))
@@ -235,15 +235,15 @@ class NumbaBackend:
 
     def _polar(self, rings, channels, fold_start, shells, m0, m1, s0, s1, adjoint):
         """The polar step on shells s0 .. s1 - 1 (``shells`` holds those rows)."""
-        g, p = self.grid, self.plan
+        g, p = self.grid, self.layout
         phase = p.orbit_phase(m0, m1, adjoint) if self._orbits else np.zeros((0, 4, m1 - m0))
         self._kernels.shell_transform(_float_view(rings), channels, fold_start, shells, s0, g.shell_start, self._chunk_bounds(s0, s1), g.pair_cos,
                                  g.pair_sin, g.pair_fold, g.pair_ring, self._ring_orbits, phase, m0, p.order, p.a,
                                  p.b, p.diag, p.l_start(m0, m1), adjoint)
 
     def _polar_from_table(self, shells, s0, s1):
-        """The forward polar step of one map from the plan's table of Pbar_lm."""
-        g, p = self.grid, self.plan
+        """The forward polar step of one map from the layout's table of Pbar_lm."""
+        g, p = self.grid, self.layout
         gather, columns = p.legendre_table_index
         self._kernels.shell_sums_from_table(self._flat[0], g.fold_plus, g.fold_minus, g.orbit_index, shells, s0, g.shell_start, self._chunk_bounds(s0, s1), g.pair_fold, g.pair_ring,
                                        self._ring_orbits, p.orbit_phase(0, p.order + 1), p.legendre_table, gather, columns)
@@ -333,10 +333,10 @@ class ArrayBackend:
     :class:`GroupSums`).
     """
 
-    def __init__(self, plan: _Plan, n_volumes: int, xp: Any, sparse: Any = None, radial_resident: bool = True) -> None:
-        g = plan.grid
-        self.xp, self.plan, self.n_volumes = xp, plan, n_volumes
-        self.box = plan.basis.geometry.box
+    def __init__(self, layout: _BlockLayout, n_volumes: int, xp: Any, sparse: Any = None, radial_resident: bool = True) -> None:
+        g = layout.grid
+        self.xp, self.layout, self.n_volumes = xp, layout, n_volumes
+        self.box = layout.basis.geometry.box
         self.n_folds, self.n_rings = g.pair_of.shape
         n_cells = self.n_folds * self.n_rings
         cells = g.pair_fold * self.n_rings + g.pair_ring
@@ -353,14 +353,14 @@ class ArrayBackend:
         self.minus = xp.asarray(np.where(g.fold_minus >= 0, g.fold_minus, self.box))
         self.point_index = xp.asarray(g.point_index)
         self.phi = xp.asarray(g.point_phi)
-        self.a, self.b, self.diag = plan.a, plan.b, plan.diag
-        self._radial = {l: xp.asarray(plan.basis.radial(l)) for l in range(plan.order + 1)} if radial_resident else None
+        self.a, self.b, self.diag = layout.a, layout.b, layout.diag
+        self._radial = {l: xp.asarray(layout.basis.radial(l)) for l in range(layout.order + 1)} if radial_resident else None
         self._out: Any = None  # an array of the backend's library (NumPy or CuPy)
 
     def radial(self, l: int, first: int = 0, stop: int | None = None) -> Any:
         if self._radial is not None:
             return self._radial[l][:, first:stop]
-        return self.xp.asarray(self.plan.basis.radial(l, first, stop))
+        return self.xp.asarray(self.layout.basis.radial(l, first, stop))
 
     def to_numpy(self, array: Any) -> np.ndarray:
         return array.get() if hasattr(array, "get") else array
@@ -376,7 +376,7 @@ class ArrayBackend:
 
     def _legendre_columns(self, m0, m1):
         """Yield (j, m, l, parity, Pbar_lm over cells) for the block, l = m..order."""
-        xp, order = self.xp, self.plan.order
+        xp, order = self.xp, self.layout.order
         pmm = xp.full(self.cos.shape, 1.0 / np.sqrt(4.0 * np.pi))
         for m in range(1, m0 + 1):
             pmm = pmm * (self.diag[m] * self.sin)
@@ -392,7 +392,7 @@ class ArrayBackend:
     def shell_sums(self, m0: int, m1: int, s0: int, s1: int) -> Any:
         """Shell sums of every shell (s0, s1 = 0, n_shells: its plans have no shell blocks)."""
         xp = self.xp
-        shells = xp.zeros((self.shells.shape[0], self.plan.shell_width(m0, m1)))
+        shells = xp.zeros((self.shells.shape[0], self.layout.shell_width(m0, m1)))
         rings = []
         for m in range(m0, m1):
             real = self.rings.sum(self._points * xp.cos(m * self.phi)[:, None])
@@ -402,14 +402,14 @@ class ArrayBackend:
         for j, m, l, parity, plm in self._legendre_columns(m0, m1):
             weighted = rings[j][:, :, parity] * plm[:, None]
             parts = xp.concatenate([weighted.real, weighted.imag], axis=1)  # (cells, [real, imag] x V)
-            shells[:, xp.asarray(self.plan.shell_columns(l, m, m0, m1))] = self.shells.sum(parts)
+            shells[:, xp.asarray(self.layout.shell_columns(l, m, m0, m1))] = self.shells.sum(parts)
         return shells
 
     def add_maps(self, shells: Any, m0: int, m1: int, s0: int, s1: int) -> None:
         xp = self.xp
         rings = [xp.zeros((self.shells.shape[1], self.n_volumes, 2), dtype=xp.complex128) for _ in range(m0, m1)]
         for j, m, l, parity, plm in self._legendre_columns(m0, m1):
-            parts = self.shells.spread(xp.ascontiguousarray(shells[:, xp.asarray(self.plan.shell_columns(l, m, m0, m1))]))
+            parts = self.shells.spread(xp.ascontiguousarray(shells[:, xp.asarray(self.layout.shell_columns(l, m, m0, m1))]))
             rings[j][:, :, parity] += plm[:, None] * (parts[:, : self.n_volumes] + 1j * parts[:, self.n_volumes :])
         values = xp.zeros(self._point_shape(), dtype=xp.float64)
         for j, m in enumerate(range(m0, m1)):

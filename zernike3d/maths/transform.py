@@ -21,14 +21,14 @@ tables of :mod:`zernike3d.maths.geometry`:
 2. polar step: for each shell, the sum over its pairs of Pbar_lm(cos theta) times the
    even (l + m even) or odd fold: cost pairs x (l, m) x volumes. Each pair runs the
    Legendre recurrence in l across all the m of a block at once (SIMD lanes over m);
-   decompose of a single map at low order reads Pbar_lm from a table kept with the plan
+   decompose of a single map at low order reads Pbar_lm from a table kept with the layout
    instead (TABLE_MAX_ORDER), and folds each orbit's channels where it is used;
 3. radial step: Omega_nlm = dV sum_shells R_nl(r_shell) A_lm(shell), a real matrix
    product per l (BLAS) on the shell sums as they lie in memory (real, l-major).
 
 Reconstruction runs the adjoint steps in reverse order. The work is split into blocks
 sized to a memory budget (blocks of shells that take every m, else blocks of m that take
-every shell; see :class:`_Plan`), so memory stays bounded by the map, the tables and the
+every shell; see :class:`_BlockLayout`), so memory stays bounded by the map, the tables and the
 budget, never by (basis functions x voxels); the orbit channels (about 8 bytes a voxel)
 count against the budget. Everything is float64.
 
@@ -76,16 +76,16 @@ def decompose(maps: np.ndarray, geometry: BallGeometry, order: int, *, basis: Ba
     maps = _as_volumes(maps, geometry)
     n_vol = maps.shape[0]
     backend = resolve_backend(backend, transform_work(geometry.grid.n_pairs, order, n_vol))
-    plan = _plan(geometry, order, basis, n_vol, max_workspace, backend == "numba")
-    engine = make_backend(backend, plan, n_vol, threads, gpu_id, radial_resident)
+    layout = _block_layout(geometry, order, basis, n_vol, max_workspace, backend == "numba")
+    engine = make_backend(backend, layout, n_vol, threads, gpu_id, radial_resident)
     xp = engine.xp
     engine.load_maps(maps)
     parts = xp.zeros(n_vol * coefficient_count(order) * 2)  # the moments' [real, imag]
-    for m0, m1, s0, s1 in plan.iterate(progress, "decompose"):
+    for m0, m1, s0, s1 in layout.iterate(progress, "decompose"):
         shells = None  # the previous block's shell sums are freed before the next are made
         shells = engine.shell_sums(m0, m1, s0, s1)
         for l in range(m0, order + 1):
-            index, block = plan.columns(l, m0, m1)
+            index, block = layout.columns(l, m0, m1)
             parts[xp.asarray(index)] += engine.radial(l, s0, s1) @ shells[:, block]
     return engine.to_numpy(parts).view(np.complex128).reshape(n_vol, -1) * geometry.voxel_volume
 
@@ -104,15 +104,15 @@ def reconstruct(moments: np.ndarray, geometry: BallGeometry, order: int, *, basi
         raise ValueError(f"expected {coefficient_count(order)} coefficients for order {order}, got {moments.shape[1]}")
     n_vol = moments.shape[0]
     backend = resolve_backend(backend, transform_work(geometry.grid.n_pairs, order, n_vol))
-    plan = _plan(geometry, order, basis, n_vol, max_workspace, backend == "numba")
-    engine = make_backend(backend, plan, n_vol, threads, gpu_id, radial_resident)
+    layout = _block_layout(geometry, order, basis, n_vol, max_workspace, backend == "numba")
+    engine = make_backend(backend, layout, n_vol, threads, gpu_id, radial_resident)
     xp = engine.xp
     parts = xp.asarray(np.ascontiguousarray(moments).view(np.float64).ravel())  # [real, imag]
-    for m0, m1, s0, s1 in plan.iterate(progress, "reconstruct"):
+    for m0, m1, s0, s1 in layout.iterate(progress, "reconstruct"):
         shells = None  # the previous block's shell sums are freed before the next are made
-        shells = xp.empty((s1 - s0, plan.shell_width(m0, m1)))
+        shells = xp.empty((s1 - s0, layout.shell_width(m0, m1)))
         for l in range(m0, order + 1):
-            index, block = plan.columns(l, m0, m1)
+            index, block = layout.columns(l, m0, m1)
             shells[:, block] = engine.radial(l, s0, s1).T @ parts[xp.asarray(index)]
         engine.add_maps(shells, m0, m1, s0, s1)
     return engine.maps()
@@ -160,17 +160,17 @@ def m_block_size(grid: GridTables, order: int, n_volumes: int, max_workspace: in
     return size
 
 
-def _plan(geometry, order, basis, n_volumes, max_workspace, shell_blocks):
-    """The :class:`_Plan` of a call; without a ``basis`` given, small plans are kept
+def _block_layout(geometry, order, basis, n_volumes, max_workspace, shell_blocks):
+    """The :class:`_BlockLayout` of a call; without a ``basis`` given, small layouts are kept
     between calls (the per-call costs of many small maps in a row)."""
     if basis is None and order >= 0 and radial_table_bytes(order, geometry.grid.n_shells) <= RADIAL_TABLE_CACHED:
-        return _cached_plan(geometry, order, n_volumes, max_workspace, shell_blocks)
-    return _Plan(geometry, order, basis, n_volumes, max_workspace, shell_blocks)
+        return _cached_block_layout(geometry, order, n_volumes, max_workspace, shell_blocks)
+    return _BlockLayout(geometry, order, basis, n_volumes, max_workspace, shell_blocks)
 
 
 @lru_cache(maxsize=8)
-def _cached_plan(geometry, order, n_volumes, max_workspace, shell_blocks):
-    return _Plan(geometry, order, None, n_volumes, max_workspace, shell_blocks)
+def _cached_block_layout(geometry, order, n_volumes, max_workspace, shell_blocks):
+    return _BlockLayout(geometry, order, None, n_volumes, max_workspace, shell_blocks)
 
 
 #: shell blocks smaller than this are not worth their per-block costs (m blocks instead)
@@ -178,7 +178,7 @@ MIN_SHELL_BLOCK = 256
 
 #: decompose of a single map up to this order takes the polar step from a table of
 #: Pbar_lm at the pairs (:func:`zernike3d.maths._kernels.shell_sums_from_table`) when the
-#: table fits in LEGENDRE_TABLE_MAX; kept with the plan, so a loop over maps builds it
+#: table fits in LEGENDRE_TABLE_MAX; kept with the layout, so a loop over maps builds it
 #: once. Whole decompose calls, 2 cores (``bench_transform.py --legendre-table``): 1.75x
 #: faster than the recurrence at 64^3 orders 5-10, 1.4x at 15, 1.25x at 20, 1.6x at 96^3
 #: order 10; the polar step alone was slower than the recurrence from order 30, and with
@@ -211,7 +211,7 @@ def legendre_table_bytes(grid: GridTables, order: int, n_volumes: int, max_works
 def block_layout(grid: GridTables, order: int, n_volumes: int, max_workspace: int,
                  shell_blocks: bool = True) -> tuple[int, int, int]:
     """(m values, shells, folds of orbit channels) a block of the transforms takes within
-    ``max_workspace`` bytes (see :class:`_Plan`; ``shell_blocks``: the numba backend)."""
+    ``max_workspace`` bytes (see :class:`_BlockLayout`; ``shell_blocks``: the numba backend)."""
     n_folds = grid.fold_plus.size
     m_block = m_block_size(grid, order, n_volumes, max_workspace)
     if shell_blocks and grid.orbit_ring.size and m_block <= order:
@@ -221,7 +221,7 @@ def block_layout(grid: GridTables, order: int, n_volumes: int, max_workspace: in
     return m_block, grid.n_shells, fold_group_size(grid, n_volumes, max_workspace)
 
 
-class _Plan:
+class _BlockLayout:
     """Per-call constants: basis, Legendre coefficients, blocks and column indices.
     Read-only once built, but for the tables it computes once on first use.
 
@@ -317,7 +317,7 @@ class _Plan:
             even m: (c, sigma c, -s, -sigma s);   odd m: (c, sigma s, sigma c, -s).
 
         ``adjoint``: each m weighted 1 (m = 0) or 2 (the m < 0 terms of a real map).
-        Kept with the plan: every block of shells uses the same table."""
+        Kept with the layout: every block of shells uses the same table."""
         key = (m0, m1, adjoint)
         if key in self._orbit_phases:
             return self._orbit_phases[key]

@@ -18,7 +18,11 @@ then a warning), ``order``, and ``chimerax``: the command that places the moving
 (model #2) on the reference (model #1) in ChimeraX, MRC origins included.
 
 --rotated-out writes every volume of MOVING (base and components) expressed in the
-reference's frame and geometry, as a moments file.
+reference's frame and geometry, as a moments file
+(:func:`zernike3d.analysis.alignment.express_in_reference_frame`): from the job's own
+maps, decomposed again about the point that lands on the reference's centre, when MOVING
+is a results folder; from the expansion alone when it is a moments file (then what lay
+beyond its ball or its order is missing: a few % in the invariants).
 
 Given two results folders of 3D Variability jobs (results/<name>/ as the workflow writes
 them) instead, it fits the jobs as `zernike3d compare` does: with --frame family (the
@@ -91,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if frame == "family" and not all(folders):
         raise InputError("--frame family", "needs two results folders of 3D Variability jobs (their latents weigh the fit)")
     if all(folders):
-        from zernike3d.stages.compare import read_results
+        from zernike3d.io.results_folder import read_results
 
         moving_job = read_results(args.moving)
         moving, reference = moving_job.moments, read_results(args.reference).moments
@@ -132,7 +136,9 @@ def run(args: argparse.Namespace) -> int:
     if not _finite(record):
         raise InputError(f"{args.moving} and {args.reference}", "the alignment is not finite (NaN or infinity): "
                          "are the volumes blank or their values far too large?")
-    rotated = express_in_reference_frame(moving, alignment) if args.rotated_out is not None else None
+    rotated = None
+    if args.rotated_out is not None:  # from the job's own maps when MOVING is a results folder
+        rotated = express_in_reference_frame(moving, alignment, maps=moving_job.maps if all(folders) else None)
     with atomic_paths(outputs) as temporaries:  # the JSON and the rotated moments: both or neither
         with open(temporaries[0], "w", encoding="utf-8") as f:
             f.write(_json_text(record))
@@ -146,9 +152,10 @@ def run(args: argparse.Namespace) -> int:
         f"Euler ZYZ ({alpha:.2f}, {beta:.2f}, {gamma:.2f})°, shift "
         + ", ".join(f"{v:.2f}" for v in alignment.shift) + " Å"
     )
-    from zernike3d.stages.compare import report_symmetry
+    from zernike3d.analysis.frame import symmetry_note
 
-    report_symmetry(alignment)
+    if symmetry_note(alignment):
+        print(symmetry_note(alignment))
     if rotated is not None:
         print(f"wrote {args.rotated_out}: {len(rotated.names)} volume(s) in the reference frame")
     print(f"ChimeraX (reference as #1, moving as #2): {alignment.to_json()['chimerax']}")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
+import warnings
 from typing import TYPE_CHECKING, overload
 
 from zernike3d.errors import InputError
 
 if TYPE_CHECKING:
-    import argparse
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from pathlib import Path
     from typing import Any, TypeVar
@@ -122,6 +123,29 @@ def at_least(kind: Callable[[str], Number], least: Number, strictly: bool = Fals
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+class _RenamedOption(argparse.Action):
+    """The spelling an option had before a rename: stores into the new option's ``dest``
+    and warns (FutureWarning, the warnings channel every stage's warnings take)."""
+
+    def __init__(self, option_strings, dest, new_name="", **kwargs):
+        self.new_name = new_name
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        warnings.warn(f"{option_string} is now {self.new_name}; the old spelling works for one more release",
+                      FutureWarning, stacklevel=2)
+        setattr(namespace, self.dest, values)
+
+
+def add_renamed_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, old: str, new: str,
+                       **kwargs) -> None:
+    """Keep ``old``, the spelling of option ``new`` before it was renamed, for one
+    release: hidden from --help, it sets ``new``'s value (``kwargs``: its ``type``) and
+    prints one deprecation line. Add it after ``new``."""
+    parser.add_argument(old, dest=new.lstrip("-").replace("-", "_"), action=_RenamedOption, new_name=new,
+                        help=argparse.SUPPRESS, **kwargs)
 
 
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:

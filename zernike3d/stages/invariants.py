@@ -9,7 +9,7 @@ about the ball's centre. Output by suffix:
 
 The table and the store are written together: both, or (on any failure) neither.
 
-With --particles (a dataset of a 3D Variability job, moments of base, component_0, ..)
+With --dataset (a dataset of a 3D Variability job, moments of base, component_0, ..)
 the invariants of every particle's map, F_nl(z) for its latents z, are also written to
 the zarr store --particles-out (format: :mod:`zernike3d.io.particle_invariants`).
 """
@@ -50,8 +50,9 @@ def table_kind(path: str | Path) -> OutputKind:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("moments", metavar="M.npz", help="moments file")
     parser.add_argument("--out", required=True, metavar="F.csv|F.npz", help="invariants file to write")
-    parser.add_argument("--particles", metavar="dataset.npz", help="3DVA dataset: also write per-particle invariants")
-    parser.add_argument("--particles-out", metavar="P.zarr", help="per-particle invariants store (with --particles)")
+    parser.add_argument("--dataset", metavar="dataset.npz", help="3DVA dataset: also write per-particle invariants")
+    common.add_renamed_option(parser, "--particles", "--dataset")
+    parser.add_argument("--particles-out", metavar="P.zarr", help="per-particle invariants store (with --dataset)")
     parser.add_argument(
         "--device", choices=("auto", "cpu", "gpu"), default="auto",
         help="where per-particle invariants are computed: gpu uses CuPy (fails if unusable); auto and cpu use "
@@ -60,21 +61,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The stage: the table of the moments' invariants, and with --particles the
+    """The stage: the table of the moments' invariants, and with --dataset the
     particles' store (numba and zarr are imported only for that store)."""
     from zernike3d.maths.backends import BackendUnavailable, import_cupy
 
     suffix = Path(args.out).suffix.lower()
     if suffix not in (".csv", ".npz"):
         raise InputError(args.out, "output must end in .csv or .npz")
-    if (args.particles is None) != (args.particles_out is None):
-        raise InputError("--particles", "give both --particles dataset.npz and --particles-out P.zarr")
+    if (args.dataset is None) != (args.particles_out is None):
+        raise InputError("--dataset", "give both --dataset dataset.npz and --particles-out P.zarr")
     outputs = [(args.out, table_kind(args.out))]
     if args.particles_out is not None:
         from zernike3d.io import particle_invariants
 
         outputs.append((args.particles_out, particle_invariants.OUTPUT))
-    common.check_outputs([args.moments, args.particles], outputs)
+    common.check_outputs([args.moments, args.dataset], outputs)
     backend = "cupy" if args.device == "gpu" else "numba"
     if backend == "cupy":
         try:
@@ -83,13 +84,13 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--device gpu", str(err))
     moments = Moments.load(args.moments)
     dataset = None
-    if args.particles:
-        dataset = Dataset.load(args.particles)
+    if args.dataset:
+        dataset = Dataset.load(args.dataset)
         if len(dataset.uid) == 0:
-            raise InputError(args.particles, "has no particles (a single map)")
+            raise InputError(args.dataset, "has no particles (a single map)")
         from zernike3d.analysis.latents import check_job
 
-        check_job(moments, args.moments, dataset, args.particles)
+        check_job(moments, args.moments, dataset, args.dataset)
     with atomic_paths(outputs) as temporaries:  # the table and the store: both or neither
         write_invariants(temporaries[0], moments.invariants(), moments.nl, moments.names)
         if dataset is not None:

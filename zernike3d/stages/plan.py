@@ -25,8 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--box", type=int, help="voxels per box edge")
     parser.add_argument("--order", type=int, help="highest Zernike order n")
     parser.add_argument("--volumes", type=int, default=1, help="maps transformed together (1 + 3DVA components)")
-    parser.add_argument("--particles", type=int, default=0,
-                        help="particles whose invariants follow (their memory is reported)")
+    parser.add_argument("--n-particles", type=int, default=0,
+                        help="number of particles whose invariants follow (their memory is reported)")
+    common.add_renamed_option(parser, "--particles", "--n-particles", type=int)
     parser.add_argument("--transform", choices=("decompose", "reconstruct"), default="decompose",
                         help="which transform to plan (default: decompose)")
     parser.add_argument("--voxel-size", type=float, default=1.0, help="Å per voxel")
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
     if args.box is None or args.order is None:
         raise InputError("--box/--order", "both are required (unless --calibrate)")
-    for option, value, least in (("--box", args.box, 1), ("--volumes", args.volumes, 1), ("--particles", args.particles, 0)):
+    for option, value, least in (("--box", args.box, 1), ("--volumes", args.volumes, 1), ("--n-particles", args.n_particles, 0)):
         if value < least:
             raise InputError(option, f"must be at least {least}, got {value}")
     radius, center = common.parse_radius(args.radius), common.parse_center(args.center)
@@ -74,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
           "GPU rates: datasheet leads, not measured")
     print(f"{args.transform}: box {args.box}, order {args.order}, {args.volumes} volume(s), {plan.threads} thread(s)")
     print(plan.table())
-    if args.particles:
-        size = args.particles * len(nl_table(args.order)) * 8
-        print(f"particle invariants: {size / 2**20:.0f} MiB of output ({args.particles} particles x "
+    if args.n_particles:
+        size = args.n_particles * len(nl_table(args.order)) * 8
+        print(f"particle invariants: {size / 2**20:.0f} MiB of output ({args.n_particles} particles x "
               f"{len(nl_table(args.order))} invariants, float64)")
     return 0 if plan.choice is not None else 1
 

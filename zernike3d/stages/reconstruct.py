@@ -5,7 +5,7 @@ By default the map has the stored box and voxel size and overlays the decomposed
 centred on voxel box//2 of the new box; the origin is shifted so that it stays in place.
 Voxels outside the ball are 0.
 
-With --particles (a dataset of a 3D Variability job, moments of base, component_0, ..)
+With --dataset (a dataset of a 3D Variability job, moments of base, component_0, ..)
 the maps base + sum_k z_k component_k at chosen latents z are written into --out-dir,
 one MRC each named by what it shows, with DIR/index.csv (file, kind, z_0, z_1, ..):
 base.mrc (z = 0) always, and
@@ -68,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voxel-size", type=float, default=None, help="output voxel size in Å (default: stored)")
     parser.add_argument("--volume", default="0", help="volume name or index (default: the first)")
     latent = parser.add_argument_group("maps of a 3D Variability job at chosen latents")
-    latent.add_argument("--particles", metavar="dataset.npz", help="dataset with the particles' latents")
+    latent.add_argument("--dataset", metavar="dataset.npz", help="dataset with the particles' latents")
+    common.add_renamed_option(latent, "--particles", "--dataset")
     latent.add_argument("--out-dir", type=Path, help="folder for the maps and index.csv")
     latent.add_argument("--particle", nargs="+", action="extend", default=[], metavar="IDX|uid:UID", help="particles' maps")
     latent.add_argument("--latent", nargs="+", action="extend", default=[], metavar="z0,z1,..", help="maps at these latents (--latent=-1,2 when the first is negative)")
@@ -85,8 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    outputs = [(args.out_dir, MAPS_FOLDER)] if args.particles is not None else [(args.out, MAP_OUTPUT)]
-    common.check_outputs([args.moments, args.particles], outputs)
+    outputs = [(args.out_dir, MAPS_FOLDER)] if args.dataset is not None else [(args.out, MAP_OUTPUT)]
+    common.check_outputs([args.moments, args.dataset], outputs)
     moments = Moments.load(args.moments)
     if args.order is not None:
         order = common.parse_order(args.order)
@@ -99,10 +100,10 @@ def run(args: argparse.Namespace) -> int:
     if args.box is not None or args.voxel_size is not None:
         option = "--box" if args.box is not None else "--voxel-size"
         common.require_box_memory(option, moments.output_geometry(args.box, args.voxel_size))
-    if args.particles is not None:
+    if args.dataset is not None:
         return write_latent_maps(args, moments)
     if args.out is None:
-        raise InputError("--out", "give the map to write (or --particles and --out-dir for a 3DVA job)")
+        raise InputError("--out", "give the map to write (or --dataset and --out-dir for a 3DVA job)")
     try:
         moments = moments.volume(args.volume)
     except ValueError as err:
@@ -119,14 +120,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_latent_maps(args: argparse.Namespace, moments: Moments) -> int:
-    """The --particles mode: every chosen latent point's map and index.csv, written into
+    """The --dataset mode: every chosen latent point's map and index.csv, written into
     a temporary folder that replaces --out-dir when all are complete."""
     if args.out_dir is None:
-        raise InputError("--out-dir", "give the folder for the maps (with --particles)")
-    dataset = Dataset.load(args.particles)
-    check_job(moments, args.moments, dataset, args.particles)
+        raise InputError("--out-dir", "give the folder for the maps (with --dataset)")
+    dataset = Dataset.load(args.dataset)
+    check_job(moments, args.moments, dataset, args.dataset)
     points = select_points(
-        dataset, args.particles, particles=args.particle, latents=args.latent, series=args.series,
+        dataset, args.dataset, particles=args.particle, latents=args.latent, series=args.series,
         percentiles=args.percentiles, kmeans=args.kmeans, points_csv=args.points,
     )
     geometry = moments.output_geometry(args.box, args.voxel_size)
@@ -139,7 +140,7 @@ def write_latent_maps(args: argparse.Namespace, moments: Moments) -> int:
 
         for point, result in _quietly(maps_at_points(moments, points, transform, batch)):
             if not np.isfinite(result.data).all():
-                raise InputError("--latent" if point.name.startswith("latent_") else args.points or args.particles,
+                raise InputError("--latent" if point.name.startswith("latent_") else args.points or args.dataset,
                                  f"the map at point {point.name} (z = {', '.join(f'{v:g}' for v in point.z)}) would not be "
                                  "finite in float32: latents far too large")
             write_map(folder / f"{point.name}.mrc", result.data, result.voxel_size, result.origin)
