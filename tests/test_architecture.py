@@ -47,9 +47,16 @@ def is_module(name: str) -> bool:
 
 
 def imports_of(path: Path) -> set[tuple[str, int]]:
-    """The package's modules that ``path`` imports, with the line of each import."""
+    """The package's modules that ``path`` imports, with the line of each import; imports
+    for the type checker only (under ``if TYPE_CHECKING:``) are annotations, not uses."""
+    tree = ast.parse(path.read_text(), str(path))
+    typing_only = {id(inner) for node in ast.walk(tree)
+                   if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+                   for inner in ast.walk(node)}
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             found |= {(alias.name, node.lineno) for alias in node.names}
         elif isinstance(node, ast.ImportFrom):

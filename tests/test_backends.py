@@ -82,12 +82,12 @@ def test_csr_group_sums_match_numpy_group_sums():
     import scipy.sparse
 
     from zernike3d.maths.backends import ArrayBackend
-    from zernike3d.maths.transform import _Plan
+    from zernike3d.maths.transform import _BlockLayout
 
     for geometry in GEOMETRIES:
-        plan = _Plan(geometry, 7, None, 2, 2**30, shell_blocks=False)
+        layout = _BlockLayout(geometry, 7, None, 2, 2**30, shell_blocks=False)
         maps = np.random.default_rng(9).standard_normal((2,) + (geometry.box,) * 3)
-        csr, numpy_only = (ArrayBackend(plan, 2, np, sparse) for sparse in (scipy.sparse, None))
+        csr, numpy_only = (ArrayBackend(layout, 2, np, sparse) for sparse in (scipy.sparse, None))
         for backend in (csr, numpy_only):
             backend.load_maps(maps)
         shells = numpy_only.shell_sums(0, 8, 0, geometry.grid.n_shells)

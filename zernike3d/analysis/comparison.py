@@ -1,7 +1,7 @@
 """Every analysis of `zernike3d compare`, in memory: several 3D Variability jobs placed in
 the first one's frame, their volumes, latent spaces and particles compared there.
 
-Each job is a :class:`~zernike3d.io.results_folder.Results`; the first is the reference.
+Each job is a :class:`~zernike3d.analysis.results_folder.Results`; the first is the reference.
 Every other job's frame (rotation, shift, hand) is found (:func:`find_frame`) and all its
 volumes are expressed in the reference frame about the reference's ball centre
 (:func:`zernike3d.analysis.alignment.express_in_reference_frame`, from the job's own
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from zernike3d.analysis.alignment import Alignment
     from zernike3d.analysis.compare import InvariantDistances, LatentRelation
     from zernike3d.analysis.landscape import NearestNeighbours, Populations
-    from zernike3d.io.results_folder import Results
+    from zernike3d.analysis.results_folder import Results
     from zernike3d.moments import Moments
 
 #: default order of the alignment fit: align recovers rotations to about 0.5° and shifts

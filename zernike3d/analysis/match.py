@@ -228,7 +228,7 @@ class QueryFit:
     ``notes``: warnings of the fits (hand), to pass on."""
 
     matrix: np.ndarray
-    alignment: Alignment
+    alignment: "Alignment"
     moments: np.ndarray
     density: np.ndarray
     state: np.ndarray

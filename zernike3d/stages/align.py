@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if frame == "family" and not all(folders):
         raise InputError("--frame family", "needs two results folders of 3D Variability jobs (their latents weigh the fit)")
     if all(folders):
-        from zernike3d.io.results_folder import read_results
+        from zernike3d.analysis.results_folder import read_results
 
         moving_job = read_results(args.moving)
         moving, reference = moving_job.moments, read_results(args.reference).moments

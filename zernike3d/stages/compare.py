@@ -2,7 +2,7 @@
 
 Each RESULTS folder is one dataset as the workflow writes it (results/<name>/:
 preprocessed.npz, or dataset.npz without preprocessing; moments.npz;
-particle_invariants.zarr; :mod:`zernike3d.io.results_folder`); the folder name is the
+particle_invariants.zarr; :mod:`zernike3d.analysis.results_folder`); the folder name is the
 dataset's name and the first is the reference. All must share the ball radius in Å; they
 are compared up to their common order. Every other job is placed in the reference's frame
 (rotation, shift and hand) and all its volumes are expressed there, about the reference's
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         write_comparison_summary,
         write_comparison_tables,
     )
-    from zernike3d.io.results_folder import read_results
+    from zernike3d.analysis.results_folder import read_results
 
     check_options(args)
     common.check_outputs(args.results, [(args.out_dir, folder_kind("compare"))])

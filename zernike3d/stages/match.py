@@ -123,7 +123,7 @@ def read_query(path, stem, geometry, sigma):
 
 def run(args):
     from zernike3d.analysis.match import LatentRegion, fit_queries, score_particles
-    from zernike3d.io.results_folder import read_job_files
+    from zernike3d.analysis.results_folder import read_job_files
     from zernike3d.io.atomic import atomic_path, folder_kind
     from zernike3d.io.cryosparc import passthrough_path
     from zernike3d.io.cryosparc_export import source_particles_cs
