@@ -21,7 +21,8 @@ from zernike3d.io.mrc import write_map
 from zernike3d.maths.invariants import particle_invariant_forms
 from zernike3d.maths.resolution import expected_resolution
 from zernike3d.maths.transform import reconstruct
-from zernike3d.stages.qc import latent_correlations, principal_components
+from zernike3d.analysis.pca import rank_correlations as latent_correlations
+from zernike3d.stages.qc import pca_scores as principal_components
 
 
 def _white(rng, box=32):

@@ -36,8 +36,8 @@ from zernike3d.io import chimerax
 from zernike3d.io.atomic import atomic_path, folder_kind
 from zernike3d.io.dataset import Dataset
 from zernike3d.io.mrc import MAP_OUTPUT, write_map
-from zernike3d.analysis.latents import (MAPS_BUDGET, check_job, mapspace_maps, maps_at_points, select_points,
-                                       transforms_needed)
+from zernike3d.analysis.latents import (MAPS_BUDGET, check_job, expansion_label, mapspace_maps, maps_at_points,
+                                       select_points, transforms_needed)
 from zernike3d.moments import Moments
 from zernike3d.stages import common
 
@@ -117,7 +117,7 @@ def write_latent_maps(args, moments):
     geometry = moments.output_geometry(args.box, args.voxel_size)
     batch = max(1, min(transforms_needed(moments, points), MAPS_BUDGET // (8 * geometry.box**3)))
     options = common.transform_options(args, geometry, moments.order, batch, "reconstruct")
-    rows = []
+    rows, label = [], expansion_label(moments)  # the label lets `zernike3d qc` reuse the maps
     with atomic_path(args.out_dir, MAPS_FOLDER) as folder:
         def transform(volumes):
             return volumes.reconstruct(box=args.box, voxel_size=args.voxel_size, progress=True, **options)
@@ -127,7 +127,7 @@ def write_latent_maps(args, moments):
                 raise InputError("--latent" if point.name.startswith("latent_") else args.points or args.particles,
                                  f"the map at point {point.name} (z = {', '.join(f'{v:g}' for v in point.z)}) would not be "
                                  "finite in float32: latents far too large")
-            write_map(folder / f"{point.name}.mrc", result.data, result.voxel_size, result.origin)
+            write_map(folder / f"{point.name}.mrc", result.data, result.voxel_size, result.origin, labels=[label])
             rows.append([f"{point.name}.mrc", point.kind, *point.z.tolist()])
             if point.kind == "base":
                 base, level = result, chimerax.contour_level(result.data)
