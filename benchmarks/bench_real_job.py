@@ -108,11 +108,11 @@ def main(argv=None):
           f"k = {args.k}, order {args.order}, --cores {args.cores}; load average at the end "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"whole run: {total:.1f} s ({sum(r[1] for r in rows):.1f} s in the {len(rows)} jobs)")
-X
-    print("|---|---|---|---|")
-    for rule, seconds, rss, peak in rows:
-        print(f"| {rule} | {seconds:.1f} | {rss:.0f} | {'-' if peak is None else f'{peak:.0f}'} |")
-    wall = {rule: seconds for rule, seconds, _, _ in rows}
+    print("| rule | wall (s) | CPU (s) | peak, Snakemake benchmark (MB) | peak, stage's own (MB) |")
+    print("|---|---|---|---|---|")
+    for rule, seconds, cpu, rss, peak in rows:
+        print(f"| {rule} | {seconds:.1f} | {cpu:.1f} | {rss:.0f} | {'-' if peak is None else f'{peak:.0f}'} |")
+    wall = {rule: seconds for rule, seconds, _, _, _ in rows}
     if {"qc", "reconstruct", "invariants"} <= set(wall):
         budget = wall["reconstruct"] + wall["invariants"]
         print(f"qc {wall['qc']:.1f} s against reconstruct + invariants {budget:.1f} s: "

@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or common.dataset_name(args.dataset)
     index = read_maps_index(args.maps_index) if args.maps_index else None
     expansions = job_expansions(moments, index, args.threads)
-    curves = map_fsc(dataset.maps, expansions, moments.geometry, moments.names, mask_edge)
+    curves = map_fsc(dataset.maps, expansions, moments.geometry, moments.names, mask_edge, args.threads or -1)
     expected = expected_resolution(moments.order, moments.geometry.radius)
     written = ["fsc.csv", "fsc_resolution.csv", "fsc.png", "maps.png", "invariants.png", "summary.html"]
     with atomic_path(args.out_dir, QC_FOLDER) as folder:
@@ -204,14 +204,14 @@ def check_same_maps(dataset: Dataset, dataset_source: str, moments: Moments, mom
 
 
 def map_fsc(maps: np.ndarray, expansions: np.ndarray, geometry: BallGeometry, names: list[str],
-            mask_edge: float) -> dict[str, FscCurve]:
+            mask_edge: float, threads: int | None = None) -> dict[str, FscCurve]:
     """{volume name: FscCurve} of each map against its expansion, both multiplied by the
     ball's mask (:func:`zernike3d.maths.fsc.ball_mask`, a soft edge ``mask_edge`` voxels
-    wide, made once), zero-padded to at least 64 shells."""
+    wide, made once), zero-padded to at least 64 shells; FFTs on ``threads`` threads (-1: all cores)."""
     oversample = oversampling_for(geometry.box)
     mask = ball_mask(geometry, mask_edge)
     return {
-        name: fourier_shell_correlation(mask * original, mask * expansion, geometry.voxel_size, oversample)
+        name: fourier_shell_correlation(mask * original, mask * expansion, geometry.voxel_size, oversample, threads)
         for name, original, expansion in zip(names, maps, expansions)
     }
 
