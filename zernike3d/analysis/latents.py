@@ -290,7 +290,9 @@ def job_volumes_from_maps(moments, entries) -> tuple[np.ndarray | None, str]:
             return None, f"{entry.path.name} is not on the moments' grid (box {moments.box} at {moments.voxel_size:g} Å)"
     weights = np.column_stack([np.ones(len(rows)), [usable[r].z for r in rows]])
     inverse = np.linalg.inv(weights).astype(np.float32)
-    maps = np.stack([read_map(usable[r].path).data for r in rows])
+    maps = np.empty((len(rows), *(moments.box,) * 3), dtype=np.float32)
+    for i, r in enumerate(rows):  # one map at a time into the stack: no second copy of them all
+        maps[i] = read_map(usable[r].path).data
     return np.tensordot(inverse, maps, axes=1), ""
 
 
