@@ -10,6 +10,7 @@ every plane except x = 0 (and x = Nyquist for even N) twice, so each shell is su
 the whole sphere exactly as with a full FFT.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,10 +45,8 @@ def fourier_shell_correlation(map1: np.ndarray, map2: np.ndarray, voxel_size: fl
     if map1.shape != map2.shape or map1.ndim != 3 or len(set(map1.shape)) != 1:
         raise ValueError(f"need two cubic maps of one shape, got {map1.shape} and {map2.shape}")
     box = map1.shape[0] * int(oversample)
-    shells, weights = _shells(box)
+    shells, weights, keep = _shells_to_nyquist(box)
     n_shells = box // 2 + 1
-    keep = shells < n_shells
-    shells, weights = shells[keep], weights[keep]
     f1 = fft.rfftn(map1, s=(box,) * 3, axes=(0, 1, 2), workers=workers)[keep]
     f2 = fft.rfftn(map2, s=(box,) * 3, axes=(0, 1, 2), workers=workers)[keep]
 
@@ -113,6 +112,19 @@ def masked_fsc(original, expansion, geometry, edge_width=3.0, oversample=1):
 def oversampling_for(box, shells=64):
     """The zero-padding factor (1-4) that gives a box^3 map at least ``shells`` FSC shells."""
     return int(min(4, max(1, -(-2 * shells // box))))
+
+
+@functools.lru_cache(maxsize=2)
+def _shells_to_nyquist(box: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_shells` of the rfftn voxels up to Nyquist (shell < box // 2 + 1): (shell
+    index, weight) of those voxels and the mask (box, box, box // 2 + 1) that picks them;
+    kept for the next call (qc's FSC of every volume of a job has one box)."""
+    shells, weights = _shells(box)
+    keep = shells < box // 2 + 1
+    arrays = shells[keep], weights[keep], keep
+    for array in arrays:
+        array.flags.writeable = False
+    return arrays
 
 
 def _shells(box):
