@@ -8,20 +8,20 @@ import numpy as np
 import pytest
 from small_job import BOX, ORDER, VOXEL_SIZE, write_small_job
 
+from zernike3d.analysis.pca import rank_correlations as latent_correlations
 from zernike3d.cli import main
 from zernike3d.io.dataset import Dataset
+from zernike3d.io.mrc import write_map
 from zernike3d.io.particle_invariants import write_particle_invariants
-from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.fsc import (
     ball_mask,
     crossing_resolution,
     fourier_shell_correlation,
 )
-from zernike3d.io.mrc import write_map
+from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.invariants import particle_invariant_forms
 from zernike3d.maths.resolution import expected_resolution
 from zernike3d.maths.transform import reconstruct
-from zernike3d.analysis.pca import rank_correlations as latent_correlations
 from zernike3d.stages.qc import pca_scores as principal_components
 
 
@@ -248,7 +248,7 @@ def test_qc_takes_the_expansions_from_reconstructs_maps(capsys, tmp_path):
     """The maps of `reconstruct --particles` are base + Σ z_k component_k of the expansions:
     qc solves the volumes from 1 + K of them instead of rebuilding, with the FSC of a
     rebuild to float32 rounding; maps at another order are not taken."""
-    paths, _, moments = write_small_job(tmp_path)
+    paths, _, _ = write_small_job(tmp_path)
     rebuilt = _qc_fsc(tmp_path, paths, "rebuilt")
     assert "not rebuilt" not in capsys.readouterr().out
     maps = tmp_path / "maps"
@@ -286,8 +286,8 @@ def test_qc_mask_edge_is_in_voxels_by_its_name_and_the_old_spelling_warns(capsys
     new = _qc_fsc(tmp_path, paths, "new", "--mask-edge-voxels", 2)
     assert "deprecated" not in capsys.readouterr().err
     old = _qc_fsc(tmp_path, paths, "old", "--mask-edge", 2)
-    assert capsys.readouterr().err.strip().splitlines() == [
+    assert capsys.readouterr().err.strip().splitlines() == [(
         "zernike3d qc: warning: --mask-edge is deprecated here (it is in voxels for qc, in Å for preprocess): "
-        "use --mask-edge-voxels; the old spelling goes in the next release"]
+        "use --mask-edge-voxels; the old spelling goes in the next release")]
     np.testing.assert_array_equal(old, new)
     assert not np.array_equal(new, _qc_fsc(tmp_path, paths, "default"))  # the default edge is 3 voxels

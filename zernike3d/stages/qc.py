@@ -48,7 +48,13 @@ from zernike3d.errors import InputError
 from zernike3d.io.atomic import atomic_path, csv_kind, folder_kind
 from zernike3d.io.dataset import Dataset
 from zernike3d.io.summary_html import html_figure, html_table, write_ascii_html
-from zernike3d.maths.fsc import MODEL_THRESHOLD, FscCurve, ball_mask, fourier_shell_correlation, oversampling_for
+from zernike3d.maths.fsc import (
+    MODEL_THRESHOLD,
+    FscCurve,
+    ball_mask,
+    fourier_shell_correlation,
+    oversampling_for,
+)
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.resolution import expected_resolution
 from zernike3d.moments import Moments
