@@ -291,3 +291,19 @@ def test_qc_mask_edge_is_in_voxels_by_its_name_and_the_old_spelling_warns(capsys
         "use --mask-edge-voxels; the old spelling goes in the next release")]
     np.testing.assert_array_equal(old, new)
     assert not np.array_equal(new, _qc_fsc(tmp_path, paths, "default"))  # the default edge is 3 voxels
+
+
+def test_principal_components_of_a_known_spread():
+    """Points spread 3 along (1, 1, 0)/√2 and 1 along z: the first axis carries 9/10 of the
+    variance, the second 1/10, the scores are the coordinates along them."""
+    from zernike3d.analysis.pca import principal_components
+
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal(4000), rng.standard_normal(4000)
+    a, b = (a - a.mean()) / a.std(), (b - b.mean()) / b.std()
+    b -= a * (a @ b) / (a @ a)  # uncorrelated
+    b /= b.std()
+    values = np.column_stack([3 * a / np.sqrt(2), 3 * a / np.sqrt(2), b]) + [5.0, -2.0, 1.0]
+    scores, explained = principal_components(values, 2)
+    np.testing.assert_allclose(explained, [0.9, 0.1], atol=1e-12)
+    np.testing.assert_allclose(scores, np.column_stack([3 * a, b]), atol=1e-9)  # largest loading positive
