@@ -18,8 +18,8 @@ def principal_components(values: np.ndarray, dimensions: int) -> tuple[np.ndarra
     The columns are centred, not standardised (standardise them first where every
     column should weigh the same); a total variance of 0 gives fractions of 0.
     """
-    x = np.asarray(values, dtype=np.float64)
-    x = x - x.mean(axis=0)
+    x = np.array(values, dtype=np.float64)  # the one copy, centred in place
+    x -= x.mean(axis=0)
     covariance = x.T @ x / max(len(x), 1)
     variances, vectors = np.linalg.eigh(covariance)
     keep = np.argsort(variances)[::-1][: min(dimensions, x.shape[1])]

@@ -187,10 +187,9 @@ def pca_scores(values: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]
     than 3 particles or 2 varying invariants leave no plane to show."""
     from zernike3d.analysis.pca import principal_components
 
-    x = np.asarray(values, dtype=np.float64)
-    if np.count_nonzero(x.std(axis=0) > 0) < 2 or len(x) < 3:
+    if len(values) < 3 or np.count_nonzero(np.ptp(values, axis=0) > 0) < 2:  # ptp: no copy of the rows
         raise InputError(source, "a PCA needs at least 3 particles and 2 invariants that vary between them")
-    return principal_components(x, 2)
+    return principal_components(values, 2)
 
 
 def check_same_maps(dataset: Dataset, dataset_source: str, moments: Moments, moments_source: str) -> None:
