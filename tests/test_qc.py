@@ -8,20 +8,21 @@ import numpy as np
 import pytest
 from small_job import BOX, ORDER, VOXEL_SIZE, write_small_job
 
+from zernike3d.analysis.pca import rank_correlations as latent_correlations
 from zernike3d.cli import main
 from zernike3d.io.dataset import Dataset
+from zernike3d.io.mrc import write_map
 from zernike3d.io.particle_invariants import write_particle_invariants
-from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.fsc import (
     ball_mask,
     crossing_resolution,
     fourier_shell_correlation,
 )
-from zernike3d.io.mrc import write_map
+from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.invariants import particle_invariant_forms
 from zernike3d.maths.resolution import expected_resolution
 from zernike3d.maths.transform import reconstruct
-from zernike3d.stages.qc import latent_correlations, principal_components
+from zernike3d.stages.qc import pca_scores as principal_components
 
 
 def _white(rng, box=32):
@@ -234,3 +235,75 @@ def test_qc_refuses_a_maps_index_that_is_not_one(capsys, tmp_path):
     assert capsys.readouterr().err.strip().splitlines() == [
         f"zernike3d qc: error: {index}: is not an index.csv of `zernike3d reconstruct` (columns file, kind, ...)"]
     assert not (tmp_path / "qc").exists()
+
+
+def _qc_fsc(tmp_path, paths, out, *extra):
+    argv = ["qc", "--dataset", paths.dataset, "--moments", paths.moments, "--out-dir", tmp_path / out, *extra]
+    assert main([str(a) for a in argv]) == 0
+    with open(tmp_path / out / "fsc.csv") as f:
+        return np.array([[float(v) for v in row.values()] for row in csv.DictReader(f)])
+
+
+def test_qc_takes_the_expansions_from_reconstructs_maps(capsys, tmp_path):
+    """The maps of `reconstruct --particles` are base + Σ z_k component_k of the expansions:
+    qc solves the volumes from 1 + K of them instead of rebuilding, with the FSC of a
+    rebuild to float32 rounding; maps at another order are not taken."""
+    paths, _, _ = write_small_job(tmp_path)
+    rebuilt = _qc_fsc(tmp_path, paths, "rebuilt")
+    assert "not rebuilt" not in capsys.readouterr().out
+    maps = tmp_path / "maps"
+    assert main([str(a) for a in ["reconstruct", paths.moments, "--particles", paths.dataset, "--out-dir", maps,
+                                  "--series", 3]]) == 0
+    capsys.readouterr()
+    reused = _qc_fsc(tmp_path, paths, "reused", "--maps-index", maps / "index.csv")
+    assert "expansions of the 3 volumes taken from the maps of the index (not rebuilt)" in capsys.readouterr().out
+    np.testing.assert_allclose(reused, rebuilt, atol=1e-5)
+    lower = tmp_path / "lower"  # the maps of an order-6 expansion are not those of the stored order 8
+    assert main([str(a) for a in ["reconstruct", paths.moments, "--particles", paths.dataset, "--out-dir", lower,
+                                  "--series", 3, "--order", 6]]) == 0
+    capsys.readouterr()
+    again = _qc_fsc(tmp_path, paths, "lower_qc", "--maps-index", lower / "index.csv")
+    assert f"is not labelled 'zernike3d expansion order {ORDER} of " in capsys.readouterr().out
+    np.testing.assert_array_equal(again, rebuilt)
+
+
+def test_independent_points_and_the_volumes_they_give():
+    from zernike3d.analysis.latents import independent_points
+
+    z = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [0.0, -1.5], [3.0, 0.0]])
+    rows = independent_points(z)
+    assert sorted(rows) == [0, 3, 4]  # the base, the farthest along z_0 and the one along z_1
+    assert independent_points(z[:3]) is None  # all on the z_0 axis: z_1's component is not in them
+    rng = np.random.default_rng(5)
+    volumes = rng.standard_normal((3, 4))
+    maps = np.column_stack([np.ones(len(z)), z]) @ volumes
+    weights = np.column_stack([np.ones(3), z[rows]])
+    np.testing.assert_allclose(np.linalg.solve(weights, maps[rows]), volumes, atol=1e-12)
+
+
+def test_qc_mask_edge_is_in_voxels_by_its_name_and_the_old_spelling_warns(capsys, tmp_path):
+    paths, _, _ = write_small_job(tmp_path)
+    new = _qc_fsc(tmp_path, paths, "new", "--mask-edge-voxels", 2)
+    assert "deprecated" not in capsys.readouterr().err
+    old = _qc_fsc(tmp_path, paths, "old", "--mask-edge", 2)
+    assert capsys.readouterr().err.strip().splitlines() == [(
+        "zernike3d qc: warning: --mask-edge is deprecated here (it is in voxels for qc, in Å for preprocess): "
+        "use --mask-edge-voxels; the old spelling goes in the next release")]
+    np.testing.assert_array_equal(old, new)
+    assert not np.array_equal(new, _qc_fsc(tmp_path, paths, "default"))  # the default edge is 3 voxels
+
+
+def test_principal_components_of_a_known_spread():
+    """Points spread 3 along (1, 1, 0)/√2 and 1 along z: the first axis carries 9/10 of the
+    variance, the second 1/10, the scores are the coordinates along them."""
+    from zernike3d.analysis.pca import principal_components
+
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal(4000), rng.standard_normal(4000)
+    a, b = (a - a.mean()) / a.std(), (b - b.mean()) / b.std()
+    b -= a * (a @ b) / (a @ a)  # uncorrelated
+    b /= b.std()
+    values = np.column_stack([3 * a / np.sqrt(2), 3 * a / np.sqrt(2), b]) + [5.0, -2.0, 1.0]
+    scores, explained = principal_components(values, 2)
+    np.testing.assert_allclose(explained, [0.9, 0.1], atol=1e-12)
+    np.testing.assert_allclose(scores, np.column_stack([3 * a, b]), atol=1e-9)  # largest loading positive

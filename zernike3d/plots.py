@@ -6,6 +6,7 @@ Every function takes arrays already computed and writes one PNG atomically.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,8 +19,6 @@ from zernike3d.io.atomic import OutputKind, atomic_path
 from zernike3d.maths.fsc import MODEL_THRESHOLD
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from zernike3d.maths.fsc import FscCurve
 
 
@@ -80,7 +79,7 @@ def plot_invariant_maps(path: str | Path, invariants: np.ndarray, nl: np.ndarray
     order = int(nl[:, 0].max())
     columns = min(len(names), 3)
     rows = -(-len(names) // columns)
-    fig, axes = _figure(rows, columns, (4.2 * columns, 3.8 * rows))
+    fig, axes = _fixed_figure(rows, columns, (3.0, 3.0), margins=(0.75, 1.45, 0.6, 1.0), gaps=(0.85, 0.85))
     top = float(np.max(invariants)) if np.max(invariants) > 0 else 1.0
     norm = LogNorm(top * 1e-6, top, clip=True)
     n, l = np.meshgrid(np.arange(order + 1), np.arange(order + 1), indexing="ij")
@@ -95,8 +94,10 @@ def plot_invariant_maps(path: str | Path, invariants: np.ndarray, nl: np.ndarray
         ax.set_ylabel("n (radial order)")
     for ax in axes[len(names):]:
         ax.set_visible(False)
-    fig.colorbar(image, ax=axes[: len(names)], label="F_nl (map density units)\none scale for all volumes")
-    fig.suptitle(title + "\ngrey: n − l odd, no such invariant; blank: l > n")
+    width, height = fig.get_size_inches()
+    bar = fig.add_axes((1 - 1.3 / width, 0.6 / height, 0.18 / width, 1 - 1.6 / height))
+    fig.colorbar(image, cax=bar, label="F_nl (map density units)\none scale for all volumes")
+    fig.suptitle(_wrapped(title, width) + "\ngrey: n − l odd, no such invariant; blank: l > n")
     _save(fig, path)
 
 
@@ -110,7 +111,7 @@ def plot_invariant_pca(path: str | Path, scores: np.ndarray, explained: np.ndarr
     printed in each panel's title.
     """
     panels = colours.shape[1]
-    fig, axes = _figure(1, panels, (4.6 * panels, 4.4))
+    fig, axes = _fixed_figure(1, panels, (3.9, 3.4), margins=(0.75, 0.3, 0.6, 0.95), gaps=(1.25, 0.0))
     size = max(1.0, min(12.0, 4000.0 / len(scores)))
     for ax, values, label, (pc1, pc2) in zip(axes, colours.T, colour_labels, np.asarray(correlations).T):
         limit = np.percentile(np.abs(values), 99) or 1.0
@@ -120,47 +121,59 @@ def plot_invariant_pca(path: str | Path, scores: np.ndarray, explained: np.ndarr
         ax.set_title(f"Spearman ρ with PC 1: {pc1:+.2f}, PC 2: {pc2:+.2f}", fontsize=9)
         ax.set_xlabel(f"PC 1 ({100 * explained[0]:.1f}% of variance)")
         ax.set_ylabel(f"PC 2 ({100 * explained[1]:.1f}% of variance)")
-    fig.suptitle(title)
+    fig.suptitle(_wrapped(title, fig.get_size_inches()[0]))
     _save(fig, path)
 
 
-def plot_map_slices(path: str | Path, rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]], title: str,
-                    voxel_size: float, planes: Sequence[str] = ("xy", "xz", "yz")) -> None:
+def plot_map_slices(path: str | Path, rows: list, title: str, voxel_size: float,
+                    planes: tuple[str, ...] = ("xy", "xz", "yz")) -> None:
     """Central slices (``planes`` of xy, xz, yz, through voxel N // 2) of several maps.
 
     ``rows``: [(label, [(column title, map (N, N, N) [z, y, x]), ...])], or with
     ``planes=("xy",)`` each map's central xy section (N, N) [y, x] alone; the maps of one
     row share one symmetric grey scale (so a map and its expansion compare directly).
     Rows may have different numbers of maps; slices are shown with x across and y (or z)
-    up. The row's label is written at its left; its first slice carries a scale bar in Å
-    (``voxel_size``: Å per voxel).
+    up, each panel :data:`PANEL_INCHES` wide. The row's label is written at its left; its
+    first slice carries a scale bar in Å (``voxel_size``: Å per voxel).
+
+    All panels are images placed in ONE axes without ticks (a grid of axes costs
+    matplotlib a layout pass and a draw per panel, several seconds for a job's maps).
     """
     per_map = len(planes)
     columns = max(len(maps) for _, maps in rows) * per_map
-    width = max(2.0 * columns, MIN_WIDTH_INCHES)
-    fig, axes = _figure(len(rows), columns, (width, 2.2 * len(rows) + 0.9))
-    axes = np.array(axes).reshape(len(rows), columns)
-    for row_axes, (label, maps) in zip(axes, rows):
+    # layout in inches: a label margin, then cells of a panel and its title, under the suptitle
+    cell, gap, title_h, left = PANEL_INCHES, 0.08, 0.26, 0.34
+    width = max(left + columns * (cell + gap), MIN_WIDTH_INCHES)
+    heading = _wrapped(title, width)
+    top = 0.25 + 0.22 * (heading.count("\n") + 1)
+    height = top + len(rows) * (cell + title_h + gap)
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    ax.set_axis_off()
+    for r, (label, maps) in enumerate(rows):
+        y0 = height - top - (r + 1) * (cell + title_h + gap) + gap
         limit = max(float(np.max(np.abs(m))) for _, m in maps) or 1.0
         for i, (column, volume) in enumerate(maps):
             c = volume.shape[0] // 2
             sections = ({"xy": volume} if volume.ndim == 2
                         else {"xy": volume[c], "xz": volume[:, c], "yz": volume[:, :, c]})
             for j, plane in enumerate(planes):
-                ax = row_axes[per_map * i + j]
+                x0 = left + (per_map * i + j) * (cell + gap)
                 ax.imshow(sections[plane], origin="lower", cmap="gray", vmin=-limit, vmax=limit,
-                          interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.set_title(" ".join(filter(None, [column, plane if per_map > 1 else ""])), fontsize=PANEL_FONT)
-        row_axes[0].set_ylabel(label, fontsize=PANEL_FONT + 1)
-        _scale_bar(row_axes[0], maps[0][1].shape[-1], voxel_size)
-        for ax in row_axes[per_map * len(maps):]:
-            ax.set_visible(False)
-    fig.suptitle(_wrapped(title, width))
+                          interpolation="nearest", extent=(x0, x0 + cell, y0, y0 + cell))
+                ax.text(x0 + cell / 2, y0 + cell + 0.04, " ".join(filter(None, [column, plane if per_map > 1 else ""])),
+                        ha="center", va="bottom", fontsize=PANEL_FONT)
+        ax.text(left - 0.06, y0 + cell / 2, label, rotation=90, ha="right", va="center", fontsize=PANEL_FONT + 1)
+        _scale_bar(ax, (left, y0), cell, maps[0][1].shape[-1], voxel_size)
+    ax.text(width / 2, height - 0.15, heading, ha="center", va="top", fontsize=12)
     _save(fig, path)
 
 
+#: width (inches) of one slice of :func:`plot_map_slices`
+PANEL_INCHES = 1.9
 #: type size (points) of the panels' titles: readable at the report's width
 PANEL_FONT = 10
 #: no figure is narrower (inches), so that its title fits
@@ -175,19 +188,38 @@ def _wrapped(title, width_inches, size=12):
     return "\n".join(textwrap.fill(line, characters) for line in title.split("\n"))
 
 
-def _scale_bar(ax, box, voxel_size):
+def _scale_bar(ax, corner: tuple[float, float], size: float, box: int, voxel_size: float) -> None:
     """A white bar of a round length in Å (about a quarter of the box) at the lower left
-    of a slice ``box`` voxels wide, labelled with its length."""
+    of a slice ``box`` voxels wide drawn ``size`` data units wide from ``corner`` (its
+    lower left, in data units), labelled with its length."""
     from matplotlib import patheffects
 
     target = box * voxel_size / 4
     length = max(n * 10.0**k for k in range(-2, 5) for n in (1, 2, 5) if n * 10.0**k <= max(target, 0.01))
     outline = [patheffects.withStroke(linewidth=3, foreground="black")]
-    x0, y0 = 0.06 * box, 0.07 * box
-    ax.plot([x0, x0 + length / voxel_size], [y0, y0], color="white", linewidth=2.5, solid_capstyle="butt",
+    scale = size / box  # data units per voxel
+    x0, y0 = corner[0] + 0.06 * size, corner[1] + 0.07 * size
+    ax.plot([x0, x0 + length / voxel_size * scale], [y0, y0], color="white", linewidth=2.5, solid_capstyle="butt",
             path_effects=outline)
-    ax.text(x0, y0 + 0.04 * box, f"{length:g} Å", color="white", fontsize=PANEL_FONT - 1, va="bottom",
+    ax.text(x0, y0 + 0.04 * size, f"{length:g} Å", color="white", fontsize=PANEL_FONT - 1, va="bottom",
             path_effects=outline)
+
+
+def _fixed_figure(rows: int, columns: int, panel: tuple[float, float], margins: tuple[float, float, float, float],
+                  gaps: tuple[float, float]) -> tuple[Figure, list]:
+    """A figure of ``rows`` × ``columns`` axes, each ``panel`` (width, height) inches,
+    with ``margins`` (left, right, bottom, top) and ``gaps`` (between columns, between
+    rows) in inches, laid out once here: no layout engine (constrained layout measures
+    every text of every axes again at each draw, most of a QC figure's cost)."""
+    left, right, bottom, top = margins
+    width = left + right + columns * panel[0] + (columns - 1) * gaps[0]
+    height = bottom + top + rows * panel[1] + (rows - 1) * gaps[1]
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, columns, squeeze=False, gridspec_kw={
+        "left": left / width, "right": 1 - right / width, "bottom": bottom / height, "top": 1 - top / height,
+        "wspace": gaps[0] / panel[0], "hspace": gaps[1] / panel[1]}).ravel()
+    return fig, list(axes)
 
 
 def _figure(rows, columns, size):

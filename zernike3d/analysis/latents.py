@@ -224,6 +224,74 @@ def maps_at_points(moments, points, reconstruct, batch):
             yield point, result
 
 
+def expansion_label(moments) -> str:
+    """The MRC header label of every map `zernike3d reconstruct --particles` writes from
+    ``moments`` (a Moments): the order of the expansion and the job it belongs to (the
+    first 16 hex digits of the base map's fingerprint), so that `zernike3d qc` can tell
+    whether the maps are the expansions it would rebuild (:func:`job_volumes_from_maps`)."""
+    job = moments.maps_sha256[0][:16] if moments.maps_sha256 is not None else "unknown maps"
+    return f"zernike3d expansion order {moments.order} of {job}"
+
+
+def independent_points(z: np.ndarray) -> list[int] | None:
+    """Rows of ``z`` (P, K) whose weights w = (1, z) (the map at z is w · (base, component_0,
+    ..)) are the best-conditioned 1 + K independent ones, chosen greedily (each next row
+    the one farthest from the span of those chosen, in units of its own norm); None
+    where the rows span fewer than 1 + K dimensions or their condition number exceeds
+    10^4 (the volumes solved from them would lose more than float32 maps can spare)."""
+    weights = np.column_stack([np.ones(len(z)), np.asarray(z, dtype=np.float64)])
+    if len(weights) < weights.shape[1]:
+        return None
+    chosen: list[int] = []
+    residual = weights.copy()
+    for _ in range(weights.shape[1]):
+        scores = np.linalg.norm(residual, axis=1) / np.linalg.norm(weights, axis=1)
+        scores[chosen] = -1.0
+        best = int(np.argmax(scores))
+        if scores[best] < 1e-6:
+            return None
+        chosen.append(best)
+        direction = residual[best] / np.linalg.norm(residual[best])
+        residual -= np.outer(residual @ direction, direction)
+    if np.linalg.cond(weights[chosen]) > 1e4:
+        return None
+    return chosen
+
+
+def job_volumes_from_maps(moments, entries) -> tuple[np.ndarray | None, str]:
+    """The expansions of the job's volumes (1 + K, N, N, N) float32 [z, y, x] (base,
+    component_0, ..) solved from maps that `zernike3d reconstruct --particles` wrote from
+    ``moments`` (a Moments) at the stored box, voxel size and order, so that they need
+    not be rebuilt: the map at z is base + Σ_k z_k component_k, so 1 + K maps at
+    independent points (:func:`independent_points`) give the volumes by one linear solve
+    (float32, the same maps to rounding). ``entries``: the
+    :class:`~zernike3d.io.maps_index.IndexedMap` rows of its index.csv. Returns
+    ``(volumes, "")``, or ``(None, why not)`` where the maps cannot give them (no latents
+    in the index, too few independent points, another order, box, voxel size or job:
+    each map's header label, :func:`expansion_label`)."""
+    from zernike3d.io.mrc import read_header, read_map
+
+    usable = [e for e in entries if not e.mapspace and e.z is not None and len(e.z) == len(moments.names) - 1]
+    if not usable:
+        return None, "the index lists no Zernike map with its latents"
+    rows = independent_points(np.array([e.z for e in usable]))
+    if rows is None:
+        return None, f"its {len(usable)} maps are not at {len(moments.names)} independent latent points"
+    label = expansion_label(moments)
+    for entry in (usable[r] for r in rows):
+        header = read_header(entry.path)
+        if label not in header.labels:
+            return None, f"{entry.path.name} is not labelled {label!r}"
+        if header.shape != (moments.box,) * 3 or not np.allclose(header.voxel_size, moments.voxel_size, rtol=1e-5):
+            return None, f"{entry.path.name} is not on the moments' grid (box {moments.box} at {moments.voxel_size:g} Å)"
+    weights = np.column_stack([np.ones(len(rows)), [usable[r].z for r in rows]])
+    inverse = np.linalg.inv(weights).astype(np.float32)
+    maps = np.empty((len(rows), *(moments.box,) * 3), dtype=np.float32)
+    for i, r in enumerate(rows):  # one map at a time into the stack: no second copy of them all
+        maps[i] = read_map(usable[r].path).data
+    return np.tensordot(inverse, maps, axes=1), ""
+
+
 def transforms_needed(moments, points):
     """How many volumes :func:`maps_at_points` reconstructs: min(points, 1 + K)."""
     return min(len(points), moments.moments.shape[0])

@@ -152,19 +152,51 @@ def _header_floats(values):
 
 def written_by_zernike3d(path: str | Path) -> bool:
     """True if the MRC header of ``path`` (read alone) has a label starting with :data:`LABEL`."""
+    return any(label.startswith(LABEL) for label in read_labels(path))
+
+
+def read_labels(path: str | Path) -> list[str]:
+    """The text labels of the MRC header of ``path`` (the header alone is read)."""
     with mrcfile.open(path, mode="r", header_only=True, permissive=True) as mrc:
         count = min(int(mrc.header.nlabl), len(mrc.header.label))
-        return any(bytes(label).startswith(LABEL.encode()) for label in mrc.header.label[:count])
+        return [bytes(label).decode("ascii", "replace").rstrip(" \x00") for label in mrc.header.label[:count]]
+
+
+@dataclass(frozen=True)
+class MapHeader:
+    """What the header of an MRC map says, the data unread: ``shape`` (sections, rows,
+    columns), ``voxel_size`` (x, y, z) Å, ``labels``."""
+
+    shape: tuple
+    voxel_size: tuple
+    labels: list
+
+
+def read_header(path: str | Path) -> MapHeader:
+    """The :class:`MapHeader` of the MRC map ``path``; :class:`InputError` where it cannot
+    be read as one."""
+    path = Path(path)
+    try:
+        with mrcfile.open(path, mode="r", header_only=True, permissive=False) as mrc:
+            header = mrc.header
+            shape = (int(header.nz), int(header.ny), int(header.nx))
+            voxel_size = _header_floats(mrc.voxel_size.tolist())
+    except ValueError as err:
+        raise InputError(path, f"not an MRC file, or a damaged one ({err})") from None
+    except OSError as err:
+        raise InputError(path, f"cannot read the file ({err.strerror or err})") from None
+    return MapHeader(shape, voxel_size, read_labels(path))
 
 
 MAP_OUTPUT = OutputKind("an MRC map written by zernike3d (no 'zernike3d' header label)", written_by_zernike3d)
 
 
 def write_map(path: str | Path, data: np.ndarray, voxel_size: float, origin: Sequence[float] = (0.0, 0.0, 0.0),
-              output: bool = True) -> None:
+              output: bool = True, labels: Sequence[str] = ()) -> None:
     """Write ``data[z, y, x]`` as a float32 MRC map, atomically, labelled
-    ``zernike3d <version>`` in the header; an existing file at ``path`` is replaced only
-    if it is such a map.
+    ``zernike3d <version>`` in the header, then ``labels`` (each at most 80 ASCII
+    characters: what the map is, for a later stage to check); an existing file at
+    ``path`` is replaced only if it is such a map.
 
     voxel_size: Å (isotropic); origin: (x, y, z) Å, stored in the header's origin field.
     A map with a voxel that is not finite in float32 is refused (:class:`InputError`).
@@ -185,5 +217,7 @@ def write_map(path: str | Path, data: np.ndarray, voxel_size: float, origin: Seq
             mrc.set_data(data)
             if output:
                 mrc.add_label(f"{LABEL} {zernike3d.__version__}")  # read when written
+                for label in labels:
+                    mrc.add_label(label)
             mrc.voxel_size = float(voxel_size)
             mrc.header.origin = tuple(float(v) for v in origin)

@@ -12,6 +12,7 @@ the whole sphere exactly as with a full FFT.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,21 +39,22 @@ class FscCurve:
         return crossing_resolution(self.frequency, self.fsc, threshold)
 
 
-def fourier_shell_correlation(map1: np.ndarray, map2: np.ndarray, voxel_size: float, oversample: int = 1) -> FscCurve:
+def fourier_shell_correlation(map1: np.ndarray, map2: np.ndarray, voxel_size: float, oversample: int = 1,
+                              workers: int | None = None) -> FscCurve:
     """FSC of two real maps of the same cubic shape; ``voxel_size`` in Å. ``oversample``
     (integer >= 1): zero-pad both maps to ``oversample`` × the box first, for that many
-    times more (correlated) shells."""
+    times more (correlated) shells. ``workers``: threads of each FFT (scipy.fft: None 1, -1 all cores)."""
+    from scipy import fft
+
     map1 = np.asarray(map1, dtype=np.float64)
     map2 = np.asarray(map2, dtype=np.float64)
     if map1.shape != map2.shape or map1.ndim != 3 or len(set(map1.shape)) != 1:
         raise ValueError(f"need two cubic maps of one shape, got {map1.shape} and {map2.shape}")
     box = map1.shape[0] * int(oversample)
-    shells, weights = _shells(box)
+    shells, weights, keep = _shells_to_nyquist(box)
     n_shells = box // 2 + 1
-    keep = shells < n_shells
-    shells, weights = shells[keep], weights[keep]
-    f1 = np.fft.rfftn(map1, s=(box,) * 3, axes=(0, 1, 2))[keep]
-    f2 = np.fft.rfftn(map2, s=(box,) * 3, axes=(0, 1, 2))[keep]
+    f1 = fft.rfftn(map1, s=(box,) * 3, axes=(0, 1, 2), workers=workers)[keep]
+    f2 = fft.rfftn(map2, s=(box,) * 3, axes=(0, 1, 2), workers=workers)[keep]
 
     def shell_sum(values: np.ndarray) -> np.ndarray:
         return np.bincount(shells, weights=weights * values, minlength=n_shells)
@@ -117,6 +119,19 @@ def masked_fsc(original: np.ndarray, expansion: np.ndarray, geometry: BallGeomet
 def oversampling_for(box: int, shells: int = 64) -> int:
     """The zero-padding factor (1-4) that gives a box^3 map at least ``shells`` FSC shells."""
     return int(min(4, max(1, -(-2 * shells // box))))
+
+
+@functools.lru_cache(maxsize=2)
+def _shells_to_nyquist(box: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_shells` of the rfftn voxels up to Nyquist (shell < box // 2 + 1): (shell
+    index, weight) of those voxels and the mask (box, box, box // 2 + 1) that picks them;
+    kept for the next call (qc's FSC of every volume of a job has one box)."""
+    shells, weights = _shells(box)
+    keep = shells < box // 2 + 1
+    arrays = shells[keep], weights[keep], keep
+    for array in arrays:
+        array.flags.writeable = False
+    return arrays
 
 
 def _shells(box):

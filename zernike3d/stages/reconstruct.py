@@ -37,6 +37,7 @@ import numpy as np
 from zernike3d.analysis.latents import (
     MAPS_BUDGET,
     check_job,
+    expansion_label,
     maps_at_points,
     mapspace_maps,
     select_points,
@@ -133,7 +134,7 @@ def write_latent_maps(args: argparse.Namespace, moments: Moments) -> int:
     geometry = moments.output_geometry(args.box, args.voxel_size)
     batch = max(1, min(transforms_needed(moments, points), MAPS_BUDGET // (8 * geometry.box**3)))
     options = common.transform_options(args, geometry, moments.order, batch, "reconstruct")
-    rows = []
+    rows, label = [], expansion_label(moments)  # the label lets `zernike3d qc` reuse the maps
     with atomic_path(args.out_dir, MAPS_FOLDER) as folder:
         def transform(volumes: Moments) -> list[MapFile]:
             return volumes.reconstruct(box=args.box, voxel_size=args.voxel_size, progress=True, **options)
@@ -143,7 +144,7 @@ def write_latent_maps(args: argparse.Namespace, moments: Moments) -> int:
                 raise InputError("--latent" if point.name.startswith("latent_") else args.points or args.dataset,
                                  f"the map at point {point.name} (z = {', '.join(f'{v:g}' for v in point.z)}) would not be "
                                  "finite in float32: latents far too large")
-            write_map(folder / f"{point.name}.mrc", result.data, result.voxel_size, result.origin)
+            write_map(folder / f"{point.name}.mrc", result.data, result.voxel_size, result.origin, labels=[label])
             rows.append([f"{point.name}.mrc", point.kind, *point.z.tolist()])
             if point.kind == "base":
                 base, level = result, chimerax.contour_level(result.data)
