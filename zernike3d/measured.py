@@ -2,12 +2,32 @@
 do, ending its log with its exact peak memory; ``python -m zernike3d.measured STAGE INPUT
 ORDER [THREADS]``: print the resource estimate of a job (:mod:`zernike3d.scheduling.resources`)."""
 
+from __future__ import annotations
+
 import json
 
-from zernike3d.scheduling.resources import PEAK_LINE, peak_rss_mb, rule_resources
+from zernike3d.scheduling.resources import MB, rule_resources
+
+PEAK_LINE = "peak memory"
 
 
-def run_measured(argv):
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (MB): VmHWM of /proc/self/status, which starts
+    afresh at exec; ``ru_maxrss`` where there is no /proc (it would include the RSS of the
+    parent that started the process, e.g. Snakemake's, on Linux)."""
+    import resource
+
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / MB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB
+
+
+def run_measured(argv: list[str]) -> int:
     """Run ``zernike3d <argv>`` in this process and print, at the end, its exact peak
     resident memory (:func:`peak_rss_mb`) and wall time to stderr, e.g.
     ``zernike3d decompose: peak memory 355.6 MB (RSS), 2.41 s``. The workflow runs every
@@ -31,7 +51,7 @@ def run_measured(argv):
     return code
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     """``python -m zernike3d.measured STAGE INPUT ORDER [THREADS]``: print the estimate;
     ``python -m zernike3d.measured run STAGE ARGS...``: run a stage, report its peak memory."""
     import sys
