@@ -10,7 +10,9 @@ one fresh process each, whose last line is its exact peak RSS from ``ru_maxrss``
 import, preprocess (soft spherical mask), basis, decompose, invariants (with the
 per-particle store), reconstruct (the base map and a series of 5 maps per component), qc,
 cluster (k = 4 with the subsets for cryoSPARC, as the workflow's clusters section runs
-it) and paths (`zernike3d path` between two of the clusters). The particles' rows are the real cryoSPARC
+it) and paths (`zernike3d path` between two of the clusters); and, last, the Snakemake that
+runs inside every SLURM job, against the memory the policy adds for it
+(:data:`zernike3d.scheduling.policy.SNAKEMAKE_IN_JOB_MB`). The particles' rows are the real cryoSPARC
 fields of ../shared/data/cryosparc_P12_J24_001_particles.cs repeated with new uids (246
 bytes a row, as the subsets read them), or synthetic ones where that file is absent.
 For each it prints the ``mem_mb`` that :func:`zernike3d.scheduling.resources.rule_resources`
@@ -46,6 +48,28 @@ def run_stage(argv, threads):
     return float(PEAK.findall(output)[-1]), seconds, output
 
 
+def snakemake_rss_mb(job, workdir):
+    """Peak RSS (MB) of the workflow's Snakemake planning a run of the 3DVA job folder
+    ``job`` (``snakemake -n``: it reads the config, checks it against the inputs' headers
+    and builds the DAG, as the Snakemake inside a SLURM job does before it runs the job's
+    rules), measured with ``wait4``."""
+    import yaml
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "config.yaml"
+    config.write_text(yaml.safe_dump({"datasets": {"bench": {"job_dir": str(job)}}}))
+    snakefile = Path(__file__).resolve().parents[1] / "workflow" / "Snakefile"
+    command = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir), "--configfile",
+               str(config), "-n", "--quiet"]
+    with open(workdir / "snakemake.log", "w+") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+        if status != 0:
+            log.seek(0)
+            raise RuntimeError(f"{' '.join(command)} failed:\n{log.read()[-3000:]}")
+    return usage.ru_maxrss * 1024 / 1e6
+
+
 REAL_CS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cryosparc_P12_J24_001_particles.cs"
 
 
@@ -73,6 +97,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from zernike3d.scheduling.inputs import table_row_bytes
+    from zernike3d.scheduling.policy import SNAKEMAKE_IN_JOB_MB
     from zernike3d.scheduling.resources import rule_resources
     from zernike3d.synthetic import write_3dva_job
 
@@ -118,6 +143,10 @@ def main(argv=None):
         peak, seconds, _ = run_stage(command, threads)
         worst.append(asked / peak)
         print(f"| {stage} | {asked} | {peak:.0f} | {asked / peak:.2f} | {seconds:.1f} |", flush=True)
+    snakemake_peak = snakemake_rss_mb(job, work / "workflow")
+    worst.append(SNAKEMAKE_IN_JOB_MB / snakemake_peak)
+    print(f"| Snakemake inside each SLURM job (added on SLURM) | {SNAKEMAKE_IN_JOB_MB} | {snakemake_peak:.0f} | "
+          f"{SNAKEMAKE_IN_JOB_MB / snakemake_peak:.2f} | - |")
     print(f"predicted / measured: {min(worst):.2f} to {max(worst):.2f}")
     if args.keep is None:
         import shutil

@@ -149,3 +149,17 @@ def test_npz_headers_are_read_as_numpy_writes_them(tmp_path):
     assert inputs.npz_scalar(path, "voxel_size") == 1.25
     assert inputs.npz_scalar(path, "name", default=7.0) == 7.0  # not a float
     assert inputs.npz_scalar(path, "absent", default=3.0) == 3.0
+
+
+def test_scheduling_imports_nothing_above_it():
+    """zernike3d/scheduling may import maths, io and analysis, never stages or cli."""
+    import ast
+    from pathlib import Path
+
+    package = Path(policy.__file__).parent
+    for module in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert not name.startswith(("zernike3d.stages", "zernike3d.cli")), f"{module.name} imports {name}"

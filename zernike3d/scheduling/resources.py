@@ -31,7 +31,7 @@ MB = 1_000_000
 #: 20,000 and 1,000,000 particles), so that measured peak = BASE_MB + modelled arrays +
 #: PARTICLE_BYTES x particles; decompose and reconstruct are the planner's
 BASE_MB = {"example": 160, "import": 40, "preprocess": 40, "basis": 39, "decompose": 0,
-           "invariants": 187, "reconstruct": 0, "qc": 34, "match": 260,
+           "invariants": 175, "reconstruct": 0, "qc": 34, "match": 260,
            "cluster": 210, "paths": 104}
 #: bytes per particle that a stage holds when it reads the particles (the latents, uid
 #: and their transient copies; for import beside the table's own rows; for qc also its
@@ -177,7 +177,6 @@ def estimate(stage: str, shape: BundleShape, order: int | None, config: Mapping[
     config = config or {}
     if stage in PLANNED_STAGES:
         return planned(stage, shape, order, config)
-    from zernike3d.maths.basis import radial_table_bytes
     from zernike3d.maths.indexing import coefficient_count, nl_table
 
     threads = int(config.get("threads") or 1)
@@ -202,10 +201,13 @@ def estimate(stage: str, shape: BundleShape, order: int | None, config: Mapping[
         nbytes = 4 * voxels * volumes + 3 * 16 * voxels
         seconds = voxels * volumes * 50 / OPS_PER_SECOND
     elif stage == "basis":
-        # the maps (for the geometry), the grid tables and the radial table, and its copy
-        # while it is written into the store
+        # the maps (for the geometry), the grid tables and the rows of the radial table
+        # that the store is written in (zernike3d.io.basis_store: one l at a time, chunks
+        # of order // 2 + 1 float64 rows): one l's rows, the chunk and its compressed
+        # copy. The whole table, counted twice before, was 992 MB of the 1480 MB asked
+        # against a peak of 392 MB (192^3 x 7 volumes at order 50: 91,770 shells)
         grid = _geometry(shape, config).grid
-        nbytes = 4 * voxels * volumes + grid.nbytes + 2 * radial_table_bytes(order, grid.n_shells)
+        nbytes = 4 * voxels * volumes + grid.nbytes + 3 * 8 * (order // 2 + 1) * grid.n_shells
     elif stage == "invariants":
         # the dataset as loaded (its maps: 198 MB of a 192^3 job of 7 volumes, which the
         # fit at box 64 did not see), the moments and forms, and one chunk of particles'
