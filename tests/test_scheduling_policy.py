@@ -67,7 +67,9 @@ def test_job_resources_grow_with_the_attempt_and_obey_the_overrides(bundle):
     capped = policy.job_resources("invariants", "a", settings(max_runtime=3), bundle, lambda: 20, 1, local)
     assert capped["runtime"] == 3
     # the order is asked for only by the stages that depend on it
-    never = lambda: pytest.fail("preprocess does not depend on the order")  # noqa: E731
+    def never():
+        pytest.fail("preprocess does not depend on the order")
+
     policy.job_resources("preprocess", "a", settings(), bundle, never, 1, local)
 
 

@@ -27,7 +27,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB
 
 
-def run_measured(argv: list[str]) -> int:
+def run_measured(argv: list[str]) -> int | str | None:
     """Run ``zernike3d <argv>`` in this process and print, at the end, its exact peak
     resident memory (:func:`peak_rss_mb`) and wall time to stderr, e.g.
     ``zernike3d decompose: peak memory 355.6 MB (RSS), 2.41 s``. The workflow runs every
@@ -40,7 +40,7 @@ def run_measured(argv: list[str]) -> int:
 
     started = time.perf_counter()
     stage = argv[0] if argv else "?"
-    code = 1
+    code: int | str | None = 1
     try:
         code = cli_main(argv)
     except SystemExit as exit_:
@@ -51,7 +51,7 @@ def run_measured(argv: list[str]) -> int:
     return code
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int | str | None:
     """``python -m zernike3d.measured STAGE INPUT ORDER [THREADS]``: print the estimate;
     ``python -m zernike3d.measured run STAGE ARGS...``: run a stage, report its peak memory."""
     import sys

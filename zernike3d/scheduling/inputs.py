@@ -132,7 +132,7 @@ def cs_row_count(path: str | os.PathLike) -> int | None:
         from cryosparc.dataset import Dataset
 
         return int(Dataset.inspect(path)["length"])
-    except Exception:  # cryosparc-tools raises several kinds on a file that is not a .cs
+    except Exception:  # noqa: BLE001 - cryosparc-tools raises several kinds on a file that is not a .cs
         return None
 
 

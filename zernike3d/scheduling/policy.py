@@ -173,10 +173,10 @@ def node_problems(datasets: Mapping[str, Mapping[str, Any]], site: Site) -> list
     problems = []
     for name, settings in datasets.items():
         for stage in CHECKED_STAGES:
-            gpu = int(stage in GPU_STAGES and settings["gpu"] == "always")
+            gpu = stage in GPU_STAGES and settings["gpu"] == "always"
             mem_mb = site.override(stage).get("mem_mb") or 1
             try:
-                fit_to_nodes(rule_threads(stage, settings, site), mem_mb, gpu, site.nodes(gpu))
+                fit_to_nodes(rule_threads(stage, settings, site), mem_mb, int(gpu), site.nodes(gpu))
             except ValueError as err:
                 problems.append(f"the {stage} job of datasets.{name} cannot run on this cluster: {err}")
     return problems

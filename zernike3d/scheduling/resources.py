@@ -123,7 +123,7 @@ def _plan(stage: str, geometry: Any, order: int, volumes: int, config: Mapping[s
     from zernike3d.scheduling.planner import plan_for
 
     threads = int(config.get("threads") or 1)
-    gpus = ()
+    gpus: tuple[GpuDescription, ...] = ()
     if config.get("gpu") and config.get("node_gpus", 1):
         gpu_bytes = int(float(config.get("gpu_memory_gb") or DEFAULT_GPU_MEMORY_GB) * 2**30)
         gpus = (GpuDescription(0, config.get("slurm_gpu_model") or "cluster GPU", gpu_bytes, gpu_bytes),)
@@ -144,8 +144,8 @@ def planned(stage: str, shape: BundleShape, order: int, config: Mapping[str, Any
     "runtime", "gpu"}``; the stage is then run with ``--max-memory`` = ``mem_mb``, so its
     own plan stays inside the allocation.
     """
-    from zernike3d.maths.geometry import BallGeometry
     from zernike3d.analysis.latents import MAPS_BUDGET
+    from zernike3d.maths.geometry import BallGeometry
 
     geometry = _geometry(shape, config)
     volumes = max(shape.n_volumes, 1)
@@ -176,7 +176,7 @@ def estimate(stage: str, shape: BundleShape, order: int | None, config: Mapping[
         raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
     config = config or {}
     if stage in PLANNED_STAGES:
-        return planned(stage, shape, order, config)
+        return planned(stage, shape, int(order or 0), config)
     from zernike3d.maths.indexing import coefficient_count, nl_table
 
     threads = int(config.get("threads") or 1)
