@@ -52,22 +52,25 @@ def snakemake_rss_mb(job, workdir):
     """Peak RSS (MB) of the workflow's Snakemake planning a run of the 3DVA job folder
     ``job`` (``snakemake -n``: it reads the config, checks it against the inputs' headers
     and builds the DAG, as the Snakemake inside a SLURM job does before it runs the job's
-    rules), measured with ``wait4``."""
+    rules): ``VmHWM`` at its exit (:func:`zernike3d.measured.peak_rss_mb`; ``ru_maxrss``
+    from ``wait4`` would count this process's RSS, inherited at the fork)."""
     import yaml
 
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "config.yaml"
     config.write_text(yaml.safe_dump({"datasets": {"bench": {"job_dir": str(job)}}}))
     snakefile = Path(__file__).resolve().parents[1] / "workflow" / "Snakefile"
-    command = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir), "--configfile",
-               str(config), "-n", "--quiet"]
-    with open(workdir / "snakemake.log", "w+") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-        if status != 0:
-            log.seek(0)
-            raise RuntimeError(f"{' '.join(command)} failed:\n{log.read()[-3000:]}")
-    return usage.ru_maxrss * 1024 / 1e6
+    argv = ["snakemake", "-s", str(snakefile), "-d", str(workdir), "--configfile", str(config), "-n", "--quiet"]
+    code = ("import atexit, sys\n"
+            "from zernike3d.measured import PEAK_LINE, peak_rss_mb\n"
+            "atexit.register(lambda: print('snakemake:', PEAK_LINE, f'{peak_rss_mb():.1f} MB', file=sys.stderr))\n"
+            f"sys.argv = {argv!r}\n"
+            "from snakemake.cli import main\n"
+            "main()\n")
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    if done.returncode != 0 or not PEAK.findall(done.stderr):
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
+    return float(PEAK.findall(done.stderr)[-1])
 
 
 REAL_CS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cryosparc_P12_J24_001_particles.cs"

@@ -40,8 +40,9 @@ TRANSFORM_GROUPS = {"decompose": "prepare", "reconstruct": "finish"}
 #: resident memory (MB) of the Snakemake that runs inside every SLURM job (the SLURM
 #: plugin submits each job, a group job too, as a Snakemake that runs the job's rules as
 #: its children): the job's memory limit counts it beside the stage. Measured: 140 MB
-#: reading the example config, 162 MB reading a 3DVA job folder (peak RSS of
-#: `snakemake -n`, the Snakemake row of benchmarks/bench_stage_memory.py). A group job
+#: reading the example config, 144 MB reading a 3DVA job folder of 192^3 maps or of
+#: 500,000 particles (peak RSS of `snakemake -n`, the Snakemake row of
+#: benchmarks/bench_stage_memory.py), the Snakemake in a job also runs it. A group job
 #: runs one Snakemake, but Snakemake sums the requests of the members it runs side by
 #: side, so there it is counted once per member
 SNAKEMAKE_IN_JOB_MB = 200
