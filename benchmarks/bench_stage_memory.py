@@ -6,7 +6,9 @@
 Writes a synthetic cryoSPARC 3D Variability job (``zernike3d.synthetic.write_3dva_job``:
 a chiral base map, K component maps, a ``.cs`` table of N particles), then runs every
 stage exactly as the workflow's rules do (``python -m zernike3d.measured run STAGE ...``,
-one fresh process each, whose last line is its exact peak RSS from ``ru_maxrss``):
+one fresh process each, whose last line is its exact peak RSS (``VmHWM``); decompose and
+reconstruct told their allocation with ``--max-memory``, so that they plan for it as in a
+workflow job, not for whatever memory the machine has free):
 import, preprocess (soft spherical mask), basis, decompose, invariants (with the
 per-particle store), reconstruct (the base map and a series of 5 maps per component), qc,
 cluster (k = 4 with the subsets for cryoSPARC, as the workflow's clusters section runs
@@ -100,7 +102,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from zernike3d.scheduling.inputs import table_row_bytes
-    from zernike3d.scheduling.policy import SNAKEMAKE_IN_JOB_MB
+    from zernike3d.scheduling.policy import (
+        GPU_STAGES,
+        SNAKEMAKE_IN_JOB_MB,
+        max_memory_arg,
+    )
     from zernike3d.scheduling.resources import rule_resources
     from zernike3d.synthetic import write_3dva_job
 
@@ -143,6 +149,8 @@ def main(argv=None):
         if stage == "cluster":  # the workflow passes the bytes of the table the subsets read
             settings["table_row_bytes"] = table_row_bytes(data)
         asked = rule_resources(stage, source, order, settings)["mem_mb"]
+        if stage in GPU_STAGES:  # told their allocation, as the workflow's rules tell them
+            command += max_memory_arg(asked).split()
         peak, seconds, _ = run_stage(command, threads)
         worst.append(asked / peak)
         print(f"| {stage} | {asked} | {peak:.0f} | {asked / peak:.2f} | {seconds:.1f} |", flush=True)
