@@ -64,8 +64,10 @@ def compare_options(wildcards):
 
 
 def compare_threads(wildcards):
-    override = (config["resources"].get("compare") or {}).get("threads")
-    return override or config["threads"]
+    """``resources.compare.threads`` or the global threads, capped to the nodes' CPUs."""
+    return policy.rule_threads(
+        "compare", {"threads": config["threads"], "gpu": False}, SITE
+    )
 
 
 def compare_resources(key):
