@@ -13,6 +13,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ def npz_member_shapes(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...
     return shapes
 
 
-def _read_npy_header(npy, stream):
+def _read_npy_header(npy: Any, stream: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
     """``(shape, fortran_order, dtype)`` of the ``.npy`` header at the start of
     ``stream``, which is left at the data."""
     major, _ = npy.read_magic(stream)
