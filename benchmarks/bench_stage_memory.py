@@ -6,11 +6,15 @@
 Writes a synthetic cryoSPARC 3D Variability job (``zernike3d.synthetic.write_3dva_job``:
 a chiral base map, K component maps, a ``.cs`` table of N particles), then runs every
 stage exactly as the workflow's rules do (``python -m zernike3d.measured run STAGE ...``,
-one fresh process each, whose last line is its exact peak RSS from ``ru_maxrss``):
+one fresh process each, whose last line is its exact peak RSS (``VmHWM``); decompose and
+reconstruct told their allocation with ``--max-memory``, so that they plan for it as in a
+workflow job, not for whatever memory the machine has free):
 import, preprocess (soft spherical mask), basis, decompose, invariants (with the
 per-particle store), reconstruct (the base map and a series of 5 maps per component), qc,
 cluster (k = 4 with the subsets for cryoSPARC, as the workflow's clusters section runs
-it) and paths (`zernike3d path` between two of the clusters). The particles' rows are the real cryoSPARC
+it) and paths (`zernike3d path` between two of the clusters); and, last, the Snakemake that
+runs inside every SLURM job, against the memory the policy adds for it
+(:data:`zernike3d.scheduling.policy.SNAKEMAKE_IN_JOB_MB`). The particles' rows are the real cryoSPARC
 fields of ../shared/data/cryosparc_P12_J24_001_particles.cs repeated with new uids (246
 bytes a row, as the subsets read them), or synthetic ones where that file is absent.
 For each it prints the ``mem_mb`` that :func:`zernike3d.scheduling.resources.rule_resources`
@@ -37,13 +41,38 @@ def run_stage(argv, threads):
     """``(peak MB, seconds, output)`` of ``zernike3d <argv>`` run as the workflow runs it."""
     env_threads = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "zernike3d.measured", "run", *map(str, argv)],
+    done = subprocess.run([sys.executable, "-m", "zernike3d.measured", "run", *map(str, argv)], check=False,
                           capture_output=True, text=True, env={**os.environ, **env_threads})
     seconds = time.perf_counter() - started
     output = done.stdout + done.stderr
     if done.returncode != 0:
         raise RuntimeError(f"zernike3d {' '.join(map(str, argv))} failed:\n{output[-3000:]}")
     return float(PEAK.findall(output)[-1]), seconds, output
+
+
+def snakemake_rss_mb(job, workdir):
+    """Peak RSS (MB) of the workflow's Snakemake planning a run of the 3DVA job folder
+    ``job`` (``snakemake -n``: it reads the config, checks it against the inputs' headers
+    and builds the DAG, as the Snakemake inside a SLURM job does before it runs the job's
+    rules): ``VmHWM`` at its exit (:func:`zernike3d.measured.peak_rss_mb`; ``ru_maxrss``
+    from ``wait4`` would count this process's RSS, inherited at the fork)."""
+    import yaml
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "config.yaml"
+    config.write_text(yaml.safe_dump({"datasets": {"bench": {"job_dir": str(job)}}}))
+    snakefile = Path(__file__).resolve().parents[1] / "workflow" / "Snakefile"
+    argv = ["snakemake", "-s", str(snakefile), "-d", str(workdir), "--configfile", str(config), "-n", "--quiet"]
+    code = ("import atexit, sys\n"
+            "from zernike3d.measured import PEAK_LINE, peak_rss_mb\n"
+            "atexit.register(lambda: print('snakemake:', PEAK_LINE, f'{peak_rss_mb():.1f} MB', file=sys.stderr))\n"
+            f"sys.argv = {argv!r}\n"
+            "from snakemake.cli import main\n"
+            "main()\n")
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    if done.returncode != 0 or not PEAK.findall(done.stderr):
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
+    return float(PEAK.findall(done.stderr)[-1])
 
 
 REAL_CS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cryosparc_P12_J24_001_particles.cs"
@@ -73,6 +102,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from zernike3d.scheduling.inputs import table_row_bytes
+    from zernike3d.scheduling.policy import (
+        GPU_STAGES,
+        SNAKEMAKE_IN_JOB_MB,
+        max_memory_arg,
+    )
     from zernike3d.scheduling.resources import rule_resources
     from zernike3d.synthetic import write_3dva_job
 
@@ -115,9 +149,15 @@ def main(argv=None):
         if stage == "cluster":  # the workflow passes the bytes of the table the subsets read
             settings["table_row_bytes"] = table_row_bytes(data)
         asked = rule_resources(stage, source, order, settings)["mem_mb"]
+        if stage in GPU_STAGES:  # told their allocation, as the workflow's rules tell them
+            command += max_memory_arg(asked).split()
         peak, seconds, _ = run_stage(command, threads)
         worst.append(asked / peak)
         print(f"| {stage} | {asked} | {peak:.0f} | {asked / peak:.2f} | {seconds:.1f} |", flush=True)
+    snakemake_peak = snakemake_rss_mb(job, work / "workflow")
+    worst.append(SNAKEMAKE_IN_JOB_MB / snakemake_peak)
+    print(f"| Snakemake inside each SLURM job (added on SLURM) | {SNAKEMAKE_IN_JOB_MB} | {snakemake_peak:.0f} | "
+          f"{SNAKEMAKE_IN_JOB_MB / snakemake_peak:.2f} | - |")
     print(f"predicted / measured: {min(worst):.2f} to {max(worst):.2f}")
     if args.keep is None:
         import shutil

@@ -252,8 +252,9 @@ def test_slurm_run_completes(slurm_run):
 def test_every_job_went_through_slurm(slurm_run):
     """Every job of the .test workflow ran in a SLURM job but the target rule `all` and the
     local rule `example_job`: the short rules of a dataset in one group job each
-    (workflow/rules/common.smk, "SLURM job groups"; SLURM's comment names the group and
-    its rules), decompose and a GPU reconstruct in jobs of their own."""
+    (zernike3d.scheduling.policy; SLURM's comment names the group and its rules), with
+    decompose of a small box on the CPU in `prepare`; decompose and reconstruct that may
+    use a GPU in jobs of their own."""
     ours = [j for j in slurm_run["jobs"] if j["comment"].startswith("rule_")]
     submitted = sorted(j["comment"] for j in ours)
     assert submitted == sorted([
@@ -261,8 +262,7 @@ def test_every_job_went_through_slurm(slurm_run):
         "rule_decompose_wildcards_job3dva",
         "rule_reconstruct_wildcards_job3dva",  # gpu: always, on the fake GPU
         "rule_finish_job3dva_invariants_qc",
-        "rule_prepare_hand_basis_import_data_preprocess",
-        "rule_decompose_wildcards_hand",
+        "rule_prepare_hand_basis_decompose_import_data_preprocess",  # a small box on the CPU
         # three parts that do not depend on each other, one job (group-components)
         "rule_finish_hand_invariants_single_qc_single_reconstruct",
     ]), submitted

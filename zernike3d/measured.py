@@ -7,7 +7,25 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from zernike3d.scheduling.resources import PEAK_LINE, peak_rss_mb, rule_resources
+from zernike3d.scheduling.resources import MB, rule_resources
+
+PEAK_LINE = "peak memory"
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (MB): VmHWM of /proc/self/status, which starts
+    afresh at exec; ``ru_maxrss`` where there is no /proc (it would include the RSS of the
+    parent that started the process, e.g. Snakemake's, on Linux)."""
+    import resource
+
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / MB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB
 
 
 def run_measured(argv: Sequence[str]) -> int | str | None:

@@ -59,7 +59,7 @@ rule cluster_maps:
     benchmark:
         "logs/{dataset}/cluster_maps.benchmark.tsv"
     group:
-        reconstruct_group
+        transform_group("reconstruct")
     conda:
         conda_env(gpu_capable=True)
     threads: rule_threads("reconstruct")
@@ -121,7 +121,7 @@ rule path_maps:
     benchmark:
         "logs/{dataset}/path_maps.benchmark.tsv"
     group:
-        reconstruct_group
+        transform_group("reconstruct")
     conda:
         conda_env(gpu_capable=True)
     threads: rule_threads("reconstruct")

@@ -18,8 +18,8 @@ REPO = Path(workflow.basedir).resolve().parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 from zernike3d import workflow_config  # noqa: E402
-from zernike3d.scheduling.nodes import fit_to_nodes, node_types_from_text  # noqa: E402
-from zernike3d.scheduling.resources import rule_resources  # noqa: E402
+from zernike3d.scheduling import policy  # noqa: E402
+from zernike3d.scheduling.policy import Site  # noqa: E402
 from zernike3d.workflow_config import dataset_order  # noqa: E402
 
 
@@ -137,218 +137,87 @@ def geometry_args(wildcards):
     )
 
 
-# --- resources ----------------------------------------------------------------------
+# --- resources and SLURM groups: zernike3d.scheduling.policy ----------------------
+# On SLURM every job costs a submission, a wait for its first status check and a
+# Snakemake start-up inside the job, more than the short stages take. The short rules of
+# a dataset are therefore grouped into one submission each: `prepare` (import,
+# preprocess, basis, and decompose of a small box on the CPU) and `finish` (invariants,
+# qc, clusters, paths, and the maps of a small box on the CPU); decompose and the maps at
+# a large box or on a GPU, and compare, stay jobs of their own. A local run ignores
+# groups. The profile's `group-components` lets one `finish` job span its parts that do
+# not depend on each other.
 
-#: stages whose code can run on a GPU (CuPy): only these ever request one
-GPU_STAGES = ("decompose", "reconstruct")
-_SINGLE_THREADED = ("example", "import", "preprocess", "paths")
-
-
-def node_types(gpu=False):
-    """The node types ([{cpus, mem_mb, gpus}]) of the partition a job goes to: the GPU
-    partition's for a job that asks for a GPU, when it is another partition. Written into
-    the SLURM profile by `zernike3d profile install` (sinfo) as "cpus:mem_mb:gpus,...";
-    [] when unknown (local runs)."""
-    return node_types_from_text(
-        (gpu and config.get("slurm_gpu_nodes")) or config.get("slurm_nodes") or ""
-    )
-
-
-def _may_use_gpu(stage, wildcards):
-    return stage in GPU_STAGES and settings(wildcards)["gpu"] in (True, "always")
+# a cluster executor (SLURM) runs a Snakemake inside every job, which the job's memory
+# must hold too: the submitting Snakemake (not local) and the one in the job (remote)
+SITE = Site.from_config(config, in_jobs=not workflow.local_exec or workflow.remote_exec)
 
 
 def rule_threads(stage):
-    """A rule's threads: the stage's override, 1, or the dataset's threads, capped to the
-    CPUs of the largest node of each partition the job may go to (a job that asks for
-    more CPUs than any node has stays pending forever)."""
-
-    def threads(wildcards):
-        override = (config["resources"].get(stage) or {}).get("threads")
-        wanted = override or (
-            1 if stage in _SINGLE_THREADED else settings(wildcards)["threads"]
-        )
-        partitions = [node_types(False)]
-        if _may_use_gpu(stage, wildcards):
-            partitions.append(node_types(True))
-        caps = [max(n["cpus"] for n in types) for types in partitions if types]
-        return min([wanted] + caps)
-
-    return threads
+    """A rule's ``threads:`` (zernike3d.scheduling.policy.rule_threads)."""
+    return lambda wildcards: policy.rule_threads(stage, settings(wildcards), SITE)
 
 
-def _estimate(stage, wildcards, path, attempt):
+def _job_resources(stage, wildcards, path, attempt):
     d = settings(wildcards)
-    d["threads"] = rule_threads(stage)(wildcards)
-    d["gpu_memory_gb"] = config.get("gpu_memory_gb")
-    d["slurm_gpu_model"] = config.get("slurm_gpu_model")
-    gpu_nodes = [
-        n for n in node_types(True) if n["cpus"] >= d["threads"] and n["gpus"] >= 1
-    ]
-    cpu_nodes = [n for n in node_types(False) if n["cpus"] >= d["threads"]]
-    if node_types(True):  # plan for the nodes there are
-        d["node_gpus"] = len(gpu_nodes)
-        usable = gpu_nodes if (gpu_nodes and d["gpu"]) else cpu_nodes
-        d["node_mem_mb"] = max((n["mem_mb"] for n in usable), default=None)
-    order = (
-        d["order"]
-        if stage in ("example", "import", "preprocess")
-        else dataset_order(d, path)
-    )
-    if stage == "reconstruct" and d["reconstruct"].get("order") is not None:
-        order = d["reconstruct"]["order"]
-    # the cluster subsets read the particles' .cs rows: their size counts
-    if stage == "cluster" and path is not None:
-        from zernike3d.scheduling.inputs import table_row_bytes
-
-        d["table_row_bytes"] = table_row_bytes(
-            path, clusters_of(wildcards.dataset).get("particles_cs")
-        )
-    override = config["resources"].get(stage) or {}
-    if override.get("mem_mb") and override.get("runtime"):
-        est = {
-            "gpu": 1
-        }  # no need to look at the input: a GPU when the dataset allows one
-    else:
-        try:
-            est = rule_resources(stage, path, order, d)
-        except ValueError as err:  # e.g. the planner: no placement fits the node
-            raise WorkflowError(
-                f"{stage} job of datasets.{wildcards.dataset}: {err}"
-            ) from None
-    mem_mb = override.get("mem_mb") or est["mem_mb"] * attempt  # more memory on a retry
-    runtime = override.get("runtime") or est["runtime"] * attempt
-    if d.get("max_runtime"):
-        runtime = min(runtime, d["max_runtime"])
-    gpu = stage in GPU_STAGES and (
-        d["gpu"] == "always" or (d["gpu"] is True and est["gpu"])
-    )
     try:
-        mem_mb = fit_to_nodes(
-            d["threads"], int(mem_mb), int(gpu), node_types(gpu), attempt
+        return policy.job_resources(
+            stage,
+            wildcards.dataset,
+            d,
+            path,
+            lambda: dataset_order(d, path),
+            attempt,
+            SITE,
         )
     except ValueError as err:
-        raise WorkflowError(
-            f"the {stage} job of datasets.{wildcards.dataset} cannot run on this cluster: {err}"
-        ) from None
-    return {"mem_mb": int(mem_mb), "runtime": int(runtime), "gpu": int(gpu)}
-
-
-def _check_against_nodes():
-    """What is known before any job runs, checked against the SLURM partitions' nodes: a
-    job that asks for a GPU whatever the plan (gpu: always) or a fixed memory
-    (resources.<stage>.mem_mb) that no node offers stops the run (also `snakemake -n`).
-    """
-    if not (node_types(False) or node_types(True)):
-        return
-    for name in DATASETS:
-        for stage in (
-            ("example", "import", "preprocess", "basis")
-            + GPU_STAGES
-            + ("invariants", "qc")
-        ):
-            threads = rule_threads(stage)(name)
-            gpu = int(stage in GPU_STAGES and settings(name)["gpu"] == "always")
-            mem_mb = (config["resources"].get(stage) or {}).get("mem_mb") or 1
-            try:
-                fit_to_nodes(threads, mem_mb, gpu, node_types(gpu))
-            except ValueError as err:
-                config_error(
-                    f"the {stage} job of datasets.{name} cannot run on this cluster: {err}"
-                )
+        raise WorkflowError(str(err)) from None
 
 
 def max_memory_arg(wildcards, resources):
-    """``--max-memory`` (GiB) of a transform job: its allocation, so that the job's own
-    plan stays inside it (nothing while the allocation is still <TBD>, in a dry run)."""
-    if not isinstance(resources.mem_mb, (int, float)):
-        return ""
-    return f"--max-memory {resources.mem_mb * 1e6 / 2**30:.3f}"
+    return policy.max_memory_arg(resources.mem_mb)
 
 
 #: does any dataset ask for a GPU? If none does, no rule declares GPU resources at all
 ANY_GPU = any(settings(name)["gpu"] for name in DATASETS)
-_check_against_nodes()
+for problem in policy.node_problems({n: settings(n) for n in DATASETS}, SITE):
+    config_error(problem)
 
 
 def rule_resources_for(stage, input_key):
-    """Resource callables for a rule of ``stage``, sized from ``input[input_key]``.
-
-    ``mem_mb``/``runtime`` come from zernike3d.scheduling.resources.rule_resources (the input's box,
-    volumes, particles, the order). Before the input exists they show as <TBD>.
-    GPU-capable stages add ``gpu``/``gpu_model`` (and the GPU partition) only when the
-    dataset's ``gpu`` is true.
-    """
-
-    def path_of(input):
-        return input[input_key] if input_key is not None else None
+    """A rule's ``resources:``, sized from ``input[input_key]`` (<TBD> before it exists);
+    GPU-capable stages add the GPU resources when any dataset allows a GPU."""
 
     def estimate(wc, input, attempt):
-        return _estimate(stage, wc, path_of(input), attempt)
+        path = input[input_key] if input_key is not None else None
+        return _job_resources(stage, wc, path, attempt)
 
     res = {
         "mem_mb": lambda wc, input, attempt: estimate(wc, input, attempt)["mem_mb"],
         "runtime": lambda wc, input, attempt: estimate(wc, input, attempt)["runtime"],
     }
-    if stage in GPU_STAGES and ANY_GPU:
-        res["gpu"] = lambda wc, input, attempt: estimate(wc, input, attempt)["gpu"]
-        # without a GPU: 0, the value Snakemake gives a resource a rule does not declare,
-        # so that a CPU job can join a group job of rules that declare none (a group's
-        # string resources must agree); the SLURM plugin reads 0 as "not set"
-        res["gpu_model"] = lambda wc, input, attempt: (
-            (config.get("slurm_gpu_model") or "")
-            if estimate(wc, input, attempt)["gpu"]
-            else 0
+
+    def gpu_resource(key):
+        return lambda wc, input, attempt: policy.declared_gpu_resources(
+            estimate(wc, input, attempt)["gpu"], SITE
+        )[key]
+
+    if stage in policy.GPU_STAGES and ANY_GPU:
+        res.update(
+            {key: gpu_resource(key) for key in policy.declared_gpu_resources(0, SITE)}
         )
-        if config.get("slurm_gpu_partition"):
-            cpu_partition = config.get("slurm_partition") or 0
-            res["slurm_partition"] = lambda wc, input, attempt: (
-                config["slurm_gpu_partition"]
-                if estimate(wc, input, attempt)["gpu"]
-                else cpu_partition
-            )
     return res
-
-
-# --- SLURM job groups (ignored by local runs) ---------------------------------------
-# On SLURM every job costs a submission and at least one status check (tens of seconds)
-# on top of its stage's own start-up, more than the short stages take. The short rules
-# of a dataset are therefore grouped into one submission each: `prepare` (import,
-# preprocess, basis) and `finish` (invariants, qc, clusters, paths, and the maps of a
-# small box on the CPU), each `group: "<step>_{dataset}"`; decompose, reconstruct at a
-# large box or on a GPU, and compare stay jobs of their own. A group job asks for the
-# most memory and CPUs of its members and the sum of their runtimes (Snakemake's group
-# resources); the SLURM profile's `group-components` lets one `finish` job of a dataset
-# span its parts that do not depend on each other, and its `cores` stacks them in series
-# where side by side they would ask for more CPUs than a node has.
-
-#: a reconstruct job (reconstruct, cluster_maps, path_maps) of a box up to this many
-#: voxels after crop and bin runs in seconds on the CPU, so it joins its dataset's group
-SHORT_RECONSTRUCT_MAX_BOX = 128
 
 
 @functools.cache
 def preprocessed_box(name):
-    """The box (voxels) of a dataset's maps after crop and bin, from the input's header
-    before any job runs; None when that is unknown (a WIGGLE bundle)."""
-    box = _input_facts(name)[0]
-    if box is None:
-        return None
-    p = DATASETS[name]["preprocess"]
-    return (p.get("crop") or box) // p["bin"]
+    return policy.preprocessed_box(_input_facts(name)[0], DATASETS[name]["preprocess"])
 
 
-def reconstruct_group(wildcards):
-    """The `group:` of a reconstruct job: its dataset's `finish` group when the box is
-    small and it runs on the CPU, else none (a job of its own)."""
-    box = preprocessed_box(wildcards.dataset)
-    if (
-        _may_use_gpu("reconstruct", wildcards)
-        or box is None
-        or box > SHORT_RECONSTRUCT_MAX_BOX
-    ):
-        return None
-    return f"finish_{wildcards.dataset}"
+def transform_group(stage):
+    """The ``group:`` of a decompose or reconstruct job (policy.transform_group)."""
+    return lambda wc: policy.transform_group(
+        stage, wc.dataset, preprocessed_box(wc.dataset), settings(wc)["gpu"]
+    )
 
 
 # --- command-line arguments and inputs of the rules ---

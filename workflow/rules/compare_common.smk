@@ -43,29 +43,22 @@ def compare_options(wildcards):
 
 
 def compare_threads(wildcards):
-    override = (config["resources"].get("compare") or {}).get("threads")
-    return override or config["threads"]
+    """``resources.compare.threads`` or the global threads, capped to the nodes' CPUs."""
+    return policy.rule_threads(
+        "compare", {"threads": config["threads"], "gpu": False}, SITE
+    )
 
 
 def compare_resources(key):
-    """mem_mb / runtime of a compare job: libraries and work arrays (1000 MB), the joint
-    landscape (about 150 bytes per particle) and each dataset bundle held twice (maps,
-    latents); measured: 1.04 GB peak for three jobs of 1,000,000 particles at order 50
-    (benchmarks/bench_compare.py), estimated 1.6 GB. Run time about a minute per million
-    particles, plus the alignments."""
+    """``mem_mb``/``runtime`` of a compare job: ``resources.compare`` or
+    zernike3d.scheduling.policy.compare_resources of the members' bundles."""
 
     def estimate(wildcards, input, attempt):
-        override = (config["resources"].get("compare") or {}).get(key)
-        if override:
-            return override
-        from zernike3d.scheduling.inputs import bundle_shape
-
         bundles = [f for f in input if f.endswith("preprocessed.npz")]
-        particles = sum(bundle_shape(f).n_particles for f in bundles)
-        if key == "mem_mb":
-            held = 2 * sum(os.path.getsize(f) for f in bundles)
-            return int((1000 + (particles * 150 + held) / 1e6) * attempt)
-        return int((10 + particles / 1e6) * attempt)
+        return (
+            SITE.override("compare").get(key)
+            or policy.compare_resources(bundles, attempt, SITE)[key]
+        )
 
     return estimate
 

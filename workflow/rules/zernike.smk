@@ -38,6 +38,8 @@ rule decompose:
         "logs/{dataset}/decompose.log",
     benchmark:
         "logs/{dataset}/decompose.benchmark.tsv"
+    group:
+        transform_group("decompose")
     conda:
         conda_env(gpu_capable=True)
     threads: rule_threads("decompose")
@@ -104,7 +106,7 @@ rule reconstruct:
     benchmark:
         "logs/{dataset}/reconstruct.benchmark.tsv"
     group:
-        reconstruct_group
+        transform_group("reconstruct")
     conda:
         conda_env(gpu_capable=True)
     threads: rule_threads("reconstruct")

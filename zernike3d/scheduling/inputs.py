@@ -5,14 +5,18 @@ the uncompressed ``.npz``), of an ``.mrc`` map (its header, mrcfile), of a cryoS
 ``.cs`` table or job folder: a few hundred bytes each, no array is loaded.
 """
 
-import ast
+from __future__ import annotations
+
 import json
 import math
 import os
-import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
 
 @dataclass(frozen=True)
 class BundleShape:
@@ -26,47 +30,45 @@ class BundleShape:
     row_bytes: int = 0
 
 
-def read_npy_header(stream):
-    """``(shape, descr)`` from the header of a ``.npy`` stream, leaving it at the data.
+def npz_member_shapes(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """``{key: (shape, dtype)}`` of the arrays in an ``.npz``, reading only their ``.npy``
+    headers (numpy.lib.format; no array is loaded)."""
+    from numpy.lib import format as npy
 
-    Plain Python (no NumPy), so that the Snakefile can size jobs from a Snakemake
-    installation that has no NumPy (e.g. with ``--sdm conda``).
-    """
-    magic = stream.read(8)
-    if magic[:6] != b"\x93NUMPY":
-        raise ValueError("not a .npy stream")
-    major = magic[6]
-    length_bytes = 2 if major == 1 else 4
-    length = int.from_bytes(stream.read(length_bytes), "little")
-    header = ast.literal_eval(stream.read(length).decode("latin1"))
-    return tuple(header["shape"]), header["descr"]
-
-
-def npz_member_shapes(path):
-    """``{key: (shape, descr)}`` of the arrays in an ``.npz``, reading only the headers."""
     shapes = {}
     with open(str(path), "rb") as raw, zipfile.ZipFile(raw) as archive:
         for info in archive.infolist():
             if info.filename.endswith(".npy"):
                 with archive.open(info) as member:
-                    shapes[info.filename[: -len(".npy")]] = read_npy_header(member)
+                    shape, _, dtype = _read_npy_header(npy, member)
+                    shapes[info.filename[: -len(".npy")]] = (shape, dtype)
     return shapes
 
 
-def _npz_scalar(path, key, default=1.0):
-    """A float64 scalar member of an ``.npz`` (e.g. ``voxel_size``) without NumPy."""
+def _read_npy_header(npy: Any, stream: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` of the ``.npy`` header at the start of
+    ``stream``, which is left at the data."""
+    major, _ = npy.read_magic(stream)
+    read = npy.read_array_header_1_0 if major == 1 else npy.read_array_header_2_0
+    return read(stream)
+
+
+def npz_scalar(path: str | os.PathLike, key: str, default: float = 1.0) -> float:
+    """A scalar float member of an ``.npz`` (e.g. ``voxel_size``), reading that member
+    alone; ``default`` when it is absent or not a float scalar."""
+    from numpy.lib import format as npy
+
     with open(str(path), "rb") as raw, zipfile.ZipFile(raw) as archive:
         if f"{key}.npy" not in archive.namelist():
             return default
         with archive.open(f"{key}.npy") as member:
-            shape, descr = read_npy_header(member)
-            if shape != () or descr not in ("<f8", "<f4"):
+            shape, _, dtype = _read_npy_header(npy, member)
+            if shape != () or dtype.kind != "f":
                 return default
-            data = member.read(8 if descr == "<f8" else 4)
-    return struct.unpack("<d" if descr == "<f8" else "<f", data)[0]
+            return float(np.frombuffer(member.read(dtype.itemsize), dtype=dtype)[0])
 
 
-def bundle_shape(path):
+def bundle_shape(path: str | os.PathLike) -> BundleShape:
     """Shape of the data behind ``path``: a dataset bundle ``.npz`` (import/preprocess
     output), a moments ``.npz``, an ``.mrc`` map, a cryoSPARC job directory or a
     ``.cs`` table. Raises ``FileNotFoundError(path)`` if it does not exist yet."""
@@ -83,7 +85,7 @@ def bundle_shape(path):
             maps = shapes["maps"][0]
             latents = shapes.get("latents", ((0, 0),))[0]
             return BundleShape(int(maps[-1]), int(maps[0]), int(latents[0]) if latents else 0,
-                               _npz_scalar(p, "voxel_size"))
+                               npz_scalar(p, "voxel_size"))
         if "moments" in shapes:  # moments file: no box; the caller should pass the bundle
             rows = shapes["moments"][0]
             return BundleShape(0, int(rows[0]) if len(rows) == 2 else 1, 0, 1.0)
@@ -99,7 +101,7 @@ def bundle_shape(path):
     return BundleShape(0, 1, 0, 1.0)
 
 
-def mrc_box(path):
+def mrc_box(path: str | os.PathLike) -> int:
     """Largest of the map's dimensions (voxels), from its header alone (mrcfile)."""
     import mrcfile
 
@@ -108,7 +110,7 @@ def mrc_box(path):
         return int(max(header.nx, header.ny, header.nz))
 
 
-def mrc_voxel_size(path):
+def mrc_voxel_size(path: str | os.PathLike) -> float | None:
     """The map's voxel size along x in Å, from its header alone (mrcfile); None if the
     header gives none (0)."""
     import mrcfile
@@ -118,13 +120,11 @@ def mrc_voxel_size(path):
     return size if size > 0 else None
 
 
-def cs_row_count(path):
+def cs_row_count(path: str | os.PathLike) -> int | None:
     """Rows of a cryoSPARC ``.cs`` table, from its header alone: a table saved with
     ``np.save`` is memory-mapped; the compressed (CSDAT) format's JSON header states its
     ``length`` (cryosparc-tools' ``Dataset.inspect``, which decodes nothing). None if the
     file is neither."""
-    import numpy as np
-
     try:
         return int(np.load(str(path), mmap_mode="r", allow_pickle=False).shape[0])
     except (ValueError, OSError, IndexError):
@@ -133,23 +133,21 @@ def cs_row_count(path):
         from cryosparc.dataset import Dataset
 
         return int(Dataset.inspect(path)["length"])
-    except Exception:  # cryosparc-tools raises several kinds on a file that is not a .cs
+    except Exception:  # noqa: BLE001 - cryosparc-tools raises several kinds on a file that is not a .cs
         return None
 
 
-def _cs_rows(path):
+def _cs_rows(path: str | os.PathLike) -> int:
     rows = cs_row_count(path)
     # not a readable table (the import stage will say why): guess ~200 bytes a row
     return rows if rows is not None else max(1, os.path.getsize(path) // 200)
 
 
-def table_row_bytes(dataset_path, particles_cs=None):
+def table_row_bytes(dataset_path: str | os.PathLike, particles_cs: str | None = None) -> int:
     """Bytes per row of the particles ``.cs`` that `zernike3d cluster --subsets` reads for
     the dataset bundle ``dataset_path``: ``particles_cs``, or the table the dataset was
     imported from (its provenance), with the passthrough file beside it that is joined in
     (file size / rows: a compressed table holds more once read). 0 when none is known."""
-    import numpy as np
-
     from zernike3d.io.cryosparc import passthrough_path
     from zernike3d.io.cryosparc_export import source_particles_cs
 
@@ -164,7 +162,7 @@ def table_row_bytes(dataset_path, particles_cs=None):
     return total
 
 
-def _job_dir_shape(directory):
+def _job_dir_shape(directory: Path) -> BundleShape:
     maps = sorted(directory.glob("*.mrc"))
     box = max((mrc_box(m) for m in maps), default=0)
     particles = sorted(directory.glob("*particles*.cs"))

@@ -3,12 +3,25 @@ installed (``zernike3d profile install``), written into the profile's ``config:`
 (:func:`node_types_text`), read back by the workflow (:func:`node_types_from_text`), and
 the jobs' requests fitted to them (:func:`fit_to_nodes`)."""
 
+from __future__ import annotations
+
 import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
 
 from zernike3d.errors import InputError
 
 
-def query_nodes(site):
+class NodeType(TypedDict):
+    """One kind of node of a partition: its CPUs, memory (MB as SLURM counts them, the
+    unit of ``--mem``) and GPUs."""
+
+    cpus: int
+    mem_mb: int
+    gpus: int
+
+
+def query_nodes(site: Mapping[str, Any]) -> dict[str, list[NodeType]]:
     """``{"slurm_nodes": [...], "slurm_gpu_nodes": [...]}``: the node types of the
     partition of every job and of the GPU partition (when it is another one), each
     ``{"cpus", "mem_mb", "gpus"}``, read with ``sinfo``. {} when SLURM's commands are not
@@ -26,7 +39,7 @@ def query_nodes(site):
     return nodes
 
 
-def partition_nodes(partition, gpu_model=None):
+def partition_nodes(partition: str | None, gpu_model: str | None = None) -> list[NodeType]:
     """The distinct node types of ``partition`` (None: the cluster's default one) as
     ``[{"cpus": int, "mem_mb": int, "gpus": int}]``, from
     ``sinfo -h -e -o "%P|%c|%m|%G"``: CPUs, memory (MB as SLURM counts them, the unit of
@@ -38,7 +51,7 @@ def partition_nodes(partition, gpu_model=None):
         command += ["--partition", str(partition)]
     where = f"partition {partition}" if partition is not None else "the default partition"
     try:
-        listed = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        listed = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as err:
         raise InputError("sinfo", f"cannot list the nodes of {where} ({err}); set query_nodes: false in the site file to install without it")
     if listed.returncode != 0:
@@ -56,23 +69,28 @@ def partition_nodes(partition, gpu_model=None):
             raise InputError("sinfo", f"unexpected line for {where}: {line!r}")
     if not types:
         raise InputError(where, "sinfo lists no nodes in it; check the partition names in the site file")
-    return [{"cpus": c, "mem_mb": m, "gpus": g} for c, m, g in sorted(types)]
+    return [NodeType(cpus=c, mem_mb=m, gpus=g) for c, m, g in sorted(types)]
 
 
-def node_types_text(types):
+def node_types_text(types: Sequence[NodeType]) -> str:
     """``"cpus:mem_mb:gpus,..."``: node types as one string, the form in which a value of
     the profile's ``config:`` reaches the workflow intact (Snakemake passes it on as
     ``--config key=value`` and reads a nested value back as strings)."""
     return ",".join(f"{n['cpus']}:{n['mem_mb']}:{n['gpus']}" for n in types)
 
 
-def node_types_from_text(text):
+def node_types_from_text(text: str) -> list[NodeType]:
     """The node types ``[{"cpus", "mem_mb", "gpus"}]`` of a text written by
     :func:`node_types_text` (``"cpus:mem_mb:gpus,..."``); [] for an empty text."""
-    return [dict(zip(("cpus", "mem_mb", "gpus"), map(int, t.split(":")))) for t in text.split(",") if t]
+    types = []
+    for item in text.split(","):
+        if item:
+            cpus, mem_mb, gpus = map(int, item.split(":"))
+            types.append(NodeType(cpus=cpus, mem_mb=mem_mb, gpus=gpus))
+    return types
 
 
-def gpu_count(gres, gpu_model=None):
+def gpu_count(gres: str, gpu_model: str | None = None) -> int:
     """GPUs in a node's GRES as sinfo prints it, e.g. ``gpu:a100:4(S:0-1),shard:8`` -> 4;
     only those of type ``gpu_model`` when it is given; ``(null)`` -> 0."""
     count = 0
@@ -86,7 +104,7 @@ def gpu_count(gres, gpu_model=None):
     return count
 
 
-def fit_to_nodes(threads, mem_mb, gpus, nodes, attempt=1):
+def fit_to_nodes(threads: int, mem_mb: int, gpus: int, nodes: Sequence[NodeType], attempt: int = 1) -> int:
     """The memory (MB) to ask for a job of ``threads`` CPUs, ``mem_mb`` MB and ``gpus``
     GPUs on a partition of node types ``nodes`` ([{"cpus", "mem_mb", "gpus"}], as
     ``zernike3d profile install`` reads them with sinfo); ``mem_mb`` where ``nodes`` is

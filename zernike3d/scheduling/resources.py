@@ -16,7 +16,11 @@ reconstruction peak. The other stages: a fixed interpreter + libraries overhead,
 arrays each stage holds at its peak, times a safety factor, rounded up to 256 MB.
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from zernike3d.scheduling.inputs import BundleShape, bundle_shape
 
@@ -26,8 +30,8 @@ MB = 1_000_000
 #: matplotlib). Fitted to benchmarks/bench_stage_memory.py (box 64, 4 volumes, order 50,
 #: 20,000 and 1,000,000 particles), so that measured peak = BASE_MB + modelled arrays +
 #: PARTICLE_BYTES x particles; decompose and reconstruct are the planner's
-BASE_MB = {"example": 160, "import": 40, "preprocess": 57, "basis": 39, "decompose": 0,
-           "invariants": 187, "reconstruct": 0, "qc": 34, "match": 260,
+BASE_MB = {"example": 160, "import": 40, "preprocess": 40, "basis": 39, "decompose": 0,
+           "invariants": 175, "reconstruct": 0, "qc": 34, "match": 260,
            "cluster": 210, "paths": 104}
 #: bytes per particle that a stage holds when it reads the particles (the latents, uid
 #: and their transient copies; for import beside the table's own rows; for qc also its
@@ -66,7 +70,7 @@ STAGES = tuple(BASE_MB)
 # other stages by the arrays they hold at their peak.
 
 
-def reconstruct_count(shape, config):
+def reconstruct_count(shape: BundleShape, config: Mapping[str, Any] | None) -> int:
     """Number of maps the reconstruct stage writes for this dataset's settings."""
     spec = (config or {}).get("reconstruct") or {}
     components = max(shape.n_volumes - 1, 0)
@@ -79,7 +83,7 @@ def reconstruct_count(shape, config):
     return count
 
 
-def _mb(nbytes, stage, particles=0):
+def _mb(nbytes: float, stage: str, particles: int = 0) -> int:
     """The request (MB) for a stage holding ``nbytes`` of arrays and ``particles``
     particles at its peak: (process floor + arrays + particles) x SAFETY, rounded up."""
     total = SAFETY * (BASE_MB[stage] + (nbytes + PARTICLE_BYTES[stage] * particles) / MB)
@@ -87,7 +91,7 @@ def _mb(nbytes, stage, particles=0):
     return max(MIN_MEM_MB, int(math.ceil(total / ROUND_MB) * ROUND_MB))
 
 
-def _minutes(seconds):
+def _minutes(seconds: float) -> int:
     return int(MIN_RUNTIME + math.ceil(2 * seconds / 60))
 
 
@@ -103,7 +107,7 @@ DEFAULT_GPU_MEMORY_GB = 40
 PLANNED_SAFETY = 1.0
 
 
-def _geometry(shape, config):
+def _geometry(shape: BundleShape, config: Mapping[str, Any]) -> Any:
     from zernike3d.maths.geometry import BallGeometry
 
     center = config.get("center")
@@ -111,7 +115,7 @@ def _geometry(shape, config):
     return BallGeometry.for_box(shape.box, shape.voxel_size or 1.0, config.get("radius") or "inscribed", center)
 
 
-def _plan(stage, geometry, order, volumes, config):
+def _plan(stage: str, geometry: Any, order: int, volumes: int, config: Mapping[str, Any]) -> Any:
     """The planner's estimates for the node a job gets: ``threads`` cores, host memory as
     needed (``node_mem_mb`` where the partition's nodes are known) and, when the dataset
     allows GPUs (and ``node_gpus`` is not 0), one GPU of ``gpu_memory_gb`` GiB."""
@@ -119,7 +123,7 @@ def _plan(stage, geometry, order, volumes, config):
     from zernike3d.scheduling.planner import plan_for
 
     threads = int(config.get("threads") or 1)
-    gpus = ()
+    gpus: tuple[GpuDescription, ...] = ()
     if config.get("gpu") and config.get("node_gpus", 1):
         gpu_bytes = int(float(config.get("gpu_memory_gb") or DEFAULT_GPU_MEMORY_GB) * 2**30)
         gpus = (GpuDescription(0, config.get("slurm_gpu_model") or "cluster GPU", gpu_bytes, gpu_bytes),)
@@ -133,15 +137,15 @@ def _plan(stage, geometry, order, volumes, config):
     )
 
 
-def planned(stage, shape, order, config):
+def planned(stage: str, shape: BundleShape, order: int, config: Mapping[str, Any]) -> dict[str, int]:
     """Resources of a decompose/reconstruct job: the planner's choice for its node.
 
     The job asks for a GPU only when the planner would run it there. Returns ``{"mem_mb",
     "runtime", "gpu"}``; the stage is then run with ``--max-memory`` = ``mem_mb``, so its
     own plan stays inside the allocation.
     """
-    from zernike3d.maths.geometry import BallGeometry
     from zernike3d.analysis.latents import MAPS_BUDGET
+    from zernike3d.maths.geometry import BallGeometry
 
     geometry = _geometry(shape, config)
     volumes = max(shape.n_volumes, 1)
@@ -151,7 +155,12 @@ def planned(stage, shape, order, config):
         voxel_size = float(spec.get("voxel_size") or geometry.voxel_size)
         if (box, voxel_size) != (geometry.box, geometry.voxel_size):
             geometry = BallGeometry.for_box(box, voxel_size, geometry.radius)
-        volumes = max(1, min(reconstruct_count(shape, config), MAPS_BUDGET // (8 * box**3)))
+        # the volumes transformed at once, as `zernike3d reconstruct` batches them: every
+        # map is a combination of the base and the K components, so at most 1 + K
+        # (zernike3d.analysis.latents.transforms_needed), within MAPS_BUDGET; counting
+        # every map written instead asked 1.9x (box 64) to 2.6x (192^3) the peak
+        transforms = min(reconstruct_count(shape, config), volumes)
+        volumes = max(1, min(transforms, MAPS_BUDGET // (8 * box**3)))
     chosen = _plan(stage, geometry, order, volumes, config).resources()
     mem_mb = (SAFETY * PARTICLE_BYTES[stage] * shape.n_particles / MB + PLANNED_SAFETY * chosen["mem_mb"]
               + NUMBA_COMPILE_MB)
@@ -161,14 +170,13 @@ def planned(stage, shape, order, config):
     return {"mem_mb": mem_mb, "runtime": MIN_RUNTIME + 2 * chosen["runtime"], "gpu": chosen["gpu"]}
 
 
-def estimate(stage, shape, order, config=None):
+def estimate(stage: str, shape: BundleShape, order: int | None, config: Mapping[str, Any] | None = None) -> dict[str, int]:
     """``{"mem_mb": int, "runtime": int minutes, "gpu": 0|1}`` for ``stage`` on data of ``shape``."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
     config = config or {}
     if stage in PLANNED_STAGES:
-        return planned(stage, shape, order, config)
-    from zernike3d.maths.basis import radial_table_bytes
+        return planned(stage, shape, int(order or 0), config)
     from zernike3d.maths.indexing import coefficient_count, nl_table
 
     threads = int(config.get("threads") or 1)
@@ -183,18 +191,23 @@ def estimate(stage, shape, order, config=None):
         nbytes = 4 * b**3 * (int(spec.get("n_components", 3)) + 1) * 3
         particles = 2000
     elif stage == "import":
-        # the maps read (float32) and stacked, the particles table as read and its fields
-        nbytes = 2 * 4 * voxels * volumes + shape.row_bytes * particles
+        # the maps stacked as read (float32) and the particles table as read: 376 MB
+        # measured against 361 MB modelled for 192^3 x 7 volumes and 500,000 rows of 246
+        # bytes (a second copy of the maps, modelled before, is not held)
+        nbytes = 4 * voxels * volumes + shape.row_bytes * particles
         seconds = voxels * volumes * 10 / OPS_PER_SECOND
     elif stage == "preprocess":
         # input maps + float64 working copies + FFTs for Fourier binning
         nbytes = 4 * voxels * volumes + 3 * 16 * voxels
         seconds = voxels * volumes * 50 / OPS_PER_SECOND
     elif stage == "basis":
-        # the maps (for the geometry), the grid tables and the radial table, and its copy
-        # while it is written into the store
+        # the maps (for the geometry), the grid tables and the rows of the radial table
+        # that the store is written in (zernike3d.io.basis_store: one l at a time, chunks
+        # of order // 2 + 1 float64 rows): one l's rows, the chunk and its compressed
+        # copy. The whole table, counted twice before, was 992 MB of the 1480 MB asked
+        # against a peak of 392 MB (192^3 x 7 volumes at order 50: 91,770 shells)
         grid = _geometry(shape, config).grid
-        nbytes = 4 * voxels * volumes + grid.nbytes + 2 * radial_table_bytes(order, grid.n_shells)
+        nbytes = 4 * voxels * volumes + grid.nbytes + 3 * 8 * (order // 2 + 1) * grid.n_shells
     elif stage == "invariants":
         # the dataset as loaded (its maps: 198 MB of a 192^3 job of 7 volumes, which the
         # fit at box 64 did not see), the moments and forms, and one chunk of particles'
@@ -253,7 +266,7 @@ def estimate(stage, shape, order, config=None):
 MATCH_ALIGN_SECONDS = 10.0
 
 
-def rule_resources(stage, input_path, order, config):
+def rule_resources(stage: str, input_path: str | None, order: int | None, config: Mapping[str, Any] | None) -> dict[str, int]:
     """Resources for one job of ``stage`` reading ``input_path``.
 
     input_path: the dataset bundle the stage works on (``preprocessed.npz`` for basis,
@@ -275,22 +288,3 @@ def rule_resources(stage, input_path, order, config):
     if config.get("max_runtime"):
         result["runtime"] = min(result["runtime"], int(config["max_runtime"]))
     return result
-
-
-PEAK_LINE = "peak memory"
-
-
-def peak_rss_mb():
-    """This process's peak resident memory (MB): VmHWM of /proc/self/status, which starts
-    afresh at exec; ``ru_maxrss`` where there is no /proc (it would include the RSS of the
-    parent that started the process, e.g. Snakemake's, on Linux)."""
-    import resource
-
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024 / MB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB

@@ -191,8 +191,8 @@ def render_profile(site: dict[str, Any], source: str | None = None,
     if max_threads is not None:
         lines.append(f"max-threads: {max_threads}")
     lines += [
-        "# the short rules of a dataset run as a few group jobs (workflow/rules/common.smk,",
-        "# \"SLURM job groups\"): one `finish` job spans the dataset's parts that do not depend",
+        "# the short rules of a dataset run as a few group jobs (zernike3d/scheduling/policy.py,",
+        "# transform_group): one `finish` job spans the dataset's parts that do not depend",
         "# on each other; `cores` stacks a group's members in series where side by side they",
         "# would ask for more CPUs than a node has",
     ]
