@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from zernike3d.errors import InputError
-from zernike3d.scheduling.nodes import node_types_text, query_nodes
+from zernike3d.scheduling.nodes import NodeType, node_types_text, query_nodes
 
 if TYPE_CHECKING:
     import argparse
@@ -166,7 +166,7 @@ def _yaml_value(value):
 
 
 def render_profile(site: dict[str, Any], source: str | None = None,
-                   nodes: dict[str, list[dict[str, int]]] | None = None) -> str:
+                   nodes: dict[str, list[NodeType]] | None = None) -> str:
     """The text of the profile's config.yaml for the site settings ``site`` and the
     partitions' node types ``nodes`` (:func:`zernike3d.scheduling.nodes.query_nodes`)."""
     s = dict(site)
