@@ -2,9 +2,11 @@
 inside functions included), so that the page cannot go stale."""
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "zernike3d"
+WORKFLOW = PACKAGE.parent / "workflow"
 
 #: what each part of the package may import from the package, besides itself. The base
 #: modules (errors, progress and the package's ``__init__``) import nothing of ours and may be
@@ -20,8 +22,11 @@ MAY_IMPORT = {
     "analysis": {"maths", "io", "moments", "plots"},
     "scheduling": {"maths", "io", "analysis"},
     "stages": LIBRARY,
-    # the workflow's config checks, then the entry points (command line, measured runner)
+    # the workflow's config checks (of the stages, only the options they share:
+    # stages.common), the rules' arguments and files, then the entry points (command
+    # line, measured runner)
     "workflow_config": LIBRARY | {"stages"},
+    "workflow_jobs": {"io", "workflow_config"},
     "cli": LIBRARY | {"stages", "workflow_config", "measured"},
     "measured": LIBRARY | {"stages", "workflow_config", "cli"},
     "__main__": LIBRARY | {"stages", "workflow_config", "measured", "cli"},
@@ -89,3 +94,26 @@ def test_no_import_goes_up():
 def test_the_base_imports_nothing_of_ours():
     for name in ("errors.py", "progress.py", "__init__.py"):
         assert not imports_of(PACKAGE / name), name
+
+
+def test_the_config_checks_take_of_the_stages_only_their_shared_options():
+    """workflow_config parses the settings with the stages' own option parsers
+    (stages/common.py), and takes nothing else of a stage."""
+    stages = {target for target, _ in imports_of(PACKAGE / "workflow_config.py") if part(target) == "stages"}
+    assert stages <= {"zernike3d.stages.common"}, stages
+
+
+def workflow_files() -> list[Path]:
+    return [WORKFLOW / "Snakefile", *sorted((WORKFLOW / "rules").glob("*.smk"))]
+
+
+def test_the_workflow_runs_the_stages_only_through_their_command_line():
+    imports = re.compile(r"^\s*(from|import)\s+zernike3d\.stages\b", re.MULTILINE)
+    wrong = [path.name for path in workflow_files() if imports.search(path.read_text())]
+    assert not wrong, f"import a stage module: {wrong}"
+
+
+def test_the_workflow_is_at_most_1000_lines():
+    """Rules and input/param functions only: the rest lives in the package (issue 20)."""
+    lines = sum(len(path.read_text().splitlines()) for path in workflow_files())
+    assert lines <= 1000, lines

@@ -254,7 +254,7 @@ def input_facts(name: str, dataset: dict) -> InputFacts:
     _raise_if(missing)
     if dataset.get("job_dir"):
         from zernike3d.errors import InputError
-        from zernike3d.stages.import_data import find_job_files
+        from zernike3d.io.cryosparc import find_job_files
 
         try:
             map_path, components, particles = find_job_files(dataset["job_dir"])
@@ -321,7 +321,7 @@ def cluster_problems(where: str, clusters: dict, components: int | None, particl
     the cluster and path stages would find them."""
     from zernike3d.analysis.clusters import MAX_CLUSTERS, parse_bins, parse_range
     from zernike3d.errors import InputError
-    from zernike3d.stages.path import check_counts
+    from zernike3d.analysis.paths import check_counts
 
     problems = []
     k = clusters.get("k") or 0
@@ -412,7 +412,7 @@ def match_problems(datasets: dict) -> list[str]:
     """Every query file exists and the stems of a dataset's queries differ (they name the
     columns and files of its match/ folder), checked as the match stage checks them."""
     from zernike3d.errors import InputError
-    from zernike3d.stages.match import check_stems
+    from zernike3d.io.match_files import check_stems
 
     problems = []
     for name, dataset in datasets.items():

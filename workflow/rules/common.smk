@@ -1,6 +1,7 @@
 # Shared helpers: the configuration check (zernike3d/workflow_config.py), per-dataset
-# settings, the stage command, and the resources (threads, memory, run time, GPU) of
-# every rule.
+# settings, the stage command, the resources (threads, memory, run time, GPU) of every
+# rule (zernike3d/scheduling/policy.py), and the rules' arguments and inputs
+# (zernike3d/workflow_jobs.py).
 
 import functools
 import os
@@ -18,9 +19,11 @@ REPO = Path(workflow.basedir).resolve().parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 from zernike3d import workflow_config  # noqa: E402
+from zernike3d import workflow_jobs as jobs  # noqa: E402
 from zernike3d.scheduling import policy  # noqa: E402
 from zernike3d.scheduling.policy import Site  # noqa: E402
 from zernike3d.workflow_config import dataset_order  # noqa: E402
+from zernike3d.workflow_jobs import opt  # noqa: E402
 
 
 def config_error(*lines):
@@ -41,23 +44,13 @@ except workflow_config.ConfigError as err:
 DATASETS = config["datasets"]
 
 
-def _input_facts(name):
-    """``(box, components, particles, voxel size in Å)`` of a dataset's input, read by
-    the config check; each None where unknown."""
-    return INPUT_FACTS[name]
-
-
-def has_particles(name):
-    """Does this dataset have 3DVA particles (and are per-particle results wanted)?"""
-    return workflow_config.has_particles(DATASETS[name])
-
-
 def _names_regex(names):
     return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
 
 
-PARTICLE_DATASETS = [n for n in DATASETS if has_particles(n)]
-MAP_DATASETS = [n for n in DATASETS if not has_particles(n)]
+#: the datasets with 3DVA particles and per-particle results, and the others
+PARTICLE_DATASETS = [n for n in DATASETS if workflow_config.has_particles(DATASETS[n])]
+MAP_DATASETS = [n for n in DATASETS if n not in PARTICLE_DATASETS]
 
 
 wildcard_constraints:
@@ -111,30 +104,6 @@ def conda_env(gpu_capable=False):
         )
 
     return choose
-
-
-def opt(flag, value):
-    """``--flag value`` (quoted) or nothing when value is None/False/empty."""
-    if value is None or value is False or value == [] or value == "":
-        return ""
-    if value is True:
-        return flag
-    if isinstance(value, (list, tuple)):
-        value = ",".join(str(v) for v in value)
-    return f"{flag} {shlex.quote(str(value))}"
-
-
-def order_args(wildcards):
-    """``--order N``, or ``--resolution Å`` (the stage picks the order from the geometry)."""
-    d = settings(wildcards)
-    return opt("--resolution", d["resolution"]) or opt("--order", d["order"])
-
-
-def geometry_args(wildcards):
-    d = settings(wildcards)
-    return " ".join(
-        filter(None, [opt("--radius", d["radius"]), opt("--center", d["center"])])
-    )
 
 
 # --- resources and SLURM groups: zernike3d.scheduling.policy ----------------------
@@ -210,7 +179,7 @@ def rule_resources_for(stage, input_key):
 
 @functools.cache
 def preprocessed_box(name):
-    return policy.preprocessed_box(_input_facts(name)[0], DATASETS[name]["preprocess"])
+    return policy.preprocessed_box(INPUT_FACTS[name].box, DATASETS[name]["preprocess"])
 
 
 def transform_group(stage):
@@ -220,73 +189,32 @@ def transform_group(stage):
     )
 
 
-# --- command-line arguments and inputs of the rules ---
-
-
-def import_inputs(wildcards):
-    d = DATASETS[wildcards.dataset]
-    if d.get("example") is not None:
-        return {"source": f"results/{wildcards.dataset}/example_job"}
-    if d.get("job_dir"):
-        # the files that import reads, not only the folder (whose time changes only when
-        # a file is added or removed): a rewritten J42_particles.cs re-runs import
-        from zernike3d.stages.import_data import job_files_read
-
-        return {"source": d["job_dir"], "files": job_files_read(d["job_dir"])}
-    if d.get("wiggle"):
-        return {"source": d["wiggle"]}
-    files = {"source": d["map"]}
-    if d.get("components"):
-        files["components"] = d["components"]
-        files["particles"] = d["particles"]
-    return files
-
-
+# --- command-line arguments and inputs of the rules: zernike3d/workflow_jobs.py ---
 # The params of the rules are functions of the wildcards (the dataset's settings) only,
 # never of input/output: Snakemake's params rerun-trigger ignores params derived from
 # input or output, so a changed setting would leave the earlier results in place.
 
 
-def import_args(wildcards):
-    d = DATASETS[wildcards.dataset]
-    source = import_inputs(wildcards)
-    if d.get("example") is not None or d.get("job_dir"):
-        args = [opt("--job-dir", source["source"])]
-    elif d.get("wiggle"):
-        args = [opt("--wiggle", source["source"])]
-    else:
-        args = [opt("--map", source["source"])]
-        if d.get("components"):
-            args.append(
-                "--components " + " ".join(shlex.quote(c) for c in source["components"])
-            )
-            args.append(opt("--particles", source["particles"]))
-    args.append(opt("--apix", d.get("apix")))
-    return " ".join(filter(None, args))
+def of_dataset(function):
+    """``function(name, settings)`` of zernike3d.workflow_jobs as a function of the wildcards."""
+    return lambda wildcards: function(wildcards.dataset, DATASETS[wildcards.dataset])
 
 
-def preprocess_extra_inputs(wildcards):
-    """Mask and marker files are inputs, so that changing them re-runs preprocess."""
-    p = DATASETS[wildcards.dataset]["preprocess"]
-    files = {}
-    if p.get("mask") and p["mask"] != "sphere":
-        files["mask"] = p["mask"]
-    if isinstance(p.get("center"), str) and p["center"].endswith(".cmm"):
-        files["markers"] = p["center"]
-    return files
-
-
-def preprocess_args(wildcards):
-    p = DATASETS[wildcards.dataset]["preprocess"]
-    args = [
-        opt("--crop", p.get("crop")),
-        opt("--center", p.get("center")),
-        opt("--bin", p["bin"] if p["bin"] > 1 else None),
-        opt("--mask", p.get("mask")),
-        opt("--mask-radius", p.get("mask_radius")),
-        opt("--mask-edge", p.get("mask_edge")),
-    ]
-    return " ".join(filter(None, args))
+import_inputs = of_dataset(jobs.import_inputs)
+import_args = of_dataset(jobs.import_args)
+preprocess_extra_inputs = of_dataset(jobs.preprocess_inputs)
+preprocess_args = of_dataset(jobs.preprocess_args)
+order_args = of_dataset(jobs.order_args)
+geometry_args = of_dataset(jobs.geometry_args)
+reconstruct_args = of_dataset(jobs.reconstruct_args)
+map_extra_args = of_dataset(jobs.map_extra_args)
+qc_inputs = of_dataset(jobs.qc_inputs)
+cluster_inputs = of_dataset(jobs.cluster_inputs)
+cluster_args = of_dataset(jobs.cluster_args)
+path_inputs = of_dataset(jobs.path_inputs)
+path_args = of_dataset(jobs.path_args)
+match_inputs = of_dataset(jobs.match_inputs)
+match_args = of_dataset(jobs.match_args)
 
 
 def basis_input(wildcards):
@@ -305,87 +233,12 @@ def invariants_particle_args(wildcards, input, output):
     return ""
 
 
-def reconstruct_args(wildcards):
-    """What to reconstruct, from datasets.<name>.reconstruct (see config/README.md)."""
-    r = settings(wildcards)["reconstruct"]
-    args = [
-        opt("--order", r.get("order")),
-        opt("--box", r.get("box")),
-        opt("--voxel-size", r.get("voxel_size")),
-    ]
-    if has_particles(wildcards.dataset):
-        if r.get("series"):
-            args += [
-                opt("--series", r["series"]),
-                opt("--percentiles", r["percentiles"]),
-            ]
-        args.append(opt("--kmeans", r.get("kmeans") or None))
-        if r.get("particles"):
-            args.append(
-                "--particle " + " ".join(shlex.quote(str(p)) for p in r["particles"])
-            )
-    if r.get("latents"):
-        # --latent=z0,z1: a first value that is negative must not read as an option
-        args.extend(
-            shlex.quote("--latent=" + ",".join(map(str, z))) for z in r["latents"]
-        )
-    args.append(map_extra_args(wildcards))  # --mapspace, --movie: rules/clusters.smk
-    return " ".join(filter(None, args))
-
-
 def qc_particle_args(wildcards, input):
     if "particle_invariants" in input.keys():
-        return " ".join(
-            [
-                opt(
-                    "--particle-invariants", os.path.dirname(input.particle_invariants)
-                ),
-                opt("--maps-index", os.path.join(input.maps, "index.csv")),
-            ]
-        )
+        store = os.path.dirname(input.particle_invariants)
+        index = os.path.join(input.maps, "index.csv")
+        return f"{opt('--particle-invariants', store)} {opt('--maps-index', index)}"
     return ""
-
-
-def qc_inputs(wildcards):
-    files = {
-        "data": f"results/{wildcards.dataset}/preprocessed.npz",
-        "moments": f"results/{wildcards.dataset}/moments.npz",
-    }
-    if has_particles(wildcards.dataset):
-        files["particle_invariants"] = (
-            f"results/{wildcards.dataset}/particle_invariants.zarr/zarr.json"
-        )
-        files["maps"] = f"results/{wildcards.dataset}/maps"
-    return files
-
-
-# --- targets ------------------------------------------------------------------------
-
-
-def dataset_targets(name):
-    d = DATASETS[name]
-    base = f"results/{name}"
-    targets = [f"{base}/moments.npz", f"{base}/invariants.csv", f"{base}/maps"]
-    if has_particles(name):
-        targets.append(f"{base}/particle_invariants.zarr/zarr.json")
-    if d.get("qc"):
-        targets += qc_files(name)
-    return targets
-
-
-def qc_files(name):
-    names = ("fsc.csv", "fsc_resolution.csv", "fsc.png", "maps.png", "invariants.png")
-    files = [f"results/{name}/qc/{f}" for f in names]
-    if has_particles(name):
-        files += [
-            f"results/{name}/qc/particle_invariants_pca.png",
-            f"results/{name}/qc/series_maps.png",
-        ]
-    return files
-
-
-def all_targets():
-    return [t for name in DATASETS for t in dataset_targets(name)]
 
 
 # --- QC report entries (rules/qc.smk) ---------------------------------------------
@@ -401,159 +254,18 @@ def qc_report(path, caption, figure):
     )
 
 
-# --- clusters, subsets and paths (rules/clusters.smk) ------------------------------
-
-
-def is_3dva(name):
-    """Does the dataset have particles (a 3DVA job), whether or not per-particle
-    invariants are computed?"""
-    return workflow_config.is_3dva(DATASETS[name])
-
-
-def clusters_of(name):
-    """The dataset's clusters section; {} for a dataset without particles."""
-    return workflow_config.clusters_of(DATASETS[name])
+# --- the datasets of the analyses (rules/clusters.smk, rules/match.smk) -------------
 
 
 def cluster_datasets():
-    return [n for n in DATASETS if clusters_of(n).get("k")]
+    return [n for n in DATASETS if workflow_config.clusters_of(DATASETS[n]).get("k")]
 
 
 def path_datasets():
-    return [n for n in DATASETS if clusters_of(n).get("paths")]
-
-
-def cluster_inputs(wildcards):
-    files = {
-        "data": f"results/{wildcards.dataset}/preprocessed.npz",
-        "maps": f"results/{wildcards.dataset}/maps",
-    }
-    if clusters_of(wildcards.dataset).get("space") == "invariants":
-        files["particle_invariants"] = (
-            f"results/{wildcards.dataset}/particle_invariants.zarr/zarr.json"
-        )
-    if clusters_of(wildcards.dataset).get("particles_cs"):
-        from zernike3d.io.cryosparc import passthrough_path
-
-        cs = clusters_of(wildcards.dataset)["particles_cs"]
-        files["particles_cs"] = [cs] + [str(p) for p in [passthrough_path(cs)] if p]
-    return files
-
-
-def cluster_args(wildcards):
-    """Options of `zernike3d cluster` from datasets.<name>.clusters (wildcards only: see
-    the note on params in inputs.smk)."""
-    c = clusters_of(wildcards.dataset)
-    args = [
-        opt("--k", c["k"]),
-        opt("--method", c["method"]),
-        opt("--space", c["space"]),
+    return [
+        n for n in DATASETS if workflow_config.clusters_of(DATASETS[n]).get("paths")
     ]
-    if c["space"] == "invariants":
-        args.append(
-            opt(
-                "--particle-invariants",
-                f"results/{wildcards.dataset}/particle_invariants.zarr",
-            )
-        )
-    if c["export_subsets"]:
-        args.append("--subsets")
-    if c.get("bins"):
-        args.append("--bins " + " ".join(shlex.quote(b) for b in c["bins"]))
-    if c.get("ranges"):
-        args.append("--range " + " ".join(shlex.quote(r) for r in c["ranges"]))
-    args.append(opt("--particles-cs", c.get("particles_cs")))
-    return " ".join(filter(None, args))
-
-
-def path_args(wildcards):
-    c = clusters_of(wildcards.dataset)
-    args = [
-        f"--between {shlex.quote(str(a))} {shlex.quote(str(b))}" for a, b in c["paths"]
-    ]
-    args += [
-        opt("--frames", c["path_frames"]),
-        opt("--neighbours", c["path_neighbours"]),
-    ]
-    if c["path_density"]:
-        args.append("--density")
-    return " ".join(filter(None, args))
-
-
-def map_extra_args(wildcards):
-    r = settings(wildcards)["reconstruct"]
-    return " ".join(
-        filter(
-            None,
-            [
-                "--mapspace" if r.get("mapspace") else None,
-                "--movie" if r.get("movie") else None,
-            ],
-        )
-    )
-
-
-def path_inputs(wildcards):
-    files = {
-        "data": f"results/{wildcards.dataset}/preprocessed.npz",
-        "maps": f"results/{wildcards.dataset}/maps",
-    }
-    if clusters_of(wildcards.dataset).get("k"):
-        files["centres"] = f"results/{wildcards.dataset}/clusters/centres.csv"
-    return files
-
-
-def cluster_targets():
-    targets = []
-    for name in cluster_datasets():
-        targets += [
-            f"results/{name}/clusters/populations.csv",
-            f"results/{name}/clusters/latents.png",
-        ]
-        if clusters_of(name)["maps"]:
-            targets.append(f"results/{name}/cluster_maps")
-    for name in path_datasets():
-        targets += [
-            f"results/{name}/paths/paths.csv",
-            f"results/{name}/paths/latents.png",
-            f"results/{name}/path_maps",
-        ]
-    return targets
-
-
-# --- scoring particles against models and maps (rules/match.smk) -------------------
 
 
 def match_datasets():
     return [n for n in DATASETS if DATASETS[n].get("match")]
-
-
-def match_inputs(wildcards):
-    """The bundle, the moments and every query file (a changed query re-runs match)."""
-    return {
-        "data": f"results/{wildcards.dataset}/preprocessed.npz",
-        "moments": f"results/{wildcards.dataset}/moments.npz",
-        "queries": DATASETS[wildcards.dataset]["match"],
-    }
-
-
-def match_args(wildcards):
-    """``--query`` files, and ``--subsets`` for a dataset whose particles came from a
-    cryoSPARC table (not a WIGGLE bundle); ``clusters.particles_cs`` serves both stages.
-    """
-    d = DATASETS[wildcards.dataset]
-    args = ["--query " + " ".join(shlex.quote(q) for q in d["match"])]
-    if is_3dva(wildcards.dataset) and not d.get("wiggle"):
-        args.append("--subsets")
-        args.append(
-            opt("--particles-cs", clusters_of(wildcards.dataset).get("particles_cs"))
-        )
-    return " ".join(filter(None, args))
-
-
-def match_targets():
-    return [
-        f"results/{name}/match/{f}"
-        for name in match_datasets()
-        for f in ("scores.csv", "queries.csv", "scores.png")
-    ]

@@ -10,7 +10,7 @@ rule compare:
     volumes and latent spaces, build the joint landscape of all their particles and each
     job's free energy on it."""
     input:
-        compare_inputs,
+        lambda wc: jobs.compare_inputs(COMPARISONS[wc.comparison]),
     output:
         **{
             figure: report(
@@ -20,7 +20,7 @@ rule compare:
                 subcategory="{comparison}",
                 labels={"comparison": "{comparison}", "figure": label},
             )
-            for figure, label in COMPARE_FIGURES.items()
+            for figure, label in jobs.COMPARE_FIGURES.items()
         },
         landscape="results/compare/{comparison}/landscape.npz",
         summary="results/compare/{comparison}/summary.html",
@@ -55,8 +55,8 @@ rule compare:
         mem_mb=compare_resources("mem_mb"),
         runtime=compare_resources("runtime"),
     params:
-        folders=compare_folders,
-        options=compare_options,
+        folders=lambda wc: jobs.compare_folders(COMPARISONS[wc.comparison]),
+        options=lambda wc: opt("--temperature", config["temperature"]),
     shell:
         "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d compare {params.folders} "
         "--out-dir results/compare/{wildcards.comparison} {params.options} > {log} 2>&1"

@@ -22,32 +22,7 @@ rule example_job:
     resources:
         **rule_resources_for("example", None),
     params:
-        args=lambda wc: " ".join(
-            filter(
-                None,
-                [
-                    opt("--box", DATASETS[wc.dataset]["example"]["box"]),
-                    opt(
-                        "--components", DATASETS[wc.dataset]["example"]["n_components"]
-                    ),
-                    opt("--seed", DATASETS[wc.dataset]["example"]["seed"]),
-                    opt(
-                        "--particles-cs",
-                        DATASETS[wc.dataset]["example"].get("particles_cs"),
-                    ),
-                    opt(
-                        "--open-share",
-                        DATASETS[wc.dataset]["example"].get("open_share"),
-                    ),
-                    # --turn=A,B,G: a value starting with "-" would read as an option
-                    *(
-                        opt(f"--{key}", value).replace(" ", "=", 1)
-                        for key in ("turn", "shift")
-                        if (value := DATASETS[wc.dataset]["example"].get(key))
-                    ),
-                ],
-            )
-        ),
+        args=of_dataset(jobs.example_args),
     shell:
         "zernike3d example --job-dir {output} {params.args} " "> {log} 2>&1"
 

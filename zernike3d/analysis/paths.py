@@ -34,6 +34,18 @@ MAX_NEIGHBOURS = 100
 MAX_FRAMES = 1000
 
 
+def check_counts(frames: int, neighbours: int, particles: int, names: tuple[str, str] = ("--frames", "--neighbours")) -> None:
+    """Refuse, naming the option (``names``: how the caller calls frames and
+    neighbours), frames outside 2..MAX_FRAMES and neighbours outside 1..MAX_NEIGHBOURS
+    or not fewer than the ``particles``."""
+    if not 2 <= frames <= MAX_FRAMES:
+        raise InputError(names[0], f"need 2..{MAX_FRAMES} frames along a path (each becomes a map), got {frames}")
+    most = min(MAX_NEIGHBOURS, particles - 1)
+    if not 1 <= neighbours <= most:
+        raise InputError(names[1], f"need 1..{most} neighbours (fewer than the {particles} particles, and at most "
+                                   f"{MAX_NEIGHBOURS}), got {neighbours}")
+
+
 def knn_graph(latents: np.ndarray, neighbours: int, density: bool = False) -> csr_matrix:
     """The symmetric k-nearest-neighbour graph (scipy CSR, P x P) of ``latents`` (P, K)."""
     from scipy.sparse import csr_matrix

@@ -1,14 +1,50 @@
 """scores.csv of `zernike3d match`: one row per particle (uid), one column per query (the
 particle's score, a correlation with 6 decimals; empty where the particle's map is flat in
 the ball and has no score) and ``best``, the query that scores highest (empty where none
-scores). The other files of the stage are described in :mod:`zernike3d.stages.match`.
+scores). A query's column, and its files in the match folder, are named by the stem of its
+file (:func:`check_stems`). The other files of the stage are described in :mod:`zernike3d.stages.match`.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+
+from zernike3d.errors import InputError
+
+#: names a query's stem may not take (columns of scores.csv)
+RESERVED_STEMS = ("uid", "best")
+
+
+def query_stem(path: str | Path) -> str:
+    """The stem of a query file: ``adk_open`` for adk_open.pdb or adk_open.cif.gz."""
+    name = Path(path).name
+    if name.lower().endswith(".gz"):
+        name = name[:-3]
+    return Path(name).stem
+
+
+def check_stems(paths: Iterable[str | Path]) -> list[str]:
+    """The stems of the query files ``paths``, which name the columns of scores.csv and
+    the files of the match folder: each usable and once; :class:`InputError` otherwise."""
+    stems: dict[str, str | Path] = {}
+    for path in paths:
+        stem = query_stem(path)
+        if stem in stems:
+            raise InputError(path, f"its stem {stem!r} repeats that of {stems[stem]}: scores.csv names a column by it; "
+                             "rename one of the files")
+        if stem in RESERVED_STEMS:
+            raise InputError(path, f"its stem {stem!r} is a column of scores.csv already; rename the file")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", stem):
+            raise InputError(path, f"its stem {stem!r} names a column and files: use letters, digits and _.+- only")
+        stems[stem] = path
+    for stem, path in stems.items():
+        if stem.endswith("_fitted") and stem[: -len("_fitted")] in stems:
+            raise InputError(path, f"its stem {stem!r} is the name of the fitted map of {stems[stem[:-7]]}; rename the file")
+    return list(stems)
 
 
 def write_scores_csv(path: Path, uid: list | np.ndarray, stems: list[str], scores: np.ndarray, chunk: int = 100_000) -> None:

@@ -29,8 +29,7 @@ import numpy as np
 from zernike3d.errors import InputError
 from zernike3d.io import dataset as dataset_file
 
-# find_job_files and job_files_read are imported from here by the workflow (common.smk)
-from zernike3d.io.cryosparc import find_job_files, job_files_read, read_particles  # noqa: F401
+from zernike3d.io.cryosparc import find_job_files, read_particles
 from zernike3d.io.dataset import Dataset, input_record, provenance_step
 from zernike3d.io.mrc import read_map
 from zernike3d.io.wiggle import read_wiggle

@@ -38,21 +38,19 @@ A results folder of a single map (no particles) gets the map itself scored (one 
 
 import csv
 import json
-import re
 import time
 from pathlib import Path
 
 import numpy as np
 
 from zernike3d.errors import InputError
+from zernike3d.io.match_files import check_stems
 from zernike3d.stages import common
 
 #: default order of the fits (as `compare`): the scores use the job's full order
 FIT_ORDER = 20
 #: suffixes of map queries (before an optional .gz, which mrcfile reads)
 MAP_SUFFIXES = (".mrc", ".map", ".mrcs")
-#: names a query's stem may not take (columns of scores.csv)
-RESERVED_STEMS = ("uid", "best")
 
 
 def add_arguments(parser):
@@ -69,33 +67,6 @@ def add_arguments(parser):
     parser.add_argument("--top", type=float, default=None, metavar="FRACTION",
                         help="assign only this share of each query's particles, the highest scoring")
     common.add_threads_argument(parser)
-
-
-def query_stem(path):
-    """The stem of a query file: ``adk_open`` for adk_open.pdb or adk_open.cif.gz."""
-    name = Path(path).name
-    if name.lower().endswith(".gz"):
-        name = name[:-3]
-    return Path(name).stem
-
-
-def check_stems(paths):
-    """The stems of the query files, each usable and once; :class:`InputError` otherwise."""
-    stems = {}
-    for path in paths:
-        stem = query_stem(path)
-        if stem in stems:
-            raise InputError(path, f"its stem {stem!r} repeats that of {stems[stem]}: scores.csv names a column by it; "
-                             "rename one of the files")
-        if stem in RESERVED_STEMS:
-            raise InputError(path, f"its stem {stem!r} is a column of scores.csv already; rename the file")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", stem):
-            raise InputError(path, f"its stem {stem!r} names a column and files: use letters, digits and _.+- only")
-        stems[stem] = path
-    for stem, path in stems.items():
-        if stem.endswith("_fitted") and stem[: -len("_fitted")] in stems:
-            raise InputError(path, f"its stem {stem!r} is the name of the fitted map of {stems[stem[:-7]]}; rename the file")
-    return list(stems)
 
 
 def read_query(path, stem, geometry, sigma):

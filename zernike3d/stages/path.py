@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zernike3d.analysis.paths import check_counts
 from zernike3d.errors import InputError
 from zernike3d.stages import common
 from typing import TYPE_CHECKING
@@ -84,20 +85,6 @@ def run(args: argparse.Namespace) -> int:
                               centres=centres, series=series, paths=tracks)
     print(f"wrote {args.out}: {len(tracks)} path(s) of {args.frames} frames" + (f", and {args.plot}" if args.plot else ""))
     return 0
-
-
-def check_counts(frames: int, neighbours: int, particles: int, names=("--frames", "--neighbours")) -> None:
-    """Refuse, naming the option (``names``: how the caller calls frames and
-    neighbours), frames outside 2..MAX_FRAMES and neighbours outside 1..MAX_NEIGHBOURS
-    or not fewer than the ``particles``."""
-    from zernike3d.analysis.paths import MAX_FRAMES, MAX_NEIGHBOURS
-
-    if not 2 <= frames <= MAX_FRAMES:
-        raise InputError(names[0], f"need 2..{MAX_FRAMES} frames along a path (each becomes a map), got {frames}")
-    most = min(MAX_NEIGHBOURS, particles - 1)
-    if not 1 <= neighbours <= most:
-        raise InputError(names[1], f"need 1..{most} neighbours (fewer than the {particles} particles, and at most "
-                                   f"{MAX_NEIGHBOURS}), got {neighbours}")
 
 
 def _state_row(text, dataset, latents, centres):
