@@ -14,7 +14,7 @@ per-particle store), reconstruct (the base map and a series of 5 maps per compon
 with reconstruct's maps (the expansions solved from them, as the workflow runs it) and
 without them (the expansions rebuilt, as where reconstruct writes no series),
 cluster (k = 4 with the subsets for cryoSPARC, as the workflow's clusters section runs
-it) and paths (`zernike3d path` between two of the clusters); and, last, the Snakemake that
+it), cluster_maps (the maps at its centres, from reconstruct's maps) and paths (`zernike3d path` between two of the clusters); and, last, the Snakemake that
 runs inside every SLURM job, against the memory the policy adds for it
 (:data:`zernike3d.scheduling.policy.SNAKEMAKE_IN_JOB_MB`). The particles' rows are the real cryoSPARC
 fields of ../shared/data/cryosparc_P12_J24_001_particles.cs repeated with new uids (246
@@ -140,6 +140,9 @@ def main(argv=None):
                       "--out-dir", work / "qc", "--threads", threads]),
         ("cluster", data, ["cluster", data, "--k", 4, "--subsets", "--index", work / "maps" / "index.csv",
                            "--threads", threads, "--out-dir", work / "clusters"]),
+        ("cluster_maps", data, ["reconstruct", moments, "--dataset", data, "--points", work / "clusters" / "centres.csv",
+                                "--maps-index", work / "maps" / "index.csv", "--out-dir", work / "cluster_maps",
+                                "--threads", threads]),
         ("paths", data, ["path", data, "--between", "cluster_00", "cluster_01", "--clusters",
                         work / "clusters" / "centres.csv", "--index", work / "maps" / "index.csv",
                         "--out", work / "paths.csv", "--plot", work / "paths.png"]),
@@ -158,7 +161,7 @@ def main(argv=None):
             label = f"qc ({'expansions from the maps' if reused else 'expansions rebuilt'})"
             asked_for = settings if reused else dict(settings, reconstruct={})
         asked = rule_resources(stage, source, order, asked_for)["mem_mb"]
-        if stage in GPU_STAGES:  # told their allocation, as the workflow's rules tell them
+        if stage in (*GPU_STAGES, "cluster_maps"):  # told their allocation, as the workflow's rules tell them
             command += max_memory_arg(asked).split()
         peak, seconds, _ = run_stage(command, threads)
         worst.append(asked / peak)

@@ -67,7 +67,7 @@ rule cluster_maps:
         conda_env(gpu_capable=True)
     threads: rule_threads("reconstruct")
     resources:
-        **rule_resources_for("reconstruct", "data"),
+        **rule_resources_for("cluster_maps", "data"),
     params:
         order=lambda wc: opt("--order", settings(wc)["reconstruct"].get("order")),
         extra=map_extra_args,

@@ -141,7 +141,8 @@ def write_latent_maps(args: argparse.Namespace, moments: Moments) -> int:
     geometry = moments.output_geometry(args.box, args.voxel_size)
     job_volumes = volumes_from_index(args, moments) if args.maps_index else None
     batch = max(1, min(transforms_needed(moments, points), MAPS_BUDGET // (8 * geometry.box**3)))
-    options = common.transform_options(args, geometry, moments.order, batch, "reconstruct")
+    # the plan builds the basis: only where the volumes are reconstructed
+    options = common.transform_options(args, geometry, moments.order, batch, "reconstruct") if job_volumes is None else {}
     rows, label = [], expansion_label(moments)  # the label lets `zernike3d qc` reuse the maps
     with atomic_path(args.out_dir, MAPS_FOLDER) as folder:
         def transform(volumes: Moments) -> list[MapFile]:
