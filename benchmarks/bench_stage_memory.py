@@ -10,9 +10,11 @@ one fresh process each, whose last line is its exact peak RSS (``VmHWM``); decom
 reconstruct told their allocation with ``--max-memory``, so that they plan for it as in a
 workflow job, not for whatever memory the machine has free):
 import, preprocess (soft spherical mask), basis, decompose, invariants (with the
-per-particle store), reconstruct (the base map and a series of 5 maps per component), qc,
+per-particle store), reconstruct (the base map and a series of 5 maps per component), qc
+with reconstruct's maps (the expansions solved from them, as the workflow runs it) and
+without them (the expansions rebuilt, as where reconstruct writes no series),
 cluster (k = 4 with the subsets for cryoSPARC, as the workflow's clusters section runs
-it) and paths (`zernike3d path` between two of the clusters); and, last, the Snakemake that
+it), cluster_maps (the maps at its centres, from reconstruct's maps) and paths (`zernike3d path` between two of the clusters); and, last, the Snakemake that
 runs inside every SLURM job, against the memory the policy adds for it
 (:data:`zernike3d.scheduling.policy.SNAKEMAKE_IN_JOB_MB`). The particles' rows are the real cryoSPARC
 fields of ../shared/data/cryosparc_P12_J24_001_particles.cs repeated with new uids (246
@@ -133,9 +135,14 @@ def main(argv=None):
         ("reconstruct", data, ["reconstruct", moments, "--dataset", data, "--out-dir", work / "maps",
                                "--series", 5, "--percentiles", "5,95", "--threads", threads]),
         ("qc", data, ["qc", "--dataset", data, "--moments", moments, "--particle-invariants", store,
+                      "--maps-index", work / "maps" / "index.csv", "--out-dir", work / "qc", "--threads", threads]),
+        ("qc", data, ["qc", "--dataset", data, "--moments", moments, "--particle-invariants", store,
                       "--out-dir", work / "qc", "--threads", threads]),
         ("cluster", data, ["cluster", data, "--k", 4, "--subsets", "--index", work / "maps" / "index.csv",
                            "--threads", threads, "--out-dir", work / "clusters"]),
+        ("cluster_maps", data, ["reconstruct", moments, "--dataset", data, "--points", work / "clusters" / "centres.csv",
+                                "--maps-index", work / "maps" / "index.csv", "--out-dir", work / "cluster_maps",
+                                "--threads", threads]),
         ("paths", data, ["path", data, "--between", "cluster_00", "cluster_01", "--clusters",
                         work / "clusters" / "centres.csv", "--index", work / "maps" / "index.csv",
                         "--out", work / "paths.csv", "--plot", work / "paths.png"]),
@@ -148,12 +155,17 @@ def main(argv=None):
     for stage, source, command in jobs:
         if stage == "cluster":  # the workflow passes the bytes of the table the subsets read
             settings["table_row_bytes"] = table_row_bytes(data)
-        asked = rule_resources(stage, source, order, settings)["mem_mb"]
-        if stage in GPU_STAGES:  # told their allocation, as the workflow's rules tell them
+        label, asked_for = stage, settings
+        if stage == "qc":  # with the maps of reconstruct's series (reused), then without them (rebuilt)
+            reused = "--maps-index" in command
+            label = f"qc ({'expansions from the maps' if reused else 'expansions rebuilt'})"
+            asked_for = settings if reused else dict(settings, reconstruct={})
+        asked = rule_resources(stage, source, order, asked_for)["mem_mb"]
+        if stage in (*GPU_STAGES, "cluster_maps"):  # told their allocation, as the workflow's rules tell them
             command += max_memory_arg(asked).split()
         peak, seconds, _ = run_stage(command, threads)
         worst.append(asked / peak)
-        print(f"| {stage} | {asked} | {peak:.0f} | {asked / peak:.2f} | {seconds:.1f} |", flush=True)
+        print(f"| {label} | {asked} | {peak:.0f} | {asked / peak:.2f} | {seconds:.1f} |", flush=True)
     snakemake_peak = snakemake_rss_mb(job, work / "workflow")
     worst.append(SNAKEMAKE_IN_JOB_MB / snakemake_peak)
     print(f"| Snakemake inside each SLURM job (added on SLURM) | {SNAKEMAKE_IN_JOB_MB} | {snakemake_peak:.0f} | "

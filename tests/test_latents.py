@@ -171,3 +171,49 @@ def test_reconstruct_of_a_single_map_dataset_writes_the_base(capsys, tmp_path):
     assert (out / "index.csv").read_text() == "file,kind\nbase.mrc,base\n"
     assert cli("reconstruct", base, "--dataset", single, "--out-dir", tmp_path / "x", "--particle", 0) == 2
     assert f"{single}: has no particles (a single map)" in capsys.readouterr().err
+
+
+def test_reconstruct_at_points_takes_the_volumes_from_an_earlier_runs_maps(capsys, tmp_path):
+    """`reconstruct --points ... --maps-index` (the workflow's cluster_maps) combines the
+    job's volumes solved from an earlier run's maps: the maps of a rebuild to float32
+    rounding, same grid and origin, nothing reconstructed; maps at another order or
+    another asked grid are not taken (one line says why) and the maps are rebuilt."""
+    from zernike3d.stages import reconstruct as reconstruct_stage
+
+    paths, _, _ = write_small_job(tmp_path)
+    maps = tmp_path / "maps"
+    assert cli("reconstruct", paths.moments, "--dataset", paths.dataset, "--out-dir", maps, "--series", 3) == 0
+    centres = tmp_path / "centres.csv"
+    centres.write_text("name,kind,z_0,z_1\ncluster_00,cluster,0.8,-0.3\ncluster_01,cluster,-1.2,0.6\n")
+    rebuilt = tmp_path / "rebuilt"
+    assert cli("reconstruct", paths.moments, "--dataset", paths.dataset, "--points", centres, "--out-dir", rebuilt) == 0
+    capsys.readouterr()
+
+    def no_transform(*args, **kwargs):
+        raise AssertionError("the volumes were reconstructed")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reconstruct_stage.Moments, "reconstruct", no_transform)
+        reused = tmp_path / "reused"
+        assert cli("reconstruct", paths.moments, "--dataset", paths.dataset, "--points", centres,
+                   "--maps-index", maps / "index.csv", "--out-dir", reused) == 0
+    assert f"the job's 3 volumes taken from the maps of {maps / 'index.csv'} (not rebuilt)" in capsys.readouterr().out
+    assert (reused / "index.csv").read_text() == (rebuilt / "index.csv").read_text()
+    for name in ("base", "cluster_00", "cluster_01"):
+        expected, result = read_map(rebuilt / f"{name}.mrc"), read_map(reused / f"{name}.mrc")
+        np.testing.assert_allclose(result.data, expected.data, atol=1e-5 * np.abs(expected.data).max())
+        assert result.voxel_size == expected.voxel_size
+        np.testing.assert_array_equal(result.origin, expected.origin)
+
+    lower = tmp_path / "lower"  # the order-6 maps are not the expansions at the stored order 8
+    assert cli("reconstruct", paths.moments, "--dataset", paths.dataset, "--out-dir", lower, "--series", 3,
+               "--order", 6) == 0
+    capsys.readouterr()
+    again = tmp_path / "again"
+    assert cli("reconstruct", paths.moments, "--dataset", paths.dataset, "--points", centres,
+               "--maps-index", lower / "index.csv", "--out-dir", again) == 0
+    assert "reconstructing the job's volumes: the maps of" in capsys.readouterr().out
+    np.testing.assert_array_equal(read_map(again / "cluster_00.mrc").data, read_map(rebuilt / "cluster_00.mrc").data)
+    assert cli("reconstruct", paths.moments, "--dataset", paths.dataset, "--points", centres, "--box", 20,
+               "--maps-index", maps / "index.csv", "--out-dir", tmp_path / "boxed") == 0
+    assert "(--box or --voxel-size asks for another grid than theirs)" in capsys.readouterr().out

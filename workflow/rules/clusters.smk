@@ -47,11 +47,14 @@ rule cluster:
 
 
 rule cluster_maps:
-    """Maps at the cluster centres (snapped to real particles), with a ChimeraX script."""
+    """Maps at the cluster centres (snapped to real particles), with a ChimeraX script:
+    combinations of the job's volumes solved from reconstruct's maps where they hold
+    them (same order and grid), else reconstructed."""
     input:
         moments="results/{dataset}/moments.npz",
         data="results/{dataset}/preprocessed.npz",
         centres="results/{dataset}/clusters/centres.csv",
+        maps="results/{dataset}/maps",
     output:
         directory("results/{dataset}/cluster_maps"),
     log:
@@ -64,14 +67,15 @@ rule cluster_maps:
         conda_env(gpu_capable=True)
     threads: rule_threads("reconstruct")
     resources:
-        **rule_resources_for("reconstruct", "data"),
+        **rule_resources_for("cluster_maps", "data"),
     params:
         order=lambda wc: opt("--order", settings(wc)["reconstruct"].get("order")),
         extra=map_extra_args,
         max_memory=max_memory_arg,
     shell:
         "NUMBA_NUM_THREADS={threads} OMP_NUM_THREADS={threads} zernike3d reconstruct {input.moments} --dataset {input.data} "
-        "--points {input.centres} --out-dir {output} {params.order} {params.extra} --threads {threads} {params.max_memory} > {log} 2>&1"
+        "--points {input.centres} --maps-index {input.maps}/index.csv --out-dir {output} {params.order} {params.extra} "
+        "--threads {threads} {params.max_memory} > {log} 2>&1"
 
 
 rule paths:

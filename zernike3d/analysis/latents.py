@@ -194,7 +194,7 @@ def moments_at(moments, points):
     return weights @ moments
 
 
-def maps_at_points(moments, points, reconstruct, batch):
+def maps_at_points(moments, points, reconstruct, batch, job_volumes=None):
     """Yield ``(point, MapFile)`` of the Zernike map at each of ``points``, in order.
 
     ``moments`` (a Moments) holds the job's volumes, base then components;
@@ -204,9 +204,16 @@ def maps_at_points(moments, points, reconstruct, batch):
     with more points than volumes (1 + K), the job's volumes are reconstructed once and
     every point's map is that combination (float32, the same map to rounding), so the
     cost is about one reconstruction whatever the number of points; with fewer points,
-    each point's moments Ω(z) are reconstructed directly. :func:`transforms_needed` says
-    how many volumes get transformed.
+    each point's moments Ω(z) are reconstructed directly. ``job_volumes``, the job's
+    volumes (1 + K, N, N, N) float32 [z, y, x] on the moments' own grid already at hand
+    (:func:`job_volumes_from_maps`), are combined instead: nothing is reconstructed.
+    :func:`transforms_needed` says how many volumes get transformed otherwise.
     """
+    from zernike3d.io.mrc import MapFile
+
+    if job_volumes is not None:  # the stored grid: the moments' voxel size and origin
+        yield from _combined(job_volumes, MapFile(None, moments.voxel_size, tuple(moments.origin)), points)
+        return
     if len(points) > moments.moments.shape[0]:
         volumes = []
         for start in range(0, moments.moments.shape[0], batch):
@@ -214,14 +221,27 @@ def maps_at_points(moments, points, reconstruct, batch):
         stack = np.stack([v.data for v in volumes])
         template = replace(volumes[0], data=None)  # voxel size and origin; the maps live in stack
         del volumes
-        for point in points:
-            weights = np.concatenate([[1.0], point.z]).astype(np.float32)
-            yield point, replace(template, data=np.tensordot(weights, stack, axes=1))
+        yield from _combined(stack, template, points)
         return
     at_points = replace(moments, moments=moments_at(moments.moments, points), names=[p.name for p in points])
     for start in range(0, len(points), batch):
         for point, result in zip(points[start : start + batch], reconstruct(_rows(at_points, slice(start, start + batch)))):
             yield point, result
+
+
+def _combined(stack, template, points):
+    """Yield ``(point, MapFile)``: base + Σ_k z_k component_k of the job's volumes
+    ``stack`` (1 + K, N, N, N) float32 at each point, with ``template``'s voxel size and
+    origin."""
+    for point in points:
+        yield point, replace(template, data=combination(stack, point.z))
+
+
+def combination(stack, z):
+    """base + Σ_k z_k component_k (float32) of the job's volumes ``stack`` (1 + K, N, N,
+    N), base first, at the latent point ``z`` (K,)."""
+    weights = np.concatenate([[1.0], z]).astype(np.float32)
+    return np.tensordot(weights, stack, axes=1)
 
 
 def expansion_label(moments) -> str:
@@ -302,8 +322,7 @@ def mapspace_maps(dataset, points):
     (float32 [z, y, x], the dataset's voxel size and origin), as 3DVA Display's simple mode
     does: full resolution, not Zernike-filtered."""
     for point in points:
-        weights = np.concatenate([[1.0], point.z]).astype(np.float32)
-        yield point, np.tensordot(weights, dataset.maps, axes=1)
+        yield point, combination(dataset.maps, point.z)
 
 
 def points_from_csv(path, n_components, source="--points"):

@@ -32,13 +32,13 @@ MB = 1_000_000
 #: PARTICLE_BYTES x particles; decompose and reconstruct are the planner's
 BASE_MB = {"example": 160, "import": 40, "preprocess": 40, "basis": 39, "decompose": 0,
            "invariants": 175, "reconstruct": 0, "qc": 34, "match": 260,
-           "cluster": 210, "paths": 104}
+           "cluster": 210, "paths": 104, "cluster_maps": 60}
 #: bytes per particle that a stage holds when it reads the particles (the latents, uid
 #: and their transient copies; for import beside the table's own rows; for qc also its
 #: check of the store's uid and the store chunks of the sampled rows), from the same fit
 PARTICLE_BYTES = {"example": 200, "import": 45, "preprocess": 64, "basis": 85, "decompose": 24,
                   "invariants": 24, "reconstruct": 24, "qc": 243, "cluster": 90, "paths": 160,
-                  "match": 400}
+                  "match": 400, "cluster_maps": 24}
 #: bytes per particle and neighbour of the k-nearest-neighbour graph of `zernike3d path`
 #: (the workflow's rule and resources key: paths); with PARTICLE_BYTES, chosen so that
 #: the requests lie within 1.0-1.5x the peaks (VmHWM) measured at 20,000 and 200,000
@@ -177,6 +177,11 @@ def estimate(stage: str, shape: BundleShape, order: int | None, config: Mapping[
     config = config or {}
     if stage in PLANNED_STAGES:
         return planned(stage, shape, int(order or 0), config)
+    if stage == "cluster_maps" and not reuses_reconstructed_maps(shape, int(order or 0), config):
+        # `zernike3d reconstruct --points`, its volumes rebuilt as by a reconstruct job (on
+        # the CPU: the rule declares no GPU)
+        order = (config.get("reconstruct") or {}).get("order") or order
+        return planned("reconstruct", shape, int(order or 0), dict(config, gpu=False))
     from zernike3d.maths.indexing import coefficient_count, nl_table
 
     threads = int(config.get("threads") or 1)
@@ -219,23 +224,36 @@ def estimate(stage: str, shape: BundleShape, order: int | None, config: Mapping[
         nbytes = 4 * voxels * volumes + 16 * coefs * volumes + 8 * nl * volumes**2 + DEFAULT_CHUNK * nl * 24
         seconds = particles * nl * volumes**2 / (OPS_PER_SECOND * threads)
     elif stage == "qc":
-        # every volume reconstructed (the planner's cpu-ram peak, interpreter included,
-        # with the work blocks qc's reconstruct uses: zernike3d.maths.transform.reconstruct
-        # without a basis keeps the radial table in RAM and works in blocks of at most
-        # DEFAULT_WORKSPACE, not in the largest blocks a reconstruct job on an unlimited
-        # node would plan: 15.8 GB asked against 2.3 GB used, 192^3 x 7 volumes at order
-        # 50), the FSC of zero-padded maps through rfftn, and the PCA of a sample of the
-        # per-particle invariants (float32 rows, float64 centred copy and SVD work)
+        # the dataset's maps (float32), the FSC of zero-padded maps through rfftn, the PCA
+        # of a sample of the per-particle invariants (float32 rows, float64 centred copy
+        # and SVD work), and the expansions: where reconstruct's maps hold them
+        # (reuses_reconstructed_maps) they are solved from 1 + K of them; otherwise every volume is
+        # reconstructed (see qc_reconstruction_bytes)
         from zernike3d.maths.fsc import oversampling_for
-        from zernike3d.maths.transform import DEFAULT_WORKSPACE
 
-        estimates = _plan("reconstruct", _geometry(shape, config), order, volumes, dict(config, gpu=False)).estimates
-        reconstruction = next(e for e in estimates if e.placement == "cpu-ram")
-        reconstruction_bytes = reconstruction.host_bytes - max(reconstruction.max_workspace - DEFAULT_WORKSPACE, 0)
+        maps = 4 * voxels * volumes
         padded = (box * oversampling_for(box)) ** 3 if box else 0
-        sample = min(particles, QC_PCA_SAMPLE)
-        nbytes = 4 * voxels * volumes + 60 * padded + reconstruction_bytes + sample * nl * 20
-        seconds = reconstruction.seconds + padded * 30 / OPS_PER_SECOND
+        fsc, pca = 60 * padded, min(particles, QC_PCA_SAMPLE) * nl * 20
+        if reuses_reconstructed_maps(shape, order, config):
+            # beside the dataset's maps, the largest of: the maps read and the stack solved
+            # from them (zernike3d.analysis.latents.job_volumes_from_maps), the expansions
+            # with the FSC work, the FSC work with the PCA (at box 64 these two are most
+            # of the peak, as if held at once): 1.15x (box 64, K = 3, 200,000 particles)
+            # and 1.30x (192^3, K = 6, 500,000) the measured peaks at order 50, where
+            # counting the reconstruction asked 1.73x and 3.7x
+            nbytes = maps + max(2 * maps, maps + fsc, fsc + pca)
+            seconds = padded * 30 / OPS_PER_SECOND
+        else:
+            reconstruction, reconstruction_bytes = qc_reconstruction_bytes(shape, order, config)
+            nbytes = maps + fsc + reconstruction_bytes + pca
+            seconds = reconstruction.seconds + padded * 30 / OPS_PER_SECOND
+    elif stage == "cluster_maps":
+        # `zernike3d reconstruct --points --maps-index`: the dataset's maps as loaded, the
+        # maps read from reconstruct's folder and the job's volumes solved from them
+        # (zernike3d.analysis.latents.job_volumes_from_maps), each centre's map combined
+        # and written one at a time
+        nbytes = 3 * 4 * voxels * volumes + 4 * voxels
+        seconds = voxels * volumes * 20 / OPS_PER_SECOND
     elif stage == "match":
         # the bundle's maps, the decomposition of one query map at a time (the planner's
         # peak for one volume, interpreter included) and float64 working maps of the query
@@ -260,6 +278,36 @@ def estimate(stage: str, shape: BundleShape, order: int | None, config: Mapping[
         nbytes = 4 * voxels * volumes + PATH_NEIGHBOUR_BYTES * neighbours * particles
         seconds = particles * neighbours * 300 / OPS_PER_SECOND
     return {"mem_mb": _mb(nbytes, stage, particles), "runtime": _minutes(seconds), "gpu": 0}
+
+
+def reuses_reconstructed_maps(shape: BundleShape, order: int, config: Mapping[str, Any]) -> bool:
+    """Will the qc and cluster_maps jobs take the expansions of the job's volumes from
+    reconstruct's maps, not rebuild them (:func:`zernike3d.stages.qc.job_expansions`,
+    `zernike3d reconstruct --maps-index`)? Where the dataset has particles and
+    components, reconstruct writes its maps at the stored order, box and voxel size
+    (``reconstruct.order`` null or the dataset's order, ``box`` and ``voxel_size`` null)
+    and its series has at least 2 frames per component: the base and the frames along
+    each component are 1 + K independent points. Other choices of points (k-means
+    centres, particles) may give them too; they are counted as a rebuild, the larger
+    request."""
+    spec = config.get("reconstruct") or {}
+    return (shape.n_particles > 0 and shape.n_volumes > 1 and spec.get("order") in (None, order)
+            and spec.get("box") is None and spec.get("voxel_size") is None and int(spec.get("series") or 0) >= 2)
+
+
+def qc_reconstruction_bytes(shape: BundleShape, order: int, config: Mapping[str, Any]) -> tuple[Any, int]:
+    """The planner's cpu-ram estimate of reconstructing every volume in qc, and its bytes
+    (interpreter included) with the work blocks qc's reconstruct uses:
+    zernike3d.maths.transform.reconstruct without a basis keeps the radial table in RAM
+    and works in blocks of at most DEFAULT_WORKSPACE, not in the largest blocks a
+    reconstruct job on an unlimited node would plan (15.8 GB asked against 2.3 GB used,
+    192^3 x 7 volumes at order 50)."""
+    from zernike3d.maths.transform import DEFAULT_WORKSPACE
+
+    volumes = max(shape.n_volumes, 1)
+    estimates = _plan("reconstruct", _geometry(shape, config), order, volumes, dict(config, gpu=False)).estimates
+    reconstruction = next(e for e in estimates if e.placement == "cpu-ram")
+    return reconstruction, reconstruction.host_bytes - max(reconstruction.max_workspace - DEFAULT_WORKSPACE, 0)
 
 
 #: a generous time (s) of one alignment of `zernike3d match` at its fit order

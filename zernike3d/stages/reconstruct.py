@@ -15,7 +15,10 @@ latents, others at 0: series_cK_fNN), --kmeans K (k-means centres: kmeans_NN, no
 clusters of `zernike3d cluster`) and --points CSV (name, kind, z_0, ..: e.g. cluster
 centres or a path, named as listed). These maps are Zernike expansions to --order: base + sum_k z_k component_k of the
 moments. The job's volumes are reconstructed once and combined per point, so many
-points cost about one reconstruction. With --mapspace, each point also gets
+points cost about one reconstruction; with --maps-index (the index.csv of an earlier
+run on these moments at the stored box and voxel size, e.g. the workflow's maps/) they
+are solved from 1 + K of its maps instead (the same maps to float32 rounding) and
+nothing is reconstructed. With --mapspace, each point also gets
 mapspace_NAME.mrc, the dataset's own (full-resolution, unfiltered) maps combined the same
 way, as 3DVA Display's simple mode does, at the dataset's box and voxel size.
 Every series (series_cK_*, path frames NAME_fNN, the centres cluster_NN of --points:
@@ -38,6 +41,7 @@ from zernike3d.analysis.latents import (
     MAPS_BUDGET,
     check_job,
     expansion_label,
+    job_volumes_from_maps,
     maps_at_points,
     mapspace_maps,
     select_points,
@@ -79,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     latent.add_argument("--kmeans", type=int, metavar="K", help="maps at K k-means centres of the latents")
     latent.add_argument("--points", metavar="POINTS.csv", help="maps at the points of a CSV (name, kind, z_0, ..): "
                         "centres.csv of `zernike3d cluster`, path.csv of `zernike3d path`")
+    latent.add_argument("--maps-index", metavar="index.csv", help="the index.csv of an earlier `zernike3d reconstruct "
+                        "--out-dir` of these moments: the job's volumes are solved from its maps where they hold "
+                        "them (same order, stored box and voxel size), not rebuilt")
     latent.add_argument("--mapspace", action="store_true", help="also mapspace_NAME.mrc: the dataset's own maps combined "
                         "(full resolution, not Zernike-filtered)")
     latent.add_argument("--movie", action="store_true", help="record NAME.mp4 of each series with ChimeraX, where installed")
@@ -88,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     outputs = [(args.out_dir, MAPS_FOLDER)] if args.dataset is not None else [(args.out, MAP_OUTPUT)]
-    common.check_outputs([args.moments, args.dataset], outputs)
+    common.check_outputs([args.moments, args.dataset, args.maps_index], outputs)
     moments = Moments.load(args.moments)
     if args.order is not None:
         order = common.parse_order(args.order)
@@ -132,14 +139,16 @@ def write_latent_maps(args: argparse.Namespace, moments: Moments) -> int:
         percentiles=args.percentiles, kmeans=args.kmeans, points_csv=args.points,
     )
     geometry = moments.output_geometry(args.box, args.voxel_size)
+    job_volumes = volumes_from_index(args, moments) if args.maps_index else None
     batch = max(1, min(transforms_needed(moments, points), MAPS_BUDGET // (8 * geometry.box**3)))
-    options = common.transform_options(args, geometry, moments.order, batch, "reconstruct")
+    # the plan builds the basis: only where the volumes are reconstructed
+    options = common.transform_options(args, geometry, moments.order, batch, "reconstruct") if job_volumes is None else {}
     rows, label = [], expansion_label(moments)  # the label lets `zernike3d qc` reuse the maps
     with atomic_path(args.out_dir, MAPS_FOLDER) as folder:
         def transform(volumes: Moments) -> list[MapFile]:
             return volumes.reconstruct(box=args.box, voxel_size=args.voxel_size, progress=True, **options)
 
-        for point, result in _quietly(maps_at_points(moments, points, transform, batch)):
+        for point, result in _quietly(maps_at_points(moments, points, transform, batch, job_volumes)):
             if not np.isfinite(result.data).all():
                 raise InputError("--latent" if point.name.startswith("latent_") else args.points or args.dataset,
                                  f"the map at point {point.name} (z = {', '.join(f'{v:g}' for v in point.z)}) would not be "
@@ -170,6 +179,23 @@ def write_latent_maps(args: argparse.Namespace, moments: Moments) -> int:
         + (f"; mapspace_*.mrc: the dataset's maps combined, box {dataset.box} at {dataset.voxel_size:g} Å" if args.mapspace else "")
     )
     return 0
+
+
+def volumes_from_index(args: argparse.Namespace, moments: Moments) -> np.ndarray | None:
+    """The job's volumes (1 + K, N, N, N) float32 solved from the maps of --maps-index
+    (:func:`~zernike3d.analysis.latents.job_volumes_from_maps`), or None where they cannot
+    give them or another grid is asked for (--box, --voxel-size); one line says which."""
+    from zernike3d.io.maps_index import read_maps_index
+
+    if args.box is not None or args.voxel_size is not None:
+        volumes, why_not = None, "--box or --voxel-size asks for another grid than theirs"
+    else:
+        volumes, why_not = job_volumes_from_maps(moments, read_maps_index(args.maps_index))
+    if volumes is None:
+        print(f"reconstructing the job's volumes: the maps of {args.maps_index} cannot give them ({why_not})")
+    else:
+        print(f"the job's {len(volumes)} volumes taken from the maps of {args.maps_index} (not rebuilt)")
+    return volumes
 
 
 def _quietly(items):
