@@ -48,6 +48,11 @@ INSIDE_TOLERANCE = 1e-9
 #: the ball's radius when none is given: half the box edge (of the stages' --radius and
 #: the workflow's ``radius``)
 DEFAULT_RADIUS = "inscribed"
+#: a centre this close (in voxels) to a voxel centre or a half-voxel is taken as on it:
+#: Å -> voxel division leaves rounding (283.2 Å / 2.95 Å = 96.00000000000001), and a
+#: centre a hair off the grid loses the xy orbits and the integer shells (a 192^3 box at
+#: order 50: 91,770 shells instead of ~5,000, 9 GB and 30x the time for the same moments)
+SNAP_VOXELS = 1e-6
 
 
 class GeometryError(ValueError):
@@ -132,9 +137,10 @@ class BallGeometry:
 
     @property
     def center_voxels(self) -> tuple[float, float, float]:
-        """Centre in voxel index units, in array order (z, y, x)."""
+        """Centre in voxel index units, in array order (z, y, x); a coordinate within
+        :data:`SNAP_VOXELS` of a multiple of half a voxel is that multiple."""
         x, y, z = self.center
-        return (z / self.voxel_size, y / self.voxel_size, x / self.voxel_size)
+        return (_snapped(z / self.voxel_size), _snapped(y / self.voxel_size), _snapped(x / self.voxel_size))
 
     @property
     def radius_voxels(self) -> float:
@@ -295,6 +301,12 @@ class GridTables:
             shell_radius=np.sqrt(shell_r2) / geometry.radius_voxels,
             **orbits,
         )
+
+
+def _snapped(voxels: float) -> float:
+    """``voxels`` rounded to the nearest half voxel when within :data:`SNAP_VOXELS` of it."""
+    half = round(2.0 * voxels) / 2.0
+    return half if abs(voxels - half) <= SNAP_VOXELS else voxels
 
 
 def _xy_orbits(box, cx, cy, point_index, ring_rho2):
