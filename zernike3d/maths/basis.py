@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from zernike3d.maths.geometry import BallGeometry, GridTables
 
 #: bump when the tables change meaning, so that cached stores are rebuilt
-TABLE_FORMAT = 1
+TABLE_FORMAT = 2  # 2: a centre within 1e-6 voxel of the grid snaps to it (fewer shells)
 #: keep the radial table in memory when it is at most this large (bytes)
 RADIAL_TABLE_LIMIT = 512 * 2**20
 #: radial tables up to this size are kept between calls for the same geometry and order
