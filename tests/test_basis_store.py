@@ -16,7 +16,7 @@ from zernike3d.io import basis_store
 from zernike3d.io.basis_store import (StaleStore, StreamedBasis, ensure_store, load_basis,
                                       open_store)
 from zernike3d.io.mrc import write_map
-from zernike3d.maths.basis import Basis
+from zernike3d.maths.basis import TABLE_FORMAT, Basis
 from zernike3d.maths.geometry import BallGeometry
 from zernike3d.maths.transform import decompose, reconstruct
 from zernike3d.synthetic import chiral_phantom
@@ -138,7 +138,7 @@ def test_key_needs_no_tables(geometry, monkeypatch):
     from zernike3d.maths import geometry as geometry_module
 
     monkeypatch.setattr(geometry_module, "_grid_tables", lambda g: pytest.fail("grid tables were built"))
-    assert basis_store.basis_key(geometry, ORDER) == f"{geometry.key()}-n{ORDER}-t1"
+    assert basis_store.basis_key(geometry, ORDER) == f"{geometry.key()}-n{ORDER}-t{TABLE_FORMAT}"
 
 
 def test_changed_attributes_are_detected(tmp_path, geometry):
