@@ -245,21 +245,21 @@ def _qc_fsc(tmp_path, paths, out, *extra):
 
 
 def test_qc_takes_the_expansions_from_reconstructs_maps(capsys, tmp_path):
-    """The maps of `reconstruct --particles` are base + Σ z_k component_k of the expansions:
+    """The maps of `reconstruct --dataset` are base + Σ z_k component_k of the expansions:
     qc solves the volumes from 1 + K of them instead of rebuilding, with the FSC of a
     rebuild to float32 rounding; maps at another order are not taken."""
     paths, _, _ = write_small_job(tmp_path)
     rebuilt = _qc_fsc(tmp_path, paths, "rebuilt")
     assert "not rebuilt" not in capsys.readouterr().out
     maps = tmp_path / "maps"
-    assert main([str(a) for a in ["reconstruct", paths.moments, "--particles", paths.dataset, "--out-dir", maps,
+    assert main([str(a) for a in ["reconstruct", paths.moments, "--dataset", paths.dataset, "--out-dir", maps,
                                   "--series", 3]]) == 0
     capsys.readouterr()
     reused = _qc_fsc(tmp_path, paths, "reused", "--maps-index", maps / "index.csv")
     assert "expansions of the 3 volumes taken from the maps of the index (not rebuilt)" in capsys.readouterr().out
     np.testing.assert_allclose(reused, rebuilt, atol=1e-5)
     lower = tmp_path / "lower"  # the maps of an order-6 expansion are not those of the stored order 8
-    assert main([str(a) for a in ["reconstruct", paths.moments, "--particles", paths.dataset, "--out-dir", lower,
+    assert main([str(a) for a in ["reconstruct", paths.moments, "--dataset", paths.dataset, "--out-dir", lower,
                                   "--series", 3, "--order", 6]]) == 0
     capsys.readouterr()
     again = _qc_fsc(tmp_path, paths, "lower_qc", "--maps-index", lower / "index.csv")

@@ -48,6 +48,8 @@ def test_cluster_maps_asks_for_the_maps_it_combines_or_for_a_reconstruction():
     shape = BundleShape(192, 7, 500_000, 2.95)
     reused = estimate("cluster_maps", shape, 50, settings())
     rebuilt = estimate("cluster_maps", shape, 50, settings(series=0))
-    assert 3 * 4 * 192**3 * 7 / MB < reused["mem_mb"] < rebuilt["mem_mb"] / 5
+    # (the rebuild's plan at 2.95 Å asked ~13 GB while the centre fell a hair off the grid;
+    # on the grid it is below the three copies: both are sized by what they hold)
+    assert 3 * 4 * 192**3 * 7 / MB < reused["mem_mb"] < 1.5 * 1.1 * (3 * 4 * 192**3 * 7 / MB + 200)
     assert reused["gpu"] == 0
     assert rebuilt == planned("reconstruct", shape, 50, dict(settings(series=0), gpu=False))

@@ -95,6 +95,12 @@ def _minutes(seconds: float) -> int:
     return int(MIN_RUNTIME + math.ceil(2 * seconds / 60))
 
 
+#: what a qc that reuses reconstruct's maps holds beyond BASE_MB (fitted with the planner's
+#: interpreter allowance included, which the rebuild counts and the reuse does not): the
+#: libraries it loads (matplotlib, scipy.fft, numba's kernels). .test's qc peaked at
+#: 210 MB against 168 MB asked without it; with it box 64 asks 1.18-1.26x and 192^3 1.37x
+#: the peaks of benchmarks/bench_stage_memory.py and bench_real_job.py
+QC_REUSE_PROCESS_MB = 56
 #: particles drawn for the PCA plot of qc (its --pca-sample default)
 QC_PCA_SAMPLE = 20000
 #: stages whose resources (memory, time, GPU or not) are the planner's choice
@@ -242,6 +248,7 @@ def estimate(stage: str, shape: BundleShape, order: int | None, config: Mapping[
             # and 1.30x (192^3, K = 6, 500,000) the measured peaks at order 50, where
             # counting the reconstruction asked 1.73x and 3.7x
             nbytes = maps + max(2 * maps, maps + fsc, fsc + pca)
+            nbytes += QC_REUSE_PROCESS_MB * MB
             seconds = padded * 30 / OPS_PER_SECOND
         else:
             reconstruction, reconstruction_bytes = qc_reconstruction_bytes(shape, order, config)
