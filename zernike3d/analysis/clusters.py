@@ -60,9 +60,9 @@ def invariant_features(invariants, dimensions=INVARIANT_DIMENSIONS):
     standard = (values[:, keep] - values[:, keep].mean(axis=0)) / spread[keep]
     dimensions = min(dimensions, standard.shape[1], len(standard))
     # principal axes from the small (n_nl, n_nl) covariance: cheap for millions of rows
-    covariance = standard.T @ standard / len(standard)
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-    axes = eigenvectors[:, ::-1][:, :dimensions]
+    from zernike3d.analysis.pca import principal_axes
+
+    axes, _ = principal_axes(standard.T @ standard / len(standard), dimensions)
     return standard @ axes
 
 

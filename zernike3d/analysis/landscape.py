@@ -125,12 +125,10 @@ def fit_joint_axes(sources: Sequence[StoreSource | ComputedSource], n_axes: int,
         covariances.append((centred.T @ centred).astype(np.float64) / len(sample))
     centre = np.mean(means, axis=0)
     covariance = np.mean([c + np.outer(m - centre, m - centre) for c, m in zip(covariances, means)], axis=0)
-    values, vectors = np.linalg.eigh(covariance)
-    keep = np.argsort(values)[::-1][:n_axes]
-    axes = vectors[:, keep]
-    axes *= np.sign(axes[np.argmax(np.abs(axes), axis=0), np.arange(axes.shape[1])])
-    total = np.trace(covariance)
-    return JointAxes(centre, axes, values[keep] / total if total > 0 else np.zeros(len(keep)))
+    from zernike3d.analysis.pca import principal_axes
+
+    axes, explained = principal_axes(covariance, n_axes)
+    return JointAxes(centre, axes, explained)
 
 
 def project_sources(sources: Sequence[StoreSource | ComputedSource],

@@ -20,14 +20,23 @@ def principal_components(values: np.ndarray, dimensions: int) -> tuple[np.ndarra
     """
     x = np.array(values, dtype=np.float64)  # the one copy, centred in place
     x -= x.mean(axis=0)
-    covariance = x.T @ x / max(len(x), 1)
+    axes, explained = principal_axes(x.T @ x / max(len(x), 1), dimensions)
+    return x @ axes, explained
+
+
+def principal_axes(covariance: np.ndarray, dimensions: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first d = min(``dimensions``, D) principal axes (D, d) of a (D, D) covariance,
+    by decreasing variance, each signed so that its largest loading is positive, and the
+    fraction of the total variance along each (d,) (0 where the total is 0). The one
+    eigen-step of every PCA in the package (qc's plot, the clusters' invariant features,
+    compare's joint axes)."""
     variances, vectors = np.linalg.eigh(covariance)
-    keep = np.argsort(variances)[::-1][: min(dimensions, x.shape[1])]
+    keep = np.argsort(variances)[::-1][: min(dimensions, covariance.shape[0])]
     axes = vectors[:, keep]
     axes *= np.where(axes[np.argmax(np.abs(axes), axis=0), np.arange(axes.shape[1])] < 0, -1.0, 1.0)
     total = float(np.trace(covariance))
     explained = np.clip(variances[keep], 0.0, None) / total if total > 0 else np.zeros(len(keep))
-    return x @ axes, explained
+    return axes, explained
 
 
 def rank_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
